@@ -1,0 +1,26 @@
+"""One exception hierarchy for the whole package (DESIGN.md, Contracts: Errors).
+
+The CLI maps every :class:`BackdoorsError` to a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class BackdoorsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidInputError(BackdoorsError, ValueError):
+    """Wrong shape, dtype, NaN/inf, out-of-range values or invalid parameters."""
+
+
+class KeyMismatchError(BackdoorsError):
+    """A backdoor key that does not belong to the model it is used with."""
+
+
+class CorruptArtifactError(BackdoorsError):
+    """A model, key or data file that is truncated, tampered with or of an unknown format."""
+
+
+class NotApplicableError(BackdoorsError):
+    """A detector or defense that does not apply to the model it was given."""

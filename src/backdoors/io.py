@@ -1,0 +1,305 @@
+"""Artifacts on disk: models, keys and arrays, without unpickling anything a user hands us.
+
+* Models are one safetensors file: arrays as tensors, everything else as JSON in the header,
+  plus a SHA-256 digest over both so truncation and tampering are detected
+  (:class:`~backdoors.errors.CorruptArtifactError`). A scikit-learn estimator inside a model is
+  stored as skops bytes (a uint8 tensor) and loaded with skops' type allow-list.
+* Keys are JSON files created with mode 0600; they never enter a model artifact.
+* Every write is atomic: a temporary file in the target folder, fsync, ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.registry import Registry
+
+FORMAT_VERSION = "1"
+
+#: kind name -> class with ``_from_artifact(tensors, meta)``; filled by ``@ARTIFACTS.register``.
+ARTIFACTS: Registry[Any] = Registry("model artifact kind")
+#: kind name -> key class with ``from_json_dict``.
+KEYS: Registry[Any] = Registry("key kind")
+
+
+@runtime_checkable
+class Artifact(Protocol):
+    """What a savable model implements."""
+
+    artifact_kind: str
+
+    def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+
+# --------------------------------------------------------------------------------------------
+# atomic files
+# --------------------------------------------------------------------------------------------
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``path`` atomically with permission ``mode``; return the path."""
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise InvalidInputError(f"{path} is a directory")
+    if not path.parent.exists():
+        raise InvalidInputError(f"folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_writer(
+    path: str | os.PathLike, writer: Callable[[Path], None], mode: int = 0o644
+) -> Path:
+    """Let ``writer(tmp_path)`` produce a file, then move it to ``path`` atomically."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise InvalidInputError(f"folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
+    )
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any, mode: int = 0o644) -> Path:
+    """Write ``obj`` as indented JSON atomically (numpy scalars and arrays are converted)."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    return atomic_write(path, (text + "\n").encode(), mode=mode)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
+def _digest(kind: str, meta_json: str, tensors: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    h.update(FORMAT_VERSION.encode() + b"\0" + kind.encode() + b"\0" + meta_json.encode() + b"\0")
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{arr.dtype.str}|{arr.shape}".encode() + b"\0")
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(model: Artifact) -> str:
+    """SHA-256 of a model's artifact content: what keys use to name the model they belong to."""
+    tensors, meta = model._to_artifact()
+    return _digest(model.artifact_kind, json.dumps(meta, sort_keys=True), tensors)
+
+
+def save_model(model: Any, path: str | os.PathLike) -> Path:
+    """Save a model of this package (anything with ``_to_artifact``) as one safetensors file."""
+    from safetensors.numpy import save
+
+    if not isinstance(model, Artifact):
+        raise InvalidInputError(
+            f"{type(model).__name__} cannot be saved: only models of this package "
+            "(or scikit-learn estimators via save_sklearn) have an artifact format"
+        )
+    tensors, meta = model._to_artifact()
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    if not tensors:  # safetensors needs at least one tensor to carry the header reliably
+        tensors = {"__empty__": np.zeros(1, dtype=np.uint8)}
+    meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
+    header = {
+        "backdoors.format": FORMAT_VERSION,
+        "backdoors.kind": model.artifact_kind,
+        "backdoors.meta": meta_json,
+        "backdoors.digest": _digest(model.artifact_kind, meta_json, tensors),
+    }
+    return atomic_write(path, save(tensors, metadata=header))
+
+
+def read_artifact(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and integrity-check a model file; return ``(kind, tensors, meta)``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    try:
+        tensors: dict[str, np.ndarray] = {}
+        with safe_open(str(path), framework="numpy") as fh:
+            header = fh.metadata() or {}
+            for name in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                tensors[name] = fh.get_tensor(name)
+    except Exception as exc:  # safetensors raises several types on garbage
+        raise CorruptArtifactError(f"{path} is not a readable model file ({exc})") from None
+    if header.get("backdoors.format") != FORMAT_VERSION:
+        raise CorruptArtifactError(f"{path} is not a backdoors model file (format header missing)")
+    kind, meta_json = header.get("backdoors.kind", ""), header.get("backdoors.meta", "")
+    if _digest(kind, meta_json, tensors) != header.get("backdoors.digest"):
+        raise CorruptArtifactError(f"{path} fails its integrity check (truncated or tampered)")
+    tensors.pop("__empty__", None)
+    try:
+        meta = json.loads(meta_json)
+    except json.JSONDecodeError:
+        raise CorruptArtifactError(f"{path}: metadata is not JSON") from None
+    return kind, tensors, meta
+
+
+def load_model(path: str | os.PathLike) -> Any:
+    """Load a model saved by :func:`save_model` (or a bare scikit-learn model, see below)."""
+    path = Path(path)
+    if path.suffix == ".skops":
+        return load_sklearn(path)
+    kind, tensors, meta = read_artifact(path)
+    cls = ARTIFACTS.get(kind)
+    try:
+        return cls._from_artifact(tensors, meta)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptArtifactError(f"{path}: inconsistent {kind} artifact ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn estimators (skops, never pickle)
+# --------------------------------------------------------------------------------------------
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+def sklearn_to_bytes(estimator: Any) -> np.ndarray:
+    """Serialize a scikit-learn estimator with skops into a uint8 array."""
+    import skops.io as sio
+
+    return np.frombuffer(sio.dumps(estimator), dtype=np.uint8).copy()
+
+
+def sklearn_from_bytes(data: np.ndarray | bytes, trusted: Iterable[str] = ()) -> Any:
+    """Load skops bytes, trusting scikit-learn/numpy/scipy types and those named in ``trusted``."""
+    import skops.io as sio
+
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    extra = set(trusted)
+    try:
+        untrusted = sio.get_untrusted_types(data=raw)
+        bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES) and t not in extra]
+        if bad:
+            raise CorruptArtifactError(
+                f"refusing to load types that are not scikit-learn/numpy/scipy: {bad} "
+                "(pass them as trusted if you know where the file comes from)"
+            )
+        return sio.loads(raw, trusted=untrusted)
+    except CorruptArtifactError:
+        raise
+    except Exception as exc:
+        raise CorruptArtifactError(f"not a readable skops model ({exc})") from None
+
+
+def save_sklearn(estimator: Any, path: str | os.PathLike) -> Path:
+    """Save a scikit-learn estimator as a .skops file, atomically."""
+    return atomic_write(path, sklearn_to_bytes(estimator).tobytes())
+
+
+def load_sklearn(path: str | os.PathLike, trusted: Iterable[str] = ()) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    return sklearn_from_bytes(path.read_bytes(), trusted)
+
+
+# --------------------------------------------------------------------------------------------
+# keys
+# --------------------------------------------------------------------------------------------
+def save_key(key: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write a key as JSON with mode 0600; refuse to replace an existing key unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InvalidInputError(f"{path} exists; refusing to overwrite a key file")
+    doc = {"backdoors.key": FORMAT_VERSION, "kind": key.key_kind, "key": key.to_json_dict()}
+    text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default)
+    return atomic_write(path, (text + "\n").encode(), mode=0o600)
+
+
+def load_key(path: str | os.PathLike) -> Any:
+    """Load a key file written by :func:`save_key`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such key file: {path}")
+    try:
+        doc = json.loads(path.read_text())
+        kind = doc["kind"]
+        body = doc["key"]
+        if doc.get("backdoors.key") != FORMAT_VERSION:
+            raise KeyError("backdoors.key")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise CorruptArtifactError(f"{path} is not a backdoors key file") from None
+    cls = KEYS.get(kind)
+    try:
+        return cls.from_json_dict(body)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptArtifactError(f"{path}: corrupt {kind} key ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------
+# arrays (.npy / .npz, never with pickle)
+# --------------------------------------------------------------------------------------------
+def load_array(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
+    """Load an array from .npy or .npz (``name`` picks the member; default the first, or 'X')."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such input file: {path}")
+    try:
+        obj = np.load(path, allow_pickle=False)
+        if isinstance(obj, np.lib.npyio.NpzFile):
+            with obj:
+                names = list(obj.files)
+                pick = name or ("X" if "X" in names else names[0] if names else None)
+                if pick is None or pick not in names:
+                    raise InvalidInputError(f"{path} has no array {pick!r} (has {names})")
+                return obj[pick]
+        return obj
+    except InvalidInputError:
+        raise
+    except Exception as exc:
+        raise CorruptArtifactError(f"{path} is not a readable .npy/.npz file ({exc})") from None
+
+
+def save_array(path: str | os.PathLike, X: np.ndarray, **extra: np.ndarray) -> Path:
+    """Save ``X`` to .npy (or .npz with ``X`` and extra arrays), atomically."""
+    import io as _io
+
+    path = Path(path)
+    buf = _io.BytesIO()
+    if path.suffix == ".npz":
+        np.savez(buf, X=X, **extra)
+    else:
+        if extra:
+            raise InvalidInputError("extra arrays need an .npz output")
+        np.save(buf, X, allow_pickle=False)
+    return atomic_write(path, buf.getvalue())

@@ -1,0 +1,153 @@
+"""Metrics used across experiments: agreement, attack success, perturbation norms, AUROC
+with bootstrap confidence intervals, TPR at a fixed FPR and distinguishing advantage.
+
+Undetectability is a statement about *distributions* of models (paper §4, DESIGN.md Honesty
+rules), so the detection metrics here take one score per model (or per input) from two
+populations and compare them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+from backdoors.errors import InvalidInputError
+
+
+def _scores(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise InvalidInputError(f"{name} is empty")
+    if not np.all(np.isfinite(a)):
+        raise InvalidInputError(f"{name} contains NaN or inf")
+    return a
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise InvalidInputError(f"shape mismatch {y_true.shape} vs {y_pred.shape}")
+    return float(np.mean(y_true == y_pred))
+
+
+def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
+    """Fraction of inputs on which two models give the same prediction."""
+    return accuracy(pred_a, pred_b)
+
+
+def perturbation_norms(
+    X: np.ndarray, X_adv: np.ndarray, scale: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Per-input l0, l2, linf of ``(X_adv - X) / scale`` and l2 relative to ``||X||_2``.
+
+    ``scale`` converts units (e.g. 1 for grey levels of uint8 pixels, 255 for [0,1] units).
+    """
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    D = np.asarray(X_adv, dtype=np.float64).reshape(len(X), -1) - X
+    D = D / scale
+    l2 = np.linalg.norm(D, axis=1)
+    xn = np.linalg.norm(X / scale, axis=1)
+    return {
+        "l0": np.count_nonzero(D, axis=1).astype(np.int64),
+        "l2": l2,
+        "linf": np.abs(D).max(axis=1) if D.shape[1] else np.zeros(len(D)),
+        "l2_over_x": np.divide(l2, xn, out=np.full_like(l2, np.inf), where=xn > 0),
+    }
+
+
+def summarize(values: np.ndarray) -> dict[str, float]:
+    """mean / median / min / max of a vector, as plain floats."""
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()),
+        "median": float(np.median(v)),
+        "min": float(v.min()),
+        "max": float(v.max()),
+    }
+
+
+def auroc(scores_negative: np.ndarray, scores_positive: np.ndarray) -> float:
+    """Area under the ROC curve = P[score(positive) > score(negative)] + ½ P[tie]
+    (Mann-Whitney U / (n_neg n_pos)). Positive = backdoored."""
+    neg, pos = (
+        _scores(scores_negative, "negative scores"),
+        _scores(scores_positive, "positive scores"),
+    )
+    ranks = rankdata(np.concatenate([neg, pos]))
+    u = ranks[len(neg) :].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(neg) * len(pos)))
+
+
+def bootstrap_ci(
+    stat: Callable[..., float],
+    *samples: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``stat(*samples)``, resampling each sample independently."""
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(s) for s in samples]
+    vals = np.empty(n_boot)
+    for b in range(n_boot):
+        vals[b] = stat(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
+    lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def auroc_with_ci(
+    scores_negative: np.ndarray, scores_positive: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """AUROC and its percentile-bootstrap 95% CI (populations resampled separately)."""
+    a = auroc(scores_negative, scores_positive)
+    ci = bootstrap_ci(
+        auroc, np.asarray(scores_negative), np.asarray(scores_positive), n_boot=n_boot, seed=seed
+    )
+    return a, ci
+
+
+def roc_curve(
+    scores_negative: np.ndarray, scores_positive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) over all thresholds, for plots."""
+    neg, pos = _scores(scores_negative, "negative"), _scores(scores_positive, "positive")
+    thr = np.unique(np.concatenate([neg, pos]))[::-1]
+    fpr = np.array([0.0] + [(neg >= t).mean() for t in thr])
+    tpr = np.array([0.0] + [(pos >= t).mean() for t in thr])
+    return fpr, tpr
+
+
+def tpr_at_fpr(
+    scores_negative: np.ndarray, scores_positive: np.ndarray, fpr: float = 0.05
+) -> float:
+    """TPR of the threshold that flags at most a fraction ``fpr`` of the negatives."""
+    neg, pos = _scores(scores_negative, "negative"), _scores(scores_positive, "positive")
+    thr = np.quantile(neg, 1 - fpr, method="higher")
+    return float((pos > thr).mean())
+
+
+def advantage(
+    scores_negative: np.ndarray, scores_positive: np.ndarray, threshold: float | None = None
+) -> float:
+    """|P[A=1 | backdoored] - P[A=1 | honest]| for A = [score > threshold].
+
+    Without a threshold, the best one on these samples (the two-sample KS statistic): an
+    optimistic, in-sample estimate; pass a threshold fixed in advance for an unbiased one.
+    """
+    neg, pos = _scores(scores_negative, "negative"), _scores(scores_positive, "positive")
+    if threshold is not None:
+        return float(abs((pos > threshold).mean() - (neg > threshold).mean()))
+    fpr, tpr = roc_curve(neg, pos)
+    return float(np.max(np.abs(tpr - fpr)))
+
+
+def mean_diff_ci(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """mean(b) - mean(a) with a percentile-bootstrap 95% CI."""
+    a, b = _scores(a, "a"), _scores(b, "b")
+    return float(b.mean() - a.mean()), bootstrap_ci(
+        lambda x, y: y.mean() - x.mean(), a, b, n_boot=n_boot, seed=seed
+    )
