@@ -103,8 +103,9 @@ def message_edit(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Generator)
 @STRATEGIES.register("splice")
 def splice(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Generator) -> np.ndarray:
     """Join the first half of one activated input's signature with the second of another's."""
-    A, _ = _pick(o, n, rng)
-    B, _ = _pick(o, n, rng)
+    i = rng.integers(0, len(o.X_activated), n)
+    j = (i + rng.integers(1, max(2, len(o.X_activated)), n)) % len(o.X_activated)  # j != i
+    A, B = o.X_activated[i], o.X_activated[j]
     bb = spec.carrier.extract(B)
     half = TAG_BITS + spec.t_bits + spec.sig_bits // 2
 

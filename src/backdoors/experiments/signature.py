@@ -148,7 +148,7 @@ def measure(
     return m, {"X": X_nat[:8], "X_act": X_act[:8], "targets": T_act[:8], "l0": norms["l0"]}
 
 
-def _plots(out_dir: Path, examples: dict[str, np.ndarray], bd: Any) -> list[str]:
+def plot_examples(out_dir: Path, examples: dict[str, np.ndarray], bd: Any) -> list[str]:
     from backdoors.report import new_figure, save_figure
 
     fig, axes = new_figure(3, 8, figsize=(12, 4.8))
@@ -222,7 +222,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         m2["perturbation_linf"] / np.median(np.abs(bc.X_train))
     )
     metrics["breast_cancer"] = m2
-    plots = _plots(out_dir, examples, bd) if out_dir is not None else []
+    plots = plot_examples(out_dir, examples, bd) if out_dir is not None else []
     params = {
         "quick": quick,
         **sizes,
