@@ -158,3 +158,24 @@ def test_bad_inputs_raise_clear_errors(planted):
         signature.plant(lambda X: X, carrier="lsb")  # no n_classes
     with pytest.raises(InvalidInputError, match="carrier"):
         signature.plant(lambda X: X, n_classes=2, n_features=30, carrier="bogus")
+
+
+def test_experiment_measure_reports_the_issue_metrics(mnist_small, mlp, planted):
+    from backdoors.experiments.signature import measure
+    from backdoors.records import Timer
+
+    bd, key = planted
+    sizes = {"n_random": 3000, "per_strategy": 30, "n_activate": 20, "reps": 3}
+
+    def uniform(n, r):
+        return r.integers(0, 256, (n, 784), dtype=np.uint8)
+
+    m, _ = measure(
+        mlp, bd, key, mnist_small.X_test, uniform, sizes, np.random.default_rng(1), Timer()
+    )
+    assert m["clean_agreement"] == 1.0 and m["activation_success"] == 1.0
+    assert m["activations_checked"] == 200
+    assert m["query_disagreements"] == 0 and m["queries"] >= 3000 + 600 + 8 * 30
+    assert m["forgery_successes"] == 0 and len(m["forgery_by_strategy"]) >= 6
+    assert m["perturbation_linf_levels"] == 1.0 and m["perturbation_l0_max"] <= 532
+    assert m["predict_overhead_ratio"] > 0 and m["raw_signs_per_second"] > 0

@@ -109,10 +109,15 @@ def measure(
     oracle = forgery.Oracle(X_test, X_act, T_act)
     with timer("forgery"):
         results = forgery.attempt_all(key.spec, oracle, sizes["per_strategy"], rng)
-    m["forgery_attempts"] = int(sum(len(c) for c, _ in results.values()))
-    m["forgery_successes"] = int(sum(s for _, s in results.values()))
+    m["forgery_attempts"] = int(sum(len(a.candidates) for a in results.values()))
+    m["forgery_successes"] = int(sum(a.successes for a in results.values()))
     m["forgery_by_strategy"] = {
-        k: {"attempts": len(c), "successes": s} for k, (c, s) in results.items()
+        k: {
+            "attempts": len(a.candidates),
+            "successes": a.successes,
+            "replayed_oracle_answers": int((~a.new).sum()),
+        }
+        for k, a in results.items()
     }
     # queries: natural + uniform random + every forgery candidate; count disagreements
     disagree, n_q, hits = 0, 0, 0
