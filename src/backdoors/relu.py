@@ -114,7 +114,8 @@ class RandomReLUClassifier(ClassifierMixin, BaseEstimator):
         return self.features(X) @ self.coef_ + self.intercept_
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        f = self.decision_function(X)
+        return self.classes_[(f > 0).astype(int)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -227,10 +228,10 @@ def generate(d: int, sparsity: int, theta: float, lam: float, random_state: Any 
 def plant(
     X: Any,
     y: Any,
-    n_components: int = 200,
-    sparsity: int = 20,
-    theta: float = 3.0,
-    lam: float = 8.0,
+    n_components: int = 100,
+    sparsity: int = 50,
+    theta: float = 4.0,
+    lam: float = 14.0,
     head: str = "threshold",
     alpha: float = 1e-3,
     random_state: Any = None,
