@@ -120,6 +120,8 @@ class RandomReLUClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
+        # one trained threshold on a norm-like score: not meant to fit arbitrary data
+        tags.classifier_tags.poor_score = self.head == "threshold"
         return tags
 
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
