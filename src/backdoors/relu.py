@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
@@ -86,9 +86,12 @@ class RandomReLUClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> RandomReLUClassifier:
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        if type_of_target(y, input_name="y", raise_unknown=True) != "binary":
+            raise ValueError(
+                "Only binary classification is supported. The type of the target "
+                f"is {type_of_target(y)}."
+            )
         self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) != 2:
-            raise ValueError(f"RandomReLUClassifier is binary; got {len(self.classes_)} classes")
         if int(self.n_components) < 1 or self.head not in ("threshold", "linear"):
             raise InvalidInputError("need n_components >= 1 and head in {'threshold', 'linear'}")
         g_rng, _ = coin_streams(self.random_state)
