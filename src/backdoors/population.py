@@ -1,0 +1,369 @@
+"""Populations of models: N honest and N backdoored members per attack, built from seeds.
+
+Undetectability (paper Def. 4.5 / §4) is a statement about the *distributions* of honest and
+backdoored models, so every detection claim is measured on populations. Member ``i`` of both
+halves uses seed ``seed + i``: honest and backdoored members of one seed share data and training
+code (the attack contract), so the two populations differ only in the backdoor.
+
+* **Parallel**: members are independent jobs run with joblib (``n_jobs``), or on a Dask
+  distributed cluster when ``scheduler`` is an address (``"tcp://host:8786"``) or a
+  ``distributed.Client``: the same job function either way.
+* **Cache**: with ``cache_dir``, each member is stored under the SHA-256 of (attack name,
+  attack class, attack params, seed, backdoored, quick, package version). A rerun loads what
+  exists and builds only what is missing. Models are written with :func:`backdoors.io.save_model`
+  (safetensors) or skops (scikit-learn estimators), keys with :func:`backdoors.io.save_key`
+  (0600), arrays as content-addressed safetensors files (a data set shared by all members is
+  stored once) and everything else as JSON. Nothing is pickled to disk. A member whose model,
+  key or ``info`` has no artifact format is built every time and listed in
+  :attr:`Population.uncached`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors import __version__, io
+from backdoors.attacks import ATTACKS, Attack, Built
+from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.progress import track
+
+ARRAY_FIELDS = ("X_test", "y_test", "X_train", "y_train")
+CACHE_FORMAT = "1"
+
+
+@dataclass
+class Population:
+    """Honest and backdoored members of one attack (``honest[i].seed == backdoored[i].seed``)."""
+
+    attack: str
+    honest: list[Built] = field(default_factory=list)
+    backdoored: list[Built] = field(default_factory=list)
+    n_built: int = 0  # members computed in this call
+    n_cached: int = 0  # members loaded from the cache
+    wall_time: float = 0.0
+    uncached: list[str] = field(default_factory=list)  # reasons members could not be cached
+
+    def members(self) -> Iterator[Built]:
+        yield from self.honest
+        yield from self.backdoored
+
+    def pairs(self) -> Iterator[tuple[Built, Built]]:
+        """(honest, backdoored) members of the same seed."""
+        by_seed = {b.seed: b for b in self.backdoored}
+        for h in self.honest:
+            if h.seed in by_seed:
+                yield h, by_seed[h.seed]
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Task:
+    attack: Attack
+    seed: int
+    backdoored: bool
+    quick: bool
+
+
+def _as_attack(attack: str | Attack | type[Attack]) -> Attack:
+    if isinstance(attack, Attack):
+        return attack
+    if isinstance(attack, type) and issubclass(attack, Attack):
+        return attack()
+    if isinstance(attack, str):
+        return ATTACKS.get(attack)()
+    raise InvalidInputError(f"not an attack: {attack!r}")
+
+
+def attack_params(attack: Attack) -> dict[str, Any]:
+    """The parameters that define an attack instance (``get_params()`` or public attributes)."""
+    params = attack.get_params() if hasattr(attack, "get_params") else dict(vars(attack))
+    return {k: params[k] for k in sorted(params) if not k.startswith("_")}
+
+
+def member_hash(attack: Attack, seed: int, backdoored: bool, quick: bool) -> str:
+    """Content hash naming one member in the cache."""
+    doc = {
+        "format": CACHE_FORMAT,
+        "attack": attack.name,
+        "class": f"{type(attack).__module__}.{type(attack).__qualname__}",
+        "params": attack_params(attack),
+        "seed": int(seed),
+        "backdoored": bool(backdoored),
+        "quick": bool(quick),
+        "version": __version__,
+    }
+    text = json.dumps(doc, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _build_task(task: _Task) -> tuple[Built, float]:
+    """Run in a worker: build one member and time it."""
+    t0 = time.perf_counter()
+    built = task.attack.build(task.seed, task.backdoored, task.quick)
+    if not isinstance(built, Built):
+        raise InvalidInputError(f"attack {task.attack.name} returned {type(built).__name__}")
+    return built, time.perf_counter() - t0
+
+
+def _indexed_task(i: int, task: _Task) -> tuple[int, tuple[Built, float]]:
+    return i, _build_task(task)
+
+
+def _run(tasks: list[_Task], n_jobs: int, scheduler: Any, label: str) -> Iterator[Any]:
+    """Yield ``(index, (built, seconds))`` as jobs finish (joblib or Dask)."""
+    if not tasks:
+        return
+    if scheduler is not None:
+        from distributed import Client, as_completed
+
+        own = not isinstance(scheduler, Client)
+        client = Client(scheduler, set_as_default=False) if own else scheduler
+        try:
+            futures = client.map(_build_task, tasks, pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in track(as_completed(futures, loop=client.loop), label, total=len(tasks)):
+                yield index[fut.key], fut.result()
+        finally:
+            if own:
+                client.close()
+        return
+    from joblib import Parallel, delayed
+
+    if n_jobs == 1:  # in-process: no worker start-up, exceptions keep their traceback
+        for i, t in enumerate(track(tasks, label)):
+            yield i, _build_task(t)
+        return
+    par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    jobs = (delayed(_indexed_task)(i, t) for i, t in enumerate(tasks))
+    yield from track(par(jobs), label, total=len(tasks))
+
+
+# ---------------------------------------------------------------------------------------------
+# cache
+# ---------------------------------------------------------------------------------------------
+def _array_digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{a.dtype.str}|{a.shape}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+class _ArrayPool:
+    """Content-addressed arrays: one copy in memory (and on disk) per distinct array."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self.mem: dict[str, np.ndarray] = {}
+
+    def intern(self, a: np.ndarray) -> tuple[str, np.ndarray]:
+        d = _array_digest(a)
+        return d, self.mem.setdefault(d, a)
+
+    def save(self, d: str) -> None:
+        from safetensors.numpy import save
+
+        assert self.root is not None
+        path = self.root / "arrays" / f"{d}.safetensors"
+        if not path.exists():
+            io.atomic_write(path, save({"a": np.ascontiguousarray(self.mem[d])}))
+
+    def load(self, d: str) -> np.ndarray:
+        if d not in self.mem:
+            from safetensors.numpy import load_file
+
+            assert self.root is not None
+            path = self.root / "arrays" / f"{d}.safetensors"
+            try:
+                a = load_file(str(path))["a"]
+            except Exception as exc:
+                raise CorruptArtifactError(f"cached array {path} unreadable ({exc})") from None
+            if _array_digest(a) != d:
+                raise CorruptArtifactError(f"cached array {path} fails its digest")
+            a.setflags(write=False)
+            self.mem[d] = a
+        return self.mem[d]
+
+
+def _is_sklearn(model: Any) -> bool:
+    from sklearn.base import BaseEstimator
+
+    return isinstance(model, BaseEstimator) and not isinstance(model, io.Artifact)
+
+
+def _cache_plan(built: Built) -> str | None:
+    """Why ``built`` cannot be cached (None when it can)."""
+    if not (isinstance(built.model, io.Artifact) or _is_sklearn(built.model)):
+        return f"model type {type(built.model).__name__} has no artifact format"
+    if built.key is not None and not hasattr(built.key, "key_kind"):
+        return f"key type {type(built.key).__name__} has no key format"
+    try:
+        json.dumps(built.info, default=io._json_default)
+    except (TypeError, ValueError) as exc:
+        return f"info is not JSON ({exc})"
+    for name in ARRAY_FIELDS:
+        a = getattr(built, name)
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype.hasobject):
+            return f"{name} is not a numeric numpy array"
+    return None
+
+
+def _save_member(root: Path, h: str, built: Built, pool: _ArrayPool) -> None:
+    folder = root / "members" / h
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(built.model, io.Artifact):
+        model_file = "model.safetensors"
+        io.save_model(built.model, folder / model_file)
+    else:
+        model_file = "model.skops"
+        io.save_sklearn(built.model, folder / model_file)
+    if built.key is not None:
+        io.save_key(built.key, folder / "key.json", overwrite=True)
+    arrays = {}
+    for name in ARRAY_FIELDS:
+        a = getattr(built, name)
+        if a is not None:
+            d, _ = pool.intern(a)
+            pool.save(d)
+            arrays[name] = d
+    doc = {
+        "format": CACHE_FORMAT,
+        "seed": int(built.seed),
+        "backdoored": bool(built.backdoored),
+        "model": model_file,
+        "key": "key.json" if built.key is not None else None,
+        "arrays": arrays,
+        "info": built.info,
+    }
+    io.write_json(folder / "member.json", doc)  # written last: marks the entry complete
+
+
+def _load_member(root: Path, h: str, pool: _ArrayPool) -> Built | None:
+    folder = root / "members" / h
+    meta_path = folder / "member.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        doc = json.loads(meta_path.read_text())
+        if doc.get("format") != CACHE_FORMAT:
+            return None
+        model = io.load_model(folder / doc["model"])
+        key = io.load_key(folder / doc["key"]) if doc["key"] else None
+        arrays = {name: pool.load(d) for name, d in doc["arrays"].items()}
+        return Built(
+            model=model,
+            key=key,
+            backdoored=bool(doc["backdoored"]),
+            seed=int(doc["seed"]),
+            info=dict(doc.get("info") or {}),
+            **{name: arrays.get(name) for name in ARRAY_FIELDS},
+        )
+    except (CorruptArtifactError, InvalidInputError, KeyError, TypeError, ValueError):
+        return None  # unreadable entry: rebuild and overwrite it
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+def build_populations(
+    attacks: Iterable[str | Attack | type[Attack]],
+    n: int,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    sides: tuple[bool, ...] = (False, True),
+) -> dict[str, Population]:
+    """Build ``n`` members per side (honest ``False``, backdoored ``True``) of every attack in
+    one parallel job; member ``i`` uses seed ``seed + i``. Returns ``{attack name: Population}``.
+    """
+    if int(n) < 1:
+        raise InvalidInputError(f"population size must be >= 1, got {n}")
+    if n_jobs == 0 or n_jobs < -1:
+        raise InvalidInputError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
+    objs = [_as_attack(a) for a in attacks]
+    names = [a.name for a in objs]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"attack names repeat: {names}")
+    root = Path(cache_dir) if cache_dir is not None else None
+    if root is not None:
+        (root / "arrays").mkdir(parents=True, exist_ok=True)
+        (root / "members").mkdir(parents=True, exist_ok=True)
+    pool = _ArrayPool(root)
+    t0 = time.perf_counter()
+    pops = {a.name: Population(a.name) for a in objs}
+    slots: dict[tuple[str, bool, int], Built] = {}
+    todo: list[tuple[str, _Task]] = []  # (hash, task)
+    for a in objs:
+        for bd in sides:
+            for i in range(int(n)):
+                task = _Task(a, int(seed) + i, bool(bd), bool(quick))
+                h = member_hash(a, task.seed, task.backdoored, task.quick)
+                got = _load_member(root, h, pool) if root is not None else None
+                if got is not None:
+                    slots[(a.name, bd, i)] = got
+                    pops[a.name].n_cached += 1
+                else:
+                    todo.append((h, task))
+    places = [(t.attack.name, t.backdoored, t.seed - int(seed)) for _, t in todo]
+    tasks = [t for _, t in todo]
+    for j, (built, seconds) in _run(tasks, n_jobs, scheduler, f"building {len(tasks)} models"):
+        name = places[j][0]
+        for fname in ARRAY_FIELDS:  # one copy of shared data sets in memory
+            a = getattr(built, fname)
+            if isinstance(a, np.ndarray):
+                setattr(built, fname, pool.intern(a)[1])
+        built.info = {**built.info, "build_seconds": built.info.get("build_seconds", seconds)}
+        if root is not None:
+            reason = _cache_plan(built)
+            if reason is None:
+                _save_member(root, todo[j][0], built, pool)
+            else:
+                pops[name].uncached.append(f"seed {built.seed}: {reason}")
+        slots[places[j]] = built
+        pops[name].n_built += 1
+    wall = time.perf_counter() - t0
+    for a in objs:
+        pop = pops[a.name]
+        pop.wall_time = wall
+        pop.honest = [slots[(a.name, False, i)] for i in range(int(n)) if False in sides]
+        pop.backdoored = [slots[(a.name, True, i)] for i in range(int(n)) if True in sides]
+    return pops
+
+
+def build_population(
+    attack: str | Attack | type[Attack],
+    n: int,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    sides: tuple[bool, ...] = (False, True),
+) -> Population:
+    """``n`` honest and ``n`` backdoored members of one attack (see :func:`build_populations`)."""
+    pops = build_populations(
+        [attack],
+        n,
+        seed=seed,
+        quick=quick,
+        n_jobs=n_jobs,
+        scheduler=scheduler,
+        cache_dir=cache_dir,
+        sides=sides,
+    )
+    return next(iter(pops.values()))
