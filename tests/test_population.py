@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import numpy as np
-import population_toys as toys
 import pytest
 
+import population_toys as toys
 from backdoors import population
 from backdoors.errors import InvalidInputError
 from backdoors.experiments.detectors import run_table, speed_test
@@ -135,7 +136,7 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["population_sizes"]["toy_patch"] == [8, 8]
     plots = rec["artifacts"]["plots"]
     assert any(p.endswith("auroc_heatmap.png") for p in plots)
-    assert all(open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n" for p in plots)
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     text = (tmp_path / "report.md").read_text()
     assert "| `toy_weight` (model) |" in text and "toy_null" in text
     json.dumps(rec, default=str)  # JSON-able
@@ -153,7 +154,9 @@ def test_quick_budget_skips_slow_detectors(tmp_path):
         timing=False,
         budget=0.0,
     )
-    assert all(v.startswith("skipped") for d in rec["metrics"]["not_scored"].values() for v in d.values())
+    assert all(
+        v.startswith("skipped") for d in rec["metrics"]["not_scored"].values() for v in d.values()
+    )
 
 
 @pytest.mark.slow
@@ -161,3 +164,17 @@ def test_speed_test_reports_ratios():
     sp = speed_test(toys.ToyPatchAttack(n_train=3000), quick=True, seed=0, n=4, reps=1)
     assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] > 0
     assert set(sp["median_seconds"]) == {"joblib_1", "joblib_2", "dask"}
+
+
+def test_population_cli_builds_then_reuses_cache(tmp_path, monkeypatch, capsys):
+    from backdoors.cli import main
+
+    toys.install(monkeypatch)
+    argv = ["population", "toy_patch", "--n", "2", "--cache", str(tmp_path / "c")]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (first["built"], second["built"], second["from_cache"]) == (4, 0, 4)
+    assert second["honest_accuracy"] == first["honest_accuracy"] > 0.9
+    assert main(["population", "nope"]) == 2
