@@ -127,6 +127,10 @@ def run_table(
     timer = Timer()
     n = n if n is not None else (QUICK_N if quick else FULL_N)
     extra_notes: list[str] = []
+    if not attacks:
+        extra_notes.append("no attacks are registered (backdoors.attacks.ATTACKS is empty)")
+    if not detectors:
+        extra_notes.append("no detectors are registered (backdoors.detectors.DETECTORS is empty)")
     with timer("populations"):
         pops = build_populations(
             attacks,
