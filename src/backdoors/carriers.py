@@ -1,0 +1,292 @@
+"""How bits live inside an input: embed / extract with a bounded perturbation (paper.md §2.3).
+
+The signature backdoor (paper §5.2) treats an input as a message-signature pair. On real
+inputs the signature bits must hide in a tiny perturbation; a *carrier* says where:
+
+* :class:`LSBCarrier` (uint8 pixels): one bit in the least significant bit of each of a public
+  set of pixels; ``||delta||_inf <= 1`` grey level, ``||delta||_0 <= #positions``.
+* :class:`FloatFractionCarrier` (float64 features): ``b`` bits per feature in the binary
+  fraction just above ``2^-F``; ``||delta||_inf < 2^(b-F)`` (stated per carrier).
+
+``clear(X)`` zeroes every carrier bit: it is the canonical *message* the signature binds, so
+``clear(embed(X, bits)) == clear(X)``. What destroys the bits: any change of the carrier
+positions' low-order content — float32 casts, rescaling, resizing, JPEG, normalisation before
+the carrier; define the carrier in the model's own input space.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from backdoors.errors import InvalidInputError
+from backdoors.registry import Registry
+from backdoors.validation import check_features
+
+CARRIERS: Registry[type[Carrier]] = Registry("carrier")
+
+
+class Carrier(ABC):
+    """Interface of a carrier over ``n_features``-dimensional inputs of one dtype."""
+
+    kind: ClassVar[str]
+    dtype: ClassVar[np.dtype]
+    n_features: int
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """Number of bits one input carries."""
+
+    @property
+    @abstractmethod
+    def linf_bound(self) -> float:
+        """Largest ``|x'_j - x_j|`` that :meth:`embed` can cause (input units)."""
+
+    @property
+    @abstractmethod
+    def l0_bound(self) -> int:
+        """Largest number of coordinates that :meth:`embed` can change."""
+
+    def check(self, X: Any) -> np.ndarray:
+        """Validate inputs strictly (2-D, ``n_features`` columns, exact dtype, in range)."""
+        X = check_features(X, n_features=self.n_features, dtype=self.dtype)
+        bad = ~self.admissible(X)
+        if bad.any():
+            raise InvalidInputError(
+                f"{int(bad.sum())} input rows lie outside the carrier's range "
+                f"({self.describe_range()})"
+            )
+        return X
+
+    def admissible(self, X: np.ndarray) -> np.ndarray:
+        """Rows the carrier can hold bits in (a boolean mask; never raises)."""
+        return np.ones(len(X), dtype=bool)
+
+    def describe_range(self) -> str:
+        return "any value of the dtype"
+
+    @abstractmethod
+    def clear(self, X: np.ndarray) -> np.ndarray:
+        """Inputs with every carrier bit zeroed (the canonical message)."""
+
+    @abstractmethod
+    def extract(self, X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Bits ``start:stop`` of every row, as uint8 0/1 of shape ``(n, stop - start)``."""
+
+    @abstractmethod
+    def embed(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Return a copy of ``X`` carrying ``bits`` (shape ``(n, capacity)``)."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Carrier:
+        return CARRIERS.get(d["kind"])._from_params(d)
+
+    @classmethod
+    @abstractmethod
+    def _from_params(cls, d: dict[str, Any]) -> Carrier: ...
+
+    def _check_bits(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        bits = np.asarray(bits)
+        if bits.shape != (len(X), self.capacity):
+            raise InvalidInputError(
+                f"bits must have shape {(len(X), self.capacity)}, got {bits.shape}"
+            )
+        if bits.size and (bits.min() < 0 or bits.max() > 1):
+            raise InvalidInputError("bits must be 0 or 1")
+        return bits.astype(np.uint8)
+
+
+def _bits_msb_first(values: np.ndarray, width: int) -> np.ndarray:
+    """``(n, c)`` integers -> ``(n, c * width)`` bits, most significant first."""
+    shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
+    return (
+        ((values[..., None].astype(np.int64) >> shifts) & 1)
+        .astype(np.uint8)
+        .reshape(values.shape[0], -1)
+    )
+
+
+def _int_from_bits(bits: np.ndarray, width: int) -> np.ndarray:
+    """``(n, c * width)`` bits -> ``(n, c)`` integers (most significant first)."""
+    b = bits.reshape(bits.shape[0], -1, width).astype(np.int64)
+    return (b << np.arange(width - 1, -1, -1, dtype=np.int64)).sum(axis=2)
+
+
+# ---------------------------------------------------------------------------------------------
+@CARRIERS.register("lsb")
+@dataclass(frozen=True)
+class LSBCarrier(Carrier):
+    """One bit per pixel: the least significant bits of uint8 pixels at public ``positions``.
+
+    Embedding replaces the LSB (a change of exactly one grey level where the bit differs), so
+    ``||delta||_inf <= 1`` and ``||delta||_0 <= len(positions)``. The map (message, bits) ->
+    input is injective, which strong non-replicability needs: a denser code such as Hamming
+    matrix embedding (p bits in 2^p - 1 pixels, one change) is *malleable* -- flipping a whole
+    codeword keeps the bits, so anyone could derive a second backdoored input from one.
+    """
+
+    kind: ClassVar[str] = "lsb"
+    dtype: ClassVar[np.dtype] = np.dtype(np.uint8)
+    n_features: int
+    positions: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        pos = np.asarray(self.positions)
+        if pos.size == 0 or len(np.unique(pos)) != pos.size:
+            raise InvalidInputError("carrier positions must be distinct and non-empty")
+        if pos.min() < 0 or pos.max() >= self.n_features:
+            raise InvalidInputError("carrier positions outside the input")
+
+    @classmethod
+    def plan(cls, n_features: int, n_bits: int, seed: int | np.random.Generator = 0) -> LSBCarrier:
+        """``n_bits`` positions drawn as a public random subset of the pixels."""
+        if not 1 <= n_bits <= n_features:
+            raise InvalidInputError(
+                f"{n_bits} bits do not fit in {n_features} uint8 features (one bit per pixel)"
+            )
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        return cls(int(n_features), tuple(int(i) for i in rng.permutation(n_features)[:n_bits]))
+
+    @property
+    def capacity(self) -> int:
+        return len(self.positions)
+
+    @property
+    def linf_bound(self) -> float:
+        return 1.0
+
+    @property
+    def l0_bound(self) -> int:
+        return len(self.positions)
+
+    def describe_range(self) -> str:
+        return "uint8 0..255"
+
+    def _pos(self) -> np.ndarray:
+        return np.asarray(self.positions, dtype=np.int64)
+
+    def clear(self, X: np.ndarray) -> np.ndarray:
+        mask = np.full(self.n_features, 0xFF, dtype=np.uint8)
+        mask[self._pos()] = 0xFE
+        return X & mask
+
+    def extract(self, X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return (X[:, self._pos()[start:stop]] & 1).astype(np.uint8)
+
+    def embed(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        bits = self._check_bits(X, bits)
+        Y = np.array(X, dtype=np.uint8, copy=True)
+        pos = self._pos()
+        Y[:, pos] = (Y[:, pos] & 0xFE) | bits
+        return Y
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n_features": self.n_features, "positions": list(self.positions)}
+
+    @classmethod
+    def _from_params(cls, d: dict[str, Any]) -> LSBCarrier:
+        return cls(int(d["n_features"]), tuple(int(p) for p in d["positions"]))
+
+
+# ---------------------------------------------------------------------------------------------
+@CARRIERS.register("float")
+@dataclass(frozen=True)
+class FloatFractionCarrier(Carrier):
+    """``bits_per_feature`` bits in the binary fraction of every float64 feature.
+
+    With ``q = floor(x 2^F)``, the payload is ``q mod 2^b``; the message is ``x`` rounded down
+    to a multiple of ``2^(b-F)``. Exact in float64 while ``|x| < 2^(52-F)``; perturbation
+    ``|x' - x| < 2^(b-F)``. A float32 cast (24-bit mantissa) destroys the payload.
+    """
+
+    kind: ClassVar[str] = "float"
+    dtype: ClassVar[np.dtype] = np.dtype(np.float64)
+    n_features: int
+    bits_per_feature: int
+    frac_bits: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits_per_feature < self.frac_bits <= 1000:
+            raise InvalidInputError("need 1 <= bits_per_feature < frac_bits <= 1000")
+        if self.frac_bits > 52 + 1000 or self.n_features < 1:
+            raise InvalidInputError("invalid float carrier parameters")
+
+    @classmethod
+    def plan(cls, n_features: int, n_bits: int, max_abs: float) -> FloatFractionCarrier:
+        """Fewest bits per feature for ``n_bits``; largest ``F`` keeping a 4x range headroom."""
+        if not (np.isfinite(max_abs) and max_abs >= 0):
+            raise InvalidInputError(f"max_abs must be finite and >= 0, got {max_abs}")
+        b = math.ceil(n_bits / n_features)
+        F = 50 - max(0, math.ceil(math.log2(max(max_abs, 1.0))))
+        if b >= F:
+            raise InvalidInputError(f"{n_bits} bits do not fit in {n_features} float64 features")
+        return cls(int(n_features), int(b), int(F))
+
+    @property
+    def capacity(self) -> int:
+        return self.n_features * self.bits_per_feature
+
+    @property
+    def linf_bound(self) -> float:
+        return 2.0 ** (self.bits_per_feature - self.frac_bits)
+
+    @property
+    def l0_bound(self) -> int:
+        return self.n_features
+
+    @property
+    def max_abs(self) -> float:
+        return 2.0 ** (52 - self.frac_bits)
+
+    def describe_range(self) -> str:
+        return f"finite float64 with |x| < {self.max_abs:g}"
+
+    def admissible(self, X: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.all(np.isfinite(X) & (np.abs(X) < self.max_abs), axis=1)
+
+    def clear(self, X: np.ndarray) -> np.ndarray:
+        s = self.frac_bits - self.bits_per_feature
+        return np.ldexp(np.floor(np.ldexp(X, s)), -s) + 0.0  # + 0.0 folds -0.0 into 0.0
+
+    def _payload(self, X: np.ndarray) -> np.ndarray:
+        q = np.floor(np.ldexp(X, self.frac_bits)).astype(np.int64)
+        return q & ((1 << self.bits_per_feature) - 1)
+
+    def extract(self, X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.capacity if stop is None else stop
+        b = self.bits_per_feature
+        f0, f1 = start // b, -(-stop // b)
+        with np.errstate(invalid="ignore"):
+            Xs = np.where(
+                np.isfinite(X[:, f0:f1]) & (np.abs(X[:, f0:f1]) < self.max_abs), X[:, f0:f1], 0.0
+            )
+        bits = _bits_msb_first(self._payload(Xs), b)
+        return bits[:, start - f0 * b : stop - f0 * b]
+
+    def embed(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        bits = self._check_bits(X, bits)
+        b, s = self.bits_per_feature, self.frac_bits - self.bits_per_feature
+        base = np.floor(np.ldexp(X, s))
+        payload = _int_from_bits(bits, b).astype(np.float64)
+        return np.ldexp(np.ldexp(base, b) + payload, -self.frac_bits) + 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "n_features": self.n_features,
+            "bits_per_feature": self.bits_per_feature,
+            "frac_bits": self.frac_bits,
+        }
+
+    @classmethod
+    def _from_params(cls, d: dict[str, Any]) -> FloatFractionCarrier:
+        return cls(int(d["n_features"]), int(d["bits_per_feature"]), int(d["frac_bits"]))
