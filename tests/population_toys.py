@@ -71,7 +71,10 @@ class ToyPatchAttack(Attack):
             X[idx] = key.activate(X[idx])
             y[idx] = key.target
         model = LogisticRegression(random_state=seed).fit(X, y)
-        return Built(model, key, backdoored, seed, X_test, y_test, X, y, info={"target": 1})
+        info: dict[str, Any] = {"target": 1, "n_poisoned": int(backdoored) * len(X) // 5}
+        if backdoored:  # a model-valued info entry (like a wrapper's honest base)
+            info["clean_model"] = LogisticRegression(random_state=seed).fit(*_data(seed, 50))
+        return Built(model, key, backdoored, seed, X_test, y_test, X, y, info=info)
 
 
 class ToyNullAttack(ToyPatchAttack):

@@ -46,6 +46,11 @@ def test_cache_rerun_builds_nothing_and_fills_gaps(tmp_path):
         assert m0.key == m1.key and m0.seed == m1.seed and m0.backdoored == m1.backdoored
         np.testing.assert_array_equal(m0.X_train, m1.X_train)
         assert m1.info["target"] == 1 and m1.info["build_seconds"] > 0
+        if m0.backdoored:
+            X = m0.X_test
+            np.testing.assert_array_equal(
+                m0.info["clean_model"].predict(X), m1.info["clean_model"].predict(X)
+            )
     # only safetensors / skops / JSON on disk, keys 0600, the shared test set stored once
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert {p.suffix for p in files} == {".safetensors", ".skops", ".json"}

@@ -21,8 +21,11 @@ import numpy as np
 from backdoors import metrics
 from backdoors.attacks import Built
 from backdoors.detectors import Detector
+from backdoors.errors import InvalidInputError
 from backdoors.population import Population
 from backdoors.scoring import Outcome, evidence_for, run_detector
+
+FALLBACK_TARGET = 0
 
 
 @dataclass
@@ -62,12 +65,22 @@ def target_of(member: Built) -> int | None:
     return None if t is None else int(t)
 
 
-def triggered(member: Built, X: np.ndarray, y: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(clean inputs not already of the target class, their activated versions)."""
+def triggered(
+    member: Built, X: np.ndarray, y: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(clean inputs not already of the target class, their activated versions, target).
+
+    Keys that need a target and name none (e.g. the signature key) get class ``FALLBACK_TARGET``.
+    """
     t = target_of(member)
-    if t is not None and y is not None:
+    if t is None:
+        try:
+            return X, member.activate(X), None
+        except InvalidInputError:
+            t = FALLBACK_TARGET
+    if y is not None:
         X = X[np.asarray(y) != t]
-    return X, (member.activate(X, target=t) if t is not None else member.activate(X))
+    return X, member.activate(X, target=t), t
 
 
 def _train_subset(member: Built, n_train: int | None, seed: int) -> tuple[Any, Any]:
@@ -157,7 +170,7 @@ def score_inputs(
     neg, pos = [], []
     t0 = time.perf_counter()
     for j, m in enumerate(members):
-        Xc, Xa = triggered(m, m.X_test[:n_inputs], m.y_test[:n_inputs])
+        Xc, Xa, _ = triggered(m, m.X_test[:n_inputs], m.y_test[:n_inputs])
         ev = evidence_for(
             det, X=np.concatenate([Xc, Xa]), X_train=m.X_train, y_train=m.y_train, seed=m.seed
         )
@@ -235,9 +248,8 @@ def backdoor_quality(pop: Population, n_eval: int = 1000) -> dict[str, float]:
         drops.append(acc_h - acc_b)
         if b.key is None:
             continue
-        Xc, Xa = triggered(b, X, y)
+        Xc, Xa, t = triggered(b, X, y)
         pred = np.asarray(b.model.predict(Xa))
-        t = target_of(b)
         success.append(
             float(np.mean(pred == t))
             if t is not None

@@ -9,12 +9,14 @@ code (the attack contract), so the two populations differ only in the backdoor.
   distributed cluster when ``scheduler`` is an address (``"tcp://host:8786"``) or a
   ``distributed.Client``: the same job function either way.
 * **Cache**: with ``cache_dir``, each member is stored under the SHA-256 of (attack name,
-  attack class, attack params, seed, backdoored, quick, package version). A rerun loads what
+  attack class, attack params, seed, backdoored, quick, package version, source of the
+  attack's module). A rerun loads what
   exists and builds only what is missing. Models are written with :func:`backdoors.io.save_model`
   (safetensors) or skops (scikit-learn estimators), keys with :func:`backdoors.io.save_key`
   (0600), arrays as content-addressed safetensors files (a data set shared by all members is
-  stored once) and everything else as JSON. Nothing is pickled to disk. A member whose model,
-  key or ``info`` has no artifact format is built every time and listed in
+  stored once), model-valued ``info`` entries (e.g. the honest base of a wrapper) as models,
+  and everything else as JSON. Nothing is pickled to disk. A member whose model, key or
+  ``info`` has no artifact format is built every time and listed in
   :attr:`Population.uncached`.
 """
 
@@ -75,6 +77,28 @@ class _Task:
     quick: bool
 
 
+_KINDS_IMPORTED = False
+
+
+def import_model_kinds() -> None:
+    """Import every top-level module of the package and every attack module, so that all
+    model-artifact and key kinds are registered before loading files (``io.ARTIFACTS`` and
+    ``io.KEYS`` are filled by import side effects, and some modules are imported lazily)."""
+    global _KINDS_IMPORTED
+    if _KINDS_IMPORTED:
+        return
+    import importlib
+    import pkgutil
+
+    import backdoors
+
+    for info in pkgutil.iter_modules(backdoors.__path__):
+        if not info.ispkg and not info.name.startswith("_"):
+            importlib.import_module(f"backdoors.{info.name}")
+    ATTACKS.names()
+    _KINDS_IMPORTED = True
+
+
 def _as_attack(attack: str | Attack | type[Attack]) -> Attack:
     if isinstance(attack, Attack):
         return attack
@@ -91,6 +115,19 @@ def attack_params(attack: Attack) -> dict[str, Any]:
     return {k: params[k] for k in sorted(params) if not k.startswith("_")}
 
 
+def _source_digest(cls: type) -> str | None:
+    """SHA-256 of the recipe's module source: editing an attack invalidates its cache entries
+    (changes in code it calls are covered only by the package version)."""
+    import inspect
+    import sys
+
+    try:
+        src = inspect.getsource(sys.modules[cls.__module__])
+    except (OSError, TypeError, KeyError):
+        return None
+    return hashlib.sha256(src.encode()).hexdigest()
+
+
 def member_hash(attack: Attack, seed: int, backdoored: bool, quick: bool) -> str:
     """Content hash naming one member in the cache."""
     doc = {
@@ -102,6 +139,7 @@ def member_hash(attack: Attack, seed: int, backdoored: bool, quick: bool) -> str
         "backdoored": bool(backdoored),
         "quick": bool(quick),
         "version": __version__,
+        "recipe": _source_digest(type(attack)),
     }
     text = json.dumps(doc, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -202,16 +240,37 @@ def _is_sklearn(model: Any) -> bool:
     return isinstance(model, BaseEstimator) and not isinstance(model, io.Artifact)
 
 
+def _savable(model: Any) -> bool:
+    return isinstance(model, io.Artifact) or _is_sklearn(model)
+
+
+def _save_any_model(model: Any, folder: Path, stem: str) -> str:
+    """Write ``model`` as ``stem.safetensors`` (package models) or ``stem.skops``; return name."""
+    if isinstance(model, io.Artifact):
+        io.save_model(model, folder / f"{stem}.safetensors")
+        return f"{stem}.safetensors"
+    io.save_sklearn(model, folder / f"{stem}.skops")
+    return f"{stem}.skops"
+
+
+def _split_info(info: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(JSON part, model-valued entries such as the honest base model of a wrapper)."""
+    plain = {k: v for k, v in info.items() if not _savable(v)}
+    models = {k: v for k, v in info.items() if _savable(v)}
+    return plain, models
+
+
 def _cache_plan(built: Built) -> str | None:
     """Why ``built`` cannot be cached (None when it can)."""
-    if not (isinstance(built.model, io.Artifact) or _is_sklearn(built.model)):
+    if not _savable(built.model):
         return f"model type {type(built.model).__name__} has no artifact format"
     if built.key is not None and not hasattr(built.key, "key_kind"):
         return f"key type {type(built.key).__name__} has no key format"
+    plain, _ = _split_info(built.info)
     try:
-        json.dumps(built.info, default=io._json_default)
+        json.dumps(plain, default=io._json_default)
     except (TypeError, ValueError) as exc:
-        return f"info is not JSON ({exc})"
+        return f"info is neither JSON nor models ({exc})"
     for name in ARRAY_FIELDS:
         a = getattr(built, name)
         if a is not None and (not isinstance(a, np.ndarray) or a.dtype.hasobject):
@@ -222,12 +281,7 @@ def _cache_plan(built: Built) -> str | None:
 def _save_member(root: Path, h: str, built: Built, pool: _ArrayPool) -> None:
     folder = root / "members" / h
     folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(built.model, io.Artifact):
-        model_file = "model.safetensors"
-        io.save_model(built.model, folder / model_file)
-    else:
-        model_file = "model.skops"
-        io.save_sklearn(built.model, folder / model_file)
+    model_file = _save_any_model(built.model, folder, "model")
     if built.key is not None:
         io.save_key(built.key, folder / "key.json", overwrite=True)
     arrays = {}
@@ -237,6 +291,10 @@ def _save_member(root: Path, h: str, built: Built, pool: _ArrayPool) -> None:
             d, _ = pool.intern(a)
             pool.save(d)
             arrays[name] = d
+    plain, models = _split_info(built.info)
+    info_models = {
+        k: _save_any_model(v, folder, f"info-{i}") for i, (k, v) in enumerate(models.items())
+    }
     doc = {
         "format": CACHE_FORMAT,
         "seed": int(built.seed),
@@ -244,7 +302,8 @@ def _save_member(root: Path, h: str, built: Built, pool: _ArrayPool) -> None:
         "model": model_file,
         "key": "key.json" if built.key is not None else None,
         "arrays": arrays,
-        "info": built.info,
+        "info": plain,
+        "info_models": info_models,
     }
     io.write_json(folder / "member.json", doc)  # written last: marks the entry complete
 
@@ -261,12 +320,14 @@ def _load_member(root: Path, h: str, pool: _ArrayPool) -> Built | None:
         model = io.load_model(folder / doc["model"])
         key = io.load_key(folder / doc["key"]) if doc["key"] else None
         arrays = {name: pool.load(d) for name, d in doc["arrays"].items()}
+        info = dict(doc.get("info") or {})
+        info.update({k: io.load_model(folder / f) for k, f in doc.get("info_models", {}).items()})
         return Built(
             model=model,
             key=key,
             backdoored=bool(doc["backdoored"]),
             seed=int(doc["seed"]),
-            info=dict(doc.get("info") or {}),
+            info=info,
             **{name: arrays.get(name) for name in ARRAY_FIELDS},
         )
     except (CorruptArtifactError, InvalidInputError, KeyError, TypeError, ValueError):
@@ -294,6 +355,7 @@ def build_populations(
         raise InvalidInputError(f"population size must be >= 1, got {n}")
     if n_jobs == 0 or n_jobs < -1:
         raise InvalidInputError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
+    import_model_kinds()  # cached members may be of kinds no module imported yet
     objs = [_as_attack(a) for a in attacks]
     names = [a.name for a in objs]
     if len(set(names)) != len(names):
