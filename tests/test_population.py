@@ -183,3 +183,25 @@ def test_population_cli_builds_then_reuses_cache(tmp_path, monkeypatch, capsys):
     assert (first["built"], second["built"], second["from_cache"]) == (4, 0, 4)
     assert second["honest_accuracy"] == first["honest_accuracy"] > 0.9
     assert main(["population", "nope"]) == 2
+
+
+def test_real_signature_members_round_trip_through_the_cache(tmp_path):
+    """A wrapper model with a model-valued info entry, loaded in a fresh interpreter (where
+    nothing has imported the wrapper's module yet)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("backdoors.attacks.signature")
+    pop = build_population("signature", 1, quick=True, cache_dir=tmp_path)
+    b = pop.backdoored[0]
+    X = b.X_test[:20]
+    np.save(tmp_path / "x.npy", b.activate(X, target=3))
+    code = (
+        "import sys, numpy as np; from backdoors.population import build_population as bp;"
+        f"p = bp('signature', 1, quick=True, cache_dir={str(tmp_path)!r});"
+        f"x = np.load({str(tmp_path / 'x.npy')!r});"
+        "print(p.n_built, p.n_cached, int((p.backdoored[0].model.predict(x) == 3).sum()),"
+        " type(p.backdoored[0].info['honest']).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "2", "20", "TorchClassifier"]

@@ -234,6 +234,8 @@ def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.
         needs = ", ".join(r["needs"]) or "-"
         lines.append(f"| `{n}` | {needs} | {r['score']:.4g} | {ref_s} | {r['seconds']:.2f} |")
     text = "\n".join(lines) if scored else "No registered detector applied to this model."
+    if not rows:
+        text = "No detectors are registered (backdoors.detectors.DETECTORS is empty)."
     out = [
         report.Section(
             f"Detectors that scored {model_path}".strip(), text=text + "\n\n" + WHAT_SCORES_MEAN
