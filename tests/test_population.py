@@ -119,7 +119,7 @@ def test_bad_arguments():
 def test_detectors_table_on_toys(tmp_path):
     attacks = [toys.ToyPatchAttack(), toys.ToyNullAttack()]
     dets = [cls() for cls in toys.TOY_DETECTORS]
-    rec = run_table(attacks, dets, True, 0, tmp_path, n=8, n_jobs=1, timing=False, budget=None)
+    rec = run_table(attacks, dets, True, 0, tmp_path, n=8, n_jobs=2, timing=False, budget=None)
     m = rec["metrics"]
     # positive control and the detectors that see the toy trigger separate the populations
     assert m["auroc"]["toy_keyaware"]["toy_patch"] >= 0.99
@@ -145,6 +145,20 @@ def test_detectors_table_on_toys(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "| `toy_weight` (model) |" in text and "toy_null" in text
     json.dumps(rec, default=str)  # JSON-able
+
+
+def test_parallel_scoring_matches_in_process_scoring():
+    from backdoors.detection_table import evaluate
+
+    pops = population.build_populations([toys.ToyPatchAttack()], 5)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
+    one, two = evaluate(dets, pops, n_jobs=1), evaluate(dets, pops, n_jobs=2)
+    for k in one:
+        assert one[k].status == two[k].status
+        np.testing.assert_array_equal(one[k].neg, two[k].neg)
+        np.testing.assert_array_equal(one[k].pos, two[k].pos)
+    assert [d["seed"] for d in two[("toy_weight", "toy_patch")].details] == [0, 1, 2, 3, 4] * 2
+    assert two[("toy_broken", "toy_patch")].status == "error"
 
 
 def test_quick_budget_skips_slow_detectors(tmp_path):

@@ -91,17 +91,17 @@ def _train_subset(member: Built, n_train: int | None, seed: int) -> tuple[Any, A
     return member.X_train[idx], y
 
 
-def score_member(
+def member_evidence(
     det: Detector,
     member: Built,
     key: Any,
     reference: Any,
     n_queries: int,
     n_train: int | None,
-) -> Outcome:
-    """One detector on one population member with the evidence it declares."""
+) -> Any:
+    """The evidence ``det`` gets for one population member."""
     X_train, y_train = _train_subset(member, n_train, member.seed)
-    ev = evidence_for(
+    return evidence_for(
         det,
         X=member.X_test[:n_queries],
         y=member.y_test[:n_queries],
@@ -111,7 +111,16 @@ def score_member(
         reference=reference,
         seed=member.seed,
     )
-    return run_detector(det, member.model, ev)
+
+
+def _score_chunk(det: Detector, jobs: list[tuple[Any, Any]]) -> list[Outcome]:
+    """Score (model, evidence) jobs in order with one detector instance (a worker's task)."""
+    out = []
+    for model, ev in jobs:
+        out.append(run_detector(det, model, ev))
+        if not out[-1].ok:
+            break
+    return out
 
 
 def _finish(res: PairResult) -> PairResult:
@@ -129,25 +138,48 @@ def score_models(
     n_queries: int,
     n_train: int | None,
     allowance: float = float("inf"),
+    n_jobs: int = 1,
 ) -> PairResult:
-    """Model-level AUROC of ``det`` on one population (honest = negative)."""
+    """Model-level AUROC of ``det`` on one population (honest = negative). The first member
+    is scored in-process (applicability, cost estimate, any state the detector builds once,
+    such as shadow models); the rest in ``n_jobs`` joblib chunks."""
     res = PairResult(det.name, pop.attack, "model")
     keys = {b.seed: b.key for b in pop.backdoored}
     members = [(m, False) for m in pop.honest] + [(m, True) for m in pop.backdoored]
-    neg, pos = [], []
     t0 = time.perf_counter()
-    for j, (m, bd) in enumerate(members):
-        out = score_member(det, m, keys.get(m.seed), references.get(m.seed), n_queries, n_train)
+    jobs = [
+        (
+            m.model,
+            member_evidence(det, m, keys.get(m.seed), references.get(m.seed), n_queries, n_train),
+        )
+        for m, _ in members
+    ]
+    outs = _score_chunk(det, jobs[:1])
+    if outs and outs[0].ok and outs[0].seconds * len(members) / max(1, n_jobs) > 1.5 * allowance:
+        res.status = "skipped"
+        res.reason = f"too slow for this run's budget ({outs[0].seconds:.1f} s per model)"
+    elif outs and outs[0].ok and len(jobs) > 1:
+        rest = jobs[1:]
+        if n_jobs > 1 and len(rest) > 1:
+            from joblib import Parallel, delayed
+
+            chunks = [c for c in (rest[i::n_jobs] for i in range(n_jobs)) if c]
+            parts = Parallel(n_jobs=n_jobs)(delayed(_score_chunk)(det, c) for c in chunks)
+            scored = {1 + i + k * n_jobs: o for i, p in enumerate(parts) for k, o in enumerate(p)}
+            bad = [o for o in scored.values() if not o.ok]
+            outs += [scored[j] for j in sorted(scored)] if not bad else [bad[0]]
+        else:
+            outs += _score_chunk(det, rest)
+    neg, pos = [], []
+    for (m, bd), out in zip(members, outs, strict=False):
         if not out.ok:
             res.status, res.reason = out.status, out.reason
             break
         (pos if bd else neg).append(out.score)
         res.details.append({"seed": m.seed, "backdoored": bd, **out.details})
-        if j == 0 and out.seconds * len(members) > 1.5 * allowance:
-            res.status = "skipped"
-            res.reason = f"too slow for this run's budget ({out.seconds:.1f} s per model)"
-            break
     res.seconds = time.perf_counter() - t0
+    if res.status == "scored" and (len(neg) < len(pop.honest) or len(pos) < len(pop.backdoored)):
+        res.status, res.reason = "error", "scores missing for some members"
     if res.status == "scored" and (not neg or not pos):
         res.status, res.reason = "not_applicable", "needs both honest and backdoored members"
     res.neg, res.pos = np.asarray(neg), np.asarray(pos)
@@ -198,6 +230,7 @@ def evaluate(
     n_train: int | None = 2000,
     max_input_members: int = 5,
     budget: Budget | None = None,
+    n_jobs: int = 1,
 ) -> dict[tuple[str, str], PairResult]:
     """Every detector on every population. The reference model for the members of seed ``s``
     is the honest member of the next seed (an honest model of the same recipe, other coins)."""
@@ -214,7 +247,7 @@ def evaluate(
             if det.per_input:
                 res = score_inputs(det, pop, n_queries, max_input_members, allowance)
             else:
-                res = score_models(det, pop, refs, n_queries, n_train, allowance)
+                res = score_models(det, pop, refs, n_queries, n_train, allowance, n_jobs)
             budget.spent += res.seconds
             out[(det.name, name)] = res
     return out

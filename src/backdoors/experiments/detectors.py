@@ -178,6 +178,7 @@ def run_table(
             n_train=1000 if quick else 5000,
             max_input_members=2 if quick else 10,
             budget=Budget(budget_s),
+            n_jobs=n_jobs,
         )
     tab = tables(results)
     m: dict[str, Any] = {
