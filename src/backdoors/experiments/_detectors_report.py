@@ -161,7 +161,7 @@ def plot_heatmap(auroc: dict, ci: dict, path: Path) -> Path:
                 va="center",
                 fontsize=7,
             )
-    fig.colorbar(im, ax=ax, label="AUROC (honest vs backdoored)")
+    fig.colorbar(im, ax=ax, label="AUROC")
     ax.set_title("Detectors x attacks: AUROC [95% bootstrap CI]")
     return report.save_figure(fig, path)
 

@@ -11,7 +11,8 @@ for these detectors, should be caught. White-box, the signature verifier is a se
 component, which ``architecture_inspection`` reports.
 
 Environment: ``BACKDOORS_CACHE=DIR`` caches population members (a rerun only builds what is
-missing); ``BACKDOORS_SCHEDULER=ADDRESS`` builds them on a Dask cluster instead of joblib.
+missing); ``BACKDOORS_SCHEDULER=ADDRESS`` builds them on a Dask cluster instead of joblib;
+``BACKDOORS_JOBS`` sets the joblib workers for builds and scoring (default 2).
 """
 
 from __future__ import annotations
@@ -253,6 +254,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         quick,
         seed,
         out_dir,
+        n_jobs=int(os.environ.get("BACKDOORS_JOBS", "2")),
         scheduler=os.environ.get("BACKDOORS_SCHEDULER") or None,
         cache_dir=os.environ.get("BACKDOORS_CACHE") or None,
     )
