@@ -107,7 +107,7 @@ def load_any_model(path: str | os.PathLike, arch: str | os.PathLike | None = Non
         hint = " (.pt/.pth pickles are refused: save the state dict with safetensors)"
         raise CorruptArtifactError(f"{path} is neither .skops nor safetensors{hint}")
     if "backdoors.format" in header:
-        from backdoors.population import import_model_kinds
+        from backdoors.model_cache import import_model_kinds
 
         import_model_kinds()  # register every construction's model kind
         return io.load_model(path)
