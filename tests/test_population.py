@@ -219,3 +219,31 @@ def test_real_signature_members_round_trip_through_the_cache(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["0", "2", "20", "TorchClassifier"]
+
+
+def test_claims_follow_the_figures():
+    from backdoors.experiments._detectors_report import claims
+
+    m = {
+        "auroc": {
+            "a": {"badnets": 0.95, "signature": 0.52},
+            "b": {"badnets": 0.91, "signature": 0.70},
+            "key_aware": {"badnets": 1.0, "signature": 1.0},
+            "architecture_inspection": {"signature": 1.0},
+        },
+        "auroc_ci": {
+            "a": {"badnets": [0.9, 1.0], "signature": [0.4, 0.6]},
+            "b": {"badnets": [0.8, 1.0], "signature": [0.55, 0.85]},
+            "key_aware": {"badnets": [1.0, 1.0], "signature": [1.0, 1.0]},
+            "architecture_inspection": {"signature": [1.0, 1.0]},
+        },
+        "population_sizes": {"badnets": [20, 20], "signature": [20, 20]},
+        "badnets_clean_accuracy_drop": 0.004,
+        "badnets_attack_success": 0.97,
+    }
+    c = claims(m)
+    assert c["badnets_two_detectors_auroc_ge_0.9"] and c["badnets_attack_success_ge_0.95"]
+    assert c["badnets_clean_accuracy_drop_le_0.01"] and c["signature_key_aware_auroc_ge_0.99"]
+    assert not c["signature_black_box_cis_contain_0.5"]  # b's CI excludes 0.5
+    m["auroc_ci"]["b"]["signature"] = [0.45, 0.8]  # white-box inspection is not counted
+    assert claims(m)["signature_black_box_cis_contain_0.5"]

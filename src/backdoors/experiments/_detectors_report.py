@@ -81,6 +81,28 @@ def markdown_table(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def claims(m: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets as checks on the measured figures (absent attack -> None)."""
+    auroc, ci, sizes = m["auroc"], m["auroc_ci"], m["population_sizes"]
+    out: dict[str, Any] = {}
+    if "badnets" in sizes:
+        hits = [d for d in auroc if d != KEY_AWARE and auroc[d].get("badnets", 0) >= 0.9]
+        out["badnets_two_detectors_auroc_ge_0.9"] = len(hits) >= 2
+        drop, asr = m.get("badnets_clean_accuracy_drop"), m.get("badnets_attack_success")
+        out["badnets_clean_accuracy_drop_le_0.01"] = drop is not None and drop <= 0.01
+        out["badnets_attack_success_ge_0.95"] = asr is not None and asr >= 0.95
+    if "signature" in sizes:
+        blind = [
+            ci[d]["signature"][0] <= 0.5 <= ci[d]["signature"][1]
+            for d in ci
+            if d not in (KEY_AWARE, WHITE_BOX) and "signature" in ci[d]
+        ]
+        out["signature_black_box_cis_contain_0.5"] = bool(blind) and all(blind)
+        ka = auroc.get(KEY_AWARE, {}).get("signature")
+        out["signature_key_aware_auroc_ge_0.99"] = ka is not None and ka >= 0.99
+    return out
+
+
 def notes_for(
     m: dict[str, Any], results: dict[tuple[str, str], PairResult], quick: bool
 ) -> list[str]:

@@ -29,6 +29,7 @@ from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables
 from backdoors.detectors import Detector
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._detectors_report import (
+    claims,
     nc_norms,
     notes_for,
     plot_heatmap,
@@ -197,6 +198,7 @@ def run_table(
     if "badnets" in quality:
         m["badnets_clean_accuracy_drop"] = quality["badnets"]["clean_accuracy_drop"]
         m["badnets_attack_success"] = quality["badnets"]["attack_success"]
+    m["claims"] = claims(m)
     strip = results.get(("strip", "signature"))
     if strip is not None and strip.status == "scored":
         m["strip_signature_input_auroc"] = strip.auroc
