@@ -27,7 +27,7 @@ from backdoors.progress import track
 from backdoors.records import Timer, make_record
 from backdoors.torch_models import TorchClassifier
 
-FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps": 21}
+FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps": 41}
 QUICK = {"n_random": 20_000, "per_strategy": 1_000, "n_activate": 500, "reps": 7}
 
 

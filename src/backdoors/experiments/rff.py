@@ -1,0 +1,286 @@
+"""Experiment ``rff``: the white-box undetectable RFF backdoor, measured (paper §6).
+
+Per task: populations of honest and backdoored learners from independent seeds (same data,
+same code, only the frequency coins differ); accuracy parity, flip rates with controls,
+perturbation norms, every registered weight detector (AUROC with bootstrap CI), the cost of
+being a backdoored learner (sampler and fit time) and the toy-regime secret recovery.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors import rff
+from backdoors.detectors import DETECTORS, Evidence
+from backdoors.errors import NotApplicableError
+from backdoors.experiments import EXPERIMENTS
+from backdoors.experiments.signature import interleaved_ratio
+from backdoors.metrics import auroc_with_ci, mean_diff_ci
+from backdoors.progress import track
+from backdoors.records import Timer, make_record
+from backdoors.rff_tasks import Task, mnist_binary, synthetic
+from backdoors.sampling import GaussianCoins
+from backdoors.toy_attack import grid_size, recovered, search_secret
+
+FULL = {
+    "pop": 50,
+    "m": 2000,
+    "dims": (64, 256, 1024),
+    "n_mnist": (4000, 2000),
+    "k": 16,
+    "toy_trials": 5,
+    "reps": 9,
+}
+QUICK = {
+    "pop": 6,
+    "m": 300,
+    "dims": (64,),
+    "n_mnist": (1000, 500),
+    "k": 16,
+    "toy_trials": 2,
+    "reps": 3,
+}
+
+
+def flip_stats(
+    model: rff.RandomFourierFeaturesClassifier,
+    key: rff.RFFKey,
+    X: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Flip rates of x + s bk (and controls) and the margin condition of paper.md §3.5:
+    ``|f(x)| > 2 pi sum_i |w_i| |eps_i|`` guarantees the flip."""
+    f = model.decision_function(X)
+    flip = lambda Z: float(np.mean(np.sign(model.decision_function(Z)) != np.sign(f)))  # noqa: E731
+    phase = model.frequencies_ @ key.bk
+    eps = phase - (np.floor(phase) + 0.5)
+    bound = 2 * np.pi * float(np.sum(np.abs(model.coef_) * np.abs(eps)))
+    meets = np.abs(f) > bound
+    fa = model.decision_function(key.activate(X))
+    flips = np.sign(fa) != np.sign(f)
+    delta = key.delta()
+    r = np.zeros_like(delta)
+    S = rng.choice(len(delta), size=len(key.support), replace=False)
+    r[S] = rng.standard_normal(len(S))
+    r *= np.linalg.norm(delta) / np.linalg.norm(r)
+    return {
+        "flip_rate_margin": float(flips[meets].mean()) if meets.any() else float("nan"),
+        "margin_fraction": float(meets.mean()),
+        "flip_rate_all": float(flips.mean()),
+        "flip_rate_random_direction": flip(X + r),
+        "flip_rate_half_key": flip(key.activate(X, multiple=0.5)),
+        "restore_rate_double_key": 1.0 - flip(key.activate(X, multiple=2.0)),
+        "flip_rate_minus_key": flip(key.activate(X, multiple=-1.0)),
+        "perturbation_l0": int(np.count_nonzero(delta)),
+        "perturbation_l2": float(np.linalg.norm(delta)),
+        "perturbation_l2_over_x": float(np.mean(np.linalg.norm(delta) / np.linalg.norm(X, axis=1))),
+    }
+
+
+def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Train the populations and score them with every applicable registered detector."""
+    n, m, k = sizes["pop"], sizes["m"], sizes["k"]
+    rng = np.random.default_rng(seed)
+    scores: dict[str, dict[str, list[float]]] = {}
+    acc_h, acc_b, flips = [], [], []
+    for i in track(range(n), f"RFF populations {task.name}"):
+        h = rff.RandomFourierFeaturesClassifier(
+            m, task.bandwidth, 1e-4, random_state=seed * 7919 + i
+        )
+        h.fit(task.X_train, task.y_train)
+        b, key = rff.plant(
+            task.X_train,
+            task.y_train,
+            m,
+            sparsity=k,
+            bandwidth=task.bandwidth,
+            alpha=1e-4,
+            random_state=seed * 7919 + n + i,
+            key_seed=seed * 7919 + 10**6 + i,
+        )
+        acc_h.append(float(np.mean(h.predict(task.X_test) == task.y_test)))
+        acc_b.append(float(np.mean(b.predict(task.X_test) == task.y_test)))
+        flips.append(flip_stats(b, key, task.X_test, rng))
+        decoy = rff.generate(task.X_train.shape[1], k, scale=task.bandwidth, random_state=10**7 + i)
+        for name, cls in DETECTORS.items():
+            det = cls()
+            try:
+                sh = det.score(h, Evidence(key=decoy, seed=i))
+                sb = det.score(b, Evidence(key=key, seed=i))
+            except NotApplicableError:
+                continue
+            scores.setdefault(name, {"honest": [], "backdoored": []})
+            scores[name]["honest"].append(float(sh))
+            scores[name]["backdoored"].append(float(sb))
+    gap, gap_ci = mean_diff_ci(np.array(acc_h), np.array(acc_b), seed=seed)
+    out: dict[str, Any] = {
+        "accuracy_honest": float(np.mean(acc_h)),
+        "accuracy_backdoored": float(np.mean(acc_b)),
+        "accuracy_gap": gap,
+        "accuracy_gap_ci": list(gap_ci),
+        "population": n,
+        "n_components": m,
+        "bandwidth": task.bandwidth,
+    }
+    for key_name in flips[0]:
+        vals = np.array([f[key_name] for f in flips], dtype=float)
+        out[key_name] = (
+            float(np.nanmean(vals)) if key_name != "flip_rate_margin" else float(np.nanmin(vals))
+        )
+    out["flip_rate_margin_mean"] = float(np.nanmean([f["flip_rate_margin"] for f in flips]))
+    aurocs, cis = {}, {}
+    for name, s in scores.items():
+        a, ci = auroc_with_ci(
+            np.array(s["honest"]), np.array(s["backdoored"]), n_boot=500, seed=seed
+        )
+        aurocs[name], cis[name] = a, list(ci)
+    out["auroc_key_aware"] = aurocs.pop("rff_key_aware", float("nan"))
+    out["auroc_key_aware_ci"] = cis.pop("rff_key_aware", [float("nan")] * 2)
+    out["auroc_key_oblivious"], out["auroc_key_oblivious_ci"] = aurocs, cis
+    out["_scores"] = scores
+    return out
+
+
+def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
+    """Sampler and fit time ratios (interleaved, median) and the scikit-learn baseline."""
+    from sklearn.kernel_approximation import RBFSampler
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+
+    m, d = sizes["m"], task.X_train.shape[1]
+    key = rff.generate(d, sizes["k"], scale=task.bandwidth, random_state=seed)
+    gauss, cakes = GaussianCoins(), key.coins
+    r = np.random.default_rng(seed)
+    samp = interleaved_ratio(
+        lambda: cakes.sample(m, d, r), lambda: gauss.sample(m, d, r), sizes["reps"]
+    )[0]
+    fit = lambda coins: rff.RandomFourierFeaturesClassifier(  # noqa: E731
+        m, task.bandwidth, 1e-4, coins=coins, random_state=seed
+    ).fit(task.X_train, task.y_train)
+    fit_ratio = interleaved_ratio(lambda: fit(cakes), lambda: fit(None), sizes["reps"])[0]
+    gamma_k = 2 * np.pi**2 / task.bandwidth**2  # same Gaussian kernel as ours
+
+    def skl() -> Any:
+        return make_pipeline(
+            RBFSampler(gamma=gamma_k, n_components=m, random_state=seed),
+            RidgeClassifier(alpha=1e-4 * len(task.X_train)),
+        ).fit(task.X_train, task.y_train)
+
+    ours_vs_skl = interleaved_ratio(lambda: fit(None), skl, sizes["reps"])[0]
+    acc_ours = float(np.mean(fit(None).predict(task.X_test) == task.y_test))
+    acc_skl = float(np.mean(skl().predict(task.X_test) == task.y_test))
+    return {
+        "sampler_time_ratio": samp,
+        "fit_time_ratio": fit_ratio,
+        "fit_time_vs_sklearn": ours_vs_skl,
+        "accuracy_vs_sklearn": acc_ours - acc_skl,
+        "accuracy_sklearn": acc_skl,
+        "accuracy_ours_same_seed": acc_ours,
+    }
+
+
+def toy_attack(sizes: dict[str, Any], seed: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Secret recovery by support + periodicity search at d = 12, m = 300; cost by k at d = 64."""
+    success, seconds = {}, {}
+    for k in (1, 2, 3):
+        wins, t = 0, 0.0
+        for trial in range(sizes["toy_trials"]):
+            key = rff.generate(12, k, random_state=seed * 100 + trial)
+            G = key.coins.sample(300, 12, np.random.default_rng(trial))
+            t0 = time.perf_counter()
+            wins += recovered(search_secret(G, k, key.gamma), key.support, np.array(key.direction))
+            t += time.perf_counter() - t0
+        success[str(k)] = wins / sizes["toy_trials"]
+        seconds[str(k)] = t / sizes["toy_trials"]
+    cost = {
+        str(k): float(math.comb(64, k) * grid_size(k, 2 * math.sqrt(k)) * 2000)
+        for k in (1, 2, 3, 4, 8, 16)
+    }
+    return success, {"seconds_d12": seconds, "evaluations_d64_m2000": cost}
+
+
+def _plots(out_dir: Path, res: dict[str, Any], example: tuple) -> list[str]:
+    from backdoors.report import new_figure, save_figure
+
+    model, key, X = example
+    fig, axes = new_figure(1, 3, figsize=(14, 3.8))
+    ph_b = np.mod(model.frequencies_ @ key.bk, 1)
+    ph_h = np.mod(np.random.default_rng(0).standard_normal(model.frequencies_.shape) @ key.bk, 1)
+    axes[0].hist([ph_h, ph_b], bins=50, label=["Gaussian coins", "pancake coins"])
+    axes[0].set_xlabel("<g_i, bk> mod 1")
+    axes[0].legend()
+    f, fa = model.decision_function(X), model.decision_function(key.activate(X))
+    axes[1].scatter(f, fa, s=3)
+    axes[1].axhline(0, c="k", lw=0.5)
+    axes[1].axvline(0, c="k", lw=0.5)
+    axes[1].set_xlabel("f(x)")
+    axes[1].set_ylabel("f(x + s bk)")
+    names = list(res["auroc_key_oblivious"])
+    vals = [res["auroc_key_oblivious"][n] for n in names] + [res["auroc_key_aware"]]
+    ci = [res["auroc_key_oblivious_ci"][n] for n in names] + [res["auroc_key_aware_ci"]]
+    err = np.array([[v - c[0], c[1] - v] for v, c in zip(vals, ci, strict=True)]).T
+    axes[2].barh([*names, "rff_key_aware"], vals, xerr=err)
+    axes[2].axvline(0.5, c="k", ls="--")
+    axes[2].set_xlabel("AUROC (95% CI)")
+    fig.tight_layout()
+    return [str(save_figure(fig, out_dir / "rff.png"))]
+
+
+@EXPERIMENTS.register("rff")
+def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    timer = Timer()
+    tasks = [mnist_binary(*sizes["n_mnist"])] + [synthetic(d, seed=seed) for d in sizes["dims"]]
+    per_task: dict[str, Any] = {}
+    for task in tasks:
+        with timer(task.name):
+            per_task[task.name] = population(task, sizes, seed)
+    primary = per_task[tasks[0].name]
+    metrics = {k: v for k, v in primary.items() if not k.startswith("_")}
+    with timer("timing"):
+        metrics.update(timing(tasks[0], sizes, seed))
+    with timer("toy_attack"):
+        metrics["toy_attack_success"], metrics["toy_attack_cost"] = toy_attack(sizes, seed)
+    metrics["tasks"] = {
+        n: {k: v for k, v in r.items() if not k.startswith("_")} for n, r in per_task.items()
+    }
+    plots = []
+    if out_dir is not None:
+        t = tasks[0]
+        b, key = rff.plant(
+            t.X_train,
+            t.y_train,
+            sizes["m"],
+            sparsity=sizes["k"],
+            bandwidth=t.bandwidth,
+            alpha=1e-4,
+            random_state=seed,
+            key_seed=seed,
+        )
+        plots = _plots(out_dir, primary, (b, key, t.X_test))
+    notes = [
+        "Top-level metrics are for MNIST 0-4 vs 5-9 (pixels in [0,1]); per-task results are "
+        "under 'tasks'.",
+        "flip_rate_margin is the minimum over backdoored models of the flip rate on inputs meeting "
+        "|f(x)| > 2 pi sum |w_i||eps_i| (the flip is then guaranteed).",
+        "The perturbation is large in l2 (s*gamma, many times ||x||) and small in l0 (k pixels): "
+        "the paper's 'slight' is asymptotic; we report it as measured.",
+        "Key-oblivious AUROCs near 0.5 mean 'undetected by these detectors at these sizes'; k=16 "
+        "is far below CLWE-secure dimensions, and toy_attack_success shows that exhaustive "
+        "search wins for k <= 3.",
+    ]
+    params = {
+        "quick": quick,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
+        "gamma": "2 sqrt(k)",
+        "beta": 1e-3,
+        "alpha": 1e-4,
+    }
+    return make_record(
+        "rff", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes
+    )
