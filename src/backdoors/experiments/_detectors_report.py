@@ -82,7 +82,8 @@ def markdown_table(m: dict[str, Any]) -> str:
 
 
 def claims(m: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets as checks on the measured figures (absent attack -> None)."""
+    """The issue's targets as checks on the measured figures (None: nothing to check, e.g.
+    no key-oblivious detector scored the signature population)."""
     auroc, ci, sizes = m["auroc"], m["auroc_ci"], m["population_sizes"]
     out: dict[str, Any] = {}
     if "badnets" in sizes:
@@ -97,9 +98,9 @@ def claims(m: dict[str, Any]) -> dict[str, Any]:
             for d in ci
             if d not in (KEY_AWARE, WHITE_BOX) and "signature" in ci[d]
         ]
-        out["signature_black_box_cis_contain_0.5"] = bool(blind) and all(blind)
+        out["signature_black_box_cis_contain_0.5"] = all(blind) if blind else None
         ka = auroc.get(KEY_AWARE, {}).get("signature")
-        out["signature_key_aware_auroc_ge_0.99"] = ka is not None and ka >= 0.99
+        out["signature_key_aware_auroc_ge_0.99"] = None if ka is None else ka >= 0.99
     return out
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +42,9 @@ from backdoors.population import Population, build_population, build_populations
 from backdoors.records import Timer, make_record
 from backdoors.scoring import all_detectors
 
-QUICK_N, FULL_N, CHEAP_N = 3, 20, 50  # members per side
+QUICK_N, FULL_N, CHEAP_N = 2, 20, 50  # members per side
 CHEAP_SECONDS = 1.0  # median build time under which a population is grown to CHEAP_N
-QUICK_BUDGET = 20.0  # seconds of detector scoring in --quick (slower detectors are skipped)
+QUICK_BUDGET = 15.0  # seconds of detector scoring in --quick (slower detectors are skipped)
 
 
 def _merge(a: Population, b: Population) -> Population:
@@ -62,12 +64,33 @@ def _median_build(pop: Population) -> float:
 
 
 def _speed_attack(attacks: list[Attack], pops: dict[str, Population], quick: bool) -> Attack:
-    """The slowest-building attack under a cap (jobs big enough for parallelism to matter,
-    small enough for the time budget); the fastest if every attack is over the cap."""
-    cap = 1.0 if quick else 5.0
+    """The slowest-building attack under 5 s per model (jobs big enough for parallelism to
+    matter, small enough for the time budget); the fastest in --quick or if all are slower."""
+    if quick:
+        return min(attacks, key=lambda a: _median_build(pops[a.name]))
+    cap = 5.0
     by_time = sorted(attacks, key=lambda a: _median_build(pops[a.name]))
     under = [a for a in by_time if _median_build(pops[a.name]) <= cap]
     return under[-1] if under else by_time[0]
+
+
+@contextmanager
+def _one_thread(active: bool) -> Iterator[None]:
+    """Limit torch and BLAS to one thread: the sequential baseline gets what each joblib
+    worker gets (loky gives each of 2 workers cpu_count // 2 = 1 thread on this machine)."""
+    if not active:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _warm() -> int:
@@ -77,7 +100,8 @@ def _warm() -> int:
 
 def speed_test(attack: Attack, quick: bool, seed: int, n: int, reps: int) -> dict[str, Any]:
     """Wall time of one uncached population build (``n`` per side) with 1 and 2 joblib workers
-    and on a 2-worker Dask LocalCluster, repetitions interleaved; medians and ratios."""
+    (one thread each) and on a 2-worker Dask LocalCluster (threads in --quick), repetitions
+    interleaved; medians and ratios."""
     from distributed import Client, LocalCluster
     from joblib import Parallel, delayed
 
@@ -99,14 +123,18 @@ def speed_test(attack: Attack, quick: bool, seed: int, n: int, reps: int) -> dic
         ("dask", {"scheduler": client}),
     )
     try:
-        for _, kw in modes:  # untimed warm-up: data sets loaded and cached in every worker
-            build_population(attack, 1, seed=seed + 99_999, quick=quick, **kw)
+        # untimed warm-up: data sets loaded and cached in every worker (in --quick only the
+        # main process, which the threaded cluster shares; pool workers are warm from the
+        # population build)
+        for _, kw in modes if not quick else modes[:1]:
+            build_population(attack, 1, seed=seed + 99_999, quick=quick, sides=(False,), **kw)
         for r in range(reps):
             s = seed + 100_000 + r * n
             for label, kw in modes:
-                t = time.perf_counter()
-                build_population(attack, n, seed=s, quick=quick, **kw)
-                times[label].append(time.perf_counter() - t)
+                with _one_thread(label == "joblib_1"):
+                    t = time.perf_counter()
+                    build_population(attack, n, seed=s, quick=quick, **kw)
+                    times[label].append(time.perf_counter() - t)
     finally:
         client.close()
         cluster.close()
@@ -190,6 +218,7 @@ def run_table(
         "not_scored": tab["not_scored"],
         "detector_levels": {d.name: "input" if d.per_input else "model" for d in detectors},
         "population_sizes": {a: [len(p.honest), len(p.backdoored)] for a, p in pops.items()},
+        "median_build_seconds": {a: _median_build(p) for a, p in pops.items()},
     }
     with timer("backdoor_quality"):
         quality = {a: backdoor_quality(p, 500 if quick else 2000) for a, p in pops.items()}
@@ -212,7 +241,7 @@ def run_table(
                 _speed_attack(attacks, pops, quick),
                 quick,
                 seed,
-                n=2 if quick else 4,
+                n=1 if quick else 4,
                 reps=1 if quick else 3,
             )
         m["population_speedup"] = sp["population_speedup"]
