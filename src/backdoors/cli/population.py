@@ -1,0 +1,58 @@
+"""``backdoors population ATTACK``: build (and cache) N honest + N backdoored models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from backdoors.cli.app import app
+from backdoors.errors import InvalidInputError
+
+
+@app.command()
+def population(
+    attack: Annotated[str, typer.Argument(help="Registered attack name (see --list).")] = "",
+    n: Annotated[int, typer.Option("--n", help="Members per side (honest, backdoored).")] = 20,
+    seed: Annotated[int, typer.Option(help="Member i uses seed + i.")] = 0,
+    quick: Annotated[bool, typer.Option(help="The attack's small configuration.")] = False,
+    jobs: Annotated[int, typer.Option(help="joblib workers (-1: all cores).")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address (tcp://host:8786) instead of joblib.")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache folder: reruns build only missing members.")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List attacks and exit.")] = False,
+) -> None:
+    """Build a population of one attack in parallel and print a summary (accuracy, cache use)."""
+    from backdoors.attacks import ATTACKS
+    from backdoors.population import build_population
+
+    if list_ or not attack:
+        typer.echo("\n".join(ATTACKS.names()))
+        return
+    ATTACKS.get(attack)  # unknown names fail before any work
+    if cache is not None and not cache.exists() and not cache.parent.exists():
+        raise InvalidInputError(f"folder {cache.parent} does not exist")
+    pop = build_population(
+        attack, n, seed=seed, quick=quick, n_jobs=jobs, scheduler=scheduler, cache_dir=cache
+    )
+
+    def acc(ms: list) -> float:
+        return float(np.mean([np.mean(m.model.predict(m.X_test) == m.y_test) for m in ms]))
+
+    summary = {
+        "attack": pop.attack,
+        "members_per_side": n,
+        "built": pop.n_built,
+        "from_cache": pop.n_cached,
+        "wall_seconds": round(pop.wall_time, 3),
+        "honest_accuracy": acc(pop.honest),
+        "backdoored_accuracy": acc(pop.backdoored),
+        "not_cached": pop.uncached[:5],
+    }
+    typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,291 @@
+"""Experiment ``detectors``: the detectors the field relies on, against every registered attack.
+
+For every attack in :data:`backdoors.attacks.ATTACKS` (``badnets``, ``signature``, ``rff``,
+``relu``, ... whichever are registered) a population of N honest and N backdoored models is
+built from seeds (:mod:`backdoors.population`), every registered detector scores every member
+with the evidence it declares, and the table reports AUROC with a percentile-bootstrap 95% CI
+and TPR at 5% FPR (:mod:`backdoors.detection_table`). Paper claim tested: the signature
+backdoor (§5.2, Thm 5.4) is black-box undetectable, so every key-oblivious detector's CI should
+contain 0.5 while the key-aware positive control reaches ~1; BadNets (Gu et al. 2017), built
+for these detectors, should be caught. White-box, the signature verifier is a separate
+component, which ``architecture_inspection`` reports.
+
+Environment: ``BACKDOORS_CACHE=DIR`` caches population members (a rerun only builds what is
+missing); ``BACKDOORS_SCHEDULER=ADDRESS`` builds them on a Dask cluster instead of joblib;
+``BACKDOORS_JOBS`` sets the joblib workers for builds and scoring (default 2).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors.attacks import ATTACKS, Attack
+from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables
+from backdoors.detectors import Detector
+from backdoors.experiments import EXPERIMENTS
+from backdoors.experiments._detectors_report import (
+    claims,
+    nc_norms,
+    notes_for,
+    plot_heatmap,
+    plot_rocs,
+    write_detectors_report,
+)
+from backdoors.population import Population, build_population, build_populations
+from backdoors.records import Timer, make_record
+from backdoors.scoring import all_detectors
+
+QUICK_N, FULL_N, CHEAP_N = 2, 20, 50  # members per side
+CHEAP_SECONDS = 1.0  # median build time under which a population is grown to CHEAP_N
+QUICK_BUDGET = 15.0  # seconds of detector scoring in --quick (slower detectors are skipped)
+
+
+def _merge(a: Population, b: Population) -> Population:
+    return Population(
+        a.attack,
+        a.honest + b.honest,
+        a.backdoored + b.backdoored,
+        a.n_built + b.n_built,
+        a.n_cached + b.n_cached,
+        a.wall_time + b.wall_time,
+        a.uncached + b.uncached,
+    )
+
+
+def _median_build(pop: Population) -> float:
+    return float(np.median([m.info.get("build_seconds", np.inf) for m in pop.members()]))
+
+
+def _speed_attack(attacks: list[Attack], pops: dict[str, Population], quick: bool) -> Attack:
+    """The slowest-building attack under 5 s per model (jobs big enough for parallelism to
+    matter, small enough for the time budget); the fastest in --quick or if all are slower."""
+    if quick:
+        return min(attacks, key=lambda a: _median_build(pops[a.name]))
+    cap = 5.0
+    by_time = sorted(attacks, key=lambda a: _median_build(pops[a.name]))
+    under = [a for a in by_time if _median_build(pops[a.name]) <= cap]
+    return under[-1] if under else by_time[0]
+
+
+@contextmanager
+def _one_thread(active: bool) -> Iterator[None]:
+    """Limit torch and BLAS to one thread: the sequential baseline gets what each joblib
+    worker gets (loky gives each of 2 workers cpu_count // 2 = 1 thread on this machine)."""
+    if not active:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _warm() -> int:
+    """Import every attack module in a worker (so timings exclude interpreter start-up)."""
+    return len(ATTACKS.names())
+
+
+def speed_test(attack: Attack, quick: bool, seed: int, n: int, reps: int) -> dict[str, Any]:
+    """Wall time of one uncached population build (``n`` per side) with 1 and 2 joblib workers
+    (one thread each) and on a 2-worker Dask LocalCluster (threads in --quick), repetitions
+    interleaved; medians and ratios."""
+    from distributed import Client, LocalCluster
+    from joblib import Parallel, delayed
+
+    Parallel(n_jobs=2)(delayed(_warm)() for _ in range(2))
+    t0 = time.perf_counter()
+    cluster = LocalCluster(
+        n_workers=2 if not quick else 1,
+        threads_per_worker=1 if not quick else 2,
+        processes=not quick,
+        dashboard_address=None,
+    )
+    client = Client(cluster, set_as_default=False)
+    client.run(_warm)
+    startup = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"joblib_1": [], "joblib_2": [], "dask": []}
+    modes = (
+        ("joblib_1", {"n_jobs": 1}),
+        ("joblib_2", {"n_jobs": 2}),
+        ("dask", {"scheduler": client}),
+    )
+    try:
+        # untimed warm-up: data sets loaded and cached in every worker (in --quick only the
+        # main process, which the threaded cluster shares; pool workers are warm from the
+        # population build)
+        for _, kw in modes if not quick else modes[:1]:
+            build_population(attack, 1, seed=seed + 99_999, quick=quick, sides=(False,), **kw)
+        for r in range(reps):
+            s = seed + 100_000 + r * n
+            for label, kw in modes:
+                with _one_thread(label == "joblib_1"):
+                    t = time.perf_counter()
+                    build_population(attack, n, seed=s, quick=quick, **kw)
+                    times[label].append(time.perf_counter() - t)
+    finally:
+        client.close()
+        cluster.close()
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {
+        "attack": attack.name,
+        "members": 2 * n,
+        "reps": reps,
+        "median_seconds": med,
+        "dask_startup_seconds": startup,
+        "dask_processes": not quick,
+        "population_speedup": med["joblib_1"] / med["joblib_2"],
+        "dask_vs_joblib_time": med["dask"] / med["joblib_2"],
+    }
+
+
+def run_table(
+    attacks: list[Attack],
+    detectors: list[Detector],
+    quick: bool,
+    seed: int,
+    out_dir: Path | None,
+    *,
+    n: int | None = None,
+    n_jobs: int = 2,
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    timing: bool = True,
+    budget: float | None = None,
+) -> dict[str, Any]:
+    """The whole experiment for given attacks and detectors; returns the record."""
+    timer = Timer()
+    n = n if n is not None else (QUICK_N if quick else FULL_N)
+    extra_notes: list[str] = []
+    if not attacks:
+        extra_notes.append("no attacks are registered (backdoors.attacks.ATTACKS is empty)")
+    if not detectors:
+        extra_notes.append("no detectors are registered (backdoors.detectors.DETECTORS is empty)")
+    with timer("populations"):
+        pops = build_populations(
+            attacks,
+            n,
+            seed=seed,
+            quick=quick,
+            n_jobs=n_jobs,
+            scheduler=scheduler,
+            cache_dir=cache_dir,
+        )
+        if not quick:
+            for a in attacks:
+                if _median_build(pops[a.name]) < CHEAP_SECONDS and n < CHEAP_N:
+                    more = build_population(
+                        a,
+                        CHEAP_N - n,
+                        seed=seed + n,
+                        quick=quick,
+                        n_jobs=n_jobs,
+                        scheduler=scheduler,
+                        cache_dir=cache_dir,
+                    )
+                    pops[a.name] = _merge(pops[a.name], more)
+    for p in pops.values():
+        if p.uncached:
+            extra_notes.append(f"{p.attack}: members not cached ({p.uncached[0]})")
+    with timer("detectors"):
+        budget_s = budget if budget is not None else (QUICK_BUDGET if quick else None)
+        results = evaluate(
+            detectors,
+            pops,
+            n_queries=100 if quick else 500,
+            n_train=1000 if quick else 5000,
+            max_input_members=2 if quick else 10,
+            budget=Budget(budget_s),
+            n_jobs=n_jobs,
+        )
+    tab = tables(results)
+    m: dict[str, Any] = {
+        "auroc": tab["auroc"],
+        "auroc_ci": tab["auroc_ci"],
+        "tpr_at_5fpr": tab["tpr_at_5fpr"],
+        "not_scored": tab["not_scored"],
+        "detector_levels": {d.name: "input" if d.per_input else "model" for d in detectors},
+        "population_sizes": {a: [len(p.honest), len(p.backdoored)] for a, p in pops.items()},
+        "median_build_seconds": {a: _median_build(p) for a, p in pops.items()},
+    }
+    with timer("backdoor_quality"):
+        quality = {a: backdoor_quality(p, 500 if quick else 2000) for a, p in pops.items()}
+    m["clean_accuracy_drop"] = {a: q["clean_accuracy_drop"] for a, q in quality.items()}
+    m["attack_success"] = {a: q["attack_success"] for a, q in quality.items()}
+    if "badnets" in quality:
+        m["badnets_clean_accuracy_drop"] = quality["badnets"]["clean_accuracy_drop"]
+        m["badnets_attack_success"] = quality["badnets"]["attack_success"]
+    m["claims"] = claims(m)
+    strip = results.get(("strip", "signature"))
+    if strip is not None and strip.status == "scored":
+        m["strip_signature_input_auroc"] = strip.auroc
+        m["strip_signature_input_auroc_ci"] = list(strip.ci)
+    nc = results.get(("neural_cleanse", "signature"))
+    if nc is not None and nc.status == "scored":
+        m["neural_cleanse_signature_norms"] = nc_norms(nc)
+    if timing and attacks:
+        with timer("speed_test"):
+            sp = speed_test(
+                _speed_attack(attacks, pops, quick),
+                quick,
+                seed,
+                n=1 if quick else 4,
+                reps=1 if quick else 3,
+            )
+        m["population_speedup"] = sp["population_speedup"]
+        m["dask_vs_joblib_time"] = sp["dask_vs_joblib_time"]
+        m["speed_test"] = sp
+    plots: list[str] = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plots.append(
+            str(plot_heatmap(tab["auroc"], tab["auroc_ci"], out_dir / "auroc_heatmap.png"))
+        )
+        plots += [str(p) for p in plot_rocs(results, out_dir)]
+    params = {
+        "attacks": [a.name for a in attacks],
+        "detectors": [d.name for d in detectors],
+        "members_per_side": m["population_sizes"],
+        "quick": quick,
+        "n_jobs": n_jobs,
+        "scheduler": None if scheduler is None else str(scheduler),
+        "cache_dir": None if cache_dir is None else str(cache_dir),
+        "detector_budget_seconds": budget_s,
+        "cached_members": {a: p.n_cached for a, p in pops.items()},
+    }
+    notes = notes_for(m, results, quick) + extra_notes
+    record = make_record(
+        "detectors", params, seed, m, timer.timings, artifacts={"plots": plots}, notes=notes
+    )
+    if out_dir is not None:
+        record["artifacts"]["report"] = str(write_detectors_report(record, results, out_dir))
+    return record
+
+
+@EXPERIMENTS.register("detectors")
+def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
+    """Detectors x registered attacks over populations (see module docstring)."""
+    attacks = [cls() for _, cls in ATTACKS.items()]
+    return run_table(
+        attacks,
+        all_detectors(),
+        quick,
+        seed,
+        out_dir,
+        n_jobs=int(os.environ.get("BACKDOORS_JOBS", "2")),
+        scheduler=os.environ.get("BACKDOORS_SCHEDULER") or None,
+        cache_dir=os.environ.get("BACKDOORS_CACHE") or None,
+    )

@@ -1,0 +1,268 @@
+"""Populations of models: N honest and N backdoored members per attack, built from seeds.
+
+Undetectability (paper Def. 4.5 / §4) is a statement about the *distributions* of honest and
+backdoored models, so every detection claim is measured on populations. Member ``i`` of both
+halves uses seed ``seed + i``: honest and backdoored members of one seed share data and training
+code (the attack contract), so the two populations differ only in the backdoor.
+
+* **Parallel**: members are independent jobs run with joblib (``n_jobs``), or on a Dask
+  distributed cluster when ``scheduler`` is an address (``"tcp://host:8786"``) or a
+  ``distributed.Client``: the same job function either way.
+* **Cache**: with ``cache_dir``, each member is stored under the SHA-256 of (attack name,
+  attack class, attack params, seed, backdoored, quick, package version, source of the
+  attack's module). A rerun loads what
+  exists and builds only what is missing. Models are written with :func:`backdoors.io.save_model`
+  (safetensors) or skops (scikit-learn estimators), keys with :func:`backdoors.io.save_key`
+  (0600), arrays as content-addressed safetensors files (a data set shared by all members is
+  stored once), model-valued ``info`` entries (e.g. the honest base of a wrapper) as models,
+  and everything else as JSON. Nothing is pickled to disk. A member whose model, key or
+  ``info`` has no artifact format is built every time and listed in
+  :attr:`Population.uncached`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors import __version__
+from backdoors.attacks import ATTACKS, Attack, Built
+from backdoors.errors import InvalidInputError
+from backdoors.model_cache import (
+    ARRAY_FIELDS,
+    CACHE_FORMAT,
+    ArrayPool,
+    cache_plan,
+    import_model_kinds,
+    load_member,
+    save_member,
+)
+from backdoors.progress import track
+
+
+@dataclass
+class Population:
+    """Honest and backdoored members of one attack (``honest[i].seed == backdoored[i].seed``)."""
+
+    attack: str
+    honest: list[Built] = field(default_factory=list)
+    backdoored: list[Built] = field(default_factory=list)
+    n_built: int = 0  # members computed in this call
+    n_cached: int = 0  # members loaded from the cache
+    wall_time: float = 0.0
+    uncached: list[str] = field(default_factory=list)  # reasons members could not be cached
+
+    def members(self) -> Iterator[Built]:
+        yield from self.honest
+        yield from self.backdoored
+
+    def pairs(self) -> Iterator[tuple[Built, Built]]:
+        """(honest, backdoored) members of the same seed."""
+        by_seed = {b.seed: b for b in self.backdoored}
+        for h in self.honest:
+            if h.seed in by_seed:
+                yield h, by_seed[h.seed]
+
+
+# ---------------------------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Task:
+    attack: Attack
+    seed: int
+    backdoored: bool
+    quick: bool
+
+
+def _as_attack(attack: str | Attack | type[Attack]) -> Attack:
+    if isinstance(attack, Attack):
+        return attack
+    if isinstance(attack, type) and issubclass(attack, Attack):
+        return attack()
+    if isinstance(attack, str):
+        return ATTACKS.get(attack)()
+    raise InvalidInputError(f"not an attack: {attack!r}")
+
+
+def attack_params(attack: Attack) -> dict[str, Any]:
+    """The parameters that define an attack instance (``get_params()`` or public attributes)."""
+    params = attack.get_params() if hasattr(attack, "get_params") else dict(vars(attack))
+    return {k: params[k] for k in sorted(params) if not k.startswith("_")}
+
+
+def _source_digest(cls: type) -> str | None:
+    """SHA-256 of the recipe's module source: editing an attack invalidates its cache entries
+    (changes in code it calls are covered only by the package version)."""
+    import inspect
+    import sys
+
+    try:
+        src = inspect.getsource(sys.modules[cls.__module__])
+    except (OSError, TypeError, KeyError):
+        return None
+    return hashlib.sha256(src.encode()).hexdigest()
+
+
+def member_hash(attack: Attack, seed: int, backdoored: bool, quick: bool) -> str:
+    """Content hash naming one member in the cache."""
+    doc = {
+        "format": CACHE_FORMAT,
+        "attack": attack.name,
+        "class": f"{type(attack).__module__}.{type(attack).__qualname__}",
+        "params": attack_params(attack),
+        "seed": int(seed),
+        "backdoored": bool(backdoored),
+        "quick": bool(quick),
+        "version": __version__,
+        "recipe": _source_digest(type(attack)),
+    }
+    text = json.dumps(doc, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _build_task(task: _Task) -> tuple[Built, float]:
+    """Run in a worker: build one member and time it."""
+    t0 = time.perf_counter()
+    built = task.attack.build(task.seed, task.backdoored, task.quick)
+    if not isinstance(built, Built):
+        raise InvalidInputError(f"attack {task.attack.name} returned {type(built).__name__}")
+    return built, time.perf_counter() - t0
+
+
+def _indexed_task(i: int, task: _Task) -> tuple[int, tuple[Built, float]]:
+    return i, _build_task(task)
+
+
+def _run(tasks: list[_Task], n_jobs: int, scheduler: Any, label: str) -> Iterator[Any]:
+    """Yield ``(index, (built, seconds))`` as jobs finish (joblib or Dask)."""
+    if not tasks:
+        return
+    if scheduler is not None:
+        from distributed import Client, as_completed
+
+        own = not isinstance(scheduler, Client)
+        client = Client(scheduler, set_as_default=False) if own else scheduler
+        try:
+            futures = client.map(_build_task, tasks, pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in track(as_completed(futures, loop=client.loop), label, total=len(tasks)):
+                yield index[fut.key], fut.result()
+        finally:
+            if own:
+                client.close()
+        return
+    from joblib import Parallel, delayed
+
+    if n_jobs == 1:  # in-process: no worker start-up, exceptions keep their traceback
+        for i, t in enumerate(track(tasks, label)):
+            yield i, _build_task(t)
+        return
+    par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+    jobs = (delayed(_indexed_task)(i, t) for i, t in enumerate(tasks))
+    yield from track(par(jobs), label, total=len(tasks))
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+def build_populations(
+    attacks: Iterable[str | Attack | type[Attack]],
+    n: int,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    sides: tuple[bool, ...] = (False, True),
+) -> dict[str, Population]:
+    """Build ``n`` members per side (honest ``False``, backdoored ``True``) of every attack in
+    one parallel job; member ``i`` uses seed ``seed + i``. Returns ``{attack name: Population}``.
+    """
+    if int(n) < 1:
+        raise InvalidInputError(f"population size must be >= 1, got {n}")
+    if n_jobs == 0 or n_jobs < -1:
+        raise InvalidInputError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
+    import_model_kinds()  # cached members may be of kinds no module imported yet
+    objs = [_as_attack(a) for a in attacks]
+    names = [a.name for a in objs]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"attack names repeat: {names}")
+    root = Path(cache_dir) if cache_dir is not None else None
+    if root is not None:
+        (root / "arrays").mkdir(parents=True, exist_ok=True)
+        (root / "members").mkdir(parents=True, exist_ok=True)
+    pool = ArrayPool(root)
+    t0 = time.perf_counter()
+    pops = {a.name: Population(a.name) for a in objs}
+    slots: dict[tuple[str, bool, int], Built] = {}
+    todo: list[tuple[str, _Task]] = []  # (hash, task)
+    for a in objs:
+        for bd in sides:
+            for i in range(int(n)):
+                task = _Task(a, int(seed) + i, bool(bd), bool(quick))
+                h = member_hash(a, task.seed, task.backdoored, task.quick)
+                got = load_member(root, h, pool) if root is not None else None
+                if got is not None:
+                    slots[(a.name, bd, i)] = got
+                    pops[a.name].n_cached += 1
+                else:
+                    todo.append((h, task))
+    places = [(t.attack.name, t.backdoored, t.seed - int(seed)) for _, t in todo]
+    tasks = [t for _, t in todo]
+    for j, (built, seconds) in _run(tasks, n_jobs, scheduler, f"building {len(tasks)} models"):
+        name = places[j][0]
+        for fname in ARRAY_FIELDS:  # one copy of shared data sets in memory
+            a = getattr(built, fname)
+            if isinstance(a, np.ndarray):
+                setattr(built, fname, pool.intern(a)[1])
+        built.info = {**built.info, "build_seconds": built.info.get("build_seconds", seconds)}
+        if root is not None:
+            reason = cache_plan(built)
+            if reason is None:
+                save_member(root, todo[j][0], built, pool)
+            else:
+                pops[name].uncached.append(f"seed {built.seed}: {reason}")
+        slots[places[j]] = built
+        pops[name].n_built += 1
+    wall = time.perf_counter() - t0
+    for a in objs:
+        pop = pops[a.name]
+        pop.wall_time = wall
+        pop.honest = [slots[(a.name, False, i)] for i in range(int(n)) if False in sides]
+        pop.backdoored = [slots[(a.name, True, i)] for i in range(int(n)) if True in sides]
+    return pops
+
+
+def build_population(
+    attack: str | Attack | type[Attack],
+    n: int,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    n_jobs: int = 1,
+    scheduler: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    sides: tuple[bool, ...] = (False, True),
+) -> Population:
+    """``n`` honest and ``n`` backdoored members of one attack (see :func:`build_populations`)."""
+    pops = build_populations(
+        [attack],
+        n,
+        seed=seed,
+        quick=quick,
+        n_jobs=n_jobs,
+        scheduler=scheduler,
+        cache_dir=cache_dir,
+        sides=sides,
+    )
+    return next(iter(pops.values()))

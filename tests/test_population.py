@@ -1,0 +1,249 @@
+"""Populations: seeds, joblib / Dask parity, the content-hash cache, and the detectors table."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import population_toys as toys
+from backdoors import population
+from backdoors.errors import InvalidInputError
+from backdoors.experiments.detectors import run_table, speed_test
+from backdoors.population import build_population, member_hash
+
+
+def _preds(pop):
+    X = pop.honest[0].X_test
+    return [m.model.predict(X) for m in pop.members()]
+
+
+def test_members_pair_by_seed_and_backdoor_works():
+    pop = build_population(toys.ToyPatchAttack(), 3, seed=7)
+    assert [m.seed for m in pop.honest] == [7, 8, 9] == [m.seed for m in pop.backdoored]
+    assert all(not m.backdoored and m.key is None for m in pop.honest)
+    assert all(m.backdoored and m.key is not None for m in pop.backdoored)
+    assert pop.n_built == 6 and pop.n_cached == 0
+    h, b = pop.honest[0], pop.backdoored[0]
+    Xa = b.activate(h.X_test)
+    assert np.mean(b.model.predict(Xa) == 1) > 0.95 > np.mean(h.model.predict(Xa) == 1)
+    # one copy of the shared test set in memory
+    assert all(m.X_test is h.X_test for m in pop.members())
+
+
+def test_cache_rerun_builds_nothing_and_fills_gaps(tmp_path):
+    cache = tmp_path / "cache"
+    first = build_population(toys.ToyPatchAttack(), 3, cache_dir=cache)
+    toys.BUILD_CALLS.clear()
+    again = build_population(toys.ToyPatchAttack(), 3, cache_dir=cache)
+    assert again.n_built == 0 and again.n_cached == 6 and toys.BUILD_CALLS == []
+    for a, b in zip(_preds(first), _preds(again), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for m0, m1 in zip(first.members(), again.members(), strict=True):
+        assert m0.key == m1.key and m0.seed == m1.seed and m0.backdoored == m1.backdoored
+        np.testing.assert_array_equal(m0.X_train, m1.X_train)
+        assert m1.info["target"] == 1 and m1.info["build_seconds"] > 0
+        if m0.backdoored:
+            X = m0.X_test
+            np.testing.assert_array_equal(
+                m0.info["clean_model"].predict(X), m1.info["clean_model"].predict(X)
+            )
+    # only safetensors / skops / JSON on disk, keys 0600, the shared test set stored once
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".safetensors", ".skops", ".json"}
+    keys = [p for p in files if p.name == "key.json"]
+    assert len(keys) == 3 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in keys)
+    n_arrays = len(list((cache / "arrays").iterdir()))
+    assert n_arrays == 2 + 2 * 6  # X_test, y_test shared; X_train, y_train per member
+    # a larger request builds only the missing seeds; other params are other entries
+    more = build_population(toys.ToyPatchAttack(), 5, cache_dir=cache)
+    assert (more.n_built, more.n_cached) == (4, 6)
+    other = build_population(toys.ToyPatchAttack(poison=0.3), 1, cache_dir=cache)
+    assert other.n_built == 2
+    assert member_hash(toys.ToyPatchAttack(), 0, True, False) != member_hash(
+        toys.ToyPatchAttack(), 0, False, False
+    )
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path):
+    build_population(toys.ToyPatchAttack(), 2, cache_dir=tmp_path)
+    h = member_hash(toys.ToyPatchAttack(), 1, True, False)
+    model = tmp_path / "members" / h / "model.skops"
+    model.write_bytes(model.read_bytes()[:50])
+    again = build_population(toys.ToyPatchAttack(), 2, cache_dir=tmp_path)
+    assert (again.n_built, again.n_cached) == (1, 3)
+    assert again.backdoored[1].model.predict(again.backdoored[1].X_test).shape == (200,)
+
+
+def test_uncacheable_models_are_built_and_reported(tmp_path):
+    pop = build_population(toys.ToyPlainAttack(), 2, cache_dir=tmp_path)
+    again = build_population(toys.ToyPlainAttack(), 2, cache_dir=tmp_path)
+    assert again.n_built == 4 and len(again.uncached) == 4
+    assert "PlainModel has no artifact format" in pop.uncached[0]
+
+
+def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
+    from distributed import LocalCluster
+
+    seq = build_population(toys.ToyPatchAttack(), 2)
+    par = build_population(toys.ToyPatchAttack(), 2, n_jobs=2)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+    ) as cluster:
+        dsk = build_population(
+            toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
+        )
+        toys.BUILD_CALLS.clear()
+        cached = build_population(
+            toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
+        )
+    assert dsk.n_built == 4 and cached.n_built == 0 and toys.BUILD_CALLS == []
+    for pop in (par, dsk, cached):
+        assert [m.seed for m in pop.members()] == [m.seed for m in seq.members()]
+        for a, b in zip(_preds(seq), _preds(pop), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidInputError):
+        build_population(toys.ToyPatchAttack(), 0)
+    with pytest.raises(InvalidInputError, match="unknown attack"):
+        build_population("no-such-attack", 1)
+    with pytest.raises(InvalidInputError):
+        population.build_populations([toys.ToyPatchAttack(), toys.ToyPatchAttack()], 1)
+
+
+def test_detectors_table_on_toys(tmp_path):
+    attacks = [toys.ToyPatchAttack(), toys.ToyNullAttack()]
+    dets = [cls() for cls in toys.TOY_DETECTORS]
+    rec = run_table(attacks, dets, True, 0, tmp_path, n=8, n_jobs=2, timing=False, budget=None)
+    m = rec["metrics"]
+    # positive control and the detectors that see the toy trigger separate the populations
+    assert m["auroc"]["toy_keyaware"]["toy_patch"] >= 0.99
+    assert m["auroc"]["toy_weight"]["toy_patch"] >= 0.99
+    assert m["auroc"]["toy_traindata"]["toy_patch"] >= 0.99
+    assert m["detector_levels"]["toy_filter"] == "input"
+    assert m["auroc"]["toy_filter"]["toy_patch"] >= 0.99  # clean vs activated inputs
+    assert m["tpr_at_5fpr"]["toy_weight"]["toy_patch"] >= 0.9
+    # on the null attack nothing separates: identical models, CI contains 0.5
+    for d in ("toy_weight", "toy_traindata"):
+        assert m["auroc"][d]["toy_null"] == 0.5
+        lo, hi = m["auroc_ci"][d]["toy_null"]
+        assert lo <= 0.5 <= hi
+    lo, hi = m["auroc_ci"]["toy_keyaware"]["toy_patch"]
+    assert lo <= m["auroc"]["toy_keyaware"]["toy_patch"] <= hi
+    assert m["not_scored"]["toy_broken"]["toy_patch"].startswith("error: RuntimeError")
+    assert m["attack_success"]["toy_patch"] > 0.8 > m["attack_success"]["toy_null"]
+    assert abs(m["clean_accuracy_drop"]["toy_patch"]) < 0.1
+    assert m["population_sizes"]["toy_patch"] == [8, 8]
+    plots = rec["artifacts"]["plots"]
+    assert any(p.endswith("auroc_heatmap.png") for p in plots)
+    assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
+    text = (tmp_path / "report.md").read_text()
+    assert "| `toy_weight` (model) |" in text and "toy_null" in text
+    json.dumps(rec, default=str)  # JSON-able
+
+
+def test_parallel_scoring_matches_in_process_scoring():
+    from backdoors.detection_table import evaluate
+
+    pops = population.build_populations([toys.ToyPatchAttack()], 5)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
+    one, two = evaluate(dets, pops, n_jobs=1), evaluate(dets, pops, n_jobs=2)
+    for k in one:
+        assert one[k].status == two[k].status
+        np.testing.assert_array_equal(one[k].neg, two[k].neg)
+        np.testing.assert_array_equal(one[k].pos, two[k].pos)
+    assert [d["seed"] for d in two[("toy_weight", "toy_patch")].details] == [0, 1, 2, 3, 4] * 2
+    assert two[("toy_broken", "toy_patch")].status == "error"
+
+
+def test_quick_budget_skips_slow_detectors(tmp_path):
+    rec = run_table(
+        [toys.ToyPatchAttack()],
+        [toys.ToyWeight(), toys.ToyKeyAware()],
+        True,
+        0,
+        None,
+        n=3,
+        n_jobs=1,
+        timing=False,
+        budget=0.0,
+    )
+    assert all(
+        v.startswith("skipped") for d in rec["metrics"]["not_scored"].values() for v in d.values()
+    )
+
+
+@pytest.mark.slow
+def test_speed_test_reports_ratios():
+    sp = speed_test(toys.ToyPatchAttack(n_train=3000), quick=True, seed=0, n=4, reps=1)
+    assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] > 0
+    assert set(sp["median_seconds"]) == {"joblib_1", "joblib_2", "dask"}
+
+
+def test_population_cli_builds_then_reuses_cache(tmp_path, monkeypatch, capsys):
+    from backdoors.cli import main
+
+    toys.install(monkeypatch)
+    argv = ["population", "toy_patch", "--n", "2", "--cache", str(tmp_path / "c")]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert (first["built"], second["built"], second["from_cache"]) == (4, 0, 4)
+    assert second["honest_accuracy"] == first["honest_accuracy"] > 0.9
+    assert main(["population", "nope"]) == 2
+
+
+def test_real_signature_members_round_trip_through_the_cache(tmp_path):
+    """A wrapper model with a model-valued info entry, loaded in a fresh interpreter (where
+    nothing has imported the wrapper's module yet)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("backdoors.attacks.signature")
+    pop = build_population("signature", 1, quick=True, cache_dir=tmp_path)
+    b = pop.backdoored[0]
+    X = b.X_test[:20]
+    np.save(tmp_path / "x.npy", b.activate(X, target=3))
+    code = (
+        "import sys, numpy as np; from backdoors.population import build_population as bp;"
+        f"p = bp('signature', 1, quick=True, cache_dir={str(tmp_path)!r});"
+        f"x = np.load({str(tmp_path / 'x.npy')!r});"
+        "print(p.n_built, p.n_cached, int((p.backdoored[0].model.predict(x) == 3).sum()),"
+        " type(p.backdoored[0].info['honest']).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "2", "20", "TorchClassifier"]
+
+
+def test_claims_follow_the_figures():
+    from backdoors.experiments._detectors_report import claims
+
+    m = {
+        "auroc": {
+            "a": {"badnets": 0.95, "signature": 0.52},
+            "b": {"badnets": 0.91, "signature": 0.70},
+            "key_aware": {"badnets": 1.0, "signature": 1.0},
+            "architecture_inspection": {"signature": 1.0},
+        },
+        "auroc_ci": {
+            "a": {"badnets": [0.9, 1.0], "signature": [0.4, 0.6]},
+            "b": {"badnets": [0.8, 1.0], "signature": [0.55, 0.85]},
+            "key_aware": {"badnets": [1.0, 1.0], "signature": [1.0, 1.0]},
+            "architecture_inspection": {"signature": [1.0, 1.0]},
+        },
+        "population_sizes": {"badnets": [20, 20], "signature": [20, 20]},
+        "badnets_clean_accuracy_drop": 0.004,
+        "badnets_attack_success": 0.97,
+    }
+    c = claims(m)
+    assert c["badnets_two_detectors_auroc_ge_0.9"] and c["badnets_attack_success_ge_0.95"]
+    assert c["badnets_clean_accuracy_drop_le_0.01"] and c["signature_key_aware_auroc_ge_0.99"]
+    assert not c["signature_black_box_cis_contain_0.5"]  # b's CI excludes 0.5
+    m["auroc_ci"]["b"]["signature"] = [0.45, 0.8]  # white-box inspection is not counted
+    assert claims(m)["signature_black_box_cis_contain_0.5"]
