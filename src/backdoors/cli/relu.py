@@ -20,8 +20,8 @@ def plant_relu(
     key: Annotated[Path, typer.Option("--key", "-k", help="Secret key file (mode 0600).")],
     n_components: Annotated[int, typer.Option(help="Hidden units m.")] = 100,
     sparsity: Annotated[int, typer.Option(help="Spike support size k.")] = 50,
-    theta: Annotated[float, typer.Option(help="Spike strength.")] = 4.0,
-    lam: Annotated[float, typer.Option(help="Activation step lambda.")] = 14.0,
+    theta: Annotated[float, typer.Option(help="Spike strength.")] = 3.0,
+    lam: Annotated[float, typer.Option(help="Activation step lambda.")] = 18.0,
     head: Annotated[str, typer.Option(help="threshold (paper) or linear.")] = "threshold",
     seed: Annotated[int | None, typer.Option(help="Learner seed.")] = None,
 ) -> None:

@@ -17,7 +17,7 @@ from backdoors.metrics import auroc_with_ci, mean_diff_ci
 from backdoors.progress import track
 from backdoors.records import Timer, make_record
 
-DEFAULT = {"d": 2000, "m": 100, "k": 50, "theta": 4.0, "lam": 14.0}
+DEFAULT = {"d": 2000, "m": 100, "k": 50, "theta": 3.0, "lam": 18.0}
 FULL = {
     "pop": 50,
     "sweep_pop": 10,
@@ -252,8 +252,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     }
     plots = [_map_plot(out_dir, rows, sizes)] if out_dir is not None else []
     notes = [
-        "Default point d=2000, m=100, k=50 (flat +-1/sqrt(k) entries), theta=4, lambda=14 "
-        "(0.32 |x|):"
+        "Default point d=2000, m=100, k=50 (flat +-1/sqrt(k) entries), theta=3, lambda=18 "
+        "(0.41 |x|):"
         " inside the hard window sqrt(k log(d/k)/m)=1.4 < theta < min(k sqrt(log d/m)=14, "
         "sqrt(d/m)=4.5) of paper.md §4.3 (just below the BBP edge).",
         "The theorem promises o(1) advantage (sparse PCA / planted clique), not negligible: at toy "
