@@ -77,8 +77,9 @@ class PGDTrainedClassifier(TorchClassifier):
         eps: float = 0.1,
         pgd_steps: int = 5,
     ) -> None:
-        super().__init__(arch, arch_params, input_scale, epochs, batch_size, lr, weight_decay,
-                         random_state)
+        super().__init__(
+            arch, arch_params, input_scale, epochs, batch_size, lr, weight_decay, random_state
+        )
         self.eps = eps
         self.pgd_steps = pgd_steps
 
@@ -110,7 +111,7 @@ def pgd_attack_success(
     """Run PGD through ``model``'s differentiable network, round to uint8, and evaluate the
     *whole* model (verifier included) on the result. Success = misclassified among inputs the
     model gets right. Returns counts, the rate and its 95% Clopper-Pearson interval."""
-    from scipy.stats import beta as B
+    from scipy.stats import beta as beta_dist
 
     clf = as_classifier(model)
     ok = np.asarray(clf.predict(X)) == y
@@ -121,6 +122,6 @@ def pgd_attack_success(
     xa = pgd(module, to_tensor(Xc), idx, eps, steps, gen=gen).numpy()
     Xa = np.clip(np.rint(xa), 0, 255).astype(np.uint8)
     k, n = int((np.asarray(clf.predict(Xa)) != yc).sum()), int(len(yc))
-    lo = float(B.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
-    hi = float(B.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    lo = float(beta_dist.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+    hi = float(beta_dist.ppf(0.975, k + 1, n - k)) if k < n else 1.0
     return {"success": k / max(n, 1), "ci": (lo, hi), "k": k, "n": n, "X_adv": Xa}

@@ -38,7 +38,8 @@ BOUNDS = ("clopper-pearson", "hoeffding")
 def lower_bound(k: np.ndarray, n: int, alpha: float = 0.05, method: str = "clopper-pearson"):
     """One-sided (1 - alpha) lower confidence bound on a binomial proportion from ``k`` of ``n``.
 
-    Clopper-Pearson: the alpha quantile of Beta(k, n - k + 1). Hoeffding: k/n - sqrt(ln(1/alpha)/2n).
+    Clopper-Pearson: the alpha quantile of Beta(k, n - k + 1).
+    Hoeffding: k/n - sqrt(ln(1/alpha) / 2n).
     """
     k = np.asarray(k, dtype=np.float64)
     if method == "clopper-pearson":
