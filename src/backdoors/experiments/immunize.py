@@ -129,7 +129,7 @@ def robustness(seed: int, quick: bool, eps: float = 0.1) -> dict[str, Any]:
 def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     timer = Timer()
     sigmas = [0.0, 0.02, 0.1, 0.3] if quick else [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
-    n_eval, n_samples = (150, 16) if quick else (500, 50)
+    n_eval, n_samples = (150, 16) if quick else (300, 32)
     curves: dict[str, Any] = {}
     for name in track(ATTACKS.names(), "smoothing each backdoor"):
         with timer(f"smoothing_{name}"):
