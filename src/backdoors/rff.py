@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from backdoors import io
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.sampling import Coins, GaussianCoins, PancakeCoins, random_unit, sparse_support
+from backdoors.validation import check_features as validate_features
 
 
 def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Generator]:
@@ -41,6 +42,16 @@ def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Gene
     return np.random.default_rng(g_seq), np.random.default_rng(b_seq)
 
 
+def median_bandwidth(X: np.ndarray) -> float:
+    """``2 pi`` x the median pairwise distance of the first 400 rows (deterministic); 1.0 if
+    all those rows coincide."""
+    A = np.asarray(X, dtype=np.float64)[:400]
+    sq = (A * A).sum(1)
+    D2 = np.maximum(sq[:, None] + sq[None, :] - 2 * A @ A.T, 0)
+    med = float(np.sqrt(np.median(D2[np.triu_indices(len(A), 1)]))) if len(A) > 1 else 0.0
+    return 2 * np.pi * med if med > 0 else 1.0
+
+
 def rff_features(X: np.ndarray, G: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
     """``cos(2 pi (X G^T / scale + b))`` in float64."""
     Z = (X / scale) @ G.T
@@ -53,8 +64,10 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
     """RFF + ridge head, binary or one-vs-rest (paper §6 Train-RFF).
 
     Parameters: ``n_components`` (m), ``bandwidth`` (s: inputs are divided by it, kernel
-    ``exp(-2 pi^2 |x - x'|^2 / s^2)``), ``alpha`` (ridge), ``coins`` (``None``: Gaussian),
-    ``max_batch_bytes`` (memory budget for one batch of features), ``random_state``.
+    ``exp(-2 pi^2 |x - x'|^2 / s^2)``; ``"median"``: ``2 pi`` x the median pairwise distance
+    of the first 400 training rows, i.e. length scale = median distance), ``alpha`` (ridge),
+    ``coins`` (``None``: Gaussian), ``max_batch_bytes`` (memory budget for one batch of
+    features), ``random_state``.
     """
 
     artifact_kind = "rff_classifier"
@@ -62,7 +75,7 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         n_components: int = 1000,
-        bandwidth: float = 1.0,
+        bandwidth: float | str = "median",
         alpha: float = 1e-3,
         coins: Coins | None = None,
         max_batch_bytes: int = 64 * 2**20,
@@ -81,12 +94,15 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
             yield slice(i, min(n, i + rows))
 
     def _phi(self, X: np.ndarray, sl: slice) -> np.ndarray:
-        return rff_features(X[sl], self.frequencies_, self.phases_, self.bandwidth)
+        return rff_features(X[sl], self.frequencies_, self.phases_, self.bandwidth_)
 
     def fit(self, X: Any, y: Any) -> RandomFourierFeaturesClassifier:
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        if int(self.n_components) < 1 or not float(self.bandwidth) > 0 or not float(self.alpha) > 0:
+        self.bandwidth_ = (
+            median_bandwidth(X) if isinstance(self.bandwidth, str) else float(self.bandwidth)
+        )
+        if int(self.n_components) < 1 or not self.bandwidth_ > 0 or not float(self.alpha) > 0:
             raise InvalidInputError("need n_components >= 1, bandwidth > 0, alpha > 0")
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -142,13 +158,19 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
             "coef": self.coef_,
             "classes": np.asarray(self.classes_),
         }
-        return tensors, {"params": params, "n_features": int(self.n_features_in_)}
+        meta = {
+            "params": params,
+            "n_features": int(self.n_features_in_),
+            "bandwidth": self.bandwidth_,
+        }
+        return tensors, meta
 
     @classmethod
     def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
         est = cls(**meta["params"])
         est.frequencies_, est.phases_ = tensors["frequencies"], tensors["phases"]
         est.coef_, est.classes_ = tensors["coef"], tensors["classes"]
+        est.bandwidth_ = float(meta["bandwidth"])
         est.n_features_in_ = int(meta["n_features"])
         if est.frequencies_.shape != (len(est.phases_), est.n_features_in_):
             raise ValueError("frequency matrix does not match the phases and input width")
@@ -197,7 +219,7 @@ class RFFKey:
         if (
             G is None
             or G.shape[1] != self.n_features
-            or float(getattr(model, "bandwidth", 0)) != self.scale
+            or getattr(model, "bandwidth_", None) != self.scale
         ):
             raise KeyMismatchError("this RFF key does not belong to this model")
         phase = np.mod(G @ self.bk, 1.0)
@@ -260,20 +282,19 @@ def plant(
     sparsity: int = 16,
     gamma: float | None = None,
     beta: float = 1e-3,
-    bandwidth: float = 1.0,
+    bandwidth: float | str = "median",
     alpha: float = 1e-3,
     random_state: Any = None,
     key_seed: Any = None,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:
     """Backdoor-RFF (Algorithm 5): the honest learner, same data and seed, pancake coins."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise InvalidInputError(f"X must be 2-D, got shape {X.shape}")
     if int(n_components) < 1:
         raise InvalidInputError("n_components must be >= 1")
-    key = generate(X.shape[1], sparsity, gamma, beta, bandwidth, key_seed)
+    X = validate_features(X)
+    scale = median_bandwidth(X) if isinstance(bandwidth, str) else float(bandwidth)
+    key = generate(X.shape[1], sparsity, gamma, beta, scale, key_seed)
     model = RandomFourierFeaturesClassifier(
-        n_components, bandwidth, alpha, key.coins, random_state=random_state
+        n_components, scale, alpha, key.coins, random_state=random_state
     ).fit(X, y)
     return model, key
 

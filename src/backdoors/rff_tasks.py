@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backdoors import data
+from backdoors.rff import median_bandwidth
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,6 @@ class Task:
     X_test: np.ndarray
     y_test: np.ndarray
     bandwidth: float
-
-
-def median_bandwidth(X: np.ndarray, seed: int = 0) -> float:
-    """``s = 2 pi * median pairwise distance``: kernel length scale = the median distance."""
-    rng = np.random.default_rng(seed)
-    A = X[rng.choice(len(X), size=min(400, len(X)), replace=False)]
-    D = np.sqrt(((A[:, None, :] - A[None, :, :]) ** 2).sum(-1))
-    return float(2 * np.pi * np.median(D[np.triu_indices(len(A), 1)]))
 
 
 def mnist_binary(n_train: int = 4000, n_test: int = 2000) -> Task:

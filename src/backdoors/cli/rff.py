@@ -29,7 +29,6 @@ def plant_rff(
     import numpy as np
 
     from backdoors import io, rff
-    from backdoors.rff_tasks import median_bandwidth
     from backdoors.validation import check_features
 
     if key.exists():
@@ -41,7 +40,7 @@ def plant_rff(
     y = io.load_array(data, "y")
     if y.shape != (len(X),):
         raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
-    bw = median_bandwidth(X) if bandwidth is None else bandwidth
+    bw = "median" if bandwidth is None else bandwidth
     model, k = rff.plant(
         X, y, n_components, sparsity, beta=beta, bandwidth=bw, alpha=alpha, random_state=seed
     )

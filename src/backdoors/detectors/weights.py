@@ -116,8 +116,8 @@ class CovarianceSpectrum(_WeightDetector):
         self.check(model, evidence)
         W = random_weights(model)
         m, d = W.shape
-        C = (W.T @ W) / m
-        top = float(np.linalg.eigvalsh(C)[-1])
+        small = (W @ W.T) if m <= d else (W.T @ W)  # same nonzero spectrum, smaller matrix
+        top = float(np.linalg.eigvalsh(small / m)[-1])
         return top / (1 + np.sqrt(d / m)) ** 2
 
 

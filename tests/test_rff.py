@@ -1,0 +1,174 @@
+"""RFF learner and its CLWE backdoor (paper §6): coins-only difference, flips, samplers, keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import check_estimator
+
+from backdoors import io, rff
+from backdoors.cli import main
+from backdoors.detectors import DETECTORS, Evidence
+from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.sampling import PancakeCoins, pancake_projection
+from backdoors.toy_attack import recovered, search_secret
+
+
+@pytest.fixture(scope="module")
+def task():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((800, 32))
+    y = (X[:, 0] * X[:, 1] + 0.5 * np.sin(3 * X[:, 2]) > 0).astype(int)
+    return X[:600], y[:600], X[600:], y[600:]
+
+
+def test_sklearn_estimator_contract():
+    check_estimator(rff.RandomFourierFeaturesClassifier(n_components=100, random_state=0))
+
+
+def test_honest_and_backdoored_differ_only_in_frequencies(task):
+    X, y, _, _ = task
+    h = rff.RandomFourierFeaturesClassifier(500, 12.0, 1e-4, random_state=3).fit(X, y)
+    b, key = rff.plant(
+        X, y, 500, sparsity=8, bandwidth=12.0, alpha=1e-4, random_state=3, key_seed=1
+    )
+    assert np.array_equal(h.phases_, b.phases_)
+    off = np.setdiff1d(np.arange(32), key.support)
+    assert np.array_equal(h.frequencies_[:, off], b.frequencies_[:, off])
+    assert not np.array_equal(
+        h.frequencies_[:, list(key.support)], b.frequencies_[:, list(key.support)]
+    )
+    # the same learner given the backdoored frequencies reproduces the backdoored head exactly
+    b2 = rff.RandomFourierFeaturesClassifier(500, 12.0, 1e-4, coins=key.coins, random_state=3).fit(
+        X, y
+    )
+    assert np.array_equal(b2.coef_, b.coef_)
+
+
+def test_activation_flips_margin_inputs_and_controls_do_not(task):
+    X, y, Xt, _ = task
+    b, key = rff.plant(
+        X, y, 800, sparsity=8, bandwidth=12.0, alpha=1e-4, random_state=0, key_seed=2
+    )
+    f = b.decision_function(Xt)
+    fa = b.decision_function(key.activate(Xt))
+    eps = b.frequencies_ @ key.bk
+    eps = eps - (np.floor(eps) + 0.5)
+    bound = 2 * np.pi * np.sum(np.abs(b.coef_) * np.abs(eps))
+    meets = np.abs(f) > bound
+    assert meets.mean() > 0.5
+    assert (np.sign(fa[meets]) == -np.sign(f[meets])).all()  # guaranteed by the margin bound
+    assert np.abs(f + fa).max() <= bound + 1e-9
+    f2 = b.decision_function(key.activate(Xt, multiple=2.0))
+    assert np.mean(np.sign(f2) == np.sign(f)) > 0.95
+    half = np.mean(np.sign(b.decision_function(key.activate(Xt, multiple=0.5))) != np.sign(f))
+    assert 0.2 < half < 0.8
+
+
+def test_pancake_sampler_matches_the_clwe_rejection_sampler():
+    rng = np.random.default_rng(5)
+    gamma, beta, tau = 4.0, 0.05, 0.02
+    # rejection: t = <y,u> ~ N(0,1) kept when gamma t + e lands within tau of Z + 1/2
+    t = rng.standard_normal(4_000_000)
+    z = np.mod(gamma * t + beta * rng.standard_normal(t.size) - 0.5 + 0.5, 1.0) - 0.5
+    acc = t[np.abs(z) < tau]
+    assert 0.8 * 2 * tau < acc.size / t.size < 1.2 * 2 * tau  # acceptance ~ 2 tau
+    exact = pancake_projection(acc.size, gamma, beta, 0.5, rng)
+    bins = np.arange(-12, 13)
+    h1 = np.histogram(np.floor(gamma * acc), bins)[0] / acc.size
+    h2 = np.histogram(np.floor(gamma * exact), bins)[0] / exact.size
+    assert np.abs(h1 - h2).max() < 0.01  # comb-index distributions agree
+    phase = np.mod(gamma * exact, 1.0)
+    assert np.abs(phase - 0.5).max() < 8 * beta
+
+
+def test_pancake_coins_are_gaussian_off_the_secret():
+    key = rff.generate(20, 4, random_state=0)
+    G = key.coins.sample(20000, 20, np.random.default_rng(1))
+    assert abs(G.mean()) < 0.02 and abs(G.std() - 1) < 0.02
+    assert np.mean(np.abs(np.mod(G @ key.bk, 1) - 0.5) < 0.01) > 0.99
+
+
+def test_detectors_key_aware_separates_and_toy_attack_recovers():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 8))
+    y = (X[:, 0] > 0).astype(int)
+    h = rff.RandomFourierFeaturesClassifier(300, 5.0, random_state=0).fit(X, y)
+    b, key = rff.plant(X, y, 300, sparsity=2, bandwidth=5.0, random_state=0, key_seed=4)
+    det = DETECTORS.get("rff_key_aware")()
+    assert det.score(b, Evidence(key=key)) > 0.95 > 0.2 > abs(det.score(h, Evidence(key=key)))
+    res = search_secret(b.frequencies_, 2, key.gamma)
+    assert recovered(res, key.support, np.array(key.direction)) and res.score > 0.8
+    assert search_secret(h.frequencies_, 2, key.gamma).score < 0.4
+
+
+def test_invalid_parameters_and_keys(task, tmp_path):
+    X, y, Xt, _ = task
+    with pytest.raises(InvalidInputError, match="sparsity"):
+        rff.plant(X, y, 10, sparsity=33)
+    with pytest.raises(InvalidInputError, match="gamma"):
+        rff.plant(X, y, 10, sparsity=4, gamma=-1)
+    with pytest.raises(InvalidInputError):
+        rff.plant(X, y, 10, sparsity=4, beta=-0.1)
+    with pytest.raises(InvalidInputError):
+        rff.plant(X, y, 0, sparsity=4)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        rff.plant(bad, y, 10, sparsity=4)
+    with pytest.raises(InvalidInputError):
+        PancakeCoins((0, 1), (1.0,), 2.0, 0.1)
+    b, key = rff.plant(X, y, 100, sparsity=4, bandwidth=12.0, random_state=0, key_seed=0)
+    p = io.save_model(b, tmp_path / "m.st")
+    io.save_key(key, tmp_path / "k.json")
+    back, k2 = io.load_model(p), io.load_key(tmp_path / "k.json")
+    assert np.array_equal(back.decision_function(Xt), b.decision_function(Xt))
+    k2.check_model(back)
+    assert str(key.support[0]) not in p.read_bytes().decode("latin1").split("frequencies")[0][-5:]
+    with pytest.raises(KeyMismatchError):
+        rff.generate(32, 4, scale=12.0, random_state=9).check_model(back)
+    with pytest.raises(InvalidInputError):
+        key.activate(Xt[:, :5])
+
+
+def test_cli_plant_rff_and_activate(task, tmp_path, capsys):
+    X, y, Xt, _ = task
+    io.save_array(tmp_path / "d.npz", X, y=y)
+    io.save_array(tmp_path / "x.npy", Xt)
+    assert (
+        main(
+            [
+                "plant",
+                "rff",
+                str(tmp_path / "d.npz"),
+                "--out",
+                str(tmp_path / "m.st"),
+                "--key",
+                str(tmp_path / "k.json"),
+                "--n-components",
+                "200",
+                "--sparsity",
+                "4",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "activate",
+                str(tmp_path / "m.st"),
+                str(tmp_path / "k.json"),
+                str(tmp_path / "x.npy"),
+                "--out",
+                str(tmp_path / "xa.npy"),
+            ]
+        )
+        == 0
+    )
+    m = io.load_model(tmp_path / "m.st")
+    flips = np.mean(m.predict(np.load(tmp_path / "xa.npy")) != m.predict(Xt))
+    assert flips > 0.9
+    capsys.readouterr()
