@@ -217,6 +217,7 @@ def run_table(
         "tpr_at_5fpr": tab["tpr_at_5fpr"],
         "not_scored": tab["not_scored"],
         "detector_levels": {d.name: "input" if d.per_input else "model" for d in detectors},
+        "positive_controls": sorted(d.name for d in detectors if "key" in d.needs),
         "population_sizes": {a: [len(p.honest), len(p.backdoored)] for a, p in pops.items()},
         "median_build_seconds": {a: _median_build(p) for a, p in pops.items()},
     }
