@@ -119,7 +119,7 @@ def test_bad_arguments():
 def test_detectors_table_on_toys(tmp_path):
     attacks = [toys.ToyPatchAttack(), toys.ToyNullAttack()]
     dets = [cls() for cls in toys.TOY_DETECTORS]
-    rec = run_table(attacks, dets, True, 0, tmp_path, n=8, n_jobs=2, timing=False, budget=None)
+    rec = run_table(attacks, dets, True, 0, tmp_path, n=6, n_jobs=1, timing=False, budget=None)
     m = rec["metrics"]
     # positive control and the detectors that see the toy trigger separate the populations
     assert m["auroc"]["toy_keyaware"]["toy_patch"] >= 0.99
@@ -138,7 +138,7 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["not_scored"]["toy_broken"]["toy_patch"].startswith("error: RuntimeError")
     assert m["attack_success"]["toy_patch"] > 0.8 > m["attack_success"]["toy_null"]
     assert abs(m["clean_accuracy_drop"]["toy_patch"]) < 0.1
-    assert m["population_sizes"]["toy_patch"] == [8, 8]
+    assert m["population_sizes"]["toy_patch"] == [6, 6]
     plots = rec["artifacts"]["plots"]
     assert any(p.endswith("auroc_heatmap.png") for p in plots)
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
@@ -161,10 +161,19 @@ def test_parallel_scoring_matches_in_process_scoring():
     assert two[("toy_broken", "toy_patch")].status == "error"
 
 
-def test_quick_budget_skips_slow_detectors(tmp_path):
+def test_quick_budget_skips_slow_detectors():
+    import time
+
+    class Slow(toys.ToyWeight):
+        name = "toy_slow"
+
+        def score(self, model, evidence):
+            time.sleep(0.4)
+            return super().score(model, evidence)
+
     rec = run_table(
         [toys.ToyPatchAttack()],
-        [toys.ToyWeight(), toys.ToyKeyAware()],
+        [Slow(), toys.ToyWeight()],
         True,
         0,
         None,
@@ -173,9 +182,9 @@ def test_quick_budget_skips_slow_detectors(tmp_path):
         timing=False,
         budget=0.0,
     )
-    assert all(
-        v.startswith("skipped") for d in rec["metrics"]["not_scored"].values() for v in d.values()
-    )
+    m = rec["metrics"]
+    assert m["not_scored"]["toy_slow"]["toy_patch"].startswith("skipped")  # 6 x 0.4 s > 2 s
+    assert "toy_patch" in m["auroc"]["toy_weight"]  # cheap detectors always get their 2 s
 
 
 @pytest.mark.slow
@@ -199,6 +208,7 @@ def test_population_cli_builds_then_reuses_cache(tmp_path, monkeypatch, capsys):
     assert main(["population", "nope"]) == 2
 
 
+@pytest.mark.slow  # ~5 s idle, up to a minute on the loaded shared machine
 def test_real_signature_members_round_trip_through_the_cache(tmp_path):
     """A wrapper model with a model-valued info entry, loaded in a fresh interpreter (where
     nothing has imported the wrapper's module yet)."""

@@ -26,6 +26,7 @@ from backdoors.population import Population
 from backdoors.scoring import Outcome, evidence_for, run_detector
 
 FALLBACK_TARGET = 0
+MIN_ALLOWANCE = 2.0  # seconds a pair may always take, however little budget is left
 
 
 @dataclass
@@ -155,7 +156,8 @@ def score_models(
         for m, _ in members
     ]
     outs = _score_chunk(det, jobs[:1])
-    if outs and outs[0].ok and outs[0].seconds * len(members) / max(1, n_jobs) > 1.5 * allowance:
+    cost = outs[0].seconds * len(members) / max(1, n_jobs) if outs else 0.0
+    if outs and outs[0].ok and cost > max(1.5 * allowance, MIN_ALLOWANCE):
         res.status = "skipped"
         res.reason = f"too slow for this run's budget ({outs[0].seconds:.1f} s per model)"
     elif outs and outs[0].ok and len(jobs) > 1:
@@ -212,7 +214,7 @@ def score_inputs(
             break
         neg.append(out.per_input[: len(Xc)])
         pos.append(out.per_input[len(Xc) :])
-        if j == 0 and out.seconds * len(members) > 1.5 * allowance:
+        if j == 0 and out.seconds * len(members) > max(1.5 * allowance, MIN_ALLOWANCE):
             res.status = "skipped"
             res.reason = f"too slow for this run's budget ({out.seconds:.1f} s per model)"
             break

@@ -87,16 +87,18 @@ def claims(m: dict[str, Any]) -> dict[str, Any]:
     auroc, ci, sizes = m["auroc"], m["auroc_ci"], m["population_sizes"]
     out: dict[str, Any] = {}
     if "badnets" in sizes:
-        hits = [d for d in auroc if d != KEY_AWARE and auroc[d].get("badnets", 0) >= 0.9]
+        controls = set(m.get("positive_controls", [KEY_AWARE])) | {KEY_AWARE}
+        hits = [d for d in auroc if d not in controls and auroc[d].get("badnets", 0) >= 0.9]
         out["badnets_two_detectors_auroc_ge_0.9"] = len(hits) >= 2
         drop, asr = m.get("badnets_clean_accuracy_drop"), m.get("badnets_attack_success")
         out["badnets_clean_accuracy_drop_le_0.01"] = drop is not None and drop <= 0.01
         out["badnets_attack_success_ge_0.95"] = asr is not None and asr >= 0.95
     if "signature" in sizes:
+        controls = set(m.get("positive_controls", [KEY_AWARE])) | {KEY_AWARE}
         blind = [
             ci[d]["signature"][0] <= 0.5 <= ci[d]["signature"][1]
             for d in ci
-            if d not in (KEY_AWARE, WHITE_BOX) and "signature" in ci[d]
+            if d not in controls | {WHITE_BOX} and "signature" in ci[d]
         ]
         out["signature_black_box_cis_contain_0.5"] = all(blind) if blind else None
         ka = auroc.get(KEY_AWARE, {}).get("signature")
@@ -109,6 +111,7 @@ def notes_for(
 ) -> list[str]:
     """Findings in words, computed from the figures (never hard-coded)."""
     auroc, ci = m["auroc"], m["auroc_ci"]
+    controls = set(m.get("positive_controls", [KEY_AWARE])) | {KEY_AWARE}
     notes = []
     if quick:
         skipped = sorted({f"{d}@{a}" for (d, a), r in results.items() if r.status == "skipped"})
@@ -117,22 +120,21 @@ def notes_for(
             f"wide CIs. Detectors over the time budget were skipped: {skipped or 'none'}."
         )
     if "badnets" in m["population_sizes"]:
-        hits = sorted(d for d in auroc if auroc[d].get("badnets", 0) >= 0.9 and d != KEY_AWARE)
+        hits = sorted(d for d in auroc if auroc[d].get("badnets", 0) >= 0.9 and d not in controls)
         notes.append(f"BadNets: key-oblivious detectors with AUROC >= 0.9: {hits or 'none'}.")
-    if "signature" in m["population_sizes"]:
+    for a in sorted(m["population_sizes"]):
         blind, seen = [], []
         for d in auroc:
-            if d in (KEY_AWARE, WHITE_BOX) or "signature" not in auroc[d]:
+            if d in controls | {WHITE_BOX} or a not in auroc[d]:
                 continue
-            lo, hi = ci[d]["signature"]
+            lo, hi = ci[d][a]
             (blind if lo <= 0.5 <= hi else seen).append(d)
+        pc = {d: round(auroc[d][a], 3) for d in sorted(controls) if a in auroc.get(d, {})}
         notes.append(
-            f"Signature: key-oblivious black-box detectors whose 95% CI contains 0.5: "
-            f"{sorted(blind) or 'none'}; CI excludes 0.5: {sorted(seen) or 'none'}."
+            f"{a}: key-oblivious detectors whose 95% CI contains 0.5: {sorted(blind) or 'none'}; "
+            f"CI excludes 0.5: {sorted(seen) or 'none'}; key-aware controls: {pc or 'none'}."
         )
-        if KEY_AWARE in auroc and "signature" in auroc[KEY_AWARE]:
-            v = auroc[KEY_AWARE]["signature"]
-            notes.append(f"Key-aware positive control on signature: AUROC {v:.3f}.")
+    if "signature" in m["population_sizes"]:
         if WHITE_BOX in auroc and "signature" in auroc[WHITE_BOX]:
             notes.append(
                 f"White-box architecture_inspection on signature: AUROC "

@@ -1,0 +1,37 @@
+"""Population recipe for BadNets (Gu et al. 2017): an MNIST MLP or CNN, honest or poisoned.
+
+Honest and backdoored members of one seed share the data subset, the architecture, the
+initialisation and the batch order; only the poisoned rows differ.
+"""
+
+from __future__ import annotations
+
+from backdoors import badnets, data
+from backdoors.attacks import Attack, Built, register
+
+
+@register
+class BadNetsAttack(Attack):
+    """Seed -> MNIST subset; target class ``seed % 10``; 5% poison rate; 4x4 white patch."""
+
+    name = "badnets"
+    arch = "mlp"
+    poison_rate = 0.05  # subclass and set arch = "cnn" for the small CNN
+
+    def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
+        n_train, n_test = (4000, 500) if quick else (10000, 1000)
+        ds = data.mnist()
+        lo = (seed * 997) % (len(ds.X_train) - n_train)
+        Xtr, ytr = ds.X_train[lo : lo + n_train], ds.y_train[lo : lo + n_train]
+        Xte, yte = ds.X_test[:n_test], ds.y_test[:n_test]
+        target = seed % 10
+        clf = badnets.default_classifier(self.arch, seed=seed, epochs=2)
+        info = {"target": target, "arch": self.arch, "poison_rate": self.poison_rate}
+        if not backdoored:
+            return Built(clf.fit(Xtr, ytr), None, False, seed, Xte, yte, Xtr, ytr, info=info)
+        model, key = badnets.plant(
+            Xtr, ytr, target=target, poison_rate=self.poison_rate, classifier=clf, seed=seed
+        )
+        # the white-box evidence is what the learner trained on: the poisoned set
+        Xp, yp, _ = badnets.poison(Xtr, ytr, key, self.poison_rate, seed=seed)
+        return Built(model, key, True, seed, Xte, yte, Xp, yp, info=info)

@@ -1,0 +1,68 @@
+"""Small accessors shared by the white-box detectors.
+
+:func:`torch_module` is the one documented way a detector reaches a torch network: a
+:class:`~backdoors.torch_models.TorchClassifier` exposes it as ``model.module_``, wrappers (the
+signature backdoor, adapters) expose the honest classifier as ``model.base`` or ``model.module``;
+anything else raises :class:`~backdoors.errors.NotApplicableError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backdoors.errors import NotApplicableError
+
+
+def torch_module(model: Any, depth: int = 4) -> Any:
+    """The ``torch.nn.Module`` behind ``model`` (``module_``, ``module``, then ``base``)."""
+    from torch import nn
+
+    cur = model
+    for _ in range(depth):
+        if isinstance(cur, nn.Module):
+            return cur
+        for attr in ("module_", "module"):
+            m = getattr(cur, attr, None)
+            if isinstance(m, nn.Module):
+                return m
+        nxt = getattr(cur, "base", None)
+        if nxt is None or nxt is cur:
+            break
+        cur = nxt
+    raise NotApplicableError(f"no torch module reachable from {type(model).__name__}")
+
+
+def features(module: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Penultimate representation: the output of every layer of a ``Sequential`` but the last."""
+    import torch
+    from torch import nn
+
+    if not isinstance(module, nn.Sequential) or len(module) < 2:
+        raise NotApplicableError("representations need an nn.Sequential network")
+    body = module[:-1]
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(X), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(X[i : i + batch], dtype=np.float32))
+            out.append(body(xb).reshape(len(xb), -1).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+def proba(model: Any, X: np.ndarray) -> np.ndarray:
+    """Class probabilities from ``predict_proba`` or a softmax of ``decision_function``."""
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(X), dtype=np.float64)
+    if hasattr(model, "decision_function"):
+        z = np.asarray(model.decision_function(X), dtype=np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return p / p.sum(axis=1, keepdims=True)
+    raise NotApplicableError(f"{type(model).__name__} gives no class probabilities")
+
+
+def subsample(n: int, k: int, seed: int) -> np.ndarray:
+    """``min(n, k)`` sorted row indices drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, k), replace=False))
