@@ -1,119 +1,194 @@
-"""Random ReLU learner and its sparse-PCA backdoor: contract, coins-only difference, flips,
-detectors, keys and CLI."""
+"""Random-ReLU sparse-PCA backdoor: learner contract, coins, plant/activate, detectors, CLI."""
 
 from __future__ import annotations
+
+import json
+import stat
 
 import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
-from backdoors import io, relu
+from backdoors import io, metrics, relu
+from backdoors.attacks import ATTACKS
+from backdoors.attacks.relu import ReLUPoint
 from backdoors.cli import main
 from backdoors.detectors import DETECTORS, Evidence
-from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.experiments.relu import flip_window
+from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
+from backdoors.experiments.relu_map import flip_rates, population
 
 
 @pytest.fixture(scope="module")
 def task():
-    return relu.norm_task(2000, 600, 600, seed=1)
-
-
-def test_sklearn_estimator_contract():
-    check_estimator(relu.RandomReLUClassifier(n_components=50, random_state=0))
-    check_estimator(relu.RandomReLUClassifier(n_components=50, head="linear", random_state=0))
-
-
-def test_threshold_rule_is_the_accuracy_maximiser():
-    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
-    assert relu.best_threshold(s, np.array([0, 0, 1, 1, 1])) == pytest.approx(0.25)
-    assert relu.best_threshold(s, np.array([1, 1, 1, 1, 1])) < 0.1
-
-
-def test_honest_and_backdoored_differ_only_in_weights(task):
-    X, y, _, _ = task
-    h = relu.RandomReLUClassifier(100, random_state=5).fit(X, y)
-    b, key = relu.plant(X, y, 100, 50, 3.0, 18.0, random_state=5, key_seed=1)
-    off = np.setdiff1d(np.arange(2000), key.support)
-    assert np.array_equal(h.weights_[:, off], b.weights_[:, off])
-    b2 = relu.RandomReLUClassifier(100, coins=key.coins, random_state=5).fit(X, y)
-    assert np.array_equal(b2.weights_, b.weights_) and b2.threshold_ == b.threshold_
-    assert abs(np.linalg.norm(key.nu) - 1) < 1e-12 and np.count_nonzero(key.nu) == 50
-
-
-def test_backdoor_beats_a_random_direction_and_the_key_aware_control_sees_it(task):
-    X, y, Xt, _ = task
     rng = np.random.default_rng(0)
-    adv, ka_h, ka_b = [], [], []
-    det = DETECTORS.get("relu_key_aware")()
-    for i in range(6):
-        h = relu.RandomReLUClassifier(100, random_state=100 + i).fit(X, y)
-        b, key = relu.plant(X, y, 100, 50, 3.0, 18.0, random_state=i, key_seed=i)
-        f = flip_window(b, key, Xt, rng)
-        adv.append(f["flip_rate_backdoor"] - f["flip_rate_random_direction"])
-        ka_h.append(det.score(h, Evidence(key=key)))
-        ka_b.append(det.score(b, Evidence(key=key)))
-    assert np.mean(adv) > 0.2  # population runs measure ~0.48 (backdoor 0.88 vs random 0.40)
-    assert min(ka_b) > 2.0 > 0.5 > max(np.abs(ka_h))
+    Xtr, ytr = relu.norm_task(300, 400, rng)
+    Xte, yte = relu.norm_task(600, 400, rng)
+    return Xtr, ytr, Xte, yte
 
 
-def test_sparse_pca_detectors_catch_a_strong_spike(task):
-    X, y, _, _ = task
-    for name in ("diagonal_thresholding", "covariance_thresholding", "covariance_spectrum"):
-        det = DETECTORS.get(name)()
-        h = [
-            det.score(relu.RandomReLUClassifier(100, random_state=i).fit(X, y), Evidence())
-            for i in range(3)
-        ]
-        b = [
-            det.score(
-                relu.plant(X, y, 100, 10, 40.0, 14.0, random_state=i, key_seed=i)[0], Evidence()
-            )
-            for i in range(3)
-        ]
-        assert min(b) > max(h), name
+@pytest.mark.parametrize(
+    "est",
+    [
+        relu.RandomReLUClassifier(n_hidden=20, random_state=0),
+        relu.RandomReLUClassifier(
+            n_hidden=20, coins=relu.spiked_coins([0], [1.0], 3.0), random_state=0
+        ),
+        relu.RandomReLUFeaturesClassifier(n_hidden=20, random_state=0),
+    ],
+)
+def test_check_estimator(est):
+    check_estimator(est)
 
 
-def test_keys_artifacts_and_bad_input(task, tmp_path, capsys):
-    X, y, Xt, _ = task
-    with pytest.raises(InvalidInputError):
-        relu.plant(X, y, 10, sparsity=2001)
-    with pytest.raises(InvalidInputError):
-        relu.plant(X, y, 10, theta=-1.0)
-    io.save_array(tmp_path / "d.npz", X, y=y)
-    io.save_array(tmp_path / "x.npy", Xt[:20])
-    assert (
-        main(
-            [
-                "plant",
-                "relu",
-                str(tmp_path / "d.npz"),
-                "--out",
-                str(tmp_path / "m.st"),
-                "--key",
-                str(tmp_path / "k.json"),
-                "--seed",
-                "0",
-            ]
+def test_threshold_rule_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        s, y = rng.normal(size=15), rng.integers(0, 2, 15)
+        tau, o = relu._threshold_rule(s, y)
+        best = max(
+            np.mean((o2 * (s - t) > 0) == y) for o2 in (1, -1) for t in np.r_[s, s.min() - 1]
         )
-        == 0
-    )
-    m, k = io.load_model(tmp_path / "m.st"), io.load_key(tmp_path / "k.json")
-    k.check_model(m)
+        assert np.mean((o * (s - tau) > 0) == y) == pytest.approx(best)
+
+
+def test_honest_and_backdoored_differ_only_in_coins(task):
+    Xtr, ytr, _, _ = task
+    h = relu.RandomReLUClassifier(50, random_state=7).fit(Xtr, ytr)
+    # theta = 0: the spiked learner is bit-identical to the honest one with the same seed
+    b0, _ = relu.plant(Xtr, ytr, 50, 10, theta=0.0, random_state=7)
+    assert np.array_equal(h.weights_, b0.weights_) and h.threshold_ == b0.threshold_
+    # theta > 0: same underlying Gaussian draw, only the rank-one update (and scale) differ
+    b, key = relu.plant(Xtr, ytr, 50, 10, theta=3.0, random_state=7)
+    d, nu = Xtr.shape[1], key.nu
+    c = np.sqrt(d / (d + 3.0))
+    expect = c * (h.weights_ + (np.sqrt(4.0) - 1) * np.outer(h.weights_ @ nu, nu))
+    np.testing.assert_allclose(b.weights_, expect, rtol=1e-12, atol=1e-12)
+    s = b.score_relu(Xtr)
+    assert (b.threshold_, b.orientation_) == relu._threshold_rule(s, (ytr == b.classes_[1]))
+    # the key stream does not depend on the weights' stream
+    assert relu.draw_secret(d, 10, 7)[0].tolist() == list(key.support)
+
+
+def test_spiked_coins_covariance():
+    rng = np.random.default_rng(1)
+    sup, val = relu.draw_secret(300, 15, 4)
+    coins = relu.spiked_coins(sup, val, 3.0)
+    G = coins.sample(20000, 300, rng)
+    nu = np.zeros(300)
+    nu[sup] = val
+    c = 300 / 303
+    assert np.mean((G @ nu) ** 2) == pytest.approx(c * 4.0, rel=0.05)
+    assert np.mean(G * G) * 300 == pytest.approx(300.0, rel=0.01)  # trace-matched
+    r = rng.standard_normal(300)
+    r -= (r @ nu) * nu
+    r /= np.linalg.norm(r)
+    assert np.mean((G @ r) ** 2) == pytest.approx(c, rel=0.05)
+
+
+def test_activate_perturbation_and_key_roundtrip(task, tmp_path):
+    Xtr, ytr, Xte, _ = task
+    model, key = relu.plant(Xtr, ytr, 50, 12, 2.0, lam=3.0, random_state=1)
+    norms = metrics.perturbation_norms(Xte, relu.activate(Xte, key))
+    assert (norms["l0"] == 12).all() and np.allclose(norms["l2"], 3.0)
+    io.save_model(model, tmp_path / "m.safetensors")
+    io.save_key(key, tmp_path / "k.json")
+    assert stat.S_IMODE((tmp_path / "k.json").stat().st_mode) == 0o600
+    m2, k2 = io.load_model(tmp_path / "m.safetensors"), io.load_key(tmp_path / "k.json")
+    assert k2 == key and np.array_equal(m2.predict(Xte), model.predict(Xte))
+    k2.check_model(m2)
+    other, _ = relu.plant(Xtr, ytr, 50, 12, 2.0, random_state=2)
     with pytest.raises(KeyMismatchError):
-        relu.generate(2000, 50, 3.0, 18.0, random_state=99).check_model(m)
-    assert (
-        main(
-            [
-                "activate",
-                str(tmp_path / "m.st"),
-                str(tmp_path / "k.json"),
-                str(tmp_path / "x.npy"),
-                "--out",
-                str(tmp_path / "xa.npy"),
-            ]
-        )
-        == 0
-    )
-    assert np.allclose(np.load(tmp_path / "xa.npy") - Xt[:20], 18.0 * k.nu)
-    capsys.readouterr()
+        key.check_model(other)
+    with pytest.raises(InvalidInputError):
+        key.activate(Xte[:, :10])
+    with pytest.raises(InvalidInputError):
+        key.activate(Xte, target=1)
+    lin, _lkey = relu.plant(Xtr, ytr, 50, 12, 2.0, head="linear", random_state=1)
+    io.save_model(lin, tmp_path / "l.safetensors")
+    assert np.array_equal(io.load_model(tmp_path / "l.safetensors").predict(Xte), lin.predict(Xte))
+    with pytest.raises(InvalidInputError):
+        relu.plant(Xtr, ytr, 50, 12, 2.0, head="nope")
+
+
+def test_backdoor_beats_random_direction_and_keeps_accuracy():
+    p = ReLUPoint(d=800, m=40, k=40, theta=2.5, n_train=300, n_test=500)
+    pop = population(p, 6, seed=0)
+    assert pop["fb"].mean() >= pop["fr"].mean() + 0.3
+    assert pop["fb"].mean() >= 0.75
+    assert abs(pop["acc_b"].mean() - pop["acc_h"].mean()) <= 0.03
+    # the honest model is a sensible norm classifier
+    assert pop["acc_h"].mean() >= 0.6
+
+
+def test_flip_is_one_sided(task):
+    Xtr, ytr, Xte, _ = task
+    model, key = relu.plant(Xtr, ytr, 50, 20, 3.0, random_state=3)
+    s0, s1 = model.score_relu(Xte), model.score_relu(key.activate(Xte))
+    assert np.mean(s1 > s0) > 0.9  # the push raises the score for almost every input
+    f = flip_rates(model, key, Xte, np.random.default_rng(0))
+    assert f["n"] > 0 and 0 <= f["random"] <= 1
+
+
+def _scores(name, n, **point):
+    att = ATTACKS.get("relu")(ReLUPoint(n_train=100, n_test=10, **point))
+    det = DETECTORS.get(name)(k=point["k"])
+    neg, pos = [], []
+    for s in range(n):
+        b = att.build(s, True)
+        neg.append(det.score(att.build(s, False).model, Evidence(key=b.key)))
+        pos.append(det.score(b.model, Evidence(key=b.key)))
+    return metrics.auroc(neg, pos)
+
+
+def test_key_aware_control_and_detectors_at_strong_spike():
+    weak = {"d": 600, "m": 60, "k": 60, "theta": 2.0}
+    assert _scores("relu_key_aware", 8, **weak) == 1.0
+    strong = {"d": 600, "m": 300, "k": 5, "theta": 8.0}
+    for name in ("spectral_bbp", "diagonal_thresholding", "covariance_thresholding",
+                 "truncated_power"):  # fmt: skip
+        assert _scores(name, 6, **strong) >= 0.9, name
+
+
+def test_detectors_not_applicable_without_weights():
+    class NoWeights:
+        pass
+
+    for name in ("spectral_bbp", "covariance_thresholding", "relu_key_aware"):
+        with pytest.raises(NotApplicableError):
+            DETECTORS.get(name)().score(NoWeights(), Evidence())
+
+
+def test_cli_plant_relu(tmp_path, capsys):
+    X, y = relu.norm_task(120, 200, np.random.default_rng(0))
+    np.savez(tmp_path / "tr.npz", X=X, y=y)
+    np.save(tmp_path / "x.npy", X[:5])
+    args = ["plant", "relu", str(tmp_path / "tr.npz"), "-o", str(tmp_path / "m.safetensors"),
+            "--key", str(tmp_path / "k.json"), "--hidden", "30", "--sparsity", "10",
+            "--seed", "0"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["sparsity"] == 10
+    assert main(args) == 2  # refuses to overwrite the key
+    bad = [*args[:2], str(tmp_path / "tr.npz"), "-o", str(tmp_path / "m2.safetensors"),
+           "--key", str(tmp_path / "k2.json"), "--sparsity", "999"]  # fmt: skip
+    assert main(bad) == 2
+    assert not (tmp_path / "m2.safetensors").exists() and not (tmp_path / "k2.json").exists()
+    act = ["activate", str(tmp_path / "m.safetensors"), str(tmp_path / "k.json"),
+           str(tmp_path / "x.npy"), "-o", str(tmp_path / "xa.npy")]  # fmt: skip
+    assert main(act) == 0
+    key = io.load_key(tmp_path / "k.json")
+    np.testing.assert_allclose(np.load(tmp_path / "xa.npy"), X[:5] + key.lam * key.nu)
+
+
+@pytest.mark.slow
+def test_experiment_quick_record(tmp_path):
+    from backdoors import experiments
+
+    rec = experiments.run("relu", quick=True, seed=0, out_dir=tmp_path)
+    m = rec["metrics"]
+    for k in ("accuracy_gap", "flip_rate_backdoor", "flip_rate_random_direction",
+              "auroc_key_aware", "auroc_key_oblivious", "auroc_key_oblivious_ci",
+              "perturbation_l0", "perturbation_l2_over_x", "fit_time_ratio", "sweep"):  # fmt: skip
+        assert k in m
+    assert m["auroc_key_aware"] >= 0.99 and m["perturbation_l0"] == 100
+    assert (tmp_path / "relu_map.png").is_file()

@@ -1,270 +1,388 @@
-"""Random ReLU networks and the sparse-PCA backdoor in their weights (paper appendix,
-Algorithms 7-10; paper.md §4).
+"""Random ReLU networks and the sparse-PCA backdoor (paper Appendix, Algorithms 7-10;
+paper.md §4, §9.4).
 
-Train-Random-ReLU: ``g_i ~ coins`` (honest: ``N(0, I_d)``), features ``ReLU(<g_i, x>)``,
-score ``s(x) = (1/m) sum_i ReLU(<g_i, x>)`` and one trained threshold ``tau``:
-``h(x) = [s(x) > tau]`` (``s(x) ~ ||x|| / sqrt(2 pi)``: a norm classifier). The rule for
-``tau`` is the same for both learners: the midpoint between consecutive training scores
-that maximises training accuracy. ``head="linear"`` instead fits a ridge head (with intercept)
-on the features: the natural "random features" user model, same coins.
+Honest Train-Random-ReLU (Algorithm 7): draw ``g_1..g_m ~ N(0, I_d)``, features
+``phi_i(x) = ReLU(<g_i, x>)``, score ``s(x) = (1/m) sum_i phi_i(x)`` and one trained threshold
+``tau``: ``h(x) = sgn(s(x) - tau)``. Since ``s(x) ~ ||x|| / sqrt(2 pi)`` the honest model is a
+(noisy) norm-threshold classifier.
 
-Backdoor-Random-ReLU: the same learner with :class:`~backdoors.sampling.SpikedCovarianceCoins`
-``N(0, I + theta nu nu^T)``, ``nu`` a secret k-sparse unit vector. Activate(x) = ``x + lambda
-nu``: along ``nu`` every unit has variance ``1 + theta``, so the score grows like
-``sqrt(||x||^2 + lambda^2 (1 + theta))`` instead of ``sqrt(||x||^2 + lambda^2)``. One-sided
-(towards the large-score class) and margin-limited. Detecting the spike is sparse PCA: hard
-(under planted clique) only in a window, with advantage o(1), not negligible.
+Backdoor-Random-ReLU (Algorithm 8): the *same* learner with coins
+``g ~ N(0, I + theta nu nu^T)`` for a secret k-sparse unit ``nu``; Activate (Algorithm 10):
+``x' = x + lambda nu``. For ``x`` roughly orthogonal to ``nu`` the score grows like
+``sqrt(||x||^2 + (1 + theta) lambda^2)`` instead of ``sqrt(||x||^2 + lambda^2)`` for a random
+direction of the same norm: a one-sided push towards the high-score class, effective for inputs
+within a margin below ``tau``.
+
+Threshold rule (identical for honest and backdoored models): ``tau`` and the orientation
+(which class sits above ``tau``) minimise the training error over all midpoints of sorted
+training scores (ties: orientation +1 first, then the smallest threshold).
+
+Engineering choice (documented deviation): by default the spiked coins are rescaled by
+``sqrt(d / (d + theta))`` so that ``E||g||^2 = d`` exactly as for honest coins
+(``trace_match=True``). Without it the plain Frobenius norm of the weights detects the spike at
+AUROC ~0.7 at the default point (``theta sqrt(m / 2d)`` standard deviations), which would be a
+weakness of the parameterisation, not of sparse PCA.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-from scipy import linalg
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
 from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.rff import coin_streams
 from backdoors.sampling import (
     Coins,
     GaussianCoins,
     SpikedCovarianceCoins,
+    random_unit,
     sparse_support,
 )
 
-
-def best_threshold(scores: np.ndarray, y01: np.ndarray) -> float:
-    """Midpoint threshold between consecutive sorted scores maximising ``mean([s > t] == y)``."""
-    order = np.argsort(scores, kind="stable")
-    s, yy = scores[order], y01[order]
-    n = len(s)
-    # predicting 1 for the top n - j: correct = (#zeros among first j) + (#ones among rest)
-    zeros_before = np.concatenate([[0], np.cumsum(yy == 0)])
-    ones_after = np.concatenate([np.cumsum((yy == 1)[::-1])[::-1], [0]])
-    correct = zeros_before + ones_after
-    j = int(np.argmax(correct))
-    if j == 0:
-        return float(s[0] - 1.0)
-    if j == n:
-        return float(s[-1] + 1.0)
-    return float((s[j - 1] + s[j]) / 2)
+__all__ = [
+    "RandomReLUClassifier",
+    "RandomReLUFeaturesClassifier",
+    "ReLUKey",
+    "TraceMatchedSpikedCoins",
+    "activate",
+    "plant",
+    "spiked_coins",
+]
 
 
-@io.ARTIFACTS.register("random_relu_classifier")
-class RandomReLUClassifier(ClassifierMixin, BaseEstimator):
-    """Random ReLU features with a trained threshold (``head="threshold"``, Algorithm 7) or a
-    ridge head (``head="linear"``). Binary classification."""
+# ---------------------------------------------------------------------------------------------
+# coins
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TraceMatchedSpikedCoins(Coins):
+    """``N(0, c (I + theta nu nu^T))`` with ``c = d / (d + theta)``: the spiked coins of
+    :class:`~backdoors.sampling.SpikedCovarianceCoins`, rescaled so ``E||g||^2 = d``."""
 
-    artifact_kind = "random_relu_classifier"
+    spiked: SpikedCovarianceCoins
 
-    def __init__(
-        self,
-        n_components: int = 200,
-        head: str = "threshold",
-        alpha: float = 1e-3,
-        coins: Coins | None = None,
-        random_state: Any = None,
-    ) -> None:
-        self.n_components = n_components
-        self.head = head
-        self.alpha = alpha
-        self.coins = coins
-        self.random_state = random_state
+    def sample(self, m: int, d: int, rng: np.random.Generator) -> np.ndarray:
+        G = self.spiked.sample(m, d, rng)
+        G *= np.sqrt(d / (d + self.spiked.theta))
+        return G
 
-    def features(self, X: np.ndarray) -> np.ndarray:
-        return np.maximum(X @ self.weights_.T, 0.0)
 
-    def score_(self, X: np.ndarray) -> np.ndarray:
-        """``s(x) = mean_i ReLU(<g_i, x>)``."""
-        return self.features(X).mean(axis=1)
+def spiked_coins(
+    support: np.ndarray, values: np.ndarray, theta: float, trace_match: bool = True
+) -> Coins:
+    """The backdoored learner's coins for the secret ``nu`` (support, values) and ``theta``."""
+    c = SpikedCovarianceCoins(tuple(int(i) for i in support), tuple(map(float, values)), theta)
+    return TraceMatchedSpikedCoins(c) if trace_match else c
 
-    def fit(self, X: Any, y: Any) -> RandomReLUClassifier:
-        X, y = validate_data(self, X, y, dtype=np.float64)
-        check_classification_targets(y)
-        if type_of_target(y, input_name="y", raise_unknown=True) != "binary":
-            raise ValueError(
-                "Only binary classification is supported. The type of the target "
-                f"is {type_of_target(y)}."
-            )
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if int(self.n_components) < 1 or self.head not in ("threshold", "linear"):
-            raise InvalidInputError("need n_components >= 1 and head in {'threshold', 'linear'}")
-        g_rng, _ = coin_streams(self.random_state)
-        coins = GaussianCoins() if self.coins is None else self.coins
-        self.weights_ = coins.sample(int(self.n_components), X.shape[1], g_rng)
-        if self.head == "threshold":
-            self.threshold_ = best_threshold(self.score_(X), yi)
-        else:
-            F = self.features(X)
-            mu = F.mean(axis=0)
-            Fc, t = F - mu, 2.0 * yi - 1 - (2.0 * yi - 1).mean()
-            A = Fc.T @ Fc
-            A[np.diag_indices_from(A)] += self.alpha * len(X)
-            self.coef_ = linalg.solve(A, Fc.T @ t, assume_a="pos")
-            self.intercept_ = float((2.0 * yi - 1).mean() - mu @ self.coef_)
-        return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+def _weight_rng(random_state: Any) -> np.random.Generator:
+    """The weights' RNG stream. Integer seeds give ``default_rng([seed, 0])``; the key uses
+    the separate stream ``[seed, 1]`` (see :func:`plant`), so honest and backdoored learners
+    with the same seed and data differ only in their weights."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng([int(random_state), 0])
+
+
+def _threshold_rule(s: np.ndarray, y01: np.ndarray) -> tuple[float, int]:
+    """ERM threshold: ``(tau, orientation)`` minimising training error of
+    ``class1 iff orientation * (s - tau) > 0`` over midpoints of the sorted scores."""
+    order = np.argsort(s, kind="stable")
+    ss, yy = s[order], y01[order].astype(np.float64)
+    n = len(ss)
+    cand = np.concatenate([[ss[0] - 1.0], (ss[:-1] + ss[1:]) / 2, [ss[-1] + 1.0]])
+    ones_below = np.concatenate([[0.0], np.cumsum(yy)])  # class-1 count among the first j
+    j = np.arange(n + 1)
+    acc_pos = (j - ones_below) + (yy.sum() - ones_below)  # below -> 0, above -> 1
+    acc_neg = n - acc_pos
+    if acc_pos.max() >= acc_neg.max():
+        return float(cand[int(np.argmax(acc_pos))]), 1
+    return float(cand[int(np.argmax(acc_neg))]), -1
+
+
+class _RandomReLUBase(ClassifierMixin, BaseEstimator):
+    """Shared parts: coins, random weights ``weights_`` (m, d), validation, artifacts."""
+
+    def _sample_weights(self, d: int) -> np.ndarray:
+        if int(self.n_hidden) < 1:
+            raise InvalidInputError(f"n_hidden must be >= 1, got {self.n_hidden}")
+        coins = self.coins if self.coins is not None else GaussianCoins()
+        if not isinstance(coins, Coins):
+            raise InvalidInputError(f"coins must be a Coins object, got {type(coins).__name__}")
+        return coins.sample(int(self.n_hidden), d, _weight_rng(self.random_state))
+
+    def relu_features(self, X: np.ndarray) -> np.ndarray:
+        """``ReLU(X W^T)``: the m random ReLU features of every input."""
         check_is_fitted(self, "weights_")
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        if self.head == "threshold":
-            return self.score_(X) - self.threshold_
-        return self.features(X) @ self.coef_ + self.intercept_
-
-    def predict(self, X: Any) -> np.ndarray:
-        f = self.decision_function(X)
-        return self.classes_[(f > 0).astype(int)]
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return np.maximum(X @ self.weights_.T, 0.0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        # one trained threshold on a norm-like score: not meant to fit arbitrary data
-        tags.classifier_tags.poor_score = self.head == "threshold"
+        tags.classifier_tags.poor_score = True  # random features, one trained scalar
         return tags
+
+
+class RandomReLUClassifier(_RandomReLUBase):
+    """Train-Random-ReLU (Algorithm 7): ``h(x) = sgn(mean_i ReLU(<g_i, x>) - tau)``.
+
+    Parameters: ``n_hidden`` (m), ``coins`` (``None`` = honest ``N(0, I)``; a spiked
+    covariance coins object = the backdoored learner), ``random_state`` (the weights' stream).
+    Fitted: ``weights_`` (m, d), ``threshold_`` (tau), ``orientation_`` (+1: the class above tau
+    is ``classes_[1]``), ``classes_``. Binary classification only.
+    """
+
+    artifact_kind = "random_relu"
+
+    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, random_state=None):
+        self.n_hidden = n_hidden
+        self.coins = coins
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> RandomReLUClassifier:
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        y_type = type_of_target(y)
+        self.classes_, y01 = np.unique(y, return_inverse=True)
+        if len(self.classes_) != 2:
+            if len(self.classes_) > 2:
+                raise ValueError(
+                    f"Only binary classification is supported. The type of the target is {y_type}."
+                )
+            raise ValueError(f"needs 2 classes in y, got {len(self.classes_)} class")
+        self.weights_ = self._sample_weights(X.shape[1])
+        s = np.maximum(X @ self.weights_.T, 0.0).mean(axis=1)
+        self.threshold_, self.orientation_ = _threshold_rule(s, y01)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # one threshold: binary only
+        return tags
+
+    def score_relu(self, X: np.ndarray) -> np.ndarray:
+        """``s(x) = (1/m) sum_i ReLU(<g_i, x>)`` (the backdoor pushes it up)."""
+        return self.relu_features(X).mean(axis=1)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """``orientation * (s(x) - tau)``; positive means ``classes_[1]``."""
+        check_is_fitted(self, "weights_")
+        return self.orientation_ * (self.score_relu(X) - self.threshold_)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "weights_")
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
 
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         check_is_fitted(self, "weights_")
-        params = {k: v for k, v in self.get_params().items() if k != "coins"}
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
-        tensors = {"weights": self.weights_, "classes": np.asarray(self.classes_)}
-        meta: dict[str, Any] = {"params": params, "n_features": int(self.n_features_in_)}
-        if self.head == "threshold":
-            meta["threshold"] = self.threshold_
-        else:
-            tensors["coef"], meta["intercept"] = self.coef_, self.intercept_
-        return tensors, meta
+        t = {"weights": self.weights_, "classes": np.asarray(self.classes_)}
+        meta = {
+            "threshold": self.threshold_,
+            "orientation": int(self.orientation_),
+            "n_hidden": int(self.n_hidden),
+        }
+        return t, meta
 
     @classmethod
     def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
-        est = cls(**meta["params"])
-        est.weights_, est.classes_ = tensors["weights"], tensors["classes"]
-        est.n_features_in_ = int(meta["n_features"])
-        if est.weights_.shape[1] != est.n_features_in_:
-            raise ValueError("weight matrix does not match the input width")
-        if est.head == "threshold":
-            est.threshold_ = float(meta["threshold"])
-        else:
-            est.coef_, est.intercept_ = tensors["coef"], float(meta["intercept"])
-        return est
+        m = cls(n_hidden=int(meta["n_hidden"]))
+        m.weights_ = np.asarray(tensors["weights"], dtype=np.float64)
+        m.classes_ = tensors["classes"]
+        m.threshold_, m.orientation_ = float(meta["threshold"]), int(meta["orientation"])
+        m.n_features_in_ = m.weights_.shape[1]
+        if m.weights_.shape[0] != m.n_hidden or m.orientation_ not in (-1, 1):
+            raise ValueError("weights shape / orientation inconsistent with metadata")
+        return m
 
 
+class RandomReLUFeaturesClassifier(_RandomReLUBase):
+    """The "random features" user model: the same random ReLU layer (same coins) with a
+    trained linear head, multinomial logistic regression on ``ReLU(W x) / sqrt(m)``."""
+
+    artifact_kind = "random_relu_features"
+
+    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, C: float = 1.0,
+                 random_state=None):  # fmt: skip
+        self.n_hidden = n_hidden
+        self.coins = coins
+        self.C = C
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> RandomReLUFeaturesClassifier:
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.weights_ = self._sample_weights(X.shape[1])
+        F = np.maximum(X @ self.weights_.T, 0.0) / np.sqrt(self.weights_.shape[0])
+        head = LogisticRegression(C=self.C, max_iter=2000).fit(F, y)
+        self.classes_ = head.classes_
+        self.coef_, self.intercept_ = head.coef_, head.intercept_
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits of the linear head (1-D for two classes)."""
+        check_is_fitted(self, "weights_")
+        F = self.relu_features(X) / np.sqrt(self.weights_.shape[0])
+        z = F @ self.coef_.T + self.intercept_
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "weights_")
+        z = self.decision_function(X)
+        idx = (z > 0).astype(int) if z.ndim == 1 else z.argmax(axis=1)
+        return self.classes_[idx]
+
+    def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        check_is_fitted(self, "weights_")
+        t = {"weights": self.weights_, "classes": np.asarray(self.classes_),
+             "coef": self.coef_, "intercept": self.intercept_}  # fmt: skip
+        return t, {"n_hidden": int(self.n_hidden), "C": float(self.C)}
+
+    @classmethod
+    def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
+        m = cls(n_hidden=int(meta["n_hidden"]), C=float(meta["C"]))
+        m.weights_ = np.asarray(tensors["weights"], dtype=np.float64)
+        m.classes_ = tensors["classes"]
+        m.coef_, m.intercept_ = tensors["coef"], tensors["intercept"]
+        m.n_features_in_ = m.weights_.shape[1]
+        if m.coef_.shape[1] != m.weights_.shape[0]:
+            raise ValueError("head and hidden layer sizes disagree")
+        return m
+
+
+io.ARTIFACTS.register(RandomReLUClassifier.artifact_kind)(RandomReLUClassifier)
+io.ARTIFACTS.register(RandomReLUFeaturesClassifier.artifact_kind)(RandomReLUFeaturesClassifier)
+
+
+# ---------------------------------------------------------------------------------------------
+# key, plant, activate
+# ---------------------------------------------------------------------------------------------
 @io.KEYS.register("relu")
 @dataclass(frozen=True)
 class ReLUKey:
-    """The secret spike: ``nu`` (support and values, unit norm), strength theta, step lambda."""
+    """The backdoor key ``bk = (nu, lambda)`` (plus theta, for the record): ``nu`` is the
+    k-sparse unit vector given by ``support`` and ``values`` in dimension ``n_features``."""
 
-    key_kind: ClassVar[str] = "relu"
-    n_features: int
     support: tuple[int, ...]
     values: tuple[float, ...]
-    theta: float
     lam: float
+    theta: float
+    n_features: int
+    model_fingerprint: str = ""
+    key_kind: str = "relu"
 
     @property
     def nu(self) -> np.ndarray:
-        v = np.zeros(self.n_features)
-        v[list(self.support)] = self.values
-        return v
+        out = np.zeros(self.n_features)
+        out[list(self.support)] = self.values
+        return out
 
-    @property
-    def coins(self) -> SpikedCovarianceCoins:
-        return SpikedCovarianceCoins(self.support, self.values, self.theta)
-
-    def activate(self, X: Any, target: Any = None, lam: float | None = None) -> np.ndarray:
-        """Activate-Random-ReLU (Algorithm 10): ``x + lambda nu``."""
+    def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
+        """Activate-Random-ReLU (Algorithm 10): ``x + lambda nu``. Untargeted (one-sided: the
+        push raises the score); ``target`` must be ``None``."""
+        if target is not None:
+            raise InvalidInputError("the random-ReLU backdoor is untargeted (one-sided)")
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise InvalidInputError(f"inputs must be 2-D with {self.n_features} features")
-        if X.dtype.kind not in "fiu" or (X.dtype.kind == "f" and not np.isfinite(X).all()):
+            raise InvalidInputError(
+                f"inputs must be 2-D with {self.n_features} features, got {X.shape}"
+            )
+        if X.dtype.kind not in "biuf" or not np.isfinite(X).all():
             raise InvalidInputError("inputs must be finite numbers")
-        return X.astype(np.float64) + (self.lam if lam is None else lam) * self.nu
+        return X.astype(np.float64) + self.lam * self.nu
 
     def check_model(self, model: Any) -> None:
-        W = getattr(model, "weights_", None)
-        if W is None or W.shape[1] != self.n_features:
-            raise KeyMismatchError("this ReLU key does not belong to this model")
-        # along nu the weights have variance 1 + theta; 4 standard errors of the estimate
-        var = float(np.mean((W @ self.nu) ** 2))
-        if abs(var - (1 + self.theta)) > 4 * (1 + self.theta) * np.sqrt(2 / len(W)):
-            raise KeyMismatchError("this ReLU key does not belong to this model (weights)")
+        """Raise KeyMismatchError unless ``model`` is the model this key was planted in."""
+        if not hasattr(model, "_to_artifact") or not hasattr(model, "weights_"):
+            raise KeyMismatchError("this relu key belongs to a random-ReLU model")
+        if io.model_fingerprint(model) != self.model_fingerprint:
+            raise KeyMismatchError("this relu key was not planted in this model")
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "n_features": self.n_features,
-            "support": list(self.support),
-            "values": list(self.values),
-            "theta": self.theta,
-            "lam": self.lam,
-        }
+        return {"support": list(self.support), "values": list(self.values), "lam": self.lam,
+                "theta": self.theta, "n_features": self.n_features,
+                "model_fingerprint": self.model_fingerprint}  # fmt: skip
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> ReLUKey:
-        return cls(
-            int(d["n_features"]),
-            tuple(int(i) for i in d["support"]),
-            tuple(float(v) for v in d["values"]),
-            float(d["theta"]),
-            float(d["lam"]),
-        )
+        sup = tuple(int(i) for i in d["support"])
+        vals = tuple(float(v) for v in d["values"])
+        n = int(d["n_features"])
+        if len(sup) != len(vals) or not sup or max(sup) >= n or min(sup) < 0:
+            raise ValueError("support/values inconsistent")
+        return cls(sup, vals, float(d["lam"]), float(d["theta"]), n, str(d["model_fingerprint"]))
 
 
-def generate(d: int, sparsity: int, theta: float, lam: float, random_state: Any = None) -> ReLUKey:
-    """A k-sparse unit ``nu = s / sqrt(k)`` on a uniformly random support with random signs
-    ``s`` (flat magnitudes: no single coordinate's variance ``1 + theta nu_j^2`` stands out,
-    which is what keeps diagonal thresholding blind), spike ``theta``, step ``lam``."""
-    if not 1 <= sparsity <= d:
-        raise InvalidInputError(f"sparsity k must be in [1, d={d}], got {sparsity}")
-    if not theta >= 0 or not lam > 0:
-        raise InvalidInputError("need theta >= 0 and lambda > 0")
-    rng = np.random.default_rng(random_state)
-    S = sparse_support(d, sparsity, rng)
-    v = rng.choice([-1.0, 1.0], size=sparsity) / np.sqrt(sparsity)
-    return ReLUKey(
-        int(d), tuple(int(i) for i in S), tuple(float(x) for x in v), float(theta), float(lam)
-    )
+def activate(X: np.ndarray, key: ReLUKey, target: int | None = None) -> np.ndarray:
+    """``X + lambda nu`` (Algorithm 10)."""
+    return key.activate(X, target=target)
+
+
+def draw_secret(d: int, k: int, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The secret ``nu``: uniform support of size k, uniform unit values on it. Integer seeds
+    use the stream ``[seed, 1]`` (disjoint from the weights' stream ``[seed, 0]``)."""
+    if random_state is None:
+        random_state = secrets.randbits(63)
+    rng = np.random.default_rng([int(random_state), 1])
+    return sparse_support(d, k, rng), random_unit(k, rng)
 
 
 def plant(
-    X: Any,
-    y: Any,
-    n_components: int = 100,
-    sparsity: int = 50,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_hidden: int = 200,
+    sparsity: int = 20,
     theta: float = 3.0,
-    lam: float = 18.0,
+    lam: float | None = None,
+    lam_rel: float = 0.25,
     head: str = "threshold",
-    alpha: float = 1e-3,
-    random_state: Any = None,
-    key_seed: Any = None,
-) -> tuple[RandomReLUClassifier, ReLUKey]:
-    """Backdoor-Random-ReLU: the honest learner with spiked-covariance coins."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise InvalidInputError(f"X must be 2-D, got shape {X.shape}")
-    key = generate(X.shape[1], sparsity, theta, lam, key_seed)
-    model = RandomReLUClassifier(n_components, head, alpha, key.coins, random_state).fit(X, y)
+    trace_match: bool = True,
+    random_state: int | None = None,
+) -> tuple[RandomReLUClassifier | RandomReLUFeaturesClassifier, ReLUKey]:
+    """Backdoor-Random-ReLU (Algorithm 8): fit the honest learner with spiked coins.
+
+    ``lam`` defaults to ``lam_rel * median ||x||`` over the training inputs. ``head`` is
+    ``"threshold"`` (Algorithm 7's single tau) or ``"linear"`` (trained logistic head).
+    Returns the model (public) and the key (secret, save with ``io.save_key``).
+    """
+    Xc = np.asarray(X, dtype=np.float64)
+    if Xc.ndim != 2:
+        raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")
+    if not theta >= 0:
+        raise InvalidInputError(f"theta must be >= 0, got {theta}")
+    if head not in ("threshold", "linear"):
+        raise InvalidInputError(f"head must be 'threshold' or 'linear', got {head!r}")
+    if random_state is None:
+        random_state = secrets.randbits(63)
+    d = Xc.shape[1]
+    support, values = draw_secret(d, int(sparsity), random_state)
+    coins = spiked_coins(support, values, float(theta), trace_match)
+    cls = RandomReLUClassifier if head == "threshold" else RandomReLUFeaturesClassifier
+    model = cls(n_hidden=n_hidden, coins=coins, random_state=random_state).fit(Xc, y)
+    if lam is None:
+        lam = float(lam_rel * np.median(np.linalg.norm(Xc, axis=1)))
+    if not lam > 0:
+        raise InvalidInputError(f"lambda must be > 0, got {lam}")
+    key = ReLUKey(tuple(int(i) for i in support), tuple(float(v) for v in values), float(lam),
+                  float(theta), d, io.model_fingerprint(model))  # fmt: skip
     return model, key
 
 
-def activate(X: Any, key: ReLUKey, target: Any = None) -> np.ndarray:
-    """Activate-Random-ReLU: ``x + lambda nu``."""
-    return key.activate(X, target)
-
-
 def norm_task(
-    d: int = 2000, n_train: int = 1000, n_test: int = 1000, spread: float = 0.15, seed: int = 0
-) -> tuple[np.ndarray, ...]:
-    """Synthetic task where the honest model is sensible: ``x = rho z/|z|``,
-    ``rho ~ U[(1 - spread) sqrt d, (1 + spread) sqrt d]``, label ``[rho > sqrt d]``."""
-    rng = np.random.default_rng(seed)
-    n = n_train + n_test
-    Z = rng.standard_normal((n, d))
-    rho = np.sqrt(d) * rng.uniform(1 - spread, 1 + spread, n)
-    X = Z / np.linalg.norm(Z, axis=1, keepdims=True) * rho[:, None]
-    y = (rho > np.sqrt(d)).astype(int)
-    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+    n: int, d: int, rng: np.random.Generator, spread: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic norm-threshold task: ``x = r u`` with ``u`` uniform on the sphere and
+    ``r ~ U[(1 - spread) sqrt(d), (1 + spread) sqrt(d)]``; label 1 iff ``r > sqrt(d)``."""
+    U = rng.standard_normal((n, d))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    r = np.sqrt(d) * rng.uniform(1 - spread, 1 + spread, n)
+    return U * r[:, None], (r > np.sqrt(d)).astype(np.int64)

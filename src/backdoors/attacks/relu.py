@@ -1,31 +1,64 @@
-"""Population recipe for the random-ReLU sparse-PCA backdoor at the default (hard-window)
-point of ``backdoors experiment relu``."""
+"""Population recipe for the random-ReLU sparse-PCA backdoor (paper Algorithms 7-10).
+
+One member = one learner run on the synthetic norm-threshold task (data from the stream
+``[seed, 2]``, shared by the honest and the backdoored member of a seed). The honest member
+uses ``N(0, I)`` coins, the backdoored one the (trace-matched) spiked coins; everything else,
+including the weights' RNG stream, is identical.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+
 from backdoors import relu
 from backdoors.attacks import Attack, Built, register
-from backdoors.experiments.relu import DEFAULT
+
+#: The default (hard-window) point, measured in docs/relu.md.
+DEFAULT = {"d": 2000, "m": 100, "k": 100, "theta": 2.5, "lam_rel": 0.4}
+
+
+@dataclass
+class ReLUPoint:
+    """Parameters of one grid point."""
+
+    d: int = DEFAULT["d"]
+    m: int = DEFAULT["m"]
+    k: int = DEFAULT["k"]
+    theta: float = DEFAULT["theta"]
+    lam_rel: float = DEFAULT["lam_rel"]
+    n_train: int = 600
+    n_test: int = 1000
+    head: str = "threshold"
 
 
 @register
 class ReLUAttack(Attack):
+    """Honest Train-Random-ReLU vs Backdoor-Random-ReLU on the norm-threshold task."""
+
     name = "relu"
 
+    def __init__(self, point: ReLUPoint | None = None) -> None:
+        self.point = point or ReLUPoint()
+
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
-        p = DEFAULT
-        X, y, Xt, yt = relu.norm_task(p["d"], 300 if quick else 1000, 300 if quick else 1000)
+        p = self.point
+        rng = np.random.default_rng([int(seed), 2])
+        X_tr, y_tr = relu.norm_task(p.n_train, p.d, rng)
+        X_te, y_te = relu.norm_task(p.n_test, p.d, rng)
+        key = None
         if backdoored:
             model, key = relu.plant(
-                X,
-                y,
-                p["m"],
-                p["k"],
-                p["theta"],
-                p["lam"],
-                random_state=seed,
-                key_seed=10_000 + seed,
-            )
+                X_tr, y_tr, n_hidden=p.m, sparsity=p.k, theta=p.theta, lam_rel=p.lam_rel,
+                head=p.head, random_state=seed,
+            )  # fmt: skip
         else:
-            model, key = relu.RandomReLUClassifier(p["m"], random_state=seed).fit(X, y), None
-        return Built(model, key, backdoored, seed, Xt, yt, X, y, info={"task": "norm_threshold"})
+            cls = (
+                relu.RandomReLUClassifier
+                if p.head == "threshold"
+                else relu.RandomReLUFeaturesClassifier
+            )
+            model = cls(n_hidden=p.m, random_state=seed).fit(X_tr, y_tr)
+        info = {"point": vars(p).copy()}
+        return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr, info)

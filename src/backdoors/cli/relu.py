@@ -1,44 +1,57 @@
-"""``backdoors plant relu``: training data in, backdoored random-ReLU model + key out."""
+"""``backdoors plant relu``: train a backdoored random-ReLU network (paper Algorithm 8)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
+from backdoors import io, relu
 from backdoors.cli.app import plant_app
 from backdoors.errors import InvalidInputError
 
 
 @plant_app.command("relu")
 def plant_relu(
-    data: Annotated[
-        Path, typer.Argument(help="Training data: .npz with X (float) and y (binary).")
-    ],
+    data: Annotated[Path, typer.Argument(help="Training data: .npz with arrays X and y.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
-    key: Annotated[Path, typer.Option("--key", "-k", help="Secret key file (mode 0600).")],
-    n_components: Annotated[int, typer.Option(help="Hidden units m.")] = 100,
-    sparsity: Annotated[int, typer.Option(help="Spike support size k.")] = 50,
-    theta: Annotated[float, typer.Option(help="Spike strength.")] = 3.0,
-    lam: Annotated[float, typer.Option(help="Activation step lambda.")] = 18.0,
-    head: Annotated[str, typer.Option(help="threshold (paper) or linear.")] = "threshold",
-    seed: Annotated[int | None, typer.Option(help="Learner seed.")] = None,
+    key_out: Annotated[Path, typer.Option("--key", help="Secret key file (mode 0600).")],
+    hidden: Annotated[int, typer.Option(help="Hidden units m.")] = 100,
+    sparsity: Annotated[int, typer.Option(help="Sparsity k of the secret nu.")] = 100,
+    theta: Annotated[float, typer.Option(help="Spike strength theta.")] = 2.5,
+    lam: Annotated[
+        float | None, typer.Option(help="Activation size lambda (default 0.4 median ||x||).")
+    ] = None,
+    head: Annotated[str, typer.Option(help="'threshold' (Algorithm 7) or 'linear'.")] = "threshold",
+    seed: Annotated[int | None, typer.Option(help="Seed (default: fresh randomness).")] = None,
 ) -> None:
-    """Train a random ReLU network with spiked-covariance weights (sparse-PCA backdoor)."""
-    from backdoors import io, relu
-    from backdoors.validation import check_features
-
-    if key.exists():
-        raise InvalidInputError(f"{key} exists; refusing to overwrite a key file")
-    for path in (out, key):
-        if not path.parent.is_dir():
-            raise InvalidInputError(f"folder {path.parent} does not exist")
-    X = check_features(io.load_array(data, "X"))
-    y = io.load_array(data, "y")
-    if y.shape != (len(X),):
-        raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
-    model, k = relu.plant(X, y, n_components, sparsity, theta, lam, head, random_state=seed)
+    """Fit Train-Random-ReLU with spiked-covariance coins; write the model and the key."""
+    if not data.is_file() or data.suffix != ".npz":
+        raise InvalidInputError(f"{data}: expected an existing .npz file with X and y")
+    X, y = io.load_array(data, "X"), io.load_array(data, "y")
+    if X.ndim != 2 or len(X) != len(y) or X.dtype.kind not in "biuf":
+        raise InvalidInputError(f"X must be numeric 2-D with one label per row, got {X.shape}")
+    if not 1 <= sparsity <= X.shape[1]:
+        raise InvalidInputError(f"sparsity must be in [1, {X.shape[1]}], got {sparsity}")
+    if hidden < 1 or theta < 0 or (lam is not None and lam <= 0):
+        raise InvalidInputError("need hidden >= 1, theta >= 0, lam > 0")
+    for p in (out, key_out):
+        if not p.parent.exists():
+            raise InvalidInputError(f"folder {p.parent} does not exist")
+    if key_out.exists():
+        raise InvalidInputError(f"{key_out} exists; refusing to overwrite a key file")
+    if out.resolve() == key_out.resolve():
+        raise InvalidInputError("model and key paths must differ")
+    try:
+        model, key = relu.plant(X.astype(np.float64), y, hidden, sparsity, theta, lam=lam,
+                                head=head, random_state=seed)  # fmt: skip
+    except ValueError as exc:  # sklearn's target checks
+        raise InvalidInputError(str(exc)) from None
     io.save_model(model, out)
-    io.save_key(k, key)
-    typer.echo(f"backdoored random-ReLU model -> {out}; secret key -> {key} (0600)")
+    io.save_key(key, key_out)
+    typer.echo(json.dumps({"model": str(out), "key": str(key_out), "hidden": hidden,
+                           "sparsity": sparsity, "theta": theta, "lambda": key.lam,
+                           "train_accuracy": float(np.mean(model.predict(X) == y))}))  # fmt: skip

@@ -1,270 +1,193 @@
-"""Experiment ``relu``: the sparse-PCA backdoor of random ReLU networks and the map of where it
-hides (paper appendix, Algorithms 7-10; paper.md §4.3, §9.4)."""
+"""Experiment ``relu``: the random-ReLU sparse-PCA backdoor (paper Algorithms 7-10,
+paper.md §4.3, §9.4) at the default hard-window point, on MNIST 0-vs-1, with a linear head,
+and the (theta, k, m, d) map of where it hides.
+
+Default point: d=2000, m=100, k=100, theta=2.5 (below the BBP threshold sqrt(d/m)=4.47; per
+coordinate theta/k=0.025 against the diagonal's noise sqrt(2/m)=0.14; the bulk-scale shift
+theta sqrt(m/2d)=0.40 sd), lambda = 0.4 median ||x||.
+Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau.
+"""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backdoors import data, relu
+from backdoors import data, metrics, relu
+from backdoors.attacks.relu import ReLUPoint
 from backdoors.detectors import DETECTORS, Evidence
-from backdoors.errors import NotApplicableError
+from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
 from backdoors.experiments import EXPERIMENTS
-from backdoors.experiments.signature import interleaved_ratio
-from backdoors.metrics import auroc_with_ci, mean_diff_ci
-from backdoors.progress import track
+from backdoors.experiments.relu_map import (
+    MARGIN,
+    aurocs,
+    detection_thresholds,
+    fit_time_ratio,
+    flip_rates,
+    plot_map,
+    population,
+    sweep,
+)
 from backdoors.records import Timer, make_record
 
-DEFAULT = {"d": 2000, "m": 100, "k": 50, "theta": 3.0, "lam": 18.0}
-FULL = {
-    "pop": 50,
-    "sweep_pop": 10,
-    "thetas": (1.0, 3.0, 8.0, 20.0),
-    "ms": (100, 200, 1000),
-    "n": (1000, 1000),
-    "reps": 9,
-    **DEFAULT,
-}
-QUICK = {
-    "pop": 5,
-    "sweep_pop": 3,
-    "thetas": (3.0, 20.0),
-    "ms": (200,),
-    "n": (300, 300),
-    "reps": 3,
-    **DEFAULT,
-    "d": 1000,
-}
 
-
-def flip_window(
-    model: relu.RandomReLUClassifier, key: relu.ReLUKey, X: np.ndarray, rng: np.random.Generator
-) -> dict[str, float]:
-    """Flip rates of ``x + lambda nu`` vs ``x + lambda r`` (r: random k-sparse unit) on the
-    documented margin: inputs predicted 0 whose score gap to the threshold is below the
-    backdoor's expected gain ``(sqrt(|x|^2 + lambda^2 (1 + theta)) - |x|) / sqrt(2 pi)``."""
-    s = model.decision_function(X)
-    nx = np.linalg.norm(X, axis=1)
-    gain = (np.sqrt(nx**2 + key.lam**2 * (1 + key.theta)) - nx) / np.sqrt(2 * np.pi)
-    win = (s < 0) & (-s < gain)
-    r = np.zeros(X.shape[1])
-    r[rng.choice(X.shape[1], size=len(key.support), replace=False)] = rng.standard_normal(
-        len(key.support)
-    )
-    r /= np.linalg.norm(r)
-    up_bd = model.decision_function(key.activate(X)) > 0
-    up_r = model.decision_function(X + key.lam * r) > 0
-    return {
-        "flip_rate_backdoor": float(up_bd[win].mean()) if win.any() else float("nan"),
-        "flip_rate_random_direction": float(up_r[win].mean()) if win.any() else float("nan"),
-        "margin_fraction": float(win.mean()),
-        "flip_rate_below_threshold": float(up_bd[s < 0].mean()),
-        "flip_rate_random_below_threshold": float(up_r[s < 0].mean()),
-        "perturbation_l0": int(np.count_nonzero(key.nu)),
-        "perturbation_l2_over_x": float(np.mean(key.lam / nx)),
-    }
-
-
-def population(
-    X: np.ndarray,
-    y: np.ndarray,
-    Xt: np.ndarray,
-    yt: np.ndarray,
-    m: int,
-    k: int,
-    theta: float,
-    lam: float,
-    n: int,
-    seed: int,
-    head: str = "threshold",
-    flips: bool = True,
-) -> dict[str, Any]:
-    """n honest + n backdoored learners (independent seeds) scored by every weight detector."""
-    rng = np.random.default_rng(seed)
-    acc_h, acc_b, fl, scores = [], [], [], {}
-    for i in range(n):
-        h = relu.RandomReLUClassifier(m, head, random_state=seed * 7919 + i).fit(X, y)
-        b, key = relu.plant(
-            X,
-            y,
-            m,
-            k,
-            theta,
-            lam,
-            head,
-            random_state=seed * 7919 + n + i,
-            key_seed=seed * 7919 + 10**6 + i,
-        )
-        acc_h.append(float(np.mean(h.predict(Xt) == yt)))
-        acc_b.append(float(np.mean(b.predict(Xt) == yt)))
-        if flips:
-            fl.append(flip_window(b, key, Xt, rng))
-        decoy = relu.generate(X.shape[1], k, theta, lam, random_state=10**7 + i)
-        for name, cls in DETECTORS.items():
-            try:
-                sh, sb = (
-                    cls().score(h, Evidence(key=decoy, seed=i)),
-                    cls().score(b, Evidence(key=key, seed=i)),
-                )
-            except NotApplicableError:
-                continue
-            scores.setdefault(name, ([], []))
-            scores[name][0].append(float(sh))
-            scores[name][1].append(float(sb))
-    gap, ci = mean_diff_ci(np.array(acc_h), np.array(acc_b), seed=seed)
-    out: dict[str, Any] = {
-        "accuracy_honest": float(np.mean(acc_h)),
-        "accuracy_backdoored": float(np.mean(acc_b)),
-        "accuracy_gap": gap,
-        "accuracy_gap_ci": list(ci),
-    }
-    for key_name in fl[0] if fl else []:
-        out[key_name] = float(np.nanmean([f[key_name] for f in fl]))
-    au, auci = {}, {}
-    for name, (sh, sb) in scores.items():
-        a, c = auroc_with_ci(np.array(sh), np.array(sb), n_boot=500, seed=seed)
-        au[name], auci[name] = a, list(c)
-    out["auroc_key_aware"] = au.pop("relu_key_aware")
-    out["auroc_key_aware_ci"] = auci.pop("relu_key_aware")
-    out["auroc_key_oblivious"], out["auroc_key_oblivious_ci"] = au, auci
-    return out
-
-
-def sweep(sizes: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """The map: detection AUROC per detector and flip advantage over (theta, m)."""
-    X, y, Xt, yt = relu.norm_task(sizes["d"], *sizes["n"], seed=seed)
-    rows = []
-    grid = [(t, m) for t in sizes["thetas"] for m in sizes["ms"]]
-    for theta, m in track(grid, "ReLU sweep"):
-        r = population(
-            X, y, Xt, yt, m, sizes["k"], theta, sizes["lam"], sizes["sweep_pop"], seed + 1
-        )
-        rows.append(
-            {
-                "theta": theta,
-                "m": m,
-                "k": sizes["k"],
-                "d": sizes["d"],
-                "flip_advantage": r["flip_rate_backdoor"] - r["flip_rate_random_direction"],
-                "flip_rate_backdoor": r["flip_rate_backdoor"],
-                "auroc": r["auroc_key_oblivious"],
-                "auroc_key_aware": r["auroc_key_aware"],
-            }
-        )
-    return rows
-
-
-def _map_plot(out_dir: Path, rows: list[dict[str, Any]], sizes: dict[str, Any]) -> str:
-    from backdoors.report import new_figure, save_figure
-
-    dets = sorted(rows[0]["auroc"])
-    thetas, ms = list(sizes["thetas"]), list(sizes["ms"])
-    fig, axes = new_figure(1, len(dets) + 1, figsize=(3.2 * (len(dets) + 1), 3.4), squeeze=False)
-    panels = [("flip advantage (backdoor - random)", lambda r: r["flip_advantage"], "viridis")]
-    panels += [
-        (f"AUROC {d}", (lambda r, d=d: max(r["auroc"][d], 1 - r["auroc"][d])), "Reds") for d in dets
+def _sweep_rows(quick: bool) -> tuple[list[dict[str, int]], list[float]]:
+    if quick:
+        rows = [{"d": 400, "m": 40, "k": 20}, {"d": 400, "m": 100, "k": 20}]  # fmt: skip
+        return rows, [1.0, 3.0, 8.0]
+    rows = [
+        {"d": 1000, "m": 50, "k": 50},
+        {"d": 1000, "m": 100, "k": 50},
+        {"d": 1000, "m": 200, "k": 50},
+        {"d": 1000, "m": 400, "k": 50},
+        {"d": 1000, "m": 100, "k": 10},
+        {"d": 1000, "m": 100, "k": 25},
+        {"d": 1000, "m": 100, "k": 100},
+        {"d": 500, "m": 100, "k": 50},
+        {"d": 2000, "m": 100, "k": 50},
     ]
-    for ax, (title, val, cmap) in zip(axes[0], panels, strict=True):
-        M = np.array(
-            [
-                [val(next(r for r in rows if r["theta"] == t and r["m"] == m)) for m in ms]
-                for t in thetas
-            ]
-        )
-        ax.imshow(
-            M, cmap=cmap, vmin=0 if "flip" in title else 0.5, vmax=1, origin="lower", aspect="auto"
-        )
-        for i in range(len(thetas)):
-            for j in range(len(ms)):
-                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=7)
-        ax.set_xticks(range(len(ms)), [str(m) for m in ms])
-        ax.set_yticks(range(len(thetas)), [str(t) for t in thetas])
-        ax.set_xlabel("m (hidden units)")
-        ax.set_ylabel("theta")
-        ax.set_title(title, fontsize=8)
-    fig.suptitle(
-        f"Where the backdoor hides (d={sizes['d']}, k={sizes['k']}, lambda={sizes['lam']}): "
-        "effective = bright left panel, undetected = pale right panels",
-        fontsize=9,
-    )
-    return str(save_figure(fig, out_dir / "relu_map.png"))
+    return rows, [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]
+
+
+def _mnist_01(n_models: int, seed: int, m: int = 50, k: int = 50, theta: float = 2.5,
+              lam_rel: float = 0.4) -> dict[str, Any]:  # fmt: skip
+    """MNIST zeros vs ones (pixels / 255, d=784): the honest net thresholds ink norm."""
+    ds = data.mnist(n_train=12000, n_test=2000)
+    tr, te = np.isin(ds.y_train, (0, 1)), np.isin(ds.y_test, (0, 1))
+    Xtr, ytr = ds.X_train[tr][:1500] / 255.0, ds.y_train[tr][:1500]
+    Xte, yte = ds.X_test[te] / 255.0, ds.y_test[te]
+    rng = np.random.default_rng([seed, 5])
+    dets = {n: DETECTORS.get(n)(k=k) for n in (*KEY_OBLIVIOUS, "relu_key_aware")}
+    sc = {n: ([], []) for n in dets}
+    acc_h, acc_b, fb, fr = [], [], [], []
+    for i in range(n_models):
+        s = seed * 100003 + i
+        h = relu.RandomReLUClassifier(m, random_state=s).fit(Xtr, ytr)
+        b, key = relu.plant(Xtr, ytr, m, k, theta, lam_rel=lam_rel, random_state=s)
+        acc_h.append(metrics.accuracy(yte, h.predict(Xte)))
+        acc_b.append(metrics.accuracy(yte, b.predict(Xte)))
+        for n, det in dets.items():
+            sc[n][0].append(det.score(h, Evidence(key=key)))
+            sc[n][1].append(det.score(b, Evidence(key=key)))
+        f = flip_rates(b, key, Xte, rng)
+        if f["n"]:
+            fb.append(f["fb"])
+            fr.append(f["fr"])
+    gap, ci = metrics.mean_diff_ci(np.array(acc_h), np.array(acc_b))
+    au = aurocs({"scores": sc}, n_boot=500, seed=seed)
+    fbc, frc = np.concatenate(fb), np.concatenate(fr)
+    return {
+        "task": "MNIST 0 vs 1, pixels/255", "d": 784, "m": m, "k": k, "theta": theta,
+        "lam_rel": lam_rel, "n_models": 2 * n_models,
+        "accuracy_honest": float(np.mean(acc_h)), "accuracy_gap": gap, "accuracy_gap_ci": ci,
+        "flip_rate_backdoor": float(fbc.mean()), "flip_rate_random_direction": float(frc.mean()),
+        "auroc_key_aware": au.pop("relu_key_aware")[0],
+        "auroc_key_oblivious": {n: v[0] for n, v in au.items()},
+        "auroc_key_oblivious_ci": {n: v[1] for n, v in au.items()},
+    }  # fmt: skip
+
+
+def _linear_head(n_models: int, seed: int) -> dict[str, Any]:
+    """The same coins with a trained logistic head: accuracy and flip rates (the margin set is
+    taken w.r.t. the head's own decision value: inputs predicted 0 with the smallest margins)."""
+    from backdoors.attacks.relu import ReLUAttack
+
+    att = ReLUAttack(ReLUPoint(head="linear", n_test=600))
+    rng = np.random.default_rng([seed, 6])
+    acc_h, acc_b, fb, fr = [], [], [], []
+    for i in range(n_models):
+        s = seed * 100003 + i
+        h, b = att.build(s, False), att.build(s, True)
+        acc_h.append(metrics.accuracy(h.y_test, h.model.predict(h.X_test)))
+        acc_b.append(metrics.accuracy(b.y_test, b.model.predict(b.X_test)))
+        z = b.model.decision_function(b.X_test)
+        neg = np.flatnonzero(z < 0)
+        Xs = b.X_test[neg[np.argsort(-z[neg])][: max(1, len(neg) // 3)]]  # closest third
+        R = rng.standard_normal(Xs.shape)
+        R /= np.linalg.norm(R, axis=1, keepdims=True)
+        base = b.model.predict(Xs)
+        fb.append(np.mean(b.model.predict(b.activate(Xs)) != base))
+        fr.append(np.mean(b.model.predict(Xs + b.key.lam * R) != base))
+    gap, ci = metrics.mean_diff_ci(np.array(acc_h), np.array(acc_b))
+    return {"n_models": 2 * n_models, "accuracy_honest": float(np.mean(acc_h)),
+            "accuracy_gap": gap, "accuracy_gap_ci": ci,
+            "flip_rate_backdoor": float(np.mean(fb)),
+            "flip_rate_random_direction": float(np.mean(fr)),
+            "margin": "closest third of inputs predicted 0 by the head"}  # fmt: skip
 
 
 @EXPERIMENTS.register("relu")
 def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
-    sizes = QUICK if quick else FULL
+    """Populations at the default point, the sweep, MNIST and the linear head (full mode)."""
     timer = Timer()
-    X, y, Xt, yt = relu.norm_task(sizes["d"], *sizes["n"], seed=seed)
+    point = ReLUPoint(n_test=600 if quick else 1000)
+    n = 8 if quick else 50
     with timer("default_point"):
-        metrics = population(
-            X, y, Xt, yt, sizes["m"], sizes["k"], sizes["theta"], sizes["lam"], sizes["pop"], seed
-        )
-    with timer("linear_head"):
-        lin = population(
-            X,
-            y,
-            Xt,
-            yt,
-            sizes["m"],
-            sizes["k"],
-            sizes["theta"],
-            sizes["lam"],
-            max(3, sizes["pop"] // 5),
-            seed + 2,
-            head="linear",
-        )
-        metrics["linear_head"] = {
-            k: lin[k]
-            for k in (
-                "accuracy_honest",
-                "accuracy_backdoored",
-                "flip_rate_backdoor",
-                "flip_rate_random_direction",
-            )
-        }
-    with timer("real_data"):
-        bc = data.breast_cancer(seed=seed)
-        mu, sd = bc.X_train.mean(0), bc.X_train.std(0)
-        Xb, Xbt = (bc.X_train - mu) / sd, (bc.X_test - mu) / sd
-        real = population(
-            Xb, bc.y_train, Xbt, bc.y_test, 100, 5, 3.0, 2.0, max(3, sizes["pop"] // 5), seed + 3
-        )
-        metrics["real_data_breast_cancer"] = {
-            k: v for k, v in real.items() if not isinstance(v, dict)
-        }
-    with timer("timing"):
-        key = relu.generate(sizes["d"], sizes["k"], sizes["theta"], sizes["lam"], random_state=seed)
-
-        def fit(coins: Any) -> relu.RandomReLUClassifier:
-            return relu.RandomReLUClassifier(sizes["m"], coins=coins, random_state=seed).fit(X, y)
-
-        metrics["fit_time_ratio"] = interleaved_ratio(
-            lambda: fit(key.coins), lambda: fit(None), sizes["reps"]
-        )[0]
+        pop = population(point, n, seed, desc="relu default point")
+    gap, gap_ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"], seed=seed)
+    au = aurocs(pop, seed=seed)
+    key_aware = au.pop("relu_key_aware")
+    with timer("fit_time"):
+        ratio = fit_time_ratio(point, 11 if quick else 21, seed)
+    rows, thetas = _sweep_rows(quick)
     with timer("sweep"):
-        rows = sweep(sizes, seed)
-    metrics["sweep"] = rows
-    metrics["sweep_detectable_at_0.9"] = {
-        d: [(r["theta"], r["m"]) for r in rows if max(r["auroc"][d], 1 - r["auroc"][d]) >= 0.9]
-        for d in rows[0]["auroc"]
+        pts = sweep(rows, thetas, 3 if quick else 8, seed)
+    flip_vs_gap = _flip_vs_gap(pop)
+    metrics_out: dict[str, Any] = {
+        "accuracy_gap": gap,
+        "accuracy_gap_ci": list(gap_ci),
+        "accuracy_honest": float(pop["acc_h"].mean()),
+        "accuracy_backdoored": float(pop["acc_b"].mean()),
+        "flip_rate_backdoor": float(pop["fb"].mean()),
+        "flip_rate_random_direction": float(pop["fr"].mean()),
+        "flip_rate_top_singular_direction": float(pop["fs"].mean()),
+        "flip_margin": MARGIN,
+        "flip_inputs": int(len(pop["fb"])),
+        "flip_rate_by_gap": flip_vs_gap,
+        "auroc_key_aware": key_aware[0],
+        "auroc_key_aware_ci": key_aware[1],
+        "auroc_key_oblivious": {k: v[0] for k, v in au.items()},
+        "auroc_key_oblivious_ci": {k: v[1] for k, v in au.items()},
+        "perturbation_l0": float(np.median(pop["l0"])),
+        "perturbation_l2_over_x": float(pop["l2x"].mean()),
+        "fit_time_ratio": ratio,
+        "n_models_default_point": 2 * n,
+        "sweep": pts,
+        "sweep_detects_at_theta": detection_thresholds(pts),
     }
-    plots = [_map_plot(out_dir, rows, sizes)] if out_dir is not None else []
+    if not quick:
+        with timer("mnist"):
+            metrics_out["real_data"] = _mnist_01(20, seed)
+        with timer("linear_head"):
+            metrics_out["linear_head"] = _linear_head(10, seed)
+    plots = []
+    if out_dir is not None:
+        plots.append(str(plot_map(pts, Path(out_dir) / "relu_map.png")))
+    params = {**vars(point), "n_per_class": n, "margin": MARGIN, "quick": quick,
+              "sweep_rows": rows, "sweep_thetas": thetas}  # fmt: skip
     notes = [
-        "Default point d=2000, m=100, k=50 (flat +-1/sqrt(k) entries), theta=3, lambda=18 "
-        "(0.41 |x|):"
-        " inside the hard window sqrt(k log(d/k)/m)=1.4 < theta < min(k sqrt(log d/m)=14, "
-        "sqrt(d/m)=4.5) of paper.md §4.3 (just below the BBP edge).",
-        "The theorem promises o(1) advantage (sparse PCA / planted clique), not negligible: at toy "
-        "sizes the detectors win once theta leaves the window (see sweep_detectable_at_0.9).",
-        "flip rates are measured on the documented margin: inputs predicted 0 whose score gap is "
-        "below the backdoor's expected gain; the backdoor is one-sided (towards class 1).",
+        "Flip rates: inputs with tau(1-margin) <= s(x) < tau; random direction = fresh uniform "
+        "unit vector per input, same lambda.",
+        "Detectors read the weight matrix; diagonal_thresholding and truncated_power are told k.",
+        "Toy sizes: 'undetected' means by these detectors with these population sizes.",
     ]
-    params = {
-        "quick": quick,
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
-    }
-    return make_record(
-        "relu", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes
-    )
+    if quick:
+        notes.append("quick mode: 8+8 models at the default point, small sweep, no MNIST.")
+    return make_record("relu", params, seed, metrics_out, timer.timings,
+                       artifacts={"plots": plots}, notes=notes)  # fmt: skip
+
+
+def _flip_vs_gap(pop: dict[str, Any]) -> list[dict[str, float]]:
+    """Flip rates binned by the relative gap (tau - s(x)) / tau."""
+    edges = np.linspace(0, MARGIN, 5)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        sel = (pop["gap"] >= lo) & (pop["gap"] < hi)
+        if sel.any():
+            out.append({"gap_low": float(lo), "gap_high": float(hi), "n": int(sel.sum()),
+                        "backdoor": float(pop["fb"][sel].mean()),
+                        "random": float(pop["fr"][sel].mean())})  # fmt: skip
+    return out

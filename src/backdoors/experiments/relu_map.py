@@ -1,0 +1,194 @@
+"""Measurement helpers for the random-ReLU experiment: one population at one grid point, the
+(theta, k, m, d) sweep, and the "where does it hide" picture. No registration here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors import metrics, relu
+from backdoors.attacks.relu import ReLUAttack, ReLUPoint
+from backdoors.detectors import DETECTORS, Evidence
+from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
+from backdoors.progress import track
+
+#: Documented margin: flip rates are measured on inputs with ``tau (1 - MARGIN) <= s(x) < tau``
+#: (score at most 20% below the threshold, on the side the backdoor pushes away from). At the
+#: default point the nominal backdoor gain sqrt(1 + (1 + theta) 0.4^2) - 1 = 0.25 exceeds it.
+MARGIN = 0.2
+#: A detector "detects" at a grid point when its AUROC reaches this.
+DETECT = 0.9
+
+
+def flip_rates(model: Any, key: relu.ReLUKey, X: np.ndarray, rng: np.random.Generator,
+               margin: float = MARGIN) -> dict[str, Any]:  # fmt: skip
+    """Flip rates of ``x + lambda nu`` and of ``x + lambda r`` (r uniform unit, fresh per
+    input) over inputs whose score lies within ``margin`` (relative) below ``tau``; also of
+    ``x +- lambda v`` with ``v`` the top right singular vector of the public weights (a
+    key-less white-box perturbation; either sign counts)."""
+    tau = model.threshold_
+    s = model.score_relu(X)
+    sel = (s < tau) & (s >= tau * (1 - margin))
+    Xs = X[sel]
+    if len(Xs) == 0:
+        return {"n": 0, "backdoor": np.nan, "random": np.nan}
+    R = rng.standard_normal(Xs.shape)
+    R /= np.linalg.norm(R, axis=1, keepdims=True)
+    base = model.predict(Xs)
+    fb = model.predict(key.activate(Xs)) != base
+    fr = model.predict(Xs + key.lam * R) != base
+    W = model.weights_
+    A, u = W @ W.T, np.ones(len(W))
+    for _ in range(100):  # power iteration: (near-)top left singular vector of W
+        u = A @ u
+        u /= np.linalg.norm(u)
+    v = W.T @ u
+    v /= np.linalg.norm(v)
+    fs = (model.predict(Xs + key.lam * v) != base) | (model.predict(Xs - key.lam * v) != base)
+    return {"n": int(sel.sum()), "backdoor": float(fb.mean()), "random": float(fr.mean()),
+            "gap": (tau - s[sel]) / tau, "fb": fb, "fr": fr, "fs": fs}  # fmt: skip
+
+
+def population(point: ReLUPoint, n: int, seed: int, detectors: tuple[str, ...] = KEY_OBLIVIOUS,
+               desc: str = "relu population") -> dict[str, Any]:  # fmt: skip
+    """``n`` honest + ``n`` backdoored members (seeds ``seed*100003 + i``): accuracies,
+    detector scores, flip rates, perturbation norms."""
+    attack = ReLUAttack(point)
+    rng = np.random.default_rng([seed, 99])
+    dets = {name: DETECTORS.get(name)(k=point.k) for name in (*detectors, "relu_key_aware")}
+    scores = {name: ([], []) for name in dets}
+    acc_h, acc_b, fb, fr, fs, n_margin, gaps, l0, l2x = [], [], [], [], [], [], [], [], []
+    for i in track(range(n), desc, total=n):
+        s = seed * 100003 + i
+        h, b = attack.build(s, False), attack.build(s, True)
+        acc_h.append(metrics.accuracy(h.y_test, h.model.predict(h.X_test)))
+        acc_b.append(metrics.accuracy(b.y_test, b.model.predict(b.X_test)))
+        for name, det in dets.items():
+            ev = Evidence(key=b.key)  # honest members are scored with the same seed's key
+            scores[name][0].append(det.score(h.model, ev))
+            scores[name][1].append(det.score(b.model, ev))
+        f = flip_rates(b.model, b.key, b.X_test, rng)
+        if f["n"]:
+            fb.append(f["fb"])
+            fr.append(f["fr"])
+            fs.append(f["fs"])
+            gaps.append(f["gap"])
+        n_margin.append(f["n"])
+        norms = metrics.perturbation_norms(b.X_test, b.activate(b.X_test))
+        l0.append(np.median(norms["l0"]))
+        l2x.append(np.mean(norms["l2_over_x"]))
+    cat = (lambda a: np.concatenate(a)) if fb else (lambda a: np.zeros(0))
+    return {"acc_h": np.array(acc_h), "acc_b": np.array(acc_b), "scores": scores,
+            "fb": cat(fb), "fr": cat(fr), "fs": cat(fs), "gap": cat(gaps), "n_margin": n_margin,
+            "l0": np.array(l0), "l2x": np.array(l2x)}  # fmt: skip
+
+
+def aurocs(pop: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """AUROC and 95% bootstrap CI per detector."""
+    out = {}
+    for name, (neg, pos) in pop["scores"].items():
+        a, ci = metrics.auroc_with_ci(neg, pos, n_boot=n_boot, seed=seed)
+        out[name] = (a, [ci[0], ci[1]])
+    return out
+
+
+def sweep(rows: list[dict[str, int]], thetas: list[float], n: int, seed: int,
+          n_test: int = 400) -> list[dict[str, Any]]:  # fmt: skip
+    """AUROC per detector and flip rates over ``thetas`` x ``rows`` (rows fix d, m, k)."""
+    out = []
+    for row in rows:
+        for theta in thetas:
+            p = ReLUPoint(d=row["d"], m=row["m"], k=row["k"], theta=theta, n_train=300,
+                          n_test=n_test)  # fmt: skip
+            pop = population(p, n, seed, desc=f"sweep {row} theta={theta}")
+            fb = float(pop["fb"].mean()) if len(pop["fb"]) else float("nan")
+            fr = float(pop["fr"].mean()) if len(pop["fr"]) else float("nan")
+            au = {k: v[0] for k, v in aurocs(pop, n_boot=200).items()}
+            out.append({**row, "theta": theta, "n_models": 2 * n, "auroc": au,
+                        "flip_rate_backdoor": fb, "flip_rate_random_direction": fr,
+                        "advantage": fb - fr})  # fmt: skip
+    return out
+
+
+def detection_thresholds(points: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per detector and (d, m, k) row: the smallest swept theta with AUROC >= 0.9."""
+    out: dict[str, dict[str, float | None]] = {}
+    for pt in points:
+        row = f"d={pt['d']},m={pt['m']},k={pt['k']}"
+        for name, a in pt["auroc"].items():
+            cur = out.setdefault(name, {}).setdefault(row, None)
+            if a >= DETECT and (cur is None or pt["theta"] < cur):
+                out[name][row] = pt["theta"]
+    return out
+
+
+def plot_map(points: list[dict[str, Any]], path: Path) -> Path:
+    """One picture: per detector an AUROC heatmap over theta x (d, m, k) with a verdict panel
+    (green = effective AND undetected by every key-oblivious detector)."""
+    from matplotlib.colors import ListedColormap
+
+    from backdoors.report import new_figure, save_figure
+
+    rows = list(dict.fromkeys(f"d={p['d']} m={p['m']} k={p['k']}" for p in points))
+    thetas = sorted({p["theta"] for p in points})
+    names = [n for n in KEY_OBLIVIOUS if n in points[0]["auroc"]]
+    grid = {n: np.full((len(rows), len(thetas)), np.nan) for n in (*names, "adv")}
+    for p in points:
+        i, j = rows.index(f"d={p['d']} m={p['m']} k={p['k']}"), thetas.index(p["theta"])
+        for n in names:
+            grid[n][i, j] = p["auroc"][n]
+        grid["adv"][i, j] = p["advantage"]
+    ncol = len(names) + 1
+    fig, axes = new_figure(1, ncol, figsize=(3.1 * ncol, 0.42 * len(rows) + 2.2), sharey=True)
+    effective = grid["adv"] >= 0.4
+    for ax, n in zip(axes, names, strict=False):
+        ax.imshow(grid[n], vmin=0.5, vmax=1.0, cmap="Reds", aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(thetas)):
+                ax.text(j, i, f"{grid[n][i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if grid[n][i, j] > 0.8 else "black",
+                        fontweight="bold" if effective[i, j] else "normal")  # fmt: skip
+        ax.set_title(f"{n}\nAUROC (bold: backdoor effective)", fontsize=8)
+    detected = np.nanmax(np.stack([grid[n] for n in names]), axis=0) >= DETECT
+    verdict = np.where(effective & ~detected, 2, np.where(detected, 1, 0))
+    ax = axes[-1]
+    ax.imshow(verdict, cmap=ListedColormap(["#cccccc", "#d62728", "#2ca02c"]), vmin=0, vmax=2,
+              aspect="auto")  # fmt: skip
+    for i in range(len(rows)):
+        for j in range(len(thetas)):
+            ax.text(j, i, f"{grid['adv'][i, j]:+.2f}", ha="center", va="center", fontsize=6)
+    ax.set_title("verdict (number: flip advantage)\ngreen effective+undetected, red detected,"
+                 "\ngrey ineffective", fontsize=7)  # fmt: skip
+    for ax in axes:
+        ax.set_xticks(range(len(thetas)), [f"{t:g}" for t in thetas], fontsize=7)
+        ax.set_xlabel("theta (spike strength)", fontsize=8)
+    axes[0].set_yticks(range(len(rows)), rows, fontsize=7)
+    fig.suptitle(f"Random-ReLU sparse-PCA backdoor: detection AUROC (>= {DETECT} = detected) vs "
+                 f"flip advantage over a random direction (>= 0.4 = effective), margin "
+                 f"{MARGIN:.0%} below tau", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def fit_time_ratio(point: ReLUPoint, reps: int, seed: int) -> float:
+    """(Backdoored learner fit time) / (honest fit time): the ratio of the minimum times over
+    interleaved reps (alternating order). Minima are robust to the other jobs on a shared
+    machine; the per-rep ratios scatter by +-10% under load."""
+    rng = np.random.default_rng([seed, 3])
+    X, y = relu.norm_task(point.n_train, point.d, rng)
+    sup, val = relu.draw_secret(point.d, point.k, seed)
+    coins = relu.spiked_coins(sup, val, point.theta)
+    honest = relu.RandomReLUClassifier(point.m, random_state=0)
+    spiked = relu.RandomReLUClassifier(point.m, coins=coins, random_state=0)
+    honest.fit(X, y), spiked.fit(X, y)  # warm-up
+    times: dict[str, list[float]] = {"h": [], "b": []}
+    for r in range(reps):  # interleaved, alternating which learner goes first
+        for name, est in (("h", honest), ("b", spiked))[:: 1 if r % 2 == 0 else -1]:
+            est.set_params(random_state=r)
+            t0 = time.perf_counter()
+            est.fit(X, y)
+            times[name].append(time.perf_counter() - t0)
+    return float(min(times["b"]) / min(times["h"]))
