@@ -41,6 +41,33 @@ class Artifact(Protocol):
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
 
 
+def import_kinds() -> None:
+    """Import every module of the package that registers a model or key kind, so that files
+    load in a fresh process (kinds register by import side effect; some modules load lazily).
+    Modules are found by their source text, so new constructions need no list here."""
+    global _KINDS_IMPORTED
+    if _KINDS_IMPORTED:
+        return
+    import importlib
+    import pkgutil
+
+    import backdoors
+
+    for info in pkgutil.walk_packages(backdoors.__path__, "backdoors."):
+        if info.ispkg or ".cli." in info.name or info.name.rsplit(".", 1)[-1].startswith("_"):
+            continue
+        spec = importlib.util.find_spec(info.name)
+        origin = getattr(spec, "origin", None)
+        if origin and origin.endswith(".py"):
+            text = Path(origin).read_text(encoding="utf-8", errors="replace")
+            if "ARTIFACTS.register" in text or "KEYS.register" in text:
+                importlib.import_module(info.name)
+    _KINDS_IMPORTED = True
+
+
+_KINDS_IMPORTED = False
+
+
 # --------------------------------------------------------------------------------------------
 # atomic files
 # --------------------------------------------------------------------------------------------
@@ -180,6 +207,7 @@ def load_model(path: str | os.PathLike) -> Any:
     if path.suffix == ".skops":
         return load_sklearn(path)
     kind, tensors, meta = read_artifact(path)
+    import_kinds()
     cls = ARTIFACTS.get(kind)
     try:
         return cls._from_artifact(tensors, meta)
@@ -259,6 +287,7 @@ def load_key(path: str | os.PathLike) -> Any:
             raise KeyError("backdoors.key")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
         raise CorruptArtifactError(f"{path} is not a backdoors key file") from None
+    import_kinds()
     cls = KEYS.get(kind)
     try:
         return cls.from_json_dict(body)

@@ -30,17 +30,9 @@ def import_model_kinds() -> None:
     """Import every top-level module of the package and every attack module, so that all
     model-artifact and key kinds are registered before loading files (``io.ARTIFACTS`` and
     ``io.KEYS`` are filled by import side effects, and some modules are imported lazily)."""
-    global _KINDS_IMPORTED
-    if _KINDS_IMPORTED:
-        return
-    import importlib
-    import pkgutil
+    from backdoors.io import import_kinds
 
-    import backdoors
-
-    for info in pkgutil.iter_modules(backdoors.__path__):
-        if not info.ispkg and not info.name.startswith("_"):
-            importlib.import_module(f"backdoors.{info.name}")
+    import_kinds()
     ATTACKS.names()
     _KINDS_IMPORTED = True
 
