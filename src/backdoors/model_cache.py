@@ -23,9 +23,6 @@ from backdoors.errors import CorruptArtifactError, InvalidInputError
 ARRAY_FIELDS = ("X_test", "y_test", "X_train", "y_train")
 CACHE_FORMAT = "1"
 
-_KINDS_IMPORTED = False
-
-
 def import_model_kinds() -> None:
     """Import every top-level module of the package and every attack module, so that all
     model-artifact and key kinds are registered before loading files (``io.ARTIFACTS`` and
@@ -34,7 +31,6 @@ def import_model_kinds() -> None:
 
     import_kinds()
     ATTACKS.names()
-    _KINDS_IMPORTED = True
 
 
 def _array_digest(a: np.ndarray) -> str:
