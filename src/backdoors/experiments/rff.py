@@ -29,9 +29,9 @@ from backdoors.toy_attack import grid_size, recovered, search_secret
 
 FULL = {
     "pop": 50,
-    "m": 2000,
+    "m": 1000,
     "dims": (64, 256, 1024),
-    "n_mnist": (4000, 2000),
+    "n_mnist": (3000, 1000),
     "k": 16,
     "toy_trials": 5,
     "reps": 9,
