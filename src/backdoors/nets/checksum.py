@@ -192,7 +192,9 @@ class ChecksumNetwork:
             if i < len(widths) - 2:
                 mods.append(nn.ReLU())
         module = nn.Sequential(*mods)
-        state = {k[7:]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k[:7] == "module."}
+        state = {
+            k[7:]: torch.from_numpy(v.copy()) for k, v in tensors.items() if k[:7] == "module."
+        }
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
