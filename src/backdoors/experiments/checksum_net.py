@@ -60,6 +60,6 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict:
     params = {"quick": quick, "n_blocks": key.layout.n_blocks, "n_target_bits": 4}
     notes = [
         "Replicable by design (paper §5.1): one activated input reveals the key s.",
-        "M is a sound interval bound on |logits| over [0,255]^784, so activation works on every input.",
+        "M soundly bounds |logits| on [0,255]^784: activation works on every input.",
     ]
     return make_record("checksum-net", params, seed, metrics, timer.timings, notes=notes)

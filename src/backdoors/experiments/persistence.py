@@ -53,7 +53,7 @@ def finetune(
 
 
 def _changed(a: nn.Module, b: nn.Module) -> int:
-    return int(sum((p != q).sum() for p, q in zip(a.parameters(), b.parameters())))
+    return int(sum((p != q).sum() for p, q in zip(a.parameters(), b.parameters(), strict=True)))
 
 
 @EXPERIMENTS.register("persistence")
@@ -61,7 +61,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict:
     timer = Timer()
     torch.manual_seed(seed)
     with timer("train_and_plant"):
-        ds, clf, model, key = planted(quick, seed)
+        ds, _clf, model, key = planted(quick, seed)
         C = key.n_classes
         base = model.module_  # the backdoored Linear/ReLU network (logits)
         D = persistence.decision_head(copy.deepcopy(base), C).eval()

@@ -129,7 +129,7 @@ def build_circuit(
         g = gates.Gadget("mlp", W, b, np.eye(len(b)), np.zeros(len(b)))
         wires = c.gadget(g, wires)
     W, b = layers[-1]
-    z = [c.affine(list(zip(wires, W[k])), b[k], nonneg=False) for k in range(len(b))]
+    z = [c.affine(list(zip(wires, W[k], strict=True)), b[k], nonneg=False) for k in range(len(b))]
     n_classes = len(z)
     # checksum: V = AND_i [parity(B_i) == s_i]
     par = [lsb_of_integer(c, [(j, 1.0) for j in blk], 255 * len(blk)) for blk in layout.blocks]

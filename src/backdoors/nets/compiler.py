@@ -152,7 +152,10 @@ class _Compiler:
             g = self.c.gadgets[node.gadget_id][0]
             units = self._place(node.gadget_id)
             row = g.A[node.index]
-            f = ({u: float(a) for u, a in zip(units, row) if a != 0.0}, float(g.beta[node.index]))
+            f = (
+                {u: float(a) for u, a in zip(units, row, strict=True) if a != 0.0},
+                float(g.beta[node.index]),
+            )
         else:
             acc: dict[int, float] = {}
             const = node.const
