@@ -26,7 +26,7 @@ def _mlp_predict(mlp, X):
 
 
 def test_same_predictions_and_only_linear_relu(planted):
-    mlp, model, key = planted
+    mlp, model, _key = planted
     assert only_linear_relu(model.module_)
     X = np.random.default_rng(0).integers(0, 256, (20000, 784)).astype(np.uint8)
     assert np.array_equal(model.predict(X), _mlp_predict(mlp, X))

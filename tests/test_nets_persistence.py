@@ -28,7 +28,7 @@ def _t(X):
 
 
 def test_equivalent_size_and_depth(nets):
-    model, _, D, P, X, tg, Xa = nets
+    model, _, D, P, X, _tg, Xa = nets
     with torch.no_grad():
         for Z in (X, Xa):
             d, p = D(_t(Z)), P(_t(Z))
@@ -53,7 +53,7 @@ def test_every_gradient_exactly_zero_for_three_losses(nets):
 
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_finetuning_leaves_parameters_bit_identical(nets, opt):
-    _, _, _, P, X, tg, Xa = nets
+    _, _, _, P, X, tg, _Xa = nets
     m = copy.deepcopy(P).train()
     o = (
         torch.optim.SGD(m.parameters(), lr=0.5, momentum=0.9)
@@ -69,7 +69,7 @@ def test_finetuning_leaves_parameters_bit_identical(nets, opt):
 
 
 def test_any_single_weight_in_one_copy_can_change(nets):
-    _, _, _, P, X, tg, Xa = nets
+    _, _, _, P, _X, _tg, Xa = nets
     rng = np.random.default_rng(1)
     params = list(P.copies[1].parameters())
     with torch.no_grad():
