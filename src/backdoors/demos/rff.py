@@ -37,6 +37,8 @@ def run(ctx: DemoContext) -> Section:
     }
     scores = {}
     for name, cls in DETECTORS.items():
+        if not cls.needs <= {"weights", "key"}:
+            continue
         try:
             scores[name] = [
                 round(float(cls().score(model, Evidence(key=key, seed=ctx.seed))), 4)

@@ -108,6 +108,8 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
         flips.append(flip_stats(b, key, task.X_test, rng))
         decoy = rff.generate(task.X_train.shape[1], k, scale=task.bandwidth, random_state=10**7 + i)
         for name, cls in DETECTORS.items():
+            if not cls.needs <= {"weights", "key"}:
+                continue  # white-box weight detectors only: populations carry no query data
             det = cls()
             try:
                 sh = det.score(h, Evidence(key=decoy, seed=i))
