@@ -10,6 +10,7 @@ silhouette score. Model score: max over labels of silhouette x [smaller cluster 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
@@ -22,13 +23,18 @@ from backdoors.detectors._access import features, subsample, torch_module
 def cluster_class(R: np.ndarray, n_components: int = 10, seed: int = 0) -> tuple[float, float]:
     """(silhouette, relative size of the smaller cluster) of 2-means on ICA-reduced ``R``."""
     from sklearn.cluster import KMeans
-    from sklearn.decomposition import FastICA
+    from sklearn.decomposition import PCA, FastICA
     from sklearn.metrics import silhouette_score
 
+    R = R[:, R.std(axis=0) > 1e-9]  # dead ReLU units carry nothing and break whitening
     k = min(n_components, R.shape[1], len(R) - 1)
+    if k < 2:
+        return 0.0, 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        Z = FastICA(k, random_state=seed, max_iter=200, whiten="unit-variance").fit_transform(R)
+        Z = PCA(k, random_state=seed).fit_transform(R)
+        with contextlib.suppress(ValueError, np.linalg.LinAlgError):  # else: the PCA projection
+            Z = FastICA(k, random_state=seed, max_iter=200, whiten="unit-variance").fit_transform(Z)
     labels = KMeans(2, n_init=3, random_state=seed).fit_predict(Z)
     if len(np.unique(labels)) < 2:
         return 0.0, 0.5

@@ -70,7 +70,8 @@ class NeuralCleanse(Detector):
         for p in module.parameters():
             p.requires_grad_(False)
         try:
-            n_classes = len(getattr(model, "classes_", None) or range(10))
+            classes = getattr(model, "classes_", None)
+            n_classes = 10 if classes is None else len(classes)
             norms = np.array(
                 [self.reverse_trigger(module, X, t, evidence.seed) for t in range(n_classes)]
             )

@@ -3,8 +3,10 @@
 For every label y, take the learned representations R(x_i) of the training inputs labelled y,
 centre them (R_i - R_hat), compute the top right singular vector v of the centred matrix and the
 outlier score tau_i = ((R_i - R_hat) . v)^2. Poisoned inputs concentrate in the top scores (the
-paper removes the top 1.5 eps fraction). Model score here: the largest, over labels, of the mean
-of the top 5% of tau divided by the median tau (a heavy upper tail = a spectral signature).
+paper removes the top 1.5 eps fraction): the poisoned sub-population adds a strong direction to
+the class covariance. Model score here: the largest, over labels, of sigma_1^2 / sigma_2^2 of the
+centred class representations (how much the top direction, the one tau is measured along,
+dominates); :func:`outlier_scores` gives the per-input tau.
 Representations are the penultimate layer (:func:`backdoors.detectors._access.features`).
 """
 
@@ -43,8 +45,8 @@ class SpectralSignatures(Detector):
             rc = R[y == c]
             if len(rc) < 20:
                 continue
-            tau = outlier_scores(rc)
-            k = max(1, int(self.top * len(tau)))
-            per_class[int(c)] = float(np.sort(tau)[-k:].mean() / max(np.median(tau), 1e-12))
+            C = rc - rc.mean(axis=0)
+            sv = np.linalg.svd(C, compute_uv=False)
+            per_class[int(c)] = float(sv[0] ** 2 / max(sv[1] ** 2, 1e-12))
         self.details_ = {"per_class": per_class}
         return max(per_class.values())
