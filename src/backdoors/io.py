@@ -264,6 +264,19 @@ def load_sklearn(path: str | os.PathLike, trusted: Iterable[str] = ()) -> Any:
 # --------------------------------------------------------------------------------------------
 # keys
 # --------------------------------------------------------------------------------------------
+def check_outputs(model_path: str | os.PathLike, key_path: str | os.PathLike) -> None:
+    """Before planting: distinct paths, existing folders, and no key file to overwrite (so a
+    failure leaves nothing half-written and never destroys a key)."""
+    model_path, key_path = Path(model_path), Path(key_path)
+    if model_path.resolve() == key_path.resolve():
+        raise InvalidInputError("the model and key paths must differ")
+    for p in (model_path, key_path):
+        if not p.parent.is_dir():
+            raise InvalidInputError(f"folder {p.parent} does not exist")
+    if key_path.exists():
+        raise InvalidInputError(f"{key_path} exists; refusing to overwrite a key file")
+
+
 def save_key(key: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a key as JSON with mode 0600; refuse to replace an existing key unless asked."""
     path = Path(path)

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from backdoors.cli.app import plant_app
-from backdoors.errors import InvalidInputError
 
 
 @plant_app.command("checksum-net")
@@ -23,8 +22,7 @@ def plant_checksum_net(
     from backdoors import io
     from backdoors.nets import checksum
 
-    if key_out.exists():
-        raise InvalidInputError(f"{key_out} exists; refusing to overwrite a key file")
+    io.check_outputs(out, key_out)
     net, key = checksum.plant(io.load_model(model), n_blocks=blocks, random_state=seed)
     io.save_model(net, out)
     io.save_key(key, key_out)

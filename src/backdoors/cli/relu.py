@@ -38,13 +38,7 @@ def plant_relu(
         raise InvalidInputError(f"sparsity must be in [1, {X.shape[1]}], got {sparsity}")
     if hidden < 1 or theta < 0 or (lam is not None and lam <= 0):
         raise InvalidInputError("need hidden >= 1, theta >= 0, lam > 0")
-    for p in (out, key_out):
-        if not p.parent.exists():
-            raise InvalidInputError(f"folder {p.parent} does not exist")
-    if key_out.exists():
-        raise InvalidInputError(f"{key_out} exists; refusing to overwrite a key file")
-    if out.resolve() == key_out.resolve():
-        raise InvalidInputError("model and key paths must differ")
+    io.check_outputs(out, key_out)
     try:
         model, key = relu.plant(X.astype(np.float64), y, hidden, sparsity, theta, lam=lam,
                                 head=head, random_state=seed)  # fmt: skip

@@ -31,11 +31,7 @@ def plant_rff(
     from backdoors import io, rff
     from backdoors.validation import check_features
 
-    if key.exists():
-        raise InvalidInputError(f"{key} exists; refusing to overwrite a key file")
-    for path in (out, key):
-        if not path.parent.is_dir():
-            raise InvalidInputError(f"folder {path.parent} does not exist")
+    io.check_outputs(out, key)
     X = check_features(io.load_array(data, "X")).astype(np.float64)
     y = io.load_array(data, "y")
     if y.shape != (len(X),):

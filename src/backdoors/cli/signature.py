@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from backdoors.cli.app import plant_app
-from backdoors.errors import InvalidInputError
 
 
 @plant_app.command("signature")
@@ -34,13 +33,7 @@ def plant_signature(
     """Plant the signature backdoor (paper §5.2) in any saved classifier."""
     from backdoors import io, signature
 
-    if out.resolve() == key.resolve():
-        raise InvalidInputError("--out and --key must be different files")
-    if key.exists():
-        raise InvalidInputError(f"{key} exists; refusing to overwrite a key file")
-    for path in (out, key):
-        if not path.parent.is_dir():
-            raise InvalidInputError(f"folder {path.parent} does not exist")
+    io.check_outputs(out, key)
     honest = io.load_model(model)
     X_ref = io.load_array(reference) if reference is not None else None
     bd, k = signature.plant(

@@ -26,6 +26,16 @@ def random_weights(model: Any) -> np.ndarray:
     raise NotApplicableError(f"{type(model).__name__} exposes no random weight matrix")
 
 
+def ks_to_normal(P: np.ndarray) -> float:
+    """Largest Kolmogorov-Smirnov distance from N(0, 1) over the columns of ``P``."""
+    Z = np.sort(P, axis=0)
+    cdf = stats.norm.cdf(Z)
+    n = len(P)
+    hi = np.arange(1, n + 1)[:, None] / n - cdf
+    lo = cdf - np.arange(0, n)[:, None] / n
+    return float(np.maximum(hi, lo).max())
+
+
 class _WeightDetector(Detector):
     needs = frozenset({"weights"})
 
@@ -66,13 +76,7 @@ class CoordinateNormality(_WeightDetector):
 
     def score(self, model: Any, evidence: Evidence) -> float:
         self.check(model, evidence)
-        W = random_weights(model)
-        Z = np.sort(W, axis=0)
-        cdf = stats.norm.cdf(Z)
-        n = len(W)
-        hi = np.arange(1, n + 1)[:, None] / n - cdf
-        lo = cdf - np.arange(0, n)[:, None] / n
-        return float(np.maximum(hi, lo).max())
+        return ks_to_normal(random_weights(model))
 
 
 @register
@@ -95,14 +99,7 @@ class ProjectedNormality(_WeightDetector):
             mask[keep] = True
             V[~mask, j] = 0
         V /= np.linalg.norm(V, axis=0)
-        P = np.sort(W @ V, axis=0)
-        cdf = stats.norm.cdf(P)
-        n = len(W)
-        return float(
-            np.maximum(
-                np.arange(1, n + 1)[:, None] / n - cdf, cdf - np.arange(n)[:, None] / n
-            ).max()
-        )
+        return ks_to_normal(W @ V)
 
 
 @register
