@@ -23,6 +23,7 @@ from backdoors.errors import CorruptArtifactError, InvalidInputError
 ARRAY_FIELDS = ("X_test", "y_test", "X_train", "y_train")
 CACHE_FORMAT = "1"
 
+
 def import_model_kinds() -> None:
     """Import every top-level module of the package and every attack module, so that all
     model-artifact and key kinds are registered before loading files (``io.ARTIFACTS`` and

@@ -86,9 +86,9 @@ def evidence_for(
     reference: Any = None,
     seed: int = 0,
 ) -> Evidence:
-    """The evidence ``det`` is entitled to: only the fields its ``needs`` declare (an input
-    filter always gets the inputs it scores)."""
-    needs = det.needs
+    """The evidence ``det`` is entitled to: only the fields its ``needs`` and ``optional``
+    declare (an input filter always gets the inputs it scores)."""
+    needs = det.needs | det.optional
     queries = "queries" in needs or det.per_input  # an input filter's inputs are its queries
     return Evidence(
         X=X if queries else None,

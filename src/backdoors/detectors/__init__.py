@@ -1,6 +1,7 @@
 """Backdoor detectors: one contract, one registry (ART-style interfaces, DESIGN.md).
 
 A detector declares what it needs (``weights``, ``queries``, ``training_data``, ``key``) and
+what it uses when available (``optional``), and
 returns a continuous *suspicion score* (higher = more likely backdoored) per model, or per
 input for input filters (``per_input = True``). A detector that does not apply to a model
 raises :class:`~backdoors.errors.NotApplicableError` instead of returning a number.
@@ -38,6 +39,7 @@ class Detector(ABC):
 
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
+    optional: ClassVar[frozenset[str]] = frozenset()  # used if the auditor has it
     per_input: ClassVar[bool] = False
 
     def applies_to(self, model: Any) -> bool:
@@ -65,7 +67,7 @@ DETECTORS: Registry[type[Detector]] = Registry("detector", package="backdoors.de
 
 def register(cls: type[Detector]) -> type[Detector]:
     """Class decorator: register a detector under ``cls.name``."""
-    if not cls.name or not cls.needs <= NEEDS:
+    if not cls.name or not (cls.needs | cls.optional) <= NEEDS:
         raise ValueError(f"detector {cls.__name__} needs a name and needs within {sorted(NEEDS)}")
     return DETECTORS.register(cls.name)(cls)
 

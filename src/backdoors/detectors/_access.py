@@ -51,15 +51,28 @@ def features(module: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 
 def proba(model: Any, X: np.ndarray) -> np.ndarray:
-    """Class probabilities from ``predict_proba`` or a softmax of ``decision_function``."""
+    """Class probabilities, shape ``(n, n_classes)``: ``predict_proba``, else a softmax of
+    ``decision_function`` (a 1-D binary margin z gives ``[1 - sigmoid(z), sigmoid(z)]``)."""
     if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(X), dtype=np.float64)
+        p = np.asarray(model.predict_proba(X), dtype=np.float64)
+        return np.column_stack([1.0 - p, p]) if p.ndim == 1 else p
     if hasattr(model, "decision_function"):
         z = np.asarray(model.decision_function(X), dtype=np.float64)
+        if z.ndim == 1:
+            z = np.column_stack([np.zeros_like(z), z])
         z = z - z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
     raise NotApplicableError(f"{type(model).__name__} gives no class probabilities")
+
+
+def value_range(X: np.ndarray) -> tuple[float, float]:
+    """The input domain ``[lo, hi]`` an auditor infers from clean inputs: ``[0, 255]`` for
+    uint8 images, else the observed ``[min, max]``."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return 0.0, 255.0
+    return float(np.min(X)), float(np.max(X))
 
 
 def subsample(n: int, k: int, seed: int) -> np.ndarray:

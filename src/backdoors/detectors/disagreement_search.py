@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 
 from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import proba
+from backdoors.detectors._access import proba, value_range
 from backdoors.errors import NotApplicableError
 
 
-def _patches(X: np.ndarray, rng: np.random.Generator, top: float) -> np.ndarray:
+def _patches(X: np.ndarray, rng: np.random.Generator, lo: float, top: float) -> np.ndarray:
     side = int(round(np.sqrt(X.shape[1])))
     out = np.array(X, copy=True).reshape(len(X), side, side)
     for i in range(len(X)):
         s = int(rng.integers(2, 7))
         r, c = rng.integers(0, side - s + 1, size=2)
-        out[i, r : r + s, c : c + s] = top if rng.random() < 0.8 else 0
+        out[i, r : r + s, c : c + s] = top if rng.random() < 0.8 else lo
     return out.reshape(len(X), -1)
 
 
@@ -48,16 +48,16 @@ class DisagreementSearch(Detector):
         X = np.asarray(evidence.X)
         n = max(1, self.budget // 4)
         X = X[rng.integers(0, len(X), n)]
-        top = 255 if X.dtype == np.uint8 else float(X.max())
+        lo, top = value_range(X)
         fams = {"clean": X}
         side = int(round(np.sqrt(X.shape[1])))
         if side * side == X.shape[1]:
-            fams["patch"] = _patches(X, rng, top)
+            fams["patch"] = _patches(X, rng, lo, top)
         salt = np.array(X, copy=True)
         salt[rng.random(X.shape) < 0.02] = top
         fams["salt"] = salt
-        noise = X.astype(np.float64) + rng.normal(0, 0.1 * float(top), X.shape)
-        fams["noise"] = np.clip(noise, 0, top).astype(X.dtype)
+        noise = X.astype(np.float64) + rng.normal(0, 0.1 * (top - lo), X.shape)
+        fams["noise"] = np.clip(noise, lo, top).astype(X.dtype)
         rates, margins = {}, {}
         for name, Z in fams.items():
             pf, pg = np.asarray(model.predict(Z)), np.asarray(g.predict(Z))

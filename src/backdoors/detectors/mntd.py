@@ -23,6 +23,7 @@ import numpy as np
 
 from backdoors.detectors import Detector, Evidence, register
 from backdoors.detectors._access import proba
+from backdoors.errors import NotApplicableError
 
 SHADOW_SEED = 1_000_000
 
@@ -71,7 +72,13 @@ class MNTD(Detector):
         from sklearn.linear_model import LogisticRegression
 
         builder = self.shadow_builder or _default_builder
-        ck = (id(builder) if self.shadow_builder else "badnets", self.n_shadow, self.n_queries)
+        ck = (
+            id(builder) if self.shadow_builder else "badnets",
+            self.n_shadow,
+            self.n_queries,
+            X.shape[1],
+            X.dtype.str,
+        )
         if ck in self._cache:
             return self._cache[ck]
         Q = self._queries(np.asarray(X))
@@ -85,5 +92,16 @@ class MNTD(Detector):
         return self._cache[ck]
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        Q, meta = self.fit_meta(np.asarray(evidence.X))
-        return float(meta.decision_function(self._feature(model, Q)[None, :])[0])
+        X = np.asarray(evidence.X)
+        if self.shadow_builder is None and (X.shape[1] != 784 or X.dtype != np.uint8):
+            raise NotApplicableError(
+                "mntd's default shadow models are MNIST uint8 classifiers; pass shadow_builder"
+            )
+        Q, meta = self.fit_meta(X)
+        f = self._feature(model, Q)
+        if f.size != meta.n_features_in_:
+            raise NotApplicableError(
+                f"mntd: the model has {f.size // len(Q)} classes, the shadow models "
+                f"{meta.n_features_in_ // len(Q)}"
+            )
+        return float(meta.decision_function(f[None, :])[0])

@@ -1,9 +1,12 @@
 """STRIP (Gao et al., ACSAC 2019, §III-IV): STRong Intentional Perturbation.
 
-Each input x is superimposed with N clean images x_j (pixelwise sum, saturated at 255, as the
-paper's image blending); its entropy is H(x) = (1/N) sum_j -sum_c p_c(x + x_j) log2 p_c(x + x_j).
+Each input x is superimposed with N clean images x_j (pixelwise sum, saturated at the top of
+the pixel range, as the paper's image blending; for signed, non-image features the blend is the
+average (x + x_j) / 2); its entropy is H(x) = (1/N) sum_j -sum_c p_c(x + x_j) log2 p_c(x + x_j).
 A trigger dominates whatever it is blended with, so triggered inputs keep a confident prediction
-and have low entropy. Per-input score = -H(x) (higher = more suspicious). ``strip_model`` turns
+and have low entropy. Per-input score = -H(x) (higher = more suspicious); the overlays come
+from the defender's held-out clean set (the paper's assumption; here the clean training data
+when the auditor has it, else the scored inputs themselves). ``strip_model`` turns
 it into a model score: -(the 5th percentile of H) over the audit inputs.
 """
 
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import proba
+from backdoors.detectors._access import proba, value_range
 
 
 def strip_entropy(
@@ -23,15 +26,14 @@ def strip_entropy(
     pool: np.ndarray,
     n_overlay: int = 8,
     seed: int = 0,
-    top: float = 255.0,
 ) -> np.ndarray:
-    """H(x) for every row of ``X``, overlays drawn from ``pool``."""
+    """H(x) for every row of ``X``, overlays drawn from ``pool`` (a clean sample)."""
     rng = np.random.default_rng(seed)
     X = np.asarray(X)
+    lo, hi = value_range(pool)
     idx = rng.integers(0, len(pool), size=(len(X), n_overlay))
-    blended = np.minimum(
-        X[:, None, :].astype(np.float64) + np.asarray(pool)[idx].astype(np.float64), top
-    ).astype(X.dtype)
+    total = X[:, None, :].astype(np.float64) + np.asarray(pool)[idx].astype(np.float64)
+    blended = (np.minimum(total, hi) if lo >= 0 else total / 2).astype(X.dtype)
     p = proba(model, blended.reshape(len(X) * n_overlay, -1))
     h = -(p * np.log2(np.clip(p, 1e-12, 1.0))).sum(axis=1)
     return h.reshape(len(X), n_overlay).mean(axis=1)
@@ -41,6 +43,7 @@ def strip_entropy(
 class Strip(Detector):
     name = "strip"
     needs = frozenset({"queries"})
+    optional = frozenset({"training_data"})
     per_input = True
 
     def __init__(self, n_overlay: int = 8) -> None:
@@ -48,8 +51,8 @@ class Strip(Detector):
 
     def score(self, model: Any, evidence: Evidence) -> np.ndarray:
         X = np.asarray(evidence.X)
-        top = 255.0 if X.dtype == np.uint8 else float(np.max(X))
-        return -strip_entropy(model, X, X, self.n_overlay, evidence.seed, top)
+        pool = X if evidence.X_train is None else np.asarray(evidence.X_train)
+        return -strip_entropy(model, X, pool, self.n_overlay, evidence.seed)
 
 
 @register
@@ -62,7 +65,6 @@ class StripModel(Detector):
 
     def score(self, model: Any, evidence: Evidence) -> float:
         X = np.asarray(evidence.X)[: self.n_inputs]
-        top = 255.0 if X.dtype == np.uint8 else float(np.max(X))
-        h = strip_entropy(model, X, X, self.n_overlay, evidence.seed, top)
+        h = strip_entropy(model, X, X, self.n_overlay, evidence.seed)
         self.details_ = {"entropy_mean": float(h.mean())}
         return -float(np.quantile(h, self.quantile))
