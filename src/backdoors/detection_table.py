@@ -23,6 +23,7 @@ from backdoors.attacks import Built
 from backdoors.detectors import Detector
 from backdoors.errors import InvalidInputError
 from backdoors.population import Population
+from backdoors.progress import track
 from backdoors.scoring import Outcome, evidence_for, run_detector
 
 FALLBACK_TARGET = 0
@@ -238,20 +239,21 @@ def evaluate(
     is the honest member of the next seed (an honest model of the same recipe, other coins)."""
     budget = budget or Budget(None)
     out: dict[tuple[str, str], PairResult] = {}
-    n_pairs = len(detectors) * len(pops)
+    refs: dict[str, dict[int, Any]] = {}
     for name, pop in pops.items():
         seeds = [h.seed for h in pop.honest]
-        refs = {
+        refs[name] = {
             s: pop.honest[(i + 1) % len(seeds)].model for i, s in enumerate(seeds) if len(seeds) > 1
         }
-        for det in detectors:
-            allowance = budget.allowance(n_pairs - len(out))
-            if det.per_input:
-                res = score_inputs(det, pop, n_queries, max_input_members, allowance)
-            else:
-                res = score_models(det, pop, refs, n_queries, n_train, allowance, n_jobs)
-            budget.spent += res.seconds
-            out[(det.name, name)] = res
+    pairs = [(name, pop, det) for name, pop in pops.items() for det in detectors]
+    for name, pop, det in track(pairs, "scoring detectors x attacks"):
+        allowance = budget.allowance(len(pairs) - len(out))
+        if det.per_input:
+            res = score_inputs(det, pop, n_queries, max_input_members, allowance)
+        else:
+            res = score_models(det, pop, refs[name], n_queries, n_train, allowance, n_jobs)
+        budget.spent += res.seconds
+        out[(det.name, name)] = res
     return out
 
 
