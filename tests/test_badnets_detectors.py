@@ -8,6 +8,7 @@ import pytest
 
 from backdoors.attacks import ATTACKS
 from backdoors.detectors import DETECTORS, Evidence
+from backdoors.errors import NotApplicableError
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,53 @@ def test_architecture_inspection_sees_the_verifier_not_the_weights():
     ka = DETECTORS.get("key_aware")()
     ev = Evidence(X=b.X_test[:100], y=b.y_test[:100], key=b.key)
     assert ka.score(b.model, ev) > ka.score(h.model, ev)
+
+
+def test_neural_cleanse_recovers_the_patch_class_and_size(badnets_pair):
+    """The reverse-engineered mask for the target class is about the 4x4 patch (16 pixels),
+    far below every other class's; the honest twin has no such outlier."""
+    honest, bd = badnets_pair
+    ev = Evidence(X=bd.X_test[:64], seed=0)
+    det = DETECTORS.get("neural_cleanse")()
+    det.score(bd.model, ev)
+    norms, target = np.array(det.details_["norms"]), bd.key.target
+    assert det.details_["flagged_class"] == target
+    assert norms[target] < 40 and np.median(norms) / norms[target] > 2.5
+    det.score(honest.model, ev)
+    assert det.details_["variants"]["norm_ratio"] < np.median(norms) / norms[target]
+
+
+def test_mntd_query_tuning_separates_badnets_without_knowing_the_patch():
+    """MNTD's meta-classifier, trained on jumbo shadows (random patches), scores unseen
+    BadNets members (fixed corner patch) above their honest twins."""
+    from backdoors.detectors.mntd import MNTD
+
+    attack = ATTACKS.get("badnets")()
+    det = MNTD(n_shadow=12, epochs=200)
+    wins = 0
+    for seed in (3, 4, 5):
+        h, b = attack.build(seed, False, quick=True), attack.build(seed, True, quick=True)
+        ev = Evidence(X=h.X_test[:200])
+        wins += det.score(b.model, ev) > det.score(h.model, ev)
+    assert wins >= 2
+    with pytest.raises(NotApplicableError):
+        det.score(h.model, Evidence(X=h.X_test[:50, :100]))
+
+
+def test_detectors_apply_to_binary_margin_models():
+    """STRIP and the disagreement search score a binary model with a 1-D decision function."""
+    from backdoors import rff
+    from backdoors.detectors._access import proba
+
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 16))
+    y = (X[:, 0] > 0.5).astype(int)
+    f = rff.RandomFourierFeaturesClassifier(64, 1.0, 1e-3, random_state=0).fit(X, y)
+    g = rff.RandomFourierFeaturesClassifier(64, 1.0, 1e-3, random_state=1).fit(X, y)
+    P = proba(f, X)
+    assert P.shape == (300, 2) and np.allclose(P.sum(axis=1), 1.0)
+    assert np.array_equal(P.argmax(axis=1), f.predict(X))
+    s = DETECTORS.get("strip")().score(f, Evidence(X=X[:50], X_train=X[50:]))
+    assert s.shape == (50,) and np.isfinite(s).all()
+    d = DETECTORS.get("disagreement_search")().score(f, Evidence(X=X, reference=g))
+    assert np.isfinite(d)

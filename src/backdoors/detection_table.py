@@ -189,6 +189,22 @@ def score_models(
     return _finish(res)
 
 
+def variant_results(res: PairResult) -> list[PairResult]:
+    """Extra table rows a detector reports beside its score (``details_["variants"]``, e.g.
+    Neural Cleanse's median/min norm ratio), named ``<detector>_<variant>``; no re-scoring."""
+    if res.status != "scored" or not res.details:
+        return []
+    names = set.intersection(*(set(d.get("variants", {})) for d in res.details))
+    out = []
+    for v in sorted(names):
+        r = PairResult(f"{res.detector}_{v}", res.attack, res.level, seconds=0.0)
+        vals = [(float(d["variants"][v]), bool(d["backdoored"])) for d in res.details]
+        r.neg = np.array([x for x, bd in vals if not bd])
+        r.pos = np.array([x for x, bd in vals if bd])
+        out.append(_finish(r))
+    return out
+
+
 def score_inputs(
     det: Detector,
     pop: Population,
@@ -254,6 +270,8 @@ def evaluate(
             res = score_models(det, pop, refs[name], n_queries, n_train, allowance, n_jobs)
         budget.spent += res.seconds
         out[(det.name, name)] = res
+        for v in variant_results(res):
+            out[(v.detector, name)] = v
     return out
 
 
@@ -263,14 +281,22 @@ def tables(results: dict[tuple[str, str], PairResult]) -> dict[str, Any]:
     ci: dict[str, dict[str, list[float]]] = {}
     tpr: dict[str, dict[str, float]] = {}
     missing: dict[str, dict[str, str]] = {}
+    seconds: dict[str, dict[str, float]] = {}
     for (d, a), r in sorted(results.items()):
+        seconds.setdefault(d, {})[a] = round(r.seconds, 3)
         if r.status == "scored":
             auroc.setdefault(d, {})[a] = r.auroc
             ci.setdefault(d, {})[a] = list(r.ci)
             tpr.setdefault(d, {})[a] = r.tpr5
         else:
             missing.setdefault(d, {})[a] = f"{r.status}: {r.reason}"
-    return {"auroc": auroc, "auroc_ci": ci, "tpr_at_5fpr": tpr, "not_scored": missing}
+    return {
+        "auroc": auroc,
+        "auroc_ci": ci,
+        "tpr_at_5fpr": tpr,
+        "not_scored": missing,
+        "seconds": seconds,
+    }
 
 
 def backdoor_quality(pop: Population, n_eval: int = 1000) -> dict[str, float]:

@@ -51,7 +51,7 @@ class DisagreementSearch(Detector):
         lo, top = value_range(X)
         fams = {"clean": X}
         side = int(round(np.sqrt(X.shape[1])))
-        if side * side == X.shape[1]:
+        if side * side == X.shape[1] and side >= 8:  # square images
             fams["patch"] = _patches(X, rng, lo, top)
         salt = np.array(X, copy=True)
         salt[rng.random(X.shape) < 0.02] = top

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from backdoors.attacks import ATTACKS, Attack
-from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables
+from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables, target_of
 from backdoors.detectors import Detector
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._detectors_report import (
@@ -217,7 +217,11 @@ def run_table(
         "auroc_ci": tab["auroc_ci"],
         "tpr_at_5fpr": tab["tpr_at_5fpr"],
         "not_scored": tab["not_scored"],
-        "detector_levels": {d.name: "input" if d.per_input else "model" for d in detectors},
+        "detector_levels": {
+            **{d.name: "input" if d.per_input else "model" for d in detectors},
+            **{r.detector: r.level for r in results.values()},
+        },
+        "scoring_seconds": tab["seconds"],
         "positive_controls": sorted(d.name for d in detectors if "key" in d.needs),
         "population_sizes": {a: [len(p.honest), len(p.backdoored)] for a, p in pops.items()},
         "median_build_seconds": {a: _median_build(p) for a, p in pops.items()},
@@ -237,6 +241,11 @@ def run_table(
     nc = results.get(("neural_cleanse", "signature"))
     if nc is not None and nc.status == "scored":
         m["neural_cleanse_signature_norms"] = nc_norms(nc)
+    nc_b = results.get(("neural_cleanse", "badnets"))
+    if nc_b is not None and nc_b.status == "scored":
+        targets = {b.seed: target_of(b) for b in pops["badnets"].backdoored}
+        hits = [d["flagged_class"] == targets[d["seed"]] for d in nc_b.details if d["backdoored"]]
+        m["neural_cleanse_badnets_target_recovered"] = float(np.mean(hits))
     if timing and attacks:
         with timer("speed_test"):
             sp = speed_test(
