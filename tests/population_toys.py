@@ -130,8 +130,9 @@ class ToyWeight(Detector):
         return hasattr(model, "coef_")
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.details_ = {"norms": np.abs(model.coef_[0]).tolist()}
-        return float(abs(model.coef_[0, 0]))
+        w = float(abs(model.coef_[0, 0]))
+        self.details_ = {"norms": np.abs(model.coef_[0]).tolist(), "variants": {"negated": -w}}
+        return w
 
 
 class ToyInputFilter(Detector):

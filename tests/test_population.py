@@ -126,6 +126,10 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["auroc"]["toy_weight"]["toy_patch"] >= 0.99
     assert m["auroc"]["toy_traindata"]["toy_patch"] >= 0.99
     assert m["detector_levels"]["toy_filter"] == "input"
+    # a detector's variant (details_["variants"]) is its own row, derived without re-scoring
+    neg = m["auroc"]["toy_weight_negated"]["toy_patch"]
+    assert neg == pytest.approx(1 - m["auroc"]["toy_weight"]["toy_patch"])
+    assert m["detector_levels"]["toy_weight_negated"] == "model"
     assert m["auroc"]["toy_filter"]["toy_patch"] >= 0.99  # clean vs activated inputs
     assert m["tpr_at_5fpr"]["toy_weight"]["toy_patch"] >= 0.9
     # on the null attack nothing separates: identical models, CI contains 0.5

@@ -222,17 +222,33 @@ WHAT_SCORES_MEAN = (
 )
 
 
+def _findings(row: dict[str, Any]) -> str:
+    """The scalar details a detector reported (e.g. Neural Cleanse's flagged class and its
+    norm-ratio variant), for the report's table."""
+    d = dict(row.get("details") or {})
+    flat = {k: v for k, v in d.items() if isinstance(v, int | float | str) and k != "seed"}
+    flat.update(d.get("variants") or {})
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items()]
+    return ", ".join(parts)
+
+
 def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.Section]:
     """Report sections: a table of scored detectors, then those that did not apply and why."""
     rows = result["detectors"]
     scored = [(n, r) for n, r in rows.items() if r["status"] == "scored"]
     skipped = [(n, r) for n, r in rows.items() if r["status"] != "scored"]
-    lines = ["| detector | needs | score | reference score | seconds |", "|---|---|---|---|---|"]
+    lines = [
+        "| detector | needs | score | reference score | findings | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for n, r in scored:
         ref = r.get("reference_score")
         ref_s = "" if ref is None else f"{ref:.4g}"
         needs = ", ".join(r["needs"]) or "-"
-        lines.append(f"| `{n}` | {needs} | {r['score']:.4g} | {ref_s} | {r['seconds']:.2f} |")
+        lines.append(
+            f"| `{n}` | {needs} | {r['score']:.4g} | {ref_s} | {_findings(r)} | "
+            f"{r['seconds']:.2f} |"
+        )
     text = "\n".join(lines) if scored else "No registered detector applied to this model."
     if not rows:
         text = "No detectors are registered (backdoors.detectors.DETECTORS is empty)."
