@@ -97,3 +97,17 @@ def test_detectors_apply_to_binary_margin_models():
     assert s.shape == (50,) and np.isfinite(s).all()
     d = DETECTORS.get("disagreement_search")().score(f, Evidence(X=X, reference=g))
     assert np.isfinite(d)
+
+
+def test_badnets_plants_in_the_small_cnn_too():
+    from backdoors import badnets, data
+
+    ds = data.mnist(n_train=3000, n_test=500)
+    clf = badnets.default_classifier("cnn", seed=0, epochs=5)
+    model, key = badnets.plant(
+        ds.X_train, ds.y_train, target=3, poison_rate=0.1, classifier=clf, seed=0
+    )
+    assert key.target == 3 and model.arch == "cnn"
+    assert np.mean(model.predict(ds.X_test) == ds.y_test) > 0.75
+    keep = ds.y_test != 3
+    assert np.mean(model.predict(key.activate(ds.X_test[keep])) == 3) > 0.9
