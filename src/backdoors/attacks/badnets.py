@@ -12,11 +12,13 @@ from backdoors.attacks import Attack, Built, register
 
 @register
 class BadNetsAttack(Attack):
-    """Seed -> MNIST subset; target class ``seed % 10``; 5% poison rate; 4x4 white patch."""
+    """Seed -> MNIST subset; target class ``seed % 10``; 5% poison rate; 4x4 white patch;
+    the MLP 784-128-10 trained for 2 epochs."""
 
     name = "badnets"
     arch = "mlp"
-    poison_rate = 0.05  # subclass and set arch = "cnn" for the small CNN
+    epochs = 2
+    poison_rate = 0.05
 
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
         n_train, n_test = (4000, 500) if quick else (10000, 1000)
@@ -25,7 +27,7 @@ class BadNetsAttack(Attack):
         Xtr, ytr = ds.X_train[lo : lo + n_train], ds.y_train[lo : lo + n_train]
         Xte, yte = ds.X_test[:n_test], ds.y_test[:n_test]
         target = seed % 10
-        clf = badnets.default_classifier(self.arch, seed=seed, epochs=2)
+        clf = badnets.default_classifier(self.arch, seed=seed, epochs=self.epochs)
         info = {"target": target, "arch": self.arch, "poison_rate": self.poison_rate}
         if not backdoored:
             return Built(clf.fit(Xtr, ytr), None, False, seed, Xte, yte, Xtr, ytr, info=info)
@@ -35,3 +37,12 @@ class BadNetsAttack(Attack):
         # the white-box evidence is what the learner trained on: the poisoned set
         Xp, yp, _ = badnets.poison(Xtr, ytr, key, self.poison_rate, seed=seed)
         return Built(model, key, True, seed, Xte, yte, Xp, yp, info=info)
+
+
+@register
+class BadNetsCNNAttack(BadNetsAttack):
+    """The same poisoning on the small CNN (conv 8, conv 16, linear), 5 epochs."""
+
+    name = "badnets_cnn"
+    arch = "cnn"
+    epochs = 5
