@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import population_toys as toys
 from backdoors import population
 from backdoors.errors import InvalidInputError
-from backdoors.experiments.detectors import run_table, speed_test
+from backdoors.experiments.detectors import run_table
 from backdoors.population import build_population, member_hash
 
 
@@ -148,7 +149,7 @@ def test_detectors_table_on_toys(tmp_path):
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
     text = (tmp_path / "report.md").read_text()
     assert "| `toy_weight` (model) |" in text and "toy_null" in text
-    json.dumps(rec, default=str)  # JSON-able
+    assert json.loads(json.dumps(rec))["metrics"] == rec["metrics"]  # plain JSON types only
 
 
 def test_parallel_scoring_matches_in_process_scoring():
@@ -191,9 +192,61 @@ def test_quick_budget_skips_slow_detectors():
     assert "toy_patch" in m["auroc"]["toy_weight"]  # cheap detectors always get their 2 s
 
 
+def test_scoring_in_workers_gives_the_detection_table_scores():
+    """One job per seed, models scored where they are built: the same numbers as scoring
+    whole members in the parent (detection_table), and only small records come back."""
+    from backdoors.detection_table import evaluate
+    from backdoors.pair_scoring import PairScores, score_population
+
+    dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
+    pops = population.build_populations([toys.ToyPatchAttack()], 4)
+    ref = evaluate(dets, pops)
+    for n_jobs in (1, 2):
+        tab = score_population(toys.ToyPatchAttack(), 4, dets, n_jobs=n_jobs)
+        assert [p.seed for p in tab.pairs] == [0, 1, 2, 3]
+        assert all(type(p) is PairScores for p in tab.pairs)
+        for d in ("toy_weight", "toy_keyaware"):
+            neg, pos = tab.scores(d)
+            np.testing.assert_array_equal(neg, ref[(d, "toy_patch")].neg)
+            np.testing.assert_array_equal(pos, ref[(d, "toy_patch")].pos)
+        assert tab.summary("toy_keyaware")["auroc"] == ref[("toy_keyaware", "toy_patch")].auroc
+        assert tab.summary("toy_broken")["status"] == "not_scored"
+        assert tab.pairs[0].attack_success > 0.8 and tab.pairs[0].accuracy[0] > 0.8
+    with pytest.raises(InvalidInputError, match="scores inputs"):
+        score_population(toys.ToyPatchAttack(), 2, [toys.ToyInputFilter()])
+
+
+def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
+    """The same population commands on a Dask cluster of two separate worker processes."""
+    from distributed import Client, LocalCluster
+
+    from backdoors.pair_scoring import score_population
+
+    seq = build_population(toys.ToyPatchAttack(), 2)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware()]
+    ref = score_population(toys.ToyPatchAttack(), 3, dets)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        pids = set(client.run(os.getpid).values())
+        dsk = build_population(toys.ToyPatchAttack(), 2, scheduler=client, cache_dir=tmp_path)
+        tab = score_population(toys.ToyPatchAttack(), 3, dets, scheduler=cluster.scheduler_address)
+    assert len(pids) == 2 and os.getpid() not in pids
+    for a, b in zip(_preds(seq), _preds(dsk), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for d in ("toy_weight", "toy_keyaware"):
+        for x, y in zip(ref.scores(d), tab.scores(d), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.slow
-def test_speed_test_reports_ratios():
-    sp = speed_test(toys.ToyPatchAttack(n_train=3000), quick=True, seed=0, n=4, reps=1)
+def test_speedup_reports_ratios():
+    from backdoors.parallel_speed import speedup
+
+    sp = speedup(toys.ToyPatchAttack(n_train=3000), n=4, reps=1, detectors=[toys.ToyWeight()])
     assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] > 0
     assert set(sp["median_seconds"]) == {"joblib_1", "joblib_2", "dask"}
 
@@ -261,3 +314,20 @@ def test_claims_follow_the_figures():
     assert not c["signature_black_box_cis_contain_0.5"]  # b's CI excludes 0.5
     m["auroc_ci"]["b"]["signature"] = [0.45, 0.8]  # white-box inspection is not counted
     assert claims(m)["signature_black_box_cis_contain_0.5"]
+
+
+def test_speed_test_runs_without_the_optional_dask(monkeypatch):
+    """A plain ``pip install .`` has no dask: the speed test still runs and says why."""
+    import sys
+
+    from backdoors.parallel_speed import speedup
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
+    sp = speedup(toys.ToyPatchAttack(), n=2, reps=1, detectors=[toys.ToyWeight()])
+    assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] is None
+    assert "not installed" in sp["dask_note"] and set(sp["median_seconds"]) == {
+        "joblib_1",
+        "joblib_2",
+    }
+    with pytest.raises(InvalidInputError, match="optional dependency"):
+        build_population(toys.ToyPatchAttack(), 1, scheduler="tcp://127.0.0.1:1")

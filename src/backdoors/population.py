@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,8 @@ class _Task:
     quick: bool
 
 
-def _as_attack(attack: str | Attack | type[Attack]) -> Attack:
+def as_attack(attack: str | Attack | type[Attack]) -> Attack:
+    """An attack instance from a registered name, a class or an instance."""
     if isinstance(attack, Attack):
         return attack
     if isinstance(attack, type) and issubclass(attack, Attack):
@@ -138,23 +139,32 @@ def _build_task(task: _Task) -> tuple[Built, float]:
     return built, time.perf_counter() - t0
 
 
-def _indexed_task(i: int, task: _Task) -> tuple[int, tuple[Built, float]]:
-    return i, _build_task(task)
+def _indexed(fn: Callable[[Any], Any], i: int, item: Any) -> tuple[int, Any]:
+    return i, fn(item)
 
 
-def _run(tasks: list[_Task], n_jobs: int, scheduler: Any, label: str) -> Iterator[Any]:
-    """Yield ``(index, (built, seconds))`` as jobs finish (joblib or Dask)."""
-    if not tasks:
+def run_jobs(
+    fn: Callable[[Any], Any], items: list[Any], n_jobs: int, scheduler: Any, label: str
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, fn(items[index]))`` as jobs finish: in-process (``n_jobs == 1``), on
+    joblib workers, or on a Dask cluster (``scheduler``: an address or a ``distributed.Client``;
+    Dask is an optional dependency). ``fn`` must be a module-level function."""
+    if not items:
         return
     if scheduler is not None:
-        from distributed import Client, as_completed
+        try:
+            from distributed import Client, as_completed
+        except ImportError:  # pragma: no cover - exercised without the dask extra
+            raise InvalidInputError(
+                "a Dask scheduler needs the optional dependency: pip install 'backdoors[dask]'"
+            ) from None
 
         own = not isinstance(scheduler, Client)
         client = Client(scheduler, set_as_default=False) if own else scheduler
         try:
-            futures = client.map(_build_task, tasks, pure=False)
+            futures = client.map(fn, items, pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
-            for fut in track(as_completed(futures, loop=client.loop), label, total=len(tasks)):
+            for fut in track(as_completed(futures, loop=client.loop), label, total=len(items)):
                 yield index[fut.key], fut.result()
         finally:
             if own:
@@ -163,12 +173,12 @@ def _run(tasks: list[_Task], n_jobs: int, scheduler: Any, label: str) -> Iterato
     from joblib import Parallel, delayed
 
     if n_jobs == 1:  # in-process: no worker start-up, exceptions keep their traceback
-        for i, t in enumerate(track(tasks, label)):
-            yield i, _build_task(t)
+        for i, t in enumerate(track(items, label)):
+            yield i, fn(t)
         return
     par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-    jobs = (delayed(_indexed_task)(i, t) for i, t in enumerate(tasks))
-    yield from track(par(jobs), label, total=len(tasks))
+    jobs = (delayed(_indexed)(fn, i, t) for i, t in enumerate(items))
+    yield from track(par(jobs), label, total=len(items))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +203,7 @@ def build_populations(
     if n_jobs == 0 or n_jobs < -1:
         raise InvalidInputError(f"n_jobs must be >= 1 or -1, got {n_jobs}")
     import_model_kinds()  # cached members may be of kinds no module imported yet
-    objs = [_as_attack(a) for a in attacks]
+    objs = [as_attack(a) for a in attacks]
     names = [a.name for a in objs]
     if len(set(names)) != len(names):
         raise InvalidInputError(f"attack names repeat: {names}")
@@ -219,7 +229,8 @@ def build_populations(
                     todo.append((h, task))
     places = [(t.attack.name, t.backdoored, t.seed - int(seed)) for _, t in todo]
     tasks = [t for _, t in todo]
-    for j, (built, seconds) in _run(tasks, n_jobs, scheduler, f"building {len(tasks)} models"):
+    label = f"building {len(tasks)} models"
+    for j, (built, seconds) in run_jobs(_build_task, tasks, n_jobs, scheduler, label):
         name = places[j][0]
         for fname in ARRAY_FIELDS:  # one copy of shared data sets in memory
             a = getattr(built, fname)

@@ -179,15 +179,19 @@ def notes_for(
                 "(Def. 4.5), not about activated inputs, and this trigger is a large "
                 "perturbation. Model-level scores are the test of the claim."
             )
-    if "population_speedup" in m:
-        sp = m["speed_test"]
+    for a, sp in m.get("speed_test", {}).items():
+        med = sp["median_seconds"]
+        dask = (
+            f", Dask (2 worker processes) {med['dask']:.1f} s"
+            if "dask" in med
+            else f"; Dask not run ({sp['dask_note']})"
+        )
         notes.append(
-            f"Population build ({sp['attack']}, {sp['members']} models, median of {sp['reps']}): "
-            f"{sp['median_seconds']['joblib_1']:.1f} s with 1 worker, "
-            f"{sp['median_seconds']['joblib_2']:.1f} s with 2 (speedup "
-            f"{m['population_speedup']:.2f}x), Dask {sp['median_seconds']['dask']:.1f} s "
-            f"({'processes' if sp['dask_processes'] else 'threads'}); a shared 2-core machine, "
-            "so timings are noisy."
+            f"Parallel scoring ({a}, {sp['seeds']} seeds = {sp['members']} models built and "
+            f"scored in the workers, median of {sp['reps']}): {med['joblib_1']:.1f} s with 1 "
+            f"worker, {med['joblib_2']:.1f} s with 2 (population_speedup "
+            f"{sp['population_speedup']:.2f}x){dask}; timings on a shared 2-core machine are "
+            "noisy."
         )
     return notes
 

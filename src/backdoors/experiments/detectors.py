@@ -18,9 +18,6 @@ missing); ``BACKDOORS_SCHEDULER=ADDRESS`` builds them on a Dask cluster instead 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +35,7 @@ from backdoors.experiments._detectors_report import (
     plot_rocs,
     write_detectors_report,
 )
+from backdoors.parallel_speed import SPEED_DETECTORS, speedup
 from backdoors.population import Population, build_population, build_populations
 from backdoors.records import Timer, make_record
 from backdoors.scoring import all_detectors
@@ -64,91 +62,17 @@ def _median_build(pop: Population) -> float:
     return float(np.median([m.info.get("build_seconds", np.inf) for m in pop.members()]))
 
 
-def _speed_attack(attacks: list[Attack], pops: dict[str, Population], quick: bool) -> Attack:
-    """The slowest-building attack under 5 s per model (jobs big enough for parallelism to
-    matter, small enough for the time budget); the fastest in --quick or if all are slower."""
+def speed_tests(attacks: list[Attack], quick: bool, seed: int) -> dict[str, dict[str, Any]]:
+    """:func:`backdoors.parallel_speed.speedup` for the RFF and ReLU populations (those
+    registered here): seeds scored in the workers, only scores return. --quick: ReLU only,
+    small."""
+    names = [a.name for a in attacks if a.name in SPEED_DETECTORS]
     if quick:
-        return min(attacks, key=lambda a: _median_build(pops[a.name]))
-    cap = 5.0
-    by_time = sorted(attacks, key=lambda a: _median_build(pops[a.name]))
-    under = [a for a in by_time if _median_build(pops[a.name]) <= cap]
-    return under[-1] if under else by_time[0]
-
-
-@contextmanager
-def _one_thread(active: bool) -> Iterator[None]:
-    """Limit torch and BLAS to one thread: the sequential baseline gets what each joblib
-    worker gets (loky gives each of 2 workers cpu_count // 2 = 1 thread on this machine)."""
-    if not active:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _warm() -> int:
-    """Import every attack module in a worker (so timings exclude interpreter start-up)."""
-    return len(ATTACKS.names())
-
-
-def speed_test(attack: Attack, quick: bool, seed: int, n: int, reps: int) -> dict[str, Any]:
-    """Wall time of one uncached population build (``n`` per side) with 1 and 2 joblib workers
-    (one thread each) and on a 2-worker Dask LocalCluster (threads in --quick), repetitions
-    interleaved; medians and ratios."""
-    from distributed import Client, LocalCluster
-    from joblib import Parallel, delayed
-
-    Parallel(n_jobs=2)(delayed(_warm)() for _ in range(2))
-    t0 = time.perf_counter()
-    cluster = LocalCluster(
-        n_workers=2 if not quick else 1,
-        threads_per_worker=1 if not quick else 2,
-        processes=not quick,
-        dashboard_address=None,
-    )
-    client = Client(cluster, set_as_default=False)
-    client.run(_warm)
-    startup = time.perf_counter() - t0
-    times: dict[str, list[float]] = {"joblib_1": [], "joblib_2": [], "dask": []}
-    modes = (
-        ("joblib_1", {"n_jobs": 1}),
-        ("joblib_2", {"n_jobs": 2}),
-        ("dask", {"scheduler": client}),
-    )
-    try:
-        # untimed warm-up: data sets loaded and cached in every worker (in --quick only the
-        # main process, which the threaded cluster shares; pool workers are warm from the
-        # population build)
-        for _, kw in modes if not quick else modes[:1]:
-            build_population(attack, 1, seed=seed + 99_999, quick=quick, sides=(False,), **kw)
-        for r in range(reps):
-            s = seed + 100_000 + r * n
-            for label, kw in modes:
-                with _one_thread(label == "joblib_1"):
-                    t = time.perf_counter()
-                    build_population(attack, n, seed=s, quick=quick, **kw)
-                    times[label].append(time.perf_counter() - t)
-    finally:
-        client.close()
-        cluster.close()
-    med = {k: float(np.median(v)) for k, v in times.items()}
+        names = [n for n in names if n == "relu"]
+    by_name = {a.name: a for a in attacks}
     return {
-        "attack": attack.name,
-        "members": 2 * n,
-        "reps": reps,
-        "median_seconds": med,
-        "dask_startup_seconds": startup,
-        "dask_processes": not quick,
-        "population_speedup": med["joblib_1"] / med["joblib_2"],
-        "dask_vs_joblib_time": med["dask"] / med["joblib_2"],
+        n: speedup(by_name[n], n=2 if quick else 6, reps=1 if quick else 3, quick=quick, seed=seed)
+        for n in names
     }
 
 
@@ -248,16 +172,11 @@ def run_table(
         m["neural_cleanse_badnets_target_recovered"] = float(np.mean(hits))
     if timing and attacks:
         with timer("speed_test"):
-            sp = speed_test(
-                _speed_attack(attacks, pops, quick),
-                quick,
-                seed,
-                n=1 if quick else 4,
-                reps=1 if quick else 3,
-            )
-        m["population_speedup"] = sp["population_speedup"]
-        m["dask_vs_joblib_time"] = sp["dask_vs_joblib_time"]
-        m["speed_test"] = sp
+            sp = speed_tests(attacks, quick, seed)
+        if sp:
+            m["population_speedup"] = {a: r["population_speedup"] for a, r in sp.items()}
+            m["dask_vs_joblib_time"] = {a: r["dask_vs_joblib_time"] for a, r in sp.items()}
+            m["speed_test"] = sp
     plots: list[str] = []
     if out_dir is not None:
         out_dir = Path(out_dir)

@@ -1,0 +1,123 @@
+"""How much parallel population scoring buys: one worker vs two, and a Dask cluster.
+
+``population_speedup`` = median wall time of scoring ``n`` seeds (both sides built and scored
+in the worker, :mod:`backdoors.pair_scoring`) with one joblib worker, divided by the same with
+two workers, repetitions interleaved so that machine noise hits both alike. The Dask figure
+runs the same jobs on a ``LocalCluster`` of two separate worker *processes* (one thread each);
+Dask is optional, and without it the Dask entries are ``None`` with a reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from backdoors.attacks import ATTACKS, Attack
+from backdoors.pair_scoring import score_population
+
+#: Model-level detectors scored in the workers of the speed test, per attack (cheap ones).
+SPEED_DETECTORS = {
+    "rff": ["rff_key_aware", "coordinate_normality", "covariance_spectrum"],
+    "relu": ["relu_key_aware", "diagonal_thresholding", "weight_norm"],
+}
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Limit torch and BLAS to one thread, as each of the parallel workers is."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _warm() -> int:
+    """Import every attack module in a worker (timings exclude interpreter start-up)."""
+    return len(ATTACKS.names())
+
+
+def _dask_client(n_workers: int) -> tuple[Any, Any, str]:
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        return None, None, "dask/distributed not installed (pip install 'backdoors[dask]')"
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = Client(cluster, set_as_default=False)
+    client.run(_warm)
+    return cluster, client, ""
+
+
+def speedup(
+    attack: str | Attack,
+    n: int = 4,
+    reps: int = 3,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    detectors: list[Any] | None = None,
+    dask: bool = True,
+) -> dict[str, Any]:
+    """Median seconds of scoring ``n`` seeds with 1 and 2 joblib workers (and Dask), ratios."""
+    from joblib import Parallel, delayed
+
+    name = attack if isinstance(attack, str) else attack.name
+    dets = detectors if detectors is not None else SPEED_DETECTORS.get(name, [])
+    Parallel(n_jobs=2)(delayed(_warm)() for _ in range(2))
+    t0 = time.perf_counter()
+    cluster, client, why = _dask_client(2) if dask else (None, None, "not requested")
+    startup = time.perf_counter() - t0 if client is not None else None
+    modes: list[tuple[str, dict[str, Any]]] = [
+        ("joblib_1", {"n_jobs": 1}),
+        ("joblib_2", {"n_jobs": 2}),
+    ]
+    if client is not None:
+        modes.append(("dask", {"scheduler": client}))
+    times: dict[str, list[float]] = {label: [] for label, _ in modes}
+    try:
+        # untimed warm-up: data sets loaded in every worker process
+        for _, kw in modes:
+            score_population(attack, 2, dets, seed=seed + 99_990, quick=quick, **kw)
+        for r in range(reps):
+            s = seed + 100_000 + r * n
+            for label, kw in modes:
+                ctx = one_thread() if label == "joblib_1" else _nothing()
+                with ctx:
+                    t = time.perf_counter()
+                    score_population(attack, n, dets, seed=s, quick=quick, **kw)
+                    times[label].append(time.perf_counter() - t)
+    finally:
+        if client is not None:
+            client.close()
+            cluster.close()
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {
+        "attack": name,
+        "seeds": n,
+        "members": 2 * n,
+        "reps": reps,
+        "detectors_in_workers": dets,
+        "median_seconds": med,
+        "population_speedup": med["joblib_1"] / med["joblib_2"],
+        "dask_vs_joblib_time": med["dask"] / med["joblib_2"] if "dask" in med else None,
+        "dask_speedup": med["joblib_1"] / med["dask"] if "dask" in med else None,
+        "dask_processes": client is not None,
+        "dask_startup_seconds": startup,
+        "dask_note": why,
+    }
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
