@@ -289,7 +289,7 @@ def test_real_signature_members_round_trip_through_the_cache(tmp_path):
 
 
 def test_claims_follow_the_figures():
-    from backdoors.experiments._detectors_report import claims
+    from backdoors.experiments.detectors_report import claims
 
     m = {
         "auroc": {

@@ -27,9 +27,21 @@ from backdoors.registry import Registry
 FORMAT_VERSION = "1"
 
 #: kind name -> class with ``_from_artifact(tensors, meta)``; filled by ``@ARTIFACTS.register``.
-ARTIFACTS: Registry[Any] = Registry("model artifact kind")
+#: Modules that register model or key kinds, imported before a file is loaded (so that files
+#: load in a fresh process). A new construction adds its module here.
+KIND_MODULES = (
+    "backdoors.torch_models",
+    "backdoors.signature",
+    "backdoors.signature_models",
+    "backdoors.rff",
+    "backdoors.relu",
+    "backdoors.badnets",
+    "backdoors.nets.checksum",
+    "backdoors.defenses.smoothing",
+)
+ARTIFACTS: Registry[Any] = Registry("model artifact kind", modules=KIND_MODULES)
 #: kind name -> key class with ``from_json_dict``.
-KEYS: Registry[Any] = Registry("key kind")
+KEYS: Registry[Any] = Registry("key kind", modules=KIND_MODULES)
 
 
 @runtime_checkable
@@ -42,30 +54,10 @@ class Artifact(Protocol):
 
 
 def import_kinds() -> None:
-    """Import every module of the package that registers a model or key kind, so that files
-    load in a fresh process (kinds register by import side effect; some modules load lazily).
-    Modules are found by their source text, so new constructions need no list here."""
-    global _KINDS_IMPORTED
-    if _KINDS_IMPORTED:
-        return
-    import importlib
-    import pkgutil
-
-    import backdoors
-
-    for info in pkgutil.walk_packages(backdoors.__path__, "backdoors."):
-        if info.ispkg or ".cli." in info.name or info.name.rsplit(".", 1)[-1].startswith("_"):
-            continue
-        spec = importlib.util.find_spec(info.name)
-        origin = getattr(spec, "origin", None)
-        if origin and origin.endswith(".py"):
-            text = Path(origin).read_text(encoding="utf-8", errors="replace")
-            if "ARTIFACTS.register" in text or "KEYS.register" in text:
-                importlib.import_module(info.name)
-    _KINDS_IMPORTED = True
-
-
-_KINDS_IMPORTED = False
+    """Import every module listed in :data:`KIND_MODULES` (kinds register by import side
+    effect), so that model and key files load in a fresh process."""
+    ARTIFACTS.load()
+    KEYS.load()
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,14 @@
-"""Name -> object registries (TrojanZoo-style), instead of if/elif dispatch over names."""
+"""Name -> object registries (TrojanZoo-style), instead of if/elif dispatch over names.
+
+A registry that is filled by the modules of a package names those modules explicitly
+(``modules=``); they are imported on first use, so listing a registry costs nothing until it
+is asked, and nothing is found by scanning folders or source text. ``tests/test_registries.py``
+checks that every module that registers something is listed.
+"""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -22,11 +27,11 @@ class Registry(Generic[T]):
     1
     """
 
-    def __init__(self, kind: str, package: str | None = None) -> None:
+    def __init__(self, kind: str, modules: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
-        self._package = package
-        self._loaded = package is None
+        self.modules = tuple(modules)
+        self._loaded = not self.modules
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -37,18 +42,16 @@ class Registry(Generic[T]):
 
         return deco
 
-    def _load(self) -> None:
-        """Import every module of the package so that their decorators run."""
+    def load(self) -> None:
+        """Import the listed modules so that their decorators run (once)."""
         if self._loaded:
             return
         self._loaded = True
-        pkg = importlib.import_module(self._package)  # type: ignore[arg-type]
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{self._package}.{info.name}")
+        for name in self.modules:
+            importlib.import_module(name)
 
     def get(self, name: str) -> T:
-        self._load()
+        self.load()
         try:
             return self._items[name]
         except KeyError:
@@ -56,13 +59,13 @@ class Registry(Generic[T]):
             raise InvalidInputError(f"unknown {self.kind} {name!r} (known: {known})") from None
 
     def names(self) -> list[str]:
-        self._load()
+        self.load()
         return sorted(self._items)
 
     def items(self) -> Iterator[tuple[str, T]]:
-        self._load()
+        self.load()
         yield from sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
-        self._load()
+        self.load()
         return name in self._items

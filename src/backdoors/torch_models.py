@@ -190,3 +190,16 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"weights do not fit the architecture: {exc}") from None
         est.module_.eval()
         return est
+
+
+def mnist_mlp_params(quick: bool = False, seed: int = 0) -> dict[str, Any]:
+    """The package's standard MNIST classifier (demo, experiments): a 784-256-10 ReLU MLP on
+    raw uint8 pixels, scaled by 1/255 inside; 5 epochs (2 in quick mode)."""
+    return {
+        "arch": "mlp",
+        "arch_params": {"hidden": (256,)},
+        "input_scale": 1 / 255,
+        "epochs": 2 if quick else 5,
+        "batch_size": 128,
+        "random_state": seed,
+    }

@@ -47,7 +47,15 @@ class Attack(ABC):
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built: ...
 
 
-ATTACKS: Registry[type[Attack]] = Registry("attack", package="backdoors.attacks")
+ATTACKS: Registry[type[Attack]] = Registry(
+    "attack",
+    modules=(
+        "backdoors.attacks.badnets",
+        "backdoors.attacks.relu",
+        "backdoors.attacks.rff",
+        "backdoors.attacks.signature",
+    ),
+)
 
 
 def register(cls: type[Attack]) -> type[Attack]:

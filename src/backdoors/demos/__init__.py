@@ -42,7 +42,17 @@ class DemoSection:
     fn: Callable[[DemoContext], Section]
 
 
-SECTIONS: Registry[DemoSection] = Registry("demo section", package="backdoors.demos")
+SECTIONS: Registry[DemoSection] = Registry(
+    "demo section",
+    modules=(
+        "backdoors.demos.signature",
+        "backdoors.demos.rff",
+        "backdoors.demos.relu",
+        "backdoors.demos.detectors",
+        "backdoors.demos.networks",
+        "backdoors.demos.immunization",
+    ),
+)
 
 
 def section(name: str, order: int) -> Callable[[Callable[[DemoContext], Section]], Callable]:

@@ -62,7 +62,22 @@ class Detector(ABC):
         """Suspicion score of ``model`` (or one per input of ``evidence.X`` if per_input)."""
 
 
-DETECTORS: Registry[type[Detector]] = Registry("detector", package="backdoors.detectors")
+DETECTORS: Registry[type[Detector]] = Registry(
+    "detector",
+    modules=(
+        "backdoors.detectors.activation_clustering",
+        "backdoors.detectors.architecture_inspection",
+        "backdoors.detectors.disagreement_search",
+        "backdoors.detectors.key_aware",
+        "backdoors.detectors.mntd",
+        "backdoors.detectors.neural_cleanse",
+        "backdoors.detectors.sparse_pca",
+        "backdoors.detectors.spectral_signatures",
+        "backdoors.detectors.strip",
+        "backdoors.detectors.weight_stats",
+        "backdoors.detectors.weights",
+    ),
+)
 
 
 def register(cls: type[Detector]) -> type[Detector]:

@@ -16,7 +16,19 @@ from backdoors.registry import Registry
 
 ExperimentFn = Callable[[bool, int, "Path | None"], dict[str, Any]]
 
-EXPERIMENTS: Registry[ExperimentFn] = Registry("experiment", package="backdoors.experiments")
+EXPERIMENTS: Registry[ExperimentFn] = Registry(
+    "experiment",
+    modules=(
+        "backdoors.experiments.checksum_net",
+        "backdoors.experiments.detectors",
+        "backdoors.experiments.immunize",
+        "backdoors.experiments.persistence",
+        "backdoors.experiments.relu",
+        "backdoors.experiments.relu_map",
+        "backdoors.experiments.rff",
+        "backdoors.experiments.signature",
+    ),
+)
 
 
 def run(

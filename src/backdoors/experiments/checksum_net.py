@@ -8,8 +8,8 @@ import numpy as np
 
 from backdoors.experiments import EXPERIMENTS
 from backdoors.nets import checksum
-from backdoors.nets._setup import planted, random_inputs
 from backdoors.nets.compiler import only_linear_relu
+from backdoors.nets.mnist import planted, random_inputs
 from backdoors.records import Timer, make_record
 
 

@@ -27,7 +27,7 @@ from backdoors.attacks import ATTACKS, Attack
 from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables, target_of
 from backdoors.detectors import Detector
 from backdoors.experiments import EXPERIMENTS
-from backdoors.experiments._detectors_report import (
+from backdoors.experiments.detectors_report import (
     claims,
     nc_norms,
     notes_for,

@@ -11,7 +11,7 @@ from torch import nn
 
 from backdoors.experiments import EXPERIMENTS
 from backdoors.nets import checksum, persistence
-from backdoors.nets._setup import planted, random_inputs
+from backdoors.nets.mnist import planted, random_inputs
 from backdoors.records import Timer, make_record
 
 

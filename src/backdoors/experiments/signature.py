@@ -20,12 +20,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from backdoors import data, forgery, signature
-from backdoors.demos._common import demo_classifier_params
 from backdoors.experiments import EXPERIMENTS
 from backdoors.metrics import perturbation_norms
 from backdoors.progress import track
 from backdoors.records import Timer, make_record
-from backdoors.torch_models import TorchClassifier
+from backdoors.torch_models import TorchClassifier, mnist_mlp_params
 
 FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps": 41}
 QUICK = {"n_random": 20_000, "per_strategy": 1_000, "n_activate": 500, "reps": 7}
@@ -189,7 +188,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     ds = data.mnist(n_train=10000, n_test=2000) if quick else data.mnist()
     with timer("train_mnist"):
-        honest = TorchClassifier(**demo_classifier_params(quick, seed)).fit(ds.X_train, ds.y_train)
+        honest = TorchClassifier(**mnist_mlp_params(quick, seed)).fit(ds.X_train, ds.y_train)
     bd, key = signature.plant(honest, carrier="lsb", seed=seed)
 
     def uniform_pixels(n: int, r: np.random.Generator) -> np.ndarray:
@@ -231,7 +230,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     params = {
         "quick": quick,
         **sizes,
-        "model": demo_classifier_params(quick, seed),
+        "model": mnist_mlp_params(quick, seed),
         "scheme": "ed25519",
         "carrier": {"kind": "lsb", "bits": key.spec.carrier.capacity},
         "tag_bits": signature.TAG_BITS,

@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from backdoors import data
-from backdoors.demos._common import demo_classifier_params
 from backdoors.nets import checksum
-from backdoors.torch_models import TorchClassifier
+from backdoors.torch_models import TorchClassifier, mnist_mlp_params
 
 
 def mnist_mlp(quick: bool, seed: int) -> tuple[data.Dataset, TorchClassifier]:
     """MNIST and the demo MLP (quick: 5k train / 2k test, 64 hidden units, 2 epochs)."""
     if quick:
         ds = data.mnist(n_train=5000, n_test=2000)
-        params = demo_classifier_params(True, seed) | {"arch_params": {"hidden": (64,)}}
+        params = mnist_mlp_params(True, seed) | {"arch_params": {"hidden": (64,)}}
     else:
         ds = data.mnist()
-        params = demo_classifier_params(False, seed)
+        params = mnist_mlp_params(False, seed)
     return ds, TorchClassifier(**params).fit(ds.X_train, ds.y_train)
 
 

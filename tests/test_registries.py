@@ -1,0 +1,73 @@
+"""Registries fill by explicit module lists: nothing is found by scanning folders or source
+text, so these tests check that the lists are complete (a new module that registers
+something but is not listed fails here, not in a user's fresh process)."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import backdoors
+from backdoors.attacks import ATTACKS
+from backdoors.demos import SECTIONS
+from backdoors.detectors import DETECTORS
+from backdoors.experiments import EXPERIMENTS
+from backdoors.registry import Registry
+
+PACKAGE_REGISTRIES = [
+    ("backdoors.attacks", ATTACKS),
+    ("backdoors.demos", SECTIONS),
+    ("backdoors.detectors", DETECTORS),
+    ("backdoors.experiments", EXPERIMENTS),
+]
+
+
+@pytest.mark.parametrize(("package", "registry"), PACKAGE_REGISTRIES)
+def test_every_public_module_of_a_registry_package_is_listed(package, registry):
+    pkg = __import__(package, fromlist=["__path__"])
+    public = {
+        f"{package}.{m.name}"
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if not m.name.startswith("_") and not m.name.endswith("_report")
+    }
+    assert public - set(registry.modules) == set(), f"modules missing from {registry.kind} list"
+    assert set(registry.modules) - public == set(), "listed modules that do not exist"
+
+
+def _names_in_fresh_process(code: str) -> dict[str, list[str]]:
+    prog = (
+        "import json, importlib, pkgutil, backdoors\n"
+        "from backdoors import io\n"
+        f"{code}\n"
+        "print(json.dumps({'artifacts': sorted(io.ARTIFACTS._items),"
+        " 'keys': sorted(io.KEYS._items)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_kind_modules_register_every_model_and_key_kind():
+    """Importing only io.KIND_MODULES registers every kind that any module registers."""
+    everything = _names_in_fresh_process(
+        "for m in pkgutil.walk_packages(backdoors.__path__, 'backdoors.'):\n"
+        "    if '.cli' not in m.name and not m.name.endswith('__main__'):\n"
+        "        importlib.import_module(m.name)"
+    )
+    listed = _names_in_fresh_process("io.import_kinds()")
+    assert listed == everything
+    assert {"rff_classifier", "signature_classifier"} <= set(listed["artifacts"])
+
+
+def test_registry_loads_only_the_listed_modules_once():
+    reg: Registry[int] = Registry("thing", modules=("backdoors.metrics",))
+    assert reg.names() == []  # metrics registers nothing here: loads without error
+    with pytest.raises(backdoors.errors.InvalidInputError, match="unknown thing 'x'"):
+        reg.get("x")
+    reg.register("a")(1)
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("a")(2)
+    assert reg.get("a") == 1 and "a" in reg
