@@ -319,7 +319,9 @@ class FloatFractionCarrier(Carrier):
         f0, f1 = start // b, -(-stop // b)
         with np.errstate(invalid="ignore"):
             sub = X[:, f0:f1]
-            Xs = np.where(np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs), sub, 0.0)
+            Xs = np.where(
+                np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs), sub, 0.0
+            )
         bits = _bits_msb_first(self._payload(Xs), b)
         return bits[:, start - f0 * b : stop - f0 * b]
 
