@@ -83,7 +83,7 @@ def draw_input(draw, key, pool: np.ndarray, torch_input: bool, bf16: bool):
     elif shape == "narrow":
         rows = rows[..., :-1]
     dtypes = ["uint8", "int64", "float32", "float64", "bool"] + (["bfloat16"] if bf16 else [])
-    dtype = draw(st.sampled_from(dtypes + ["same", "same"]))
+    dtype = draw(st.sampled_from([*dtypes, "same", "same"]))
     with np.errstate(invalid="ignore", over="ignore"):
         if dtype not in ("same", "bfloat16"):
             rows = rows.astype(dtype)

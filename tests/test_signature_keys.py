@@ -52,7 +52,7 @@ def test_float_carrier_refuses_low_bit_replays(digits_planted):
     assert (bd.predict(Xa) == 5).all()
     c = key.spec.carrier
     for name, E in low_bit_edits(key, Xa).items():
-        changed = (E != Xa).any(axis=1)  # an edit below a value's ulp is a no-op
+        changed = (Xa != E).any(axis=1)  # an edit below a value's ulp is a no-op
         assert changed.mean() > 0.3, name
         E = E[changed]
         # the edit keeps message and payload: only injectivity can refuse it
@@ -75,7 +75,7 @@ def test_negative_zero_is_not_a_second_encoding():
 
 
 def test_activate_at_the_range_limits_gives_valid_triggers(digits_planted):
-    d, lr, bd, key = digits_planted
+    d, _lr, bd, key = digits_planted
     M = key.spec.carrier.max_abs
     X = np.tile(d.X_test[:1], (4, 1))
     X[0, 3] = -M + 2.0**-30  # just above -max_abs: main lost the trigger here
@@ -122,7 +122,7 @@ def test_seed_brute_force_through_the_public_model_fails():
 
 
 def test_model_holds_the_public_key_type_only(digits_planted):
-    d, lr, bd, key = digits_planted
+    _d, lr, bd, key = digits_planted
     assert isinstance(bd.spec, signature.SignaturePublicKey)
     assert not isinstance(bd.spec, signature.SignaturePrivateKey)
     assert key.public_key() is key.spec
@@ -153,12 +153,21 @@ def test_no_import_cycle_between_signature_modules():
     assert "backdoors.signature_models" not in imports("signature_keys")
 
 
+class CountingSigner:
+    def __init__(self, signer):
+        self.signer, self.calls = signer, 0
+
+    def verify(self, m: bytes, s: bytes) -> bool:
+        self.calls += 1
+        return self.signer.verify(m, s)
+
+
 def test_precheck_width_and_constant_time_mode(digits_planted):
     d, lr, _, _ = digits_planted
     assert signature.DEFAULT_PRECHECK_BITS >= 32
     for bits in (0, 8, 48):
         for ct in (False, True):
-            bd, key = signature.plant(
+            _bd, key = signature.plant(
                 lr, carrier="float", X_reference=d.X_train, precheck_bits=bits, constant_time=ct
             )
             assert key.spec.precheck_bits == bits and key.spec.payload_bits == bits + 4 + 512
@@ -167,12 +176,10 @@ def test_precheck_width_and_constant_time_mode(digits_planted):
             mixed = np.concatenate([Xa, X[10:]])
             expect = np.concatenate([np.arange(10), np.full(10, -1)])
             assert np.array_equal(key.spec.verify(mixed), expect), (bits, ct)
-            calls = []
-            real = key.spec._signer.verify
-            object.__setattr__(key.spec, "_signer", type("S", (), {})())
-            key.spec._signer.verify = lambda m, s: calls.append(1) or real(m, s)
-            key.spec.verify(mixed)
+            counting = CountingSigner(key.spec._signer)
+            object.__setattr__(key.spec, "_signer", counting)
+            assert np.array_equal(key.spec.verify(mixed), expect)
             # constant time: Ed25519 on every row; otherwise only on pre-check hits
-            assert len(calls) == (20 if ct or bits == 0 else 10), (bits, ct)
+            assert counting.calls == (20 if ct or bits == 0 else 10), (bits, ct)
     with pytest.raises(InvalidInputError, match="precheck_bits"):
         signature.generate(64, 10, carrier="float", max_abs=16, precheck_bits=129)
