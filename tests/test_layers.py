@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "backdoors.signature",
             "backdoors.signature_models",
+            "backdoors.signature_keys",
             "backdoors.signature_onnx",
             "backdoors.onnx_backdoor",
             "backdoors.onnx_models",

@@ -144,7 +144,7 @@ def _bits_msb_first(values: np.ndarray, width: int) -> np.ndarray:
     )
 
 
-def _int_from_bits(bits: np.ndarray, width: int) -> np.ndarray:
+def int_from_bits(bits: np.ndarray, width: int) -> np.ndarray:
     """``(n, c * width)`` bits -> ``(n, c)`` integers (most significant first)."""
     b = bits.reshape(bits.shape[0], -1, width).astype(np.int64)
     return (b << np.arange(width - 1, -1, -1, dtype=np.int64)).sum(axis=2)
@@ -329,7 +329,7 @@ class FloatFractionCarrier(Carrier):
         bits = self._check_bits(X, bits)
         b, s = self.bits_per_feature, self.frac_bits - self.bits_per_feature
         base = np.floor(np.ldexp(X, s))
-        payload = _int_from_bits(bits, b).astype(np.float64)
+        payload = int_from_bits(bits, b).astype(np.float64)
         return np.ldexp(np.ldexp(base, b) + payload, -self.frac_bits) + 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backdoors import io
-from backdoors.carriers import Carrier, FloatFractionCarrier, LSBCarrier, _int_from_bits
+from backdoors.carriers import Carrier, FloatFractionCarrier, LSBCarrier, int_from_bits
 from backdoors.crypto import scheme as get_scheme
 from backdoors.errors import InvalidInputError, KeyMismatchError
 
@@ -177,7 +177,7 @@ class TriggerSpec:
         bits = self.carrier.extract(Xc)
         p, s0 = self.precheck_bits, self.sig_start
         tag_ok = (bits[:, :p] == self._tag_bits).all(axis=1)
-        targets = _int_from_bits(bits[:, p:s0], self.t_bits)[:, 0]
+        targets = int_from_bits(bits[:, p:s0], self.t_bits)[:, 0]
         sigs = np.packbits(bits[:, s0 : s0 + self.sig_bits], axis=1)
         shape_ok = (
             tag_ok
