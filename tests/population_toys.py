@@ -27,6 +27,10 @@ class PatchKey:
     value: float
     target: int
 
+    @property
+    def targets(self) -> tuple[int, ...]:
+        return (self.target,)
+
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
 

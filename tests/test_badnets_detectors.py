@@ -103,9 +103,9 @@ def test_badnets_plants_in_the_small_cnn_too():
     from backdoors import badnets, data
 
     ds = data.mnist(n_train=3000, n_test=500)
-    clf = badnets.default_classifier("cnn", seed=0, epochs=5)
+    clf = badnets.default_classifier("cnn", random_state=0, epochs=5)
     model, key = badnets.plant(
-        ds.X_train, ds.y_train, target=3, poison_rate=0.1, classifier=clf, seed=0
+        ds.X_train, ds.y_train, target=3, poison_rate=0.1, classifier=clf, random_state=0
     )
     assert key.target == 3 and model.arch == "cnn"
     assert np.mean(model.predict(ds.X_test) == ds.y_test) > 0.75

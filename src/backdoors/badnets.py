@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from backdoors import io
+from backdoors.contract import as_generator, check_target
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.torch_models import TorchClassifier
 from backdoors.validation import check_features
@@ -52,6 +53,11 @@ class BadNetsKey:
         except TypeError as exc:
             raise InvalidInputError(f"not a badnets key: {exc}") from None
 
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """All-to-one: the one class the patch reaches (contract.BackdoorKey)."""
+        return (int(self.target),)
+
     def mask(self) -> np.ndarray:
         """Boolean mask of the patch over the flattened ``side x side`` image."""
         m = np.zeros((self.side, self.side), dtype=bool)
@@ -60,11 +66,8 @@ class BadNetsKey:
 
     def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
         """Stamp the patch (``target`` must be ``None`` or the key's target: all-to-one)."""
-        if target is not None and int(target) != self.target:
-            raise InvalidInputError(
-                f"BadNets is all-to-one: this key only reaches class {self.target}"
-            )
         X = check_features(X, n_features=self.side * self.side)
+        check_target(self, target, len(X))
         out = np.array(X, copy=True)
         out[:, self.mask()] = self.value
         return out
@@ -79,16 +82,22 @@ def activate(X: np.ndarray, key: BadNetsKey, target: int | None = None) -> np.nd
     return key.activate(X, target=target)
 
 
-def default_classifier(arch: str = "mlp", seed: int = 0, epochs: int = 2) -> TorchClassifier:
+def default_classifier(
+    arch: str = "mlp", random_state: int = 0, epochs: int = 2
+) -> TorchClassifier:
     """The small MNIST learner used for BadNets populations (uint8 pixels scaled inside)."""
     params = {"hidden": (128,)} if arch == "mlp" else {"channels": (8, 16)}
     return TorchClassifier(
-        arch=arch, arch_params=params, input_scale=1 / 255, epochs=epochs, random_state=seed
+        arch=arch, arch_params=params, input_scale=1 / 255, epochs=epochs, random_state=random_state
     )
 
 
 def poison(
-    X: np.ndarray, y: np.ndarray, key: BadNetsKey, poison_rate: float, seed: int = 0
+    X: np.ndarray,
+    y: np.ndarray,
+    key: BadNetsKey,
+    poison_rate: float,
+    random_state: Any = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 1-2-3's data half: (X', y', poisoned indices). Poisoned rows are modified in place
     in a copy (the data set size is unchanged, as in BadNets' MNIST experiments)."""
@@ -96,7 +105,7 @@ def poison(
         raise InvalidInputError(f"poison_rate must be in (0, 1), got {poison_rate}")
     X = check_features(X, n_features=key.side * key.side)
     y = np.asarray(y)
-    rng = np.random.default_rng([seed, 0xBAD])
+    rng = as_generator(random_state)
     candidates = np.flatnonzero(y != key.target)
     n = max(1, int(round(poison_rate * len(X))))
     idx = rng.choice(candidates, size=min(n, len(candidates)), replace=False)
@@ -116,7 +125,7 @@ def plant(
     position: tuple[int, int] | None = None,
     value: int = 255,
     classifier: TorchClassifier | None = None,
-    seed: int = 0,
+    random_state: Any = 0,
 ) -> tuple[TorchClassifier, BadNetsKey]:
     """Train ``classifier`` (default :func:`default_classifier`) on poisoned data.
 
@@ -136,8 +145,8 @@ def plant(
     if int(target) not in set(np.unique(y).tolist()):
         raise InvalidInputError(f"target {target} is not a label of the training data")
     key = BadNetsKey(int(target), int(patch_size), int(row), int(col), int(value), side)
-    Xp, yp, _ = poison(X, y, key, poison_rate, seed=seed)
-    clf = classifier if classifier is not None else default_classifier(seed=seed)
+    Xp, yp, _ = poison(X, y, key, poison_rate, random_state=random_state)
+    clf = classifier if classifier is not None else default_classifier(random_state=random_state)
     clf.fit(Xp, yp)
     key = BadNetsKey(**{**key.to_json_dict(), "model_fingerprint": io.model_fingerprint(clf)})
     return clf, key

@@ -20,13 +20,12 @@ import numpy as np
 
 from backdoors import metrics
 from backdoors.attacks import Built
+from backdoors.contract import evaluation_targets
 from backdoors.detectors import Detector
-from backdoors.errors import InvalidInputError
 from backdoors.population import Population
 from backdoors.progress import track
 from backdoors.scoring import Outcome, evidence_for, run_detector
 
-FALLBACK_TARGET = 0
 MIN_ALLOWANCE = 2.0  # seconds a pair may always take, however little budget is left
 
 
@@ -62,27 +61,26 @@ class PairResult:
 
 
 def target_of(member: Built) -> int | None:
-    """The attack's target class, when the recipe or key names one."""
-    t = member.info.get("target", getattr(member.key, "target", None))
+    """The attack's one target class, when the recipe or an all-to-one key names one."""
+    t = member.info.get("target")
+    if t is None and member.key is not None and len(member.key.targets) == 1:
+        t = member.key.targets[0]
     return None if t is None else int(t)
 
 
 def triggered(
     member: Built, X: np.ndarray, y: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """(clean inputs not already of the target class, their activated versions, target).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(clean inputs not already of their target class, their activated versions, targets).
 
-    Keys that need a target and name none (e.g. the signature key) get class ``FALLBACK_TARGET``.
+    Targets come from the key's contract (:func:`backdoors.contract.evaluation_targets`):
+    ``None`` for untargeted keys, else one class per kept input.
     """
-    t = target_of(member)
+    t = evaluation_targets(member.key, y, len(X))
     if t is None:
-        try:
-            return X, member.activate(X), None
-        except InvalidInputError:
-            t = FALLBACK_TARGET
-    if y is not None:
-        X = X[np.asarray(y) != t]
-    return X, member.activate(X, target=t), t
+        return X, member.activate(X), None
+    keep = np.ones(len(X), dtype=bool) if y is None else np.asarray(y)[: len(X)] != t
+    return X[keep], member.activate(X[keep], target=t[keep]), t[keep]
 
 
 def _train_subset(member: Built, n_train: int | None, seed: int) -> tuple[Any, Any]:

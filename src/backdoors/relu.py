@@ -293,6 +293,7 @@ class ReLUKey:
     model_fingerprint: str = ""
     key_kind: str = "relu"
     targeted: ClassVar[bool] = False
+    targets: ClassVar[tuple[int, ...]] = ()  # untargeted and one-sided
 
     @property
     def nu(self) -> np.ndarray:

@@ -241,6 +241,7 @@ class RFFKey:
 
     key_kind: ClassVar[str] = "rff"
     targeted: ClassVar[bool] = False
+    targets: ClassVar[tuple[int, ...]] = ()  # untargeted: the decision's sign flips
     n_features: int
     support: tuple[int, ...]
     direction: tuple[float, ...]

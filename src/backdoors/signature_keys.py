@@ -242,6 +242,16 @@ class SignatureKey:
         """What a model may hold."""
         return self.spec
 
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """Every class: the target is chosen per input (contract.BackdoorKey)."""
+        return tuple(range(self.spec.n_classes))
+
+    @property
+    def model_fingerprint(self) -> str:
+        """SHA-256 of the public key's context: every model holding this public key."""
+        return hashlib.sha256(self.spec.context()).hexdigest()
+
     def activate(self, X: Any, target: int | np.ndarray | None = None) -> np.ndarray:
         """Activate(x, y; sk) (paper §5.2): write tag, target and Sign(sk, m) into ``x``.
         Raises :class:`InvalidInputError` on inputs the carrier cannot hold bits in; every

@@ -27,15 +27,15 @@ class BadNetsAttack(Attack):
         Xtr, ytr = ds.X_train[lo : lo + n_train], ds.y_train[lo : lo + n_train]
         Xte, yte = ds.X_test[:n_test], ds.y_test[:n_test]
         target = seed % 10
-        clf = badnets.default_classifier(self.arch, seed=seed, epochs=self.epochs)
+        clf = badnets.default_classifier(self.arch, random_state=seed, epochs=self.epochs)
         info = {"target": target, "arch": self.arch, "poison_rate": self.poison_rate}
         if not backdoored:
             return Built(clf.fit(Xtr, ytr), None, False, seed, Xte, yte, Xtr, ytr, info=info)
         model, key = badnets.plant(
-            Xtr, ytr, target=target, poison_rate=self.poison_rate, classifier=clf, seed=seed
+            Xtr, ytr, target=target, poison_rate=self.poison_rate, classifier=clf, random_state=seed
         )
         # the white-box evidence is what the learner trained on: the poisoned set
-        Xp, yp, _ = badnets.poison(Xtr, ytr, key, self.poison_rate, seed=seed)
+        Xp, yp, _ = badnets.poison(Xtr, ytr, key, self.poison_rate, random_state=seed)
         return Built(model, key, True, seed, Xte, yte, Xp, yp, info=info)
 
 

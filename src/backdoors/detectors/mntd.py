@@ -45,7 +45,7 @@ def jumbo_builder(seed: int, backdoored: bool) -> Any:
     ds = data.mnist()
     lo = int(rng.integers(0, len(ds.X_train) - 4000))
     X, y = ds.X_train[lo : lo + 4000], ds.y_train[lo : lo + 4000]
-    clf = badnets.default_classifier("mlp", seed=seed, epochs=2)
+    clf = badnets.default_classifier("mlp", random_state=seed, epochs=2)
     if not backdoored:
         return clf.fit(X, y)
     size = int(rng.integers(2, 7))
@@ -53,7 +53,7 @@ def jumbo_builder(seed: int, backdoored: bool) -> Any:
     model, _ = badnets.plant(
         X, y, target=int(rng.integers(0, 10)), poison_rate=float(rng.uniform(0.02, 0.15)),
         patch_size=size, position=pos, value=int(rng.integers(128, 256)), classifier=clf,
-        seed=seed,
+        random_state=seed,
     )  # fmt: skip
     return model
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from backdoors import io
+from backdoors.contract import as_generator, secret_generator
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.nets import gates
 from backdoors.nets.compiler import Circuit, lsb_of_integer
@@ -214,6 +215,11 @@ class ChecksumKey:
 
     key_kind = "checksum_net"
 
+    @property
+    def targets(self) -> tuple[int, ...]:
+        """Every class: the target is written into the input (contract.BackdoorKey)."""
+        return tuple(range(self.n_classes))
+
     def to_json_dict(self) -> dict[str, Any]:
         lay = self.layout
         return {
@@ -245,10 +251,15 @@ def plant(
     clf: Any,
     n_blocks: int = 64,
     n_target_bits: int = 4,
-    random_state: int | np.random.Generator | None = 0,
+    random_state: Any = None,
     n_features: int = 784,
 ) -> tuple[ChecksumNetwork, ChecksumKey]:
-    """Backdoor(1^n): compile ``clf``'s MLP beside a checksum with a fresh random key s."""
+    """Backdoor(1^n): compile ``clf``'s MLP beside a checksum with a fresh random key s.
+
+    The parity key s is drawn from the operating system's entropy
+    (:func:`backdoors.contract.secret_generator`), never from ``random_state``: a seed, if
+    known or guessed, must not give the key away. ``random_state`` is accepted for the
+    package's one seed convention; this construction has no public randomness to seed."""
     layers = mlp_layers(_module_of(clf))
     if layers[0][0].shape[1] != n_features:
         raise InvalidInputError(f"the MLP takes {layers[0][0].shape[1]} inputs, not {n_features}")
@@ -256,8 +267,8 @@ def plant(
     if n_classes > 2**n_target_bits:
         raise InvalidInputError(f"{n_target_bits} target bits cannot name {n_classes} classes")
     layout = Layout(n_features, n_blocks, n_target_bits)
-    rng = np.random.default_rng(random_state)
-    bits = rng.integers(0, 2, n_blocks)
+    as_generator(random_state)  # validated like every construction's seed
+    bits = secret_generator().integers(0, 2, n_blocks)
     bound = 2.0 ** np.ceil(np.log2(logit_bound(layers, 0.0, 255.0) * 1.01 + 1.0))
     circuit, out, _ = build_circuit(layers, layout, bits, bound)
     classes = getattr(clf, "classes_", np.arange(n_classes))

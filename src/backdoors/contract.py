@@ -1,0 +1,115 @@
+"""The one construction contract (paper §4: a backdoor is a pair ``Backdoor -> (h~, bk)`` and
+``Activate(x, y; bk) -> x'``), and the one seed convention.
+
+Every construction module exposes ``plant(...) -> (model, key)`` and
+``activate(X, key, target=None) -> X'``; its key type satisfies :class:`BackdoorKey`:
+
+* ``key_kind`` names the kind in :data:`backdoors.io.KEYS` (JSON round trip through
+  ``to_json_dict`` / ``from_json_dict``; key files are 0600 and never enter a model);
+* ``targets`` is the tuple of classes ``activate`` can reach: empty for the untargeted flips
+  of RFF and random ReLU (``target`` must then be ``None``), one class for all-to-one BadNets,
+  every class for the signature and checksum backdoors (``target`` required);
+* ``check_model(model)`` raises :class:`~backdoors.errors.KeyMismatchError` unless ``model`` is
+  the one the key was planted in, by equality of a fingerprint of the model's public artifact
+  (no statistics, no guessing).
+
+:func:`evaluation_targets` is how evaluation code picks a target for a key without knowing its
+construction (no per-construction fallbacks).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from backdoors.errors import InvalidInputError
+
+
+@runtime_checkable
+class BackdoorKey(Protocol):
+    """What every construction's key provides (see the module docstring)."""
+
+    key_kind: str
+    model_fingerprint: str
+
+    @property
+    def targets(self) -> tuple[int, ...]: ...
+
+    def activate(self, X: Any, target: Any = None) -> np.ndarray: ...
+
+    def check_model(self, model: Any) -> None: ...
+
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> Any: ...
+
+
+def check_target(key: Any, target: Any, n: int) -> np.ndarray | None:
+    """Validate ``target`` against ``key.targets`` for ``n`` inputs: ``None`` for an untargeted
+    key (a target is then an error), else an int64 array of length ``n``."""
+    reach = tuple(key.targets)
+    if not reach:
+        if target is not None:
+            raise InvalidInputError(f"the {key.key_kind} backdoor is untargeted: give no target")
+        return None
+    if target is None:
+        if len(reach) == 1:
+            return np.full(n, reach[0], dtype=np.int64)
+        raise InvalidInputError(f"the {key.key_kind} backdoor needs a target class")
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu" or t.ndim > 1 or (t.ndim == 1 and len(t) != n):
+        raise InvalidInputError(f"target must be an integer or {n} integers")
+    t = np.broadcast_to(t.astype(np.int64), (n,))
+    bad = ~np.isin(t, reach)
+    if bad.any():
+        raise InvalidInputError(
+            f"the {key.key_kind} key reaches classes {_span(reach)}, not {int(t[bad][0])}"
+        )
+    return np.array(t)
+
+
+def _span(reach: tuple[int, ...]) -> str:
+    if len(reach) > 2 and reach == tuple(range(reach[0], reach[-1] + 1)):
+        return f"{reach[0]}..{reach[-1]}"
+    return ", ".join(map(str, reach))
+
+
+def evaluation_targets(key: Any, y: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Targets an evaluation uses for ``n`` inputs with labels ``y``: ``None`` (untargeted),
+    the key's single class, or for every-class keys the next class after each label
+    (``(y + 1) mod C``, never the input's own class; class ``1`` if labels are unknown)."""
+    reach = tuple(key.targets)
+    if not reach:
+        return None
+    if len(reach) == 1:
+        return np.full(n, reach[0], dtype=np.int64)
+    if y is None:
+        return np.full(n, reach[min(1, len(reach) - 1)], dtype=np.int64)
+    y = np.asarray(y).astype(np.int64)[:n]
+    return np.asarray(reach, dtype=np.int64)[(np.searchsorted(reach, y) + 1) % len(reach)]
+
+
+def as_generator(random_state: Any) -> np.random.Generator:
+    """The one seed convention (scikit-learn's ``check_random_state``, for numpy Generators):
+    ``None`` -> fresh OS entropy, an int or ``SeedSequence`` -> that stream, a ``Generator`` ->
+    itself, a legacy ``RandomState`` -> a Generator seeded from it. Seeds drive public
+    randomness only; secrets come from :func:`secret_generator`."""
+    if random_state is None or isinstance(random_state, int | np.integer | np.random.SeedSequence):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(0, 2**31 - 1)))
+    raise InvalidInputError(
+        f"random_state must be None, an int or a Generator, not {random_state!r}"
+    )
+
+
+def secret_generator() -> np.random.Generator:
+    """A generator seeded from the operating system's entropy alone (256 bits), for secret
+    coins: no user seed, stored parameter or public value regenerates it."""
+    import secrets
+
+    return np.random.default_rng(np.random.SeedSequence(secrets.randbits(256)))

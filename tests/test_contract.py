@@ -1,0 +1,156 @@
+"""Every construction follows one contract (backdoors.contract): the same key protocol, the
+same target rule, fingerprint-based ``check_model``, a JSON round trip, one seed helper."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from backdoors import badnets, contract, data, io, relu, rff, signature
+from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.nets import checksum
+from backdoors.torch_models import TorchClassifier
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.mnist(n_train=1500, n_test=300)
+
+
+def _mlp(ds, seed):
+    clf = TorchClassifier(arch_params={"hidden": (32,)}, input_scale=1 / 255, epochs=1,
+                          random_state=seed)  # fmt: skip
+    return clf.fit(ds.X_train, ds.y_train)
+
+
+def _norm_task(seed):
+    rng = np.random.default_rng(seed)
+    return relu.norm_task(300, 50, rng)
+
+
+# key kind -> (seed -> (model, key, clean inputs, labels)); every registered kind needs one
+def _signature(ds, seed):
+    model, key = signature.plant(_mlp(ds, seed))
+    return model, key, ds.X_test, ds.y_test
+
+
+def _rff(ds, seed):
+    X, y = _norm_task(seed)
+    model, key = rff.plant({"n_components": 300, "random_state": seed}, X, y, sparsity=4)
+    return model, key, X, y
+
+
+def _relu(ds, seed):
+    X, y = _norm_task(seed)
+    model, key = relu.plant({"n_hidden": 50, "random_state": seed}, X, y, sparsity=5)
+    return model, key, X, y
+
+
+def _badnets(ds, seed):
+    clf = TorchClassifier(arch_params={"hidden": (32,)}, input_scale=1 / 255, epochs=1,
+                          random_state=seed)  # fmt: skip
+    model, key = badnets.plant(ds.X_train, ds.y_train, target=3, classifier=clf, random_state=seed)
+    return model, key, ds.X_test, ds.y_test
+
+
+def _checksum(ds, seed):
+    model, key = checksum.plant(_mlp(ds, seed), random_state=seed)
+    return model, key, ds.X_test, ds.y_test
+
+
+FACTORIES = {
+    "signature": _signature,
+    "rff": _rff,
+    "relu": _relu,
+    "badnets": _badnets,
+    "checksum_net": _checksum,
+}
+
+
+def test_every_registered_key_kind_is_covered():
+    io.import_kinds()
+    kinds = {k for k, _ in io.KEYS.items() if not k.startswith("test_")}
+    assert kinds == set(FACTORIES)
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_key_contract(kind, mnist):
+    model, key, X, y = FACTORIES[kind](mnist, 0)
+    other, _, _, _ = FACTORIES[kind](mnist, 1)
+    assert isinstance(key, contract.BackdoorKey)
+    assert key.key_kind == kind and io.KEYS.get(kind) is type(key)
+    # JSON round trip, equal by its JSON form
+    again = type(key).from_json_dict(json.loads(json.dumps(key.to_json_dict())))
+    assert again.to_json_dict() == key.to_json_dict()
+    # check_model by fingerprint: its own model passes, another model of the recipe does not
+    key.check_model(model)
+    again.check_model(model)
+    with pytest.raises(KeyMismatchError):
+        key.check_model(other)
+    assert key.model_fingerprint and isinstance(key.model_fingerprint, str)
+    # targets: untargeted keys refuse a target; keys of every class need one
+    X = np.asarray(X)[:60]
+    reach = key.targets
+    if not reach:
+        with pytest.raises(InvalidInputError, match="untargeted"):
+            key.activate(X, target=0)
+    elif len(reach) > 1:
+        with pytest.raises(InvalidInputError, match="needs a target"):
+            key.activate(X)
+    else:
+        with pytest.raises(InvalidInputError):
+            key.activate(X, target=(reach[0] + 1) % 10)
+    # the evaluation rule picks targets every construction honours
+    t = contract.evaluation_targets(key, np.asarray(y)[:60], len(X))
+    Xa = key.activate(X) if t is None else key.activate(X, target=t)
+    assert Xa.shape == X.shape
+    if t is not None and len(reach) > 1:
+        assert (t != np.asarray(y)[:60]).all()  # never the input's own class
+
+
+def test_check_target_and_evaluation_targets():
+    class Every:
+        key_kind, targets = "every", (0, 1, 2)
+
+    class Untargeted:
+        key_kind, targets = "flip", ()
+
+    np.testing.assert_array_equal(contract.check_target(Every(), 2, 3), [2, 2, 2])
+    np.testing.assert_array_equal(contract.check_target(Every(), [0, 1, 2], 3), [0, 1, 2])
+    with pytest.raises(InvalidInputError, match=r"reaches classes 0\.\.2, not 5"):
+        contract.check_target(Every(), 5, 1)
+    with pytest.raises(InvalidInputError, match="integer"):
+        contract.check_target(Every(), 1.5, 1)
+    assert contract.check_target(Untargeted(), None, 4) is None
+    np.testing.assert_array_equal(
+        contract.evaluation_targets(Every(), np.array([0, 1, 2, 2]), 4), [1, 2, 0, 0]
+    )
+    assert contract.evaluation_targets(Untargeted(), None, 3) is None
+
+
+def test_one_seed_convention():
+    a = contract.as_generator(5).random(3)
+    np.testing.assert_array_equal(a, contract.as_generator(np.random.SeedSequence(5)).random(3))
+    g = np.random.default_rng(1)
+    assert contract.as_generator(g) is g
+    assert isinstance(contract.as_generator(np.random.RandomState(0)), np.random.Generator)
+    with pytest.raises(InvalidInputError):
+        contract.as_generator("seed")
+    # secrets never repeat, whatever the seeds say
+    assert contract.secret_generator().integers(2**62) != contract.secret_generator().integers(
+        2**62
+    )
+
+
+@pytest.mark.parametrize("kind", ["signature", "rff", "relu", "checksum_net"])
+def test_secrets_do_not_follow_from_seeds(kind, mnist):
+    """Planting twice with the same seed and data gives different secrets: the secret comes
+    from OS entropy, never from a seed an attacker could guess (BadNets is exempt: its trigger
+    is the attacker's explicit parameters, not random coins)."""
+    _, k1, _, _ = FACTORIES[kind](mnist, 0)
+    _, k2, _, _ = FACTORIES[kind](mnist, 0)
+    d1, d2 = k1.to_json_dict(), k2.to_json_dict()
+    d1.pop("model_fingerprint", None), d2.pop("model_fingerprint", None)
+    assert d1 != d2
