@@ -135,3 +135,26 @@ def test_checksum_net_dtypes_classes_and_embedded_honest_layer(badnets_twins, tm
     scale = mh["params"]["input_scale"]
     np.testing.assert_allclose(tc["module.0.weight"][: len(W1)], W1 * scale, rtol=1e-6, atol=0)
     assert np.array_equal(tc["module.0.bias"][: len(b1)], b1)
+
+
+def test_signature_on_a_skops_model_keeps_its_fitted_arrays(datasets, tmp_path):
+    """A scikit-learn base is stored as skops bytes inside the signature file; zip timestamps
+    make the bytes differ from the honest .skops file, so compare what they hold: the same
+    parameters and every fitted array bit for bit, same dtypes."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = io.load_array(datasets / "rff.npz", "X")
+    y = io.load_array(datasets / "rff.npz", "y")
+    io.save_sklearn(LogisticRegression().fit(X, y), tmp_path / "lr.skops")
+    _run("plant", "signature", tmp_path / "lr.skops", "-o", tmp_path / "s.st", "--key",
+         tmp_path / "s.key", "--carrier", "float", "--reference", datasets / "rff.npz")  # fmt: skip
+    honest = io.load_sklearn(tmp_path / "lr.skops")
+    _, ts, ms = io.read_artifact(tmp_path / "s.st")
+    assert set(ts) == {"base_skops"} and ms["base"] == {"kind": "skops"}
+    base = io.sklearn_from_bytes(ts["base_skops"])
+    assert type(base) is type(honest) and base.get_params() == honest.get_params()
+    fitted = [a for a in vars(honest) if a.endswith("_") and not a.startswith("_")]
+    assert fitted and sorted(fitted) == sorted(a for a in vars(base) if a in fitted)
+    for a in fitted:
+        h, b = np.asarray(getattr(honest, a)), np.asarray(getattr(base, a))
+        assert h.dtype == b.dtype and np.array_equal(h, b), a
