@@ -158,3 +158,31 @@ def test_signature_on_a_skops_model_keeps_its_fitted_arrays(datasets, tmp_path):
     for a in fitted:
         h, b = np.asarray(getattr(honest, a)), np.asarray(getattr(base, a))
         assert h.dtype == b.dtype and np.array_equal(h, b), a
+
+
+def test_new_commands_refuse_bad_input_in_one_line(datasets, tmp_path, capsys):
+    rff_data, img = datasets / "rff.npz", datasets / "img.npz"
+    io.save_array(tmp_path / "one.npz", np.ones((20, 4)), y=np.zeros(20, dtype=np.int64))
+    io.save_array(tmp_path / "float_img.npz", np.ones((20, 784)) / 2, y=np.zeros(20, np.int64))
+    bad = [
+        ["train", "rff", tmp_path / "missing.npz", "-o", tmp_path / "m.st"],
+        ["train", "rff", tmp_path / "one.npz", "-o", tmp_path / "m.st"],  # one class
+        ["train", "relu", datasets / "relu.npz", "-o", tmp_path / "m.st", "--head", "nope"],
+        ["train", "rff", rff_data, "-o", tmp_path / "no" / "m.st"],
+        ["train", "badnets", tmp_path / "float_img.npz", "-o", tmp_path / "m.st"],
+        ["plant", "badnets", img, "-o", tmp_path / "m.st", "-k", tmp_path / "k", "--target", "9"],
+    ]
+    for args in bad:
+        capsys.readouterr()
+        assert main([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("backdoors: error:") and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "m.st").exists() and not (tmp_path / "k").exists()
+    # the RFF backdoor is untargeted: asking activate for a target is an error, not ignored
+    _run("plant", "rff", rff_data, "-o", tmp_path / "b.st", "--key", tmp_path / "b.key",
+         "--n-components", "50", "--sparsity", "4")  # fmt: skip
+    io.save_array(tmp_path / "x.npy", io.load_array(rff_data, "X")[:5])
+    act = ["activate", tmp_path / "b.st", tmp_path / "b.key", tmp_path / "x.npy", "-o",
+           tmp_path / "xa.npy", "--target", "1"]  # fmt: skip
+    assert main([str(a) for a in act]) == 2 and "untargeted" in capsys.readouterr().err
+    assert not (tmp_path / "xa.npy").exists()
