@@ -8,18 +8,20 @@ Subclasses change training by overriding :meth:`TorchClassifier._loss` (e.g. PGD
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
 from backdoors.errors import InvalidInputError
 from backdoors.io import ARTIFACTS
 from backdoors.registry import Registry
-from backdoors.validation import check_features
 
 ARCHITECTURES: Registry = Registry("architecture")
 
@@ -73,6 +75,18 @@ def cnn(
     )
 
 
+@contextmanager
+def _as_input_errors() -> Iterator[None]:
+    """scikit-learn's validation errors (ValueError) as :class:`InvalidInputError` (also a
+    ValueError, same message): the package's one error hierarchy, sklearn's contract kept."""
+    try:
+        yield
+    except InvalidInputError:
+        raise
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
 def to_tensor(X: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
 
@@ -81,7 +95,10 @@ def to_tensor(X: np.ndarray) -> torch.Tensor:
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     """A torch network trained with Adam on cross-entropy, used like a scikit-learn classifier.
 
-    ``decision_function`` returns the logits; ``predict_proba`` their softmax.
+    ``logits`` returns the network's outputs, ``decision_function`` the logits (for two
+    classes ``z_1 - z_0``, scikit-learn's convention), ``predict_proba`` their softmax. Inputs
+    keep their numeric dtype (uint8 pixels are scaled inside the network). Passes
+    ``sklearn.utils.estimator_checks.check_estimator`` (tests/test_torch_models.py).
     """
 
     artifact_kind = "torch_classifier"
@@ -118,12 +135,10 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return nn.functional.cross_entropy(module(xb), yb)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
-        X = check_features(X)
-        y = np.asarray(y)
-        if len(y) != len(X):
-            raise InvalidInputError(f"X has {len(X)} rows but y has {len(y)}")
+        with _as_input_errors():
+            X, y = validate_data(self, X, y, dtype="numeric")
+            check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        self.n_features_in_ = X.shape[1]
         with torch.random.fork_rng():
             torch.manual_seed(self.random_state)
             self.module_ = self._build(X.shape[1], len(self.classes_))
@@ -145,23 +160,32 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     # -- inference -----------------------------------------------------------------------
-    def decision_function(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def logits(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """The network's outputs, one column per class (float32)."""
         check_is_fitted(self, "module_")
-        X = check_features(X, n_features=self.n_features_in_)
+        with _as_input_errors():
+            X = validate_data(self, X, reset=False, dtype="numeric")
         out = []
         with torch.no_grad():
             for i in range(0, len(X), batch_size):
                 out.append(self.module_(to_tensor(X[i : i + batch_size])).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes_)), np.float32)
 
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Logits (n, C); for two classes scikit-learn's convention: ``z_1 - z_0`` (n,)."""
+        z = self.logits(X)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self.decision_function(X).astype(np.float64)
+        """Softmax of the logits (float64)."""
+        z = self.logits(X).astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        check_is_fitted(self, "module_")
+        return self.classes_[np.argmax(self.logits(X), axis=1)]
 
     # -- artifacts -----------------------------------------------------------------------
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
