@@ -3,6 +3,8 @@ population / audit / experiment tests do not depend on the real attacks and dete
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -17,7 +19,6 @@ N_FEATURES = 6
 BUILD_CALLS: list[tuple[str, int, bool]] = []  # in-process build log (n_jobs=1 runs)
 
 
-@io.KEYS.register("test_population_patch")
 @dataclass(frozen=True)
 class PatchKey:
     """Trigger: set feature ``feature`` to ``value``; the poisoned model then says ``target``."""
@@ -171,6 +172,13 @@ class ToyBroken(Detector):
 
 TOY_DETECTORS = (ToyKeyAware, ToyWeight, ToyInputFilter, ToyTrainData, ToyBroken)
 TOY_ATTACKS = (ToyPatchAttack, ToyNullAttack)
+
+
+@contextmanager
+def key_kind() -> Iterator[None]:
+    """The toy key kind, registered only while a test needs to load toy key files."""
+    with io.KEYS.override(PatchKey.key_kind, PatchKey):
+        yield
 
 
 def install(monkeypatch: Any) -> None:

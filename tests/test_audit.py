@@ -20,6 +20,8 @@ from backdoors.torch_models import TorchClassifier
 @pytest.fixture
 def toy_registry(monkeypatch):
     toys.install(monkeypatch)
+    with toys.key_kind():
+        yield
 
 
 @pytest.fixture

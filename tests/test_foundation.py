@@ -100,7 +100,6 @@ def test_skops_roundtrip_without_pickle(tmp_path):
 
 
 def test_key_files_are_0600_and_not_overwritten(tmp_path):
-    @io.KEYS.register("dummy-test-key")
     class DummyKey:
         key_kind = "dummy-test-key"
 
@@ -114,11 +113,13 @@ def test_key_files_are_0600_and_not_overwritten(tmp_path):
         def from_json_dict(cls, d):
             return cls(d["v"])
 
-    p = io.save_key(DummyKey(3), tmp_path / "k.json")
-    assert stat.S_IMODE(p.stat().st_mode) == 0o600
-    assert io.load_key(p).v == 3
-    with pytest.raises(InvalidInputError, match="refusing"):
-        io.save_key(DummyKey(4), p)
+    with io.KEYS.override("dummy-test-key", DummyKey):
+        p = io.save_key(DummyKey(3), tmp_path / "k.json")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+        assert io.load_key(p).v == 3
+        with pytest.raises(InvalidInputError, match="refusing"):
+            io.save_key(DummyKey(4), p)
+    assert "dummy-test-key" not in io.KEYS
     assert json.loads(p.read_text())["key"]["v"] == 3
     p.write_text("{ truncated")
     with pytest.raises(CorruptArtifactError):

@@ -16,6 +16,8 @@ from backdoors.errors import InvalidInputError
 from backdoors.experiments.detectors import run_table
 from backdoors.population import build_population, member_hash
 
+pytestmark = pytest.mark.usefixtures("toy_key_kind")
+
 
 def _preds(pop):
     X = pop.honest[0].X_test

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from backdoors.errors import InvalidInputError
@@ -41,6 +42,21 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    @contextmanager
+    def override(self, name: str, obj: T) -> Iterator[T]:
+        """Register ``obj`` under ``name`` for the duration of a ``with`` block, then restore
+        what was there (tests use this instead of mutating a registry for good)."""
+        missing = object()
+        old = self._items.get(name, missing)
+        self._items[name] = obj
+        try:
+            yield obj
+        finally:
+            if old is missing:
+                self._items.pop(name, None)
+            else:
+                self._items[name] = old  # type: ignore[assignment]
 
     def load(self) -> None:
         """Import the listed modules so that their decorators run (once)."""
