@@ -141,3 +141,29 @@ def test_cli_maps_errors_to_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no such key file" in err
     assert not (tmp_path / "o.npy").exists()
     assert main(["experiment", "no-such-experiment"]) == 2
+
+
+@pytest.mark.parametrize("func", ["os.system", "builtins.eval", "subprocess.call"])
+def test_skops_refuses_untrusted_types(tmp_path, func):
+    """A .skops file that references a function or type outside scikit-learn/numpy/scipy
+    (here a FunctionTransformer calling os.system, eval or subprocess) is refused before
+    anything is built, through io.load_model and inside a safetensors model alike."""
+    import importlib
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    mod, name = func.rsplit(".", 1)
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    est = make_pipeline(
+        FunctionTransformer(getattr(importlib.import_module(mod), name)), LogisticRegression()
+    )
+    raw = io.sklearn_to_bytes(est)  # serialising is fine; loading must refuse
+    (tmp_path / "evil.skops").write_bytes(raw.tobytes())
+    with pytest.raises(CorruptArtifactError, match="refusing to load types"):
+        io.load_model(tmp_path / "evil.skops")
+    with pytest.raises(CorruptArtifactError, match="refusing"):
+        io.sklearn_from_bytes(raw)
+    # the same estimator with a trusted function loads
+    ok = make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()).fit(np.abs(X), y)
+    assert io.sklearn_from_bytes(io.sklearn_to_bytes(ok)).predict(np.abs(X)).shape == (40,)
