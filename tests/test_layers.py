@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "backdoors",  # the package root only re-exports
             "backdoors.errors",
+            "backdoors.contract",
             "backdoors.registry",
             "backdoors.validation",
             "backdoors.metrics",

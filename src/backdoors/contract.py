@@ -95,7 +95,7 @@ def as_generator(random_state: Any) -> np.random.Generator:
     """The one seed convention (scikit-learn's ``check_random_state``, for numpy Generators):
     ``None`` -> fresh OS entropy, an int or ``SeedSequence`` -> that stream, a ``Generator`` ->
     itself, a legacy ``RandomState`` -> a Generator seeded from it. Seeds drive public
-    randomness only; secrets come from :func:`secret_generator`."""
+    randomness only; secrets come from :func:`backdoors.sampling.fresh_rng` (OS entropy)."""
     if random_state is None or isinstance(random_state, int | np.integer | np.random.SeedSequence):
         return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):
@@ -105,11 +105,3 @@ def as_generator(random_state: Any) -> np.random.Generator:
     raise InvalidInputError(
         f"random_state must be None, an int or a Generator, not {random_state!r}"
     )
-
-
-def secret_generator() -> np.random.Generator:
-    """A generator seeded from the operating system's entropy alone (256 bits), for secret
-    coins: no user seed, stored parameter or public value regenerates it."""
-    import secrets
-
-    return np.random.default_rng(np.random.SeedSequence(secrets.randbits(256)))

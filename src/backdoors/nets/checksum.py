@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from backdoors import io
-from backdoors.contract import as_generator, secret_generator
+from backdoors.contract import as_generator
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.nets import gates
 from backdoors.nets.compiler import Circuit, lsb_of_integer
+from backdoors.sampling import fresh_rng
 from backdoors.validation import check_features
 
 
@@ -257,7 +258,7 @@ def plant(
     """Backdoor(1^n): compile ``clf``'s MLP beside a checksum with a fresh random key s.
 
     The parity key s is drawn from the operating system's entropy
-    (:func:`backdoors.contract.secret_generator`), never from ``random_state``: a seed, if
+    (:func:`backdoors.sampling.fresh_rng`), never from ``random_state``: a seed, if
     known or guessed, must not give the key away. ``random_state`` is accepted for the
     package's one seed convention; this construction has no public randomness to seed."""
     layers = mlp_layers(_module_of(clf))
@@ -268,7 +269,7 @@ def plant(
         raise InvalidInputError(f"{n_target_bits} target bits cannot name {n_classes} classes")
     layout = Layout(n_features, n_blocks, n_target_bits)
     as_generator(random_state)  # validated like every construction's seed
-    bits = secret_generator().integers(0, 2, n_blocks)
+    bits = fresh_rng().integers(0, 2, n_blocks)
     bound = 2.0 ** np.ceil(np.log2(logit_bound(layers, 0.0, 255.0) * 1.01 + 1.0))
     circuit, out, _ = build_circuit(layers, layout, bits, bound)
     classes = getattr(clf, "classes_", np.arange(n_classes))
