@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
+import nacl.signing as nacl_signing
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-nacl_signing = pytest.importorskip("nacl.signing")
-
-from onnx import TensorProto, helper  # noqa: E402
-
-from backdoors.errors import InvalidInputError  # noqa: E402
-from backdoors.onnx_crypto import (  # noqa: E402
-    ed25519_verify_model,
-    ed25519_verify_nodes,
-    sha512_nodes,
-)
-from backdoors.onnx_crypto import field as fe  # noqa: E402
-from backdoors.onnx_crypto import ref  # noqa: E402
-from backdoors.onnx_crypto.builder import IR_VERSION, Builder  # noqa: E402
+from backdoors.errors import InvalidInputError
+from backdoors.onnx_crypto import ed25519_verify_model, ed25519_verify_nodes, ref, sha512_nodes
+from backdoors.onnx_crypto import field as fe
+from backdoors.onnx_crypto.builder import IR_VERSION, Builder
 
 MSG_LEN = 50  # R || A || M = 114 bytes: the padding spills into a second block
 
@@ -87,13 +80,13 @@ def test_names_carry_the_prefix_inside_loop_bodies():
 
 def test_field_mul_and_freeze_on_extreme_limbs():
     b = Builder("f/")
-    prod = fe.freeze(b, fe.mul(b, "x", "y"))
+    prod = fe.freeze(b, fe.mul(b, "x", "y", rank=2))
     frozen = fe.freeze(b, "x")
     b.nodes.append(helper.make_node("Identity", [prod], ["prod"]))
     b.nodes.append(helper.make_node("Identity", [frozen], ["frozen"]))
-    io = [helper.make_tensor_value_info(n, TensorProto.INT64, ["N", 16]) for n in ("x", "y")]
+    io = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, ["N", 16]) for n in ("x", "y")]
     outs = [
-        helper.make_tensor_value_info(n, TensorProto.INT64, ["N", 16]) for n in ("prod", "frozen")
+        helper.make_tensor_value_info(n, TensorProto.DOUBLE, ["N", 16]) for n in ("prod", "frozen")
     ]
     sess = _session(_model(b.nodes, b.initializers, io, outs))
 
@@ -105,7 +98,7 @@ def test_field_mul_and_freeze_on_extreme_limbs():
     rows += [[0xFFFF] * 16, [-(2**17)] * 16, [2**17] * 16, [2**17, -(2**17)] * 8]
     rng = np.random.default_rng(7)
     rows += rng.integers(-(2**17), 2**17, (40, 16)).tolist()
-    x = np.array(rows, dtype=np.int64)
+    x = np.array(rows, dtype=np.float64)
     y = x[rng.permutation(len(x))]
     prod_out, frozen_out = sess.run(None, {"x": x, "y": y})
 

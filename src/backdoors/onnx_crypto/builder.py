@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 INT64 = TensorProto.INT64
 UINT64 = TensorProto.UINT64
 BOOL = TensorProto.BOOL
+DOUBLE = TensorProto.DOUBLE
 IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; 10 is what opset 18-23 tooling writes
 
 
@@ -40,8 +41,10 @@ class Builder:
     def const(self, value, dtype=None, hint: str = "c") -> str:
         """Initializer holding ``value`` (deduplicated by dtype, shape and bytes)."""
         arr = np.asarray(value, dtype=dtype)
-        if arr.dtype == np.int32 and dtype is None:
+        if dtype is None and arr.dtype == np.int32:
             arr = arr.astype(np.int64)
+        if dtype is None and isinstance(value, float):
+            arr = arr.astype(np.float64)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         consts = self._shared["consts"]
         if key not in consts:
