@@ -85,14 +85,14 @@ class Builder:
 
     def loop(
         self,
-        trip_count: int,
+        trip_count: int | str,
         carried: Sequence[tuple[str, int]],
         body_fn: Callable[[Builder, str, list[str]], list[str]],
     ) -> list[str]:
         """``Loop`` of ``trip_count`` iterations; ``body_fn(b, i, vars) -> new vars``.
 
-        ``carried`` lists (initial value name, element type). The body may refer to any name
-        of the enclosing graphs.
+        ``carried`` lists (initial value name, element type); ``trip_count`` is a constant or
+        the name of an int64 scalar. The body may refer to any name of the enclosing graphs.
         """
         body = self.child()
         it = body.name("iter")
@@ -121,7 +121,8 @@ class Builder:
         )
         outs = self.op(
             "Loop",
-            [self.const(np.int64(trip_count)), ""] + [c for c, _ in carried],
+            [trip_count if isinstance(trip_count, str) else self.const(np.int64(trip_count)), ""]
+            + [c for c, _ in carried],
             n_out=len(carried),
             hint="loop_out",
             body=graph,
