@@ -15,6 +15,7 @@ from backdoors.errors import InvalidInputError
 from backdoors.onnx_crypto import ed25519_verify_model, ed25519_verify_nodes, ref, sha512_nodes
 from backdoors.onnx_crypto import field as fe
 from backdoors.onnx_crypto.builder import IR_VERSION, Builder
+from backdoors.onnx_crypto.scalar import reduce_mod_l
 
 MSG_LEN = 50  # R || A || M = 114 bytes: the padding spills into a second block
 
@@ -109,6 +110,30 @@ def test_field_mul_and_freeze_on_extreme_limbs():
         assert po.min() >= 0 and po.max() < 2**16 and fo.min() >= 0 and fo.max() < 2**16
         assert value(po) == value(xi) * value(yi) % p
         assert value(fo) == value(xi) % p
+
+
+def test_hash_scalar_reduction_mod_l():
+    b = Builder("s/")
+    k = reduce_mod_l(b, "h")
+    b.nodes.append(helper.make_node("Identity", [k], ["k"]))
+    sess = _session(
+        _model(
+            b.nodes,
+            b.initializers,
+            [helper.make_tensor_value_info("h", TensorProto.UINT8, ["N", 64])],
+            [helper.make_tensor_value_info("k", TensorProto.INT64, ["N", 32])],
+        )
+    )
+    rng = np.random.default_rng(3)
+    ints = [0, 1, ref.L - 1, ref.L, 2**252, 2**512 - 1, 2**511, 37 * ref.L, 2**256 * ref.L - 1]
+    rows = [v.to_bytes(64, "little") for v in ints]
+    rows += [rng.integers(0, 256, 64, dtype=np.uint8).tobytes() for _ in range(60)]
+    h = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 64)
+    (digits,) = sess.run(None, {"h": h})
+    assert digits.min() >= 0 and digits.max() < 256
+    for row, d in zip(rows, digits, strict=True):
+        k = int.from_bytes(bytes(d.astype(np.uint8)), "little")
+        assert k % ref.L == int.from_bytes(row, "little") % ref.L and k < 2**254
 
 
 # -- Ed25519 ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from ..errors import InvalidInputError
 from . import ed25519 as ed
 from .builder import IR_VERSION, Builder
 from .ref import L, small_order_ys, validate_public_key
+from .scalar import reduce_mod_l
 from .sha512 import sha512_graph
 
 
@@ -91,17 +92,17 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
     shape = b.op("Concat", [b.op("Shape", [sig], start=0, end=1), b.const([32])], axis=0)
     a_rows = b.op("Expand", [b.const(np.frombuffer(vk, np.uint8).reshape(1, 32)), shape])
     digest = sha512_graph(b, b.op("Concat", [r_bytes, a_rows, msg], axis=1), 64 + msg_len)
-    h_digits = b.op("Cast", [digest], to=TensorProto.INT64)
+    k_digits = reduce_mod_l(b, digest)
     s_digits = b.op("Cast", [s_bytes], to=TensorProto.INT64)
     pts = b.op(
         "Concat",
         [
             ed.lookup(b, ed.window_table(ed.BASE, 32), s_digits, 32),
-            ed.lookup(b, ed.window_table(ed.neg(a_point), 64), h_digits, 64),
+            ed.lookup(b, ed.window_table(ed.neg(a_point), 32), k_digits, 32),
         ],
         axis=1,
     )
-    x, y = ed.encode_parts(b, b.reshape(ed.tree_sum(b, pts, 96, table_form=True), [0, 4, 16]))
+    x, y = ed.encode_parts(b, b.reshape(ed.tree_sum(b, pts, 64, table_form=True), [0, 4, 16]))
 
     r_limbs = _bytes_to_limbs(b, r_bytes)
     mask = np.full(16, 0xFFFF, dtype=np.int64)
