@@ -97,10 +97,10 @@ def _table_to_extended(b: Builder, pt: str) -> str:
     return b.op("Concat", [x, y, one, t], axis=2)
 
 
-def encode_parts(b: Builder, pt: str) -> tuple[str, str]:
-    """Canonical affine (x, y) limbs [N, 16] each of an extended point [N, 4, 16]."""
+def encode_parts(b: Builder, pt: str, rows: int) -> tuple[str, str]:
+    """Canonical affine (x, y) limbs [N, 16] each of extended points [N, 4, 16], N <= rows."""
     x, y, z, _ = b.split(pt, [1, 1, 1, 1], axis=1)
-    zi = fe.invert(b, z)
+    zi = fe.batch_invert(b, z, rows)
     xy = fe.freeze(b, fe.mul(b, b.op("Concat", [x, y], axis=1), zi))
     xs, ys = b.split(b.op("Cast", [xy], to=INT64), [1, 1], axis=1)
     return b.squeeze(xs, [1]), b.squeeze(ys, [1])
