@@ -11,13 +11,13 @@ from . import ed25519 as ed
 from .builder import IR_VERSION, Builder
 from .ref import L, small_order_ys, validate_public_key
 from .scalar import reduce_mod_l
-from .sha512 import sha512_graph
+from .sha512 import sha512_graph, sha512_rows
 
 
 def sha512_nodes(msg_len: int, msg: str, out: str, prefix: str = "sha512/") -> tuple[list, list]:
     """out: uint8[N, 64] = SHA-512 of each row of msg: uint8[N, msg_len] (fixed length)."""
     b = Builder(prefix)
-    digest = sha512_graph(b, msg, msg_len)
+    digest = sha512_rows(b, msg, msg_len)
     b.nodes.append(helper.make_node("Identity", [digest], [out], name=b.name("n_out")))
     return b.nodes, b.initializers
 
