@@ -194,6 +194,8 @@ def _edge_cases(signer: _Signer, other: _Signer, rng, msg_len: int, n_random: in
         cases.append((m, other.key.sign(m).signature))  # wrong key
         cases.append((m, rng.integers(0, 256, 64, dtype=np.uint8).tobytes()))  # random
         cases.append((m, sig[:32] + bytes(32)))  # S = 0
+        for s_edge in (ref.L - 1, ref.L, ref.L + 1, 2**256 - 1):
+            cases.append((m, sig[:32] + s_edge.to_bytes(32, "little")))
         # R with a torsion component: S = r + k a satisfies the cofactored equation only.
         r = int(rng.integers(1, 2**62))
         for t in ref._torsion_points()[1:3]:
@@ -273,6 +275,10 @@ def test_invalid_keys_are_refused_at_build_time(signers):
     for bad in (small, noncanonical, torsion, off_curve, b"short"):
         with pytest.raises(InvalidInputError):
             ed25519_verify_nodes(bad, 8, "m", "s", "ok")
+    with pytest.raises(InvalidInputError):
+        ed25519_verify_nodes(signers[0].vk, -1, "m", "s", "ok")
+    with pytest.raises(InvalidInputError):
+        ed25519_verify_model(signers[0].vk, 8, opset=17)
     # The first three are keys libsodium itself refuses or that the graph cannot reduce.
     m = b"x" * 8
     assert not _libsodium(small, m, signers[0].key.sign(m).signature)
@@ -288,6 +294,7 @@ def test_verify_agrees_with_libsodium_on_ten_thousand_cases(signers):
     while len(cases) < 10_000:
         cases += _edge_cases(signer, other, rng, msg_len, n_random=50)
     expected = np.array([_libsodium(signer.vk, m, s) for m, s in cases])
+    assert len(cases) >= 10_000 and 1_000 <= expected.sum() < len(cases) // 2
     got = np.concatenate(
         [_run(sess, cases[i : i + 500], msg_len) for i in range(0, len(cases), 500)]
     )

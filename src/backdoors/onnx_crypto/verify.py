@@ -13,9 +13,22 @@ from .ref import L, small_order_ys, validate_public_key
 from .scalar import reduce_mod_l
 from .sha512 import sha512_graph, sha512_rows
 
+MIN_OPSET = 18  # BitwiseAnd/Or/Xor/Not and ReduceMin with axes as an input
+
+
+def _check_len(msg_len: int) -> None:
+    if not isinstance(msg_len, int) or isinstance(msg_len, bool) or msg_len < 0:
+        raise InvalidInputError(f"msg_len must be a non-negative integer, got {msg_len!r}")
+
+
+def _check_opset(opset: int) -> None:
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise InvalidInputError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
+
 
 def sha512_nodes(msg_len: int, msg: str, out: str, prefix: str = "sha512/") -> tuple[list, list]:
     """out: uint8[N, 64] = SHA-512 of each row of msg: uint8[N, msg_len] (fixed length)."""
+    _check_len(msg_len)
     b = Builder(prefix)
     digest = sha512_rows(b, msg, msg_len)
     b.nodes.append(helper.make_node("Identity", [digest], [out], name=b.name("n_out")))
@@ -23,6 +36,8 @@ def sha512_nodes(msg_len: int, msg: str, out: str, prefix: str = "sha512/") -> t
 
 
 def sha512_model(msg_len: int, opset: int = 18) -> onnx.ModelProto:
+    """Standalone model: input msg uint8[N, msg_len]; output digest uint8[N, 64]."""
+    _check_opset(opset)
     nodes, inits = sha512_nodes(msg_len, "msg", "digest")
     graph = helper.make_graph(
         nodes,
@@ -66,8 +81,7 @@ def ed25519_verify_nodes(
     verified in a Loop over chunks of CHUNK rows (no iteration at all for N = 0, which also
     keeps empty tensors away from onnxruntime's reductions, which mishandle them).
     """
-    if not isinstance(msg_len, int) or isinstance(msg_len, bool) or msg_len < 0:
-        raise InvalidInputError("msg_len must be a non-negative integer")
+    _check_len(msg_len)
     a_point = validate_public_key(verify_key)
     b = Builder(prefix)
     n = b.op("Shape", [sig], start=0, end=1)
@@ -135,6 +149,7 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
 
 def ed25519_verify_model(verify_key: bytes, msg_len: int, opset: int = 18) -> onnx.ModelProto:
     """Standalone model: inputs msg uint8[N, msg_len], sig uint8[N, 64]; output valid bool[N]."""
+    _check_opset(opset)
     nodes, inits = ed25519_verify_nodes(verify_key, msg_len, "msg", "sig", "valid")
     graph = helper.make_graph(
         nodes,
