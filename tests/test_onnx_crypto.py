@@ -252,7 +252,7 @@ def test_verify_empty_batch(verifier):
     assert valid.shape == (0,) and valid.dtype == np.bool_
 
 
-@pytest.mark.parametrize("msg_len", [0, 64, 200])
+@pytest.mark.parametrize("msg_len", [0, 64])  # 64 + 64 bytes: padding needs a whole block
 def test_verify_other_lengths(signers, msg_len):
     signer, other = signers
     sess = _session(ed25519_verify_model(signer.vk, msg_len))
@@ -261,6 +261,35 @@ def test_verify_other_lengths(signers, msg_len):
     expected = np.array([_libsodium(signer.vk, m, s) for m, s in cases])
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(_run(sess, cases, msg_len), expected)
+
+
+@pytest.mark.slow
+def test_two_verifiers_embed_in_one_graph(signers):
+    """Node lists compose: other names around them, two keys under two prefixes."""
+    signer, other = signers
+    nodes, inits = [helper.make_node("Identity", ["sig_in"], ["sig"])], []
+    for key, prefix, out in ((signer, "v1/", "ok1"), (other, "v2/", "ok2")):
+        n, i = ed25519_verify_nodes(key.vk, 5, "msg", "sig", out, prefix=prefix)
+        nodes, inits = nodes + n, inits + i
+    nodes.append(helper.make_node("Xor", ["ok1", "ok2"], ["either"]))
+    sess = _session(
+        _model(
+            nodes,
+            inits,
+            [
+                helper.make_tensor_value_info("msg", TensorProto.UINT8, ["N", 5]),
+                helper.make_tensor_value_info("sig_in", TensorProto.UINT8, ["N", 64]),
+            ],
+            [helper.make_tensor_value_info("either", TensorProto.BOOL, ["N"])],
+        )
+    )
+    m = b"hello"
+    sigs = [signer.key.sign(m).signature, other.key.sign(m).signature, bytes(64)]
+    feed = {
+        "msg": np.frombuffer(m * 3, np.uint8).reshape(3, 5),
+        "sig_in": np.frombuffer(b"".join(sigs), np.uint8).reshape(3, 64),
+    }
+    np.testing.assert_array_equal(sess.run(None, feed)[0], [True, True, False])
 
 
 def test_invalid_keys_are_refused_at_build_time(signers):
