@@ -65,7 +65,7 @@ def _lex_less(b: Builder, x: str, bound: int) -> str:
     return b.squeeze(b.op("Less", [w, b.const(np.int64(0))]), [1])
 
 
-CHUNK = 64  # rows verified together; bounds memory (level 1 of the tree is ~25 MB per chunk)
+CHUNK = 128  # rows verified together; bounds memory (the largest temporary is ~34 MB)
 
 
 def ed25519_verify_nodes(
