@@ -116,9 +116,7 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
         ],
         axis=1,
     )
-    x, y = ed.encode_parts(
-        b, b.reshape(ed.tree_sum(b, pts, 64, table_form=True), [0, 4, 16]), CHUNK
-    )
+    x, y = ed.encode_parts(b, b.reshape(ed.tree_sum(b, pts, 64), [0, 4, 16]), CHUNK)
 
     r_limbs = _bytes_to_limbs(b, r_bytes)
     mask = np.full(16, 0xFFFF, dtype=np.int64)
