@@ -1,0 +1,164 @@
+"""The random-ReLU weight statistics at scale: populations large enough to resolve the o(1)
+distinguishing advantage the paper promises (paper.md §4.2-4.3, §9.4 "report measured
+advantage vs m"). No registration here; used by ``backdoors experiment relu``.
+
+Every statistic reads only the first-layer weights, and the threshold head is trained by the
+same rule on the same data for both learners, so a member here is just its weight matrix
+``W`` (m x d) drawn from the learner's coins: ``N(0, I)`` rows (honest) or the trace-matched
+spiked rows ``N(0, c (I + theta nu nu^T))`` with a fresh secret k-sparse ``nu`` (backdoored).
+Members are independent (fresh streams per member and side, no honest/backdoored pairing).
+Scores go through :func:`backdoors.scoring.run_detector`, like every other experiment.
+
+Advantage: ``P[A = 1 | backdoored] - P[A = 1 | honest]`` for ``A = [orientation * (score -
+threshold) > 0]`` with threshold and orientation chosen on one half of each population (the
+even-indexed members) and measured on the other half, 95% percentile-bootstrap CI over the
+evaluation half. Covariance thresholding's ``t`` is tuned the same way (on AUROC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backdoors import metrics, relu
+from backdoors.detectors import DETECTORS, Detector, Evidence
+from backdoors.errors import BackdoorsError
+from backdoors.progress import track
+from backdoors.sampling import GaussianCoins, random_unit, sparse_support
+from backdoors.scoring import run_detector
+
+#: Statistics scored at every point (all key-oblivious, from the detector registry).
+STATS = (
+    "spectral_bbp",
+    "sphericity",
+    "diagonal_thresholding",
+    "covariance_thresholding",
+    "truncated_power",
+    "weight_norm",
+)
+#: Covariance-thresholding constants ``t`` (threshold ``t / sqrt(m)``) tuned on held-out halves.
+CT_GRID = (1.5, 2.0, 2.5, 3.0)
+#: The smaller configuration where the full SDP runs: the default point's d/m = 20, k = m.
+SDP_POINT = {"d": 200, "m": 10, "k": 10, "theta": 2.5}
+
+
+@dataclass
+class WeightModel:
+    """A population member as the weight statistics see it: only ``weights_``."""
+
+    weights_: np.ndarray = field(repr=False)
+
+
+def draw_weights(d: int, m: int, k: int, theta: float, backdoored: bool,
+                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+    """The learner's weights: honest ``N(0, I)`` coins or, with a fresh secret ``nu`` from
+    ``rng``, the trace-matched spiked coins :func:`backdoors.relu.spiked_coins`."""
+    if not backdoored:
+        return GaussianCoins().sample(m, d, rng)
+    coins = relu.spiked_coins(sparse_support(d, k, rng), random_unit(k, rng), theta)
+    return coins.sample(m, d, rng)
+
+
+def _detectors(names: tuple[str, ...], k: int, ct_grid: tuple[float, ...]) -> dict[str, Detector]:
+    dets = {n: DETECTORS.get(n)(k=k) for n in names}
+    if ct_grid and "covariance_thresholding" in dets:
+        dets["covariance_thresholding"] = DETECTORS.get("covariance_thresholding")(
+            k=k, grid=tuple(ct_grid)
+        )
+    return dets
+
+
+def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str, ...] = STATS,
+                     ct_grid: tuple[float, ...] = (), desc: str = "relu weights"
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Scores (honest, backdoored) of every statistic over ``n`` members per side."""
+    d, m, k, theta = int(point["d"]), int(point["m"]), int(point["k"]), float(point["theta"])
+    dets = _detectors(names, k, ct_grid)
+    out: dict[str, tuple[list[float], list[float]]] = {n_: ([], []) for n_ in dets}
+    out.update({f"covariance_thresholding@t={t:g}": ([], []) for t in ct_grid})
+    for i in track(range(n), desc, total=n):
+        for side in (0, 1):
+            rng = np.random.default_rng([seed, 7, d, m, k, i, side])
+            model = WeightModel(draw_weights(d, m, k, theta, bool(side), rng))
+            for name, det in dets.items():
+                res = run_detector(det, model, Evidence(seed=seed))
+                if not res.ok:
+                    raise BackdoorsError(f"{name} failed on a weight matrix: {res.reason}")
+                out[name][side].append(res.score)
+                for v, val in res.details.get("variants", {}).items():
+                    out[f"{name}@{v}"][side].append(val)
+    return {n_: (np.asarray(a), np.asarray(b)) for n_, (a, b) in out.items()}
+
+
+def _best_threshold(neg: np.ndarray, pos: np.ndarray) -> tuple[float, int]:
+    """(threshold, orientation) maximising ``P[A | pos] - P[A | neg]`` on these samples."""
+    best = (-1.0, 0.0, 1)
+    for sign in (1, -1):
+        cand = np.unique(np.concatenate([neg, pos]) * sign)
+        for t in (cand[:-1] + cand[1:]) / 2 if len(cand) > 1 else cand:
+            adv = np.mean(pos * sign > t) - np.mean(neg * sign > t)
+            if adv > best[0]:
+                best = (float(adv), float(t), sign)
+    return best[1], best[2]
+
+
+def heldout_advantage(neg: np.ndarray, pos: np.ndarray, n_boot: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Advantage at a threshold fixed on the even-indexed half, measured on the odd half."""
+    t, sign = _best_threshold(neg[0::2], pos[0::2])
+    ne, po = neg[1::2] * sign, pos[1::2] * sign
+
+    def adv(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(b > t) - np.mean(a > t))
+
+    ci = metrics.bootstrap_ci(adv, ne, po, n_boot=n_boot, seed=seed)
+    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": t, "orientation": sign}
+
+
+def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 1000,
+              seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """AUROC (all members) and held-out advantage per statistic; covariance thresholding's
+    ``t`` tuned on the even half's AUROC and reported on the odd half."""
+    au, au_ci, adv, adv_ci = {}, {}, {}, {}
+    for name, (neg, pos) in scores.items():
+        if "@" in name:
+            continue
+        a, ci = metrics.auroc_with_ci(neg, pos, n_boot=n_boot, seed=seed)
+        h = heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
+        au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
+    out: dict[str, Any] = {"auroc": au, "auroc_ci": au_ci, "advantage": adv, "advantage_ci": adv_ci}
+    grid = {n_: v for n_, v in scores.items() if n_.startswith("covariance_thresholding@")}
+    if grid:
+        tune = {n_: metrics.auroc(neg[0::2], pos[0::2]) for n_, (neg, pos) in grid.items()}
+        best = max(tune, key=lambda n_: tune[n_])
+        neg, pos = grid[best]
+        a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=n_boot, seed=seed)
+        h = heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
+        name = "covariance_thresholding_tuned"
+        au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
+        out["covariance_thresholding_tuned_t"] = float(best.split("=")[1])
+        out["covariance_thresholding_tuning_auroc"] = {n_.split("@")[1]: v for n_, v in tune.items()}
+    return out
+
+
+def study(point: dict[str, Any], n: int, seed: int, names: tuple[str, ...] = STATS,
+          ct_grid: tuple[float, ...] = CT_GRID, n_boot: int = 1000, desc: str = "relu at scale"
+          ) -> dict[str, Any]:  # fmt: skip
+    """One point: scores of ``n`` + ``n`` members, then :func:`summarize`."""
+    scores = score_population(point, n, seed, names, ct_grid, desc)
+    return {**point, "n_per_side": n, **summarize(scores, n_boot, seed)}
+
+
+def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, seed: int,
+                   names: tuple[str, ...] = ("sphericity", "spectral_bbp")
+                   ) -> list[dict[str, Any]]:  # fmt: skip
+    """The cheap statistics' AUROC and held-out advantage as the number of hidden units grows
+    (the sphericity signal is about ``theta^2 m / (2 d)`` null standard deviations)."""
+    rows = []
+    for m in ms:
+        r = study({"d": d, "m": m, "k": k, "theta": theta}, n, seed, names, (), 500,
+                  desc=f"relu advantage m={m}")  # fmt: skip
+        rows.append(r)
+    return rows
