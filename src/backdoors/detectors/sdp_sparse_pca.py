@@ -49,7 +49,8 @@ def sdp_value(
     U = np.zeros_like(S)
     X = Y
     it = 0
-    for it in range(1, n_iter + 1):
+    while it < n_iter:
+        it += 1
         w, V = np.linalg.eigh(Y - U + S / beta)
         X = (V * simplex_projection(w)) @ V.T
         Z = X + U

@@ -140,7 +140,8 @@ class CovarianceThresholding(_WeightDetector):
         W = _weights(model)
         t = self.t if self.t is not None else np.sqrt(np.log(W.shape[1]))
         vals = soft_threshold_top_eigenvalues(W, (float(t), *map(float, self.grid)))
-        self.details_ = {"variants": {f"t={g:g}": v for g, v in zip(self.grid, vals[1:])}}
+        grid = zip(self.grid, vals[1:], strict=True)
+        self.details_ = {"variants": {f"t={g:g}": v for g, v in grid}}
         return vals[0]
 
 

@@ -139,7 +139,9 @@ def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 10
         name = "covariance_thresholding_tuned"
         au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
         out["covariance_thresholding_tuned_t"] = float(best.split("=")[1])
-        out["covariance_thresholding_tuning_auroc"] = {n_.split("@")[1]: v for n_, v in tune.items()}
+        out["covariance_thresholding_tuning_auroc"] = {
+            n_.split("@")[1]: v for n_, v in tune.items()
+        }
     return out
 
 
@@ -162,3 +164,40 @@ def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, se
                   desc=f"relu advantage m={m}")  # fmt: skip
         rows.append(r)
     return rows
+
+
+#: Population sizes (members per side): default point, SDP point, advantage-vs-m rows.
+FULL_SIZES = {"default": 600, "sdp": 500, "vs_m": 500}
+QUICK_SIZES = {"default": 40, "sdp": 8, "vs_m": 40}
+
+
+def scale_metrics(point: dict[str, Any], quick: bool, seed: int) -> dict[str, Any]:
+    """The record's at-scale metrics: ``n_per_side_at_scale``, ``auroc_at_scale`` (+ ``_ci``),
+    ``advantage`` (+ ``_ci``) per statistic at the default ``point``; ``sdp_point`` (the full
+    SDP and every other statistic at :data:`SDP_POINT`); ``advantage_vs_m``."""
+    sizes = QUICK_SIZES if quick else FULL_SIZES
+    main = study(point, sizes["default"], seed, STATS, () if quick else CT_GRID,
+                 200 if quick else 1000, desc="relu weights at scale")  # fmt: skip
+    sdp = study(SDP_POINT, sizes["sdp"], seed, (*STATS, "sdp_sparse_pca"), () if quick else CT_GRID,
+                200 if quick else 1000, desc="relu weights, SDP point")  # fmt: skip
+    ms = (100, 400) if quick else (50, 100, 200, 400)
+    vs_m = advantage_vs_m(int(point["d"]), int(point["k"]), float(point["theta"]), ms,
+                          sizes["vs_m"], seed)  # fmt: skip
+    strongest = max(main["auroc"], key=lambda n_: main["auroc"][n_])
+    out = {
+        "n_per_side_at_scale": sizes["default"],
+        "auroc_at_scale": main["auroc"],
+        "auroc_at_scale_ci": main["auroc_ci"],
+        "advantage": main["advantage"],
+        "advantage_ci": main["advantage_ci"],
+        "strongest_statistic_at_scale": {"name": strongest, "auroc": main["auroc"][strongest],
+                                         "auroc_ci": main["auroc_ci"][strongest]},
+        "sdp_point": sdp,
+        "advantage_vs_m": [{k_: r[k_] for k_ in ("d", "m", "k", "theta", "n_per_side", "auroc",
+                                                  "auroc_ci", "advantage", "advantage_ci")}
+                           for r in vs_m],
+    }  # fmt: skip
+    for k_ in ("covariance_thresholding_tuned_t", "covariance_thresholding_tuning_auroc"):
+        if k_ in main:
+            out[k_] = main[k_]
+    return out
