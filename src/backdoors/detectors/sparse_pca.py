@@ -95,22 +95,24 @@ class DiagonalThresholding(_WeightDetector):
 def soft_threshold_top_eigenvalues(W: np.ndarray, ts: tuple[float, ...]) -> list[float]:
     """For each ``t``: ``lambda_max`` of the off-diagonal sample covariance ``S = W^T W / m``
     soft-thresholded at ``t / sqrt(m)`` entrywise (Deshpande-Montanari 2014, covariance
-    thresholding). ``S`` is formed once for all ``t``."""
+    thresholding). ``S`` and its entries above the smallest threshold are formed once."""
     W = np.asarray(W, dtype=np.float32)
     m, d = W.shape
     S = (W.T @ W) / np.float32(m)
     np.fill_diagonal(S, 0.0)
-    absS = np.abs(S)
+    rows, cols = np.nonzero(np.abs(S) > np.float32(min(ts) / np.sqrt(m)))
+    vals = S[rows, cols].astype(np.float64)
+    absv = np.abs(vals)
     v0 = np.full(d, 1.0 / np.sqrt(d))  # fixed start: deterministic scores
     out = []
     for t in ts:
-        cut = np.float32(t / np.sqrt(m))
-        rows, cols = np.nonzero(absS > cut)
-        if len(rows) == 0:
+        cut = t / np.sqrt(m)
+        keep = absv > cut
+        if not keep.any():
             out.append(0.0)
             continue
-        vals = ((absS[rows, cols] - cut) * np.sign(S[rows, cols])).astype(np.float64)
-        A = sparse.csr_matrix((vals, (rows, cols)), shape=(d, d))
+        data = (absv[keep] - cut) * np.sign(vals[keep])
+        A = sparse.csr_matrix((data, (rows[keep], cols[keep])), shape=(d, d))
         if d < 3:
             out.append(float(np.linalg.eigvalsh(A.toarray())[-1]))
             continue
