@@ -5,7 +5,9 @@ and the (theta, k, m, d) map of where it hides.
 Default point: d=2000, m=100, k=100, theta=2.5 (below the BBP threshold sqrt(d/m)=4.47; per
 coordinate theta/k=0.025 against the diagonal's noise sqrt(2/m)=0.14; the bulk-scale shift
 theta sqrt(m/2d)=0.40 sd), lambda = 0.4 median ||x||.
-Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau.
+Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau. The weight statistics
+at scale (hundreds of members per side, held-out advantage) come from
+:mod:`backdoors.experiments.relu_scale` (also ``backdoors experiment relu-scale`` alone).
 """
 
 from __future__ import annotations
