@@ -12,9 +12,11 @@ Members are independent (fresh streams per member and side, no honest/backdoored
 Scores go through :func:`backdoors.scoring.run_detector`, like every other experiment.
 
 Advantage: ``P[A = 1 | backdoored] - P[A = 1 | honest]`` for ``A = [orientation * (score -
-threshold) > 0]`` with threshold and orientation chosen on one half of each population (the
-even-indexed members) and measured on the other half, 95% percentile-bootstrap CI over the
-evaluation half. Covariance thresholding's ``t`` is tuned the same way (on AUROC).
+threshold) > 0]`` with orientation and threshold (midway between the two medians) fixed on
+one half of each population (the even-indexed members) and measured on the other half, 95%
+percentile-bootstrap CI over the evaluation half. Covariance thresholding's ``t`` is tuned on
+the same half (on AUROC). The cheap statistics (no d x d matrix) also run on a much larger
+population, where an advantage of a few hundredths is resolved.
 """
 
 from __future__ import annotations
@@ -100,29 +102,22 @@ def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str,
     return {n_: (np.asarray(a), np.asarray(b)) for n_, (a, b) in out.items()}
 
 
-def _best_threshold(neg: np.ndarray, pos: np.ndarray) -> tuple[float, int]:
-    """(threshold, orientation) maximising ``P[A | pos] - P[A | neg]`` on these samples."""
-    best = (-1.0, 0.0, 1)
-    for sign in (1, -1):
-        cand = np.unique(np.concatenate([neg, pos]) * sign)
-        for t in (cand[:-1] + cand[1:]) / 2 if len(cand) > 1 else cand:
-            adv = np.mean(pos * sign > t) - np.mean(neg * sign > t)
-            if adv > best[0]:
-                best = (float(adv), float(t), sign)
-    return best[1], best[2]
-
-
 def heldout_advantage(neg: np.ndarray, pos: np.ndarray, n_boot: int = 1000,
                       seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """Advantage at a threshold fixed on the even-indexed half, measured on the odd half."""
-    t, sign = _best_threshold(neg[0::2], pos[0::2])
+    """Advantage of ``A = [orientation * (score - threshold) > 0]`` with orientation (the
+    side the even-indexed half's AUROC points to) and threshold (midway between the even
+    half's honest and backdoored medians) fixed on the even-indexed members, measured on the
+    odd-indexed ones. Not the best threshold on the tuning half: the in-sample best over
+    hundreds of thresholds overfits by more than the effect at these sizes."""
+    sign = 1 if metrics.auroc(neg[0::2], pos[0::2]) >= 0.5 else -1
+    t = float(np.median(neg[0::2] * sign) + np.median(pos[0::2] * sign)) / 2
     ne, po = neg[1::2] * sign, pos[1::2] * sign
 
     def adv(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.mean(b > t) - np.mean(a > t))
 
     ci = metrics.bootstrap_ci(adv, ne, po, n_boot=n_boot, seed=seed)
-    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": t, "orientation": sign}
+    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": sign * t, "orientation": sign}
 
 
 def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 1000,
@@ -174,18 +169,25 @@ def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, se
     return rows
 
 
-#: Population sizes (members per side): default point, SDP point, advantage-vs-m rows.
-FULL_SIZES = {"default": 500, "sdp": 200, "vs_m": 400}
-QUICK_SIZES = {"default": 40, "sdp": 8, "vs_m": 40}
+#: Statistics cheap enough (no d x d matrix, a few ms per member) for the large population.
+CHEAP = ("spectral_bbp", "sphericity", "diagonal_thresholding", "weight_norm")
+#: Population sizes (members per side): default point, cheap statistics there, SDP point,
+#: advantage-vs-m rows.
+FULL_SIZES = {"default": 500, "large": 4000, "sdp": 200, "vs_m": 400}
+QUICK_SIZES = {"default": 40, "large": 200, "sdp": 8, "vs_m": 40}
 
 
 def scale_metrics(point: dict[str, Any], quick: bool, seed: int) -> dict[str, Any]:
     """The record's at-scale metrics: ``n_per_side_at_scale``, ``auroc_at_scale`` (+ ``_ci``),
-    ``advantage`` (+ ``_ci``) per statistic at the default ``point``; ``sdp_point`` (the full
+    ``advantage`` (+ ``_ci``) per statistic at the default ``point``; the same for the cheap
+    statistics on fresh members, ``n_per_side_large``, ``auroc_large``, ``advantage_large``
+    (+ ``_ci``); ``sdp_point`` (the full
     SDP and every other statistic at :data:`SDP_POINT`); ``advantage_vs_m``."""
     sizes = QUICK_SIZES if quick else FULL_SIZES
     main = study(point, sizes["default"], seed, STATS, () if quick else CT_GRID,
                  200 if quick else 1000, desc="relu weights at scale")  # fmt: skip
+    large = study(point, sizes["large"], seed + 1, CHEAP, (), 500 if not quick else 200,
+                  desc="relu weights, cheap statistics")  # fmt: skip
     sdp = study(SDP_POINT, sizes["sdp"], seed, (*STATS, "sdp_sparse_pca"), () if quick else CT_GRID,
                 200 if quick else 1000, desc="relu weights, SDP point")  # fmt: skip
     ms = (400,) if quick else (50, 200, 400)  # m = 100: the default point above
@@ -199,6 +201,11 @@ def scale_metrics(point: dict[str, Any], quick: bool, seed: int) -> dict[str, An
         "auroc_at_scale_ci": main["auroc_ci"],
         "advantage": main["advantage"],
         "advantage_ci": main["advantage_ci"],
+        "n_per_side_large": sizes["large"],
+        "auroc_large": large["auroc"],
+        "auroc_large_ci": large["auroc_ci"],
+        "advantage_large": large["advantage"],
+        "advantage_large_ci": large["advantage_ci"],
         "strongest_statistic_at_scale": {"name": strongest, "auroc": main["auroc"][strongest],
                                          "auroc_ci": main["auroc_ci"][strongest]},
         "sdp_point": sdp,
