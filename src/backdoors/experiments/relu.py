@@ -127,7 +127,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     """Populations at the default point, the sweep, MNIST and the linear head (full mode)."""
     timer = Timer()
     point = ReLUPoint(n_test=600 if quick else 1000)
-    n = 60 if quick else 100  # the flip advantage varies by model (sd ~0.2): 60 resolve 0.4
+    n = 80 if quick else 100  # the flip advantage varies by model (sd ~0.2): 80 resolve 0.4
     with timer("default_point"):
         pop = population(point, n, seed, desc="relu default point")
     gap, gap_ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"], seed=seed)
@@ -184,18 +184,20 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "Toy sizes: 'undetected' means by these detectors with these population sizes.",
         "At scale (auroc_at_scale, advantage): weight matrices only, drawn from the learners' "
         "coins (the statistics read nothing else; the threshold head is trained identically); "
-        "advantage = P[A=1|backdoored] - P[A=1|honest] at a threshold and orientation fixed on "
-        "the even-indexed half of each population, measured on the odd half (bootstrap CI over "
-        "that half). covariance_thresholding_tuned: t tuned on the even half's AUROC, AUROC "
-        "and advantage on the odd half. sdp_point: the full SDP runs at d=200, m=10, k=10 "
-        "(d = 2000 needs a 2000 x 2000 eigendecomposition per ADMM step); at d = 2000 the "
-        "registered sdp_sparse_pca screens to the 200 largest-variance coordinates first.",
+        "advantage = P[A=1|backdoored] - P[A=1|honest] at a threshold (midway between the two "
+        "medians) and orientation fixed on the even-indexed half of each population, measured "
+        "on the odd half (bootstrap CI over that half). covariance_thresholding_tuned: t tuned "
+        "on the even half's AUROC, AUROC and advantage on the odd half. sdp_point: the full "
+        "SDP runs at d=200, m=10, k=10 (d = 2000 needs a 2000 x 2000 eigendecomposition per "
+        "ADMM step); at d = 2000 the registered sdp_sparse_pca screens to the 200 "
+        "largest-variance coordinates first.",
         "strongest_statistic_at_scale is the maximum over statistics on the same members "
         "(selection-biased upward); the advantage of each statistic is held-out.",
     ]
     if quick:
+        sizes = relu_scale.QUICK_SIZES
         notes.append(f"quick mode: {n}+{n} models at the default point, small sweep, small "
-                     "at-scale populations (40/8/40 per side), no MNIST.")  # fmt: skip
+                     f"at-scale populations ({sizes} per side), no MNIST.")  # fmt: skip
     return make_record("relu", params, seed, metrics_out, timer.timings,
                        artifacts={"plots": plots}, notes=notes)  # fmt: skip
 

@@ -174,7 +174,7 @@ CHEAP = ("spectral_bbp", "sphericity", "diagonal_thresholding", "weight_norm")
 #: Population sizes (members per side): default point, cheap statistics there, SDP point,
 #: advantage-vs-m rows.
 FULL_SIZES = {"default": 500, "large": 4000, "sdp": 200, "vs_m": 400}
-QUICK_SIZES = {"default": 40, "large": 200, "sdp": 8, "vs_m": 40}
+QUICK_SIZES = {"default": 30, "large": 200, "sdp": 6, "vs_m": 30}
 
 
 def scale_metrics(point: dict[str, Any], quick: bool, seed: int) -> dict[str, Any]:
