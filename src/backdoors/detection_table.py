@@ -58,6 +58,7 @@ class PairResult:
     tpr5: float | None = None
     details: list[dict[str, Any]] = field(default_factory=list)  # per scored model
     seconds: float = 0.0
+    variant_of: str = ""  # a configuration row of this detector (see variant_results)
 
 
 def target_of(member: Built) -> int | None:
@@ -195,7 +196,8 @@ def variant_results(res: PairResult) -> list[PairResult]:
     names = set.intersection(*(set(d.get("variants", {})) for d in res.details))
     out = []
     for v in sorted(names):
-        r = PairResult(f"{res.detector}_{v}", res.attack, res.level, seconds=0.0)
+        r = PairResult(f"{res.detector}_{v}", res.attack, res.level, seconds=0.0,
+                       variant_of=res.detector)  # fmt: skip
         vals = [(float(d["variants"][v]), bool(d["backdoored"])) for d in res.details]
         r.neg = np.array([x for x, bd in vals if not bd])
         r.pos = np.array([x for x, bd in vals if bd])
@@ -271,6 +273,39 @@ def evaluate(
         for v in variant_results(res):
             out[(v.detector, name)] = v
     return out
+
+
+def best_configurations(results: dict[tuple[str, str], PairResult]) -> dict[str, Any]:
+    """Per detector and attack, its best configuration (the Trojan Detection Challenge's
+    rule: a detector is judged at its best): the highest AUROC over the detector's own row and
+    its configuration rows (``variant_of``). ``best_config_auroc_heldout`` removes the
+    selection bias: the configuration is chosen on the even-indexed members of each side and
+    its AUROC measured on the odd-indexed ones."""
+    groups: dict[tuple[str, str], list[PairResult]] = {}
+    for (d, a), r in sorted(results.items()):
+        if r.status == "scored" and r.level == "model":
+            groups.setdefault((r.variant_of or d, a), []).append(r)
+    best: dict[str, dict[str, float]] = {}
+    ci: dict[str, dict[str, list[float]]] = {}
+    name: dict[str, dict[str, str]] = {}
+    held: dict[str, dict[str, float]] = {}
+    n_cfg: dict[str, dict[str, int]] = {}
+    for (d, a), rows in groups.items():
+        top = max(rows, key=lambda r: r.auroc)
+        best.setdefault(d, {})[a] = top.auroc
+        ci.setdefault(d, {})[a] = list(top.ci)
+        name.setdefault(d, {})[a] = top.detector
+        n_cfg.setdefault(d, {})[a] = len(rows)
+        if all(len(r.neg) >= 4 and len(r.pos) >= 4 for r in rows):
+            pick = max(rows, key=lambda r: metrics.auroc(r.neg[0::2], r.pos[0::2]))
+            held.setdefault(d, {})[a] = metrics.auroc(pick.neg[1::2], pick.pos[1::2])
+    return {
+        "best_config_auroc": best,
+        "best_config_auroc_ci": ci,
+        "best_config": name,
+        "best_config_auroc_heldout": held,
+        "n_configs": n_cfg,
+    }
 
 
 def tables(results: dict[tuple[str, str], PairResult]) -> dict[str, Any]:

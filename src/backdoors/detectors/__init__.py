@@ -38,6 +38,9 @@ class Detector(ABC):
     """Base class. Subclasses set ``name``, ``needs`` and implement :meth:`score`."""
 
     name: ClassVar[str] = ""
+    #: What the score computes; two registered detectors may not share it (one test must not
+    #: count as two in a table). Empty: the detector's name.
+    statistic: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()  # used if the auditor has it
     per_input: ClassVar[bool] = False
@@ -80,11 +83,27 @@ DETECTORS: Registry[type[Detector]] = Registry(
 )
 
 
+def statistic_id(cls: type[Detector]) -> str:
+    """The declared statistic of a detector class (its name unless it declares one)."""
+    return cls.statistic or cls.name
+
+
+_STATISTICS: dict[str, str] = {}  # statistic id -> detector name
+
+
 def register(cls: type[Detector]) -> type[Detector]:
-    """Class decorator: register a detector under ``cls.name``."""
+    """Class decorator: register a detector under ``cls.name``. Refuses a second detector
+    declaring a statistic already registered under another name."""
     if not cls.name or not (cls.needs | cls.optional) <= NEEDS:
         raise ValueError(f"detector {cls.__name__} needs a name and needs within {sorted(NEEDS)}")
-    return DETECTORS.register(cls.name)(cls)
+    stat = statistic_id(cls)
+    owner = _STATISTICS.get(stat)
+    if owner is not None and owner != cls.name:
+        raise ValueError(f"detector {cls.name!r} computes statistic {stat!r}, already "
+                         f"registered as {owner!r}")  # fmt: skip
+    out = DETECTORS.register(cls.name)(cls)
+    _STATISTICS[stat] = cls.name
+    return out
 
 
 def applicable(model: Any, evidence: Evidence) -> list[Detector]:

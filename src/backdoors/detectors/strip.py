@@ -57,8 +57,13 @@ class Strip(Detector):
 
 @register
 class StripModel(Detector):
+    """Model score: ``-(5th percentile of H)`` over the audit inputs, ``n_overlay`` blends
+    each; ``details_["variants"]`` adds the same score with each of :attr:`OVERLAYS` blends
+    (the number of overlays N is STRIP's main parameter)."""
+
     name = "strip_model"
     needs = frozenset({"queries"})
+    OVERLAYS = (20, 50)
 
     def __init__(self, n_inputs: int = 200, n_overlay: int = 8, quantile: float = 0.05) -> None:
         self.n_inputs, self.n_overlay, self.quantile = n_inputs, n_overlay, quantile
@@ -66,5 +71,12 @@ class StripModel(Detector):
     def score(self, model: Any, evidence: Evidence) -> float:
         X = np.asarray(evidence.X)[: self.n_inputs]
         h = strip_entropy(model, X, X, self.n_overlay, evidence.seed)
-        self.details_ = {"entropy_mean": float(h.mean())}
+        variants = {
+            f"n{n}": -float(
+                np.quantile(strip_entropy(model, X, X, n, evidence.seed), self.quantile)
+            )
+            for n in self.OVERLAYS
+            if n != self.n_overlay
+        }
+        self.details_ = {"entropy_mean": float(h.mean()), "variants": variants}
         return -float(np.quantile(h, self.quantile))

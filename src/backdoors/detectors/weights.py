@@ -103,11 +103,17 @@ class ProjectedNormality(_WeightDetector):
 
 
 @register
-class CovarianceSpectrum(_WeightDetector):
-    """Top eigenvalue of the weights' sample second-moment matrix over the Marchenko-Pastur
-    edge ``(1 + sqrt(d/m))^2`` (BBP: a spike > sqrt(d/m) leaves the bulk)."""
+class SpectralBBP(_WeightDetector):
+    """Top eigenvalue of the weights' sample second-moment matrix ``W^T W / m`` over the
+    Marchenko-Pastur edge ``(1 + sqrt(d/m))^2`` (BBP, Baik-Ben Arous-Peche 2005: a spike
+    theta > sqrt(d/m) leaves the bulk). One statistic for RFF ``frequencies_`` and ReLU
+    ``weights_`` (it was registered twice, as ``covariance_spectrum`` and ``spectral_bbp``)."""
 
-    name = "covariance_spectrum"
+    name = "spectral_bbp"
+    statistic = "top_eigenvalue_over_mp_edge"
+
+    def __init__(self, k: int | None = None) -> None:
+        self.k = k  # accepted for the sparse-PCA detectors' constructor; unused
 
     def score(self, model: Any, evidence: Evidence) -> float:
         self.check(model, evidence)

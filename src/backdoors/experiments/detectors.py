@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from backdoors.attacks import ATTACKS, Attack
-from backdoors.detection_table import Budget, backdoor_quality, evaluate, tables, target_of
+from backdoors.detection_table import (
+    Budget,
+    backdoor_quality,
+    best_configurations,
+    evaluate,
+    tables,
+    target_of,
+)
 from backdoors.detectors import Detector
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments.detectors_report import (
@@ -89,8 +96,10 @@ def run_table(
     cache_dir: str | os.PathLike | None = None,
     timing: bool = True,
     budget: float | None = None,
+    grow: bool = True,
 ) -> dict[str, Any]:
-    """The whole experiment for given attacks and detectors; returns the record."""
+    """The whole experiment for given attacks and detectors; returns the record. ``grow``:
+    in full mode, grow populations that build in under a second to ``CHEAP_N`` per side."""
     timer = Timer()
     n = n if n is not None else (QUICK_N if quick else FULL_N)
     extra_notes: list[str] = []
@@ -108,7 +117,7 @@ def run_table(
             scheduler=scheduler,
             cache_dir=cache_dir,
         )
-        if not quick:
+        if not quick and grow:
             for a in attacks:
                 if _median_build(pops[a.name]) < CHEAP_SECONDS and n < CHEAP_N:
                     more = build_population(
@@ -130,7 +139,7 @@ def run_table(
             detectors,
             pops,
             n_queries=100 if quick else 500,
-            n_train=1000 if quick else 5000,
+            n_train=1000 if quick else None,  # full: every training row (AC's "all rows")
             max_input_members=2 if quick else 10,
             budget=Budget(budget_s),
             n_jobs=n_jobs,
@@ -141,6 +150,7 @@ def run_table(
         "auroc_ci": tab["auroc_ci"],
         "tpr_at_5fpr": tab["tpr_at_5fpr"],
         "not_scored": tab["not_scored"],
+        **best_configurations(results),
         "detector_levels": {
             **{d.name: "input" if d.per_input else "model" for d in detectors},
             **{r.detector: r.level for r in results.values()},

@@ -5,7 +5,9 @@ and the (theta, k, m, d) map of where it hides.
 Default point: d=2000, m=100, k=100, theta=2.5 (below the BBP threshold sqrt(d/m)=4.47; per
 coordinate theta/k=0.025 against the diagonal's noise sqrt(2/m)=0.14; the bulk-scale shift
 theta sqrt(m/2d)=0.40 sd), lambda = 0.4 median ||x||.
-Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau.
+Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau. The weight statistics
+at scale (hundreds of members per side, held-out advantage) come from
+:mod:`backdoors.experiments.relu_scale` (also ``backdoors experiment relu-scale`` alone).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from backdoors import data, metrics, relu
 from backdoors.attacks.relu import ReLUPoint
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
-from backdoors.experiments import EXPERIMENTS
+from backdoors.experiments import EXPERIMENTS, relu_scale
 from backdoors.experiments.relu_map import (
     MARGIN,
     aurocs,
@@ -125,7 +127,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     """Populations at the default point, the sweep, MNIST and the linear head (full mode)."""
     timer = Timer()
     point = ReLUPoint(n_test=600 if quick else 1000)
-    n = 8 if quick else 50
+    n = 80 if quick else 100  # the flip advantage varies by model (sd ~0.2): 80 resolve 0.4
     with timer("default_point"):
         pop = population(point, n, seed, desc="relu default point")
     gap, gap_ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"], seed=seed)
@@ -159,6 +161,12 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "sweep": pts,
         "sweep_detects_at_theta": detection_thresholds(pts),
     }
+    with timer("at_scale"):
+        metrics_out.update(
+            relu_scale.scale_metrics(
+                {"d": point.d, "m": point.m, "k": point.k, "theta": point.theta}, quick, seed
+            )
+        )
     if not quick:
         with timer("mnist"):
             metrics_out["real_data"] = _mnist_01(20, seed)
@@ -174,9 +182,22 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "unit vector per input, same lambda.",
         "Detectors read the weight matrix; diagonal_thresholding and truncated_power are told k.",
         "Toy sizes: 'undetected' means by these detectors with these population sizes.",
+        "At scale (auroc_at_scale, advantage): weight matrices only, drawn from the learners' "
+        "coins (the statistics read nothing else; the threshold head is trained identically); "
+        "advantage = P[A=1|backdoored] - P[A=1|honest] at a threshold (midway between the two "
+        "medians) and orientation fixed on the even-indexed half of each population, measured "
+        "on the odd half (bootstrap CI over that half). covariance_thresholding_tuned: t tuned "
+        "on the even half's AUROC, AUROC and advantage on the odd half. sdp_point: the full "
+        "SDP runs at d=200, m=10, k=10 (d = 2000 needs a 2000 x 2000 eigendecomposition per "
+        "ADMM step); at d = 2000 the registered sdp_sparse_pca screens to the 200 "
+        "largest-variance coordinates first.",
+        "strongest_statistic_at_scale is the maximum over statistics on the same members "
+        "(selection-biased upward); the advantage of each statistic is held-out.",
     ]
     if quick:
-        notes.append("quick mode: 8+8 models at the default point, small sweep, no MNIST.")
+        sizes = relu_scale.QUICK_SIZES
+        notes.append(f"quick mode: {n}+{n} models at the default point, small sweep, small "
+                     f"at-scale populations ({sizes} per side), no MNIST.")  # fmt: skip
     return make_record("relu", params, seed, metrics_out, timer.timings,
                        artifacts={"plots": plots}, notes=notes)  # fmt: skip
 

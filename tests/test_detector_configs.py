@@ -1,0 +1,76 @@
+"""Detectors at their published configurations: Activation Clustering and Spectral Signatures
+score every configuration as variant rows, and the table reports each detector's best."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import population_toys as toys
+from backdoors import population
+from backdoors.detection_table import best_configurations, evaluate
+from backdoors.detectors import DETECTORS, Evidence
+from backdoors.detectors import activation_clustering as ac
+from backdoors.detectors import spectral_signatures as ss
+
+
+def _net_and_data(split: bool, seed: int = 0):
+    """A random ReLU MLP and 3 classes of inputs; with ``split`` class 0 holds a far,
+    25% sub-population (what poisoned rows look like to the representation)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 3))
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 12)) * 3
+    y = np.repeat(np.arange(3), 240)
+    X = centres[y] + rng.normal(size=(len(y), 12))
+    if split:
+        sub = np.flatnonzero(y == 0)[:60]
+        X[sub] += 8 * rng.normal(size=12)
+    return net, X.astype(np.float32), y
+
+
+def test_activation_clustering_scores_every_configuration_and_pca_flags_a_subpopulation():
+    det = DETECTORS.get("activation_clustering")(n_inputs=360)
+    scores = {}
+    for split in (False, True):
+        net, X, y = _net_and_data(split)
+        main = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
+        names = {ac.config_name(*c) for c in ac.CONFIGS}
+        assert set(det.details_["variants"]) == names - {ac.config_name(*ac.CONFIGS[0])}
+        assert det.details_["rows_all"] == len(X)
+        scores[split] = {**det.details_["variants"], "main": main}
+    # the paper's configuration alone gives the same main score
+    net, X, y = _net_and_data(True)
+    alone = ac.ActivationClustering(n_inputs=360, variants=False)
+    assert alone.score(net, Evidence(X_train=X, y_train=y, seed=0)) == scores[True]["main"]
+    key = "penultimate_pca10_nall"
+    assert scores[True][key] > 0.5 > 0.1 > scores[False][key]  # flagged vs sil / 10
+
+
+def test_spectral_signatures_configurations():
+    net, X, y = _net_and_data(True)
+    det = DETECTORS.get("spectral_signatures")(n_inputs=360)
+    main = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
+    v = det.details_["variants"]
+    assert {f"{l}_top{k}_r{r:g}" for l, k, r in ss.CONFIGS} <= set(v)
+    assert {"logits_svratio", "penultimate_svratio_nall"} <= set(v)
+    assert main == pytest.approx(max(det.details_["per_class"].values()))
+    # the removed fraction carries more than its share of the outlier mass
+    assert all(val >= 1.0 for name, val in v.items() if "_r0" in name)
+
+
+def test_best_configuration_is_the_max_over_a_detectors_rows_and_heldout():
+    pops = population.build_populations([toys.ToyPatchAttack()], 8)
+    res = evaluate([toys.ToyWeight(), toys.ToyKeyAware()], pops)
+    best = best_configurations(res)
+    rows = [res[("toy_weight", "toy_patch")], res[("toy_weight_negated", "toy_patch")]]
+    assert rows[1].variant_of == "toy_weight"
+    assert best["best_config_auroc"]["toy_weight"]["toy_patch"] == max(r.auroc for r in rows)
+    assert best["best_config"]["toy_weight"]["toy_patch"] in ("toy_weight", "toy_weight_negated")
+    assert best["n_configs"]["toy_weight"]["toy_patch"] == 2
+    assert "toy_weight_negated" not in best["best_config_auroc"]  # a row, not a detector
+    assert best["n_configs"]["toy_keyaware"]["toy_patch"] == 1
+    assert 0.0 <= best["best_config_auroc_heldout"]["toy_weight"]["toy_patch"] <= 1.0
