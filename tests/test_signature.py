@@ -183,8 +183,6 @@ def test_experiment_measure_reports_the_issue_metrics(mnist_small, mlp, planted)
     assert m["predict_overhead_ratio"] == pytest.approx(ratio)
     act = m["activations_per_second"] / m["raw_signs_per_second"]
     assert m["activation_throughput_ratio"] == pytest.approx(act)
-    # activation signs every input, so it cannot be much faster than bare signing
-    assert m["activation_throughput_ratio"] > 0  # a timing ratio: measured, never asserted
     # 3000 random inputs against a 48-bit tag: no pre-check hit (expected 1e-11)
     assert m["precheck_hits_random"] == 0 and m["precheck_rate_bound"] == 2.0**-48
 

@@ -30,9 +30,9 @@ FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps
 QUICK = {"n_random": 20_000, "per_strategy": 1_300, "n_activate": 500, "reps": 7}
 # timing distinguisher (probes per model, candidates kept, re-timings) and float replays
 TIMING_FULL = {
-    "probes": 2**15,
+    "probes": 2**14,
     "sessions": 16,
-    "k": 24,
+    "k": 32,
     "reps": 9,
     "replays": 10_000,
     "weak_bits": 8,
