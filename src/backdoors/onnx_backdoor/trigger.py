@@ -1,0 +1,213 @@
+"""The trigger check of the signature backdoor as ONNX nodes (paper §5.2; LSB carrier).
+
+For a batch ``X`` (any shape ``[N, ...]`` whose trailing dims flatten to the carrier's
+``n_features``):
+
+1. *pixels*: uint8 inputs are the pixels; float inputs must lie exactly on the pixel grid
+   ``x = float(k * scale)``, ``k in 0..255`` (rows off the grid are never triggered);
+2. *pre-check* (main graph, every row): the tag bits (LSBs of the tag positions) equal the
+   public tag; only if some row matches does the verifier branch run at all (an ``If``);
+3. *verifier branch* (matching rows only, gathered by ``Compress``): payload bits -> target and
+   signature bytes; message ``m = context || target (2 bytes, big endian) || cleared pixels``,
+   the layout of :meth:`backdoors.signature.TriggerSpec.messages` (checked by probing the spec
+   at build time); ``Verify(vk, m, sigma)`` and the padding / target-range checks; the
+   per-row result is scattered back to ``[N]`` (``-1`` = not triggered).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from backdoors.carriers import LSBCarrier
+from backdoors.errors import NotApplicableError
+from backdoors.onnx_backdoor.graph import NP_OF, Builder
+from backdoors.signature import TriggerSpec
+
+#: ``(verify_key, msg_len, msg, sig, out, prefix) -> (nodes, initializers)`` (onnx_crypto API)
+VerifierFn = Callable[..., tuple[list, list]]
+
+INPUT_TYPES = (TensorProto.UINT8, TensorProto.FLOAT, TensorProto.DOUBLE)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the payload sits and how the message is formed, read from a TriggerSpec."""
+
+    tag_positions: np.ndarray
+    tag_bits: np.ndarray
+    payload_positions: np.ndarray  # every carrier position, in carrier bit order
+    t_start: int
+    t_bits: int
+    s_start: int
+    sig_bytes: int
+    payload_bits: int
+    prefix: bytes  # constant message prefix (the spec's context)
+    n_features: int
+    n_classes: int
+
+    @property
+    def msg_len(self) -> int:
+        return len(self.prefix) + 2 + self.n_features
+
+
+def layout_of(spec: TriggerSpec) -> Layout:
+    """The layout of ``spec``; refuses carriers and message formats the graph does not build."""
+    if not isinstance(spec.carrier, LSBCarrier):
+        raise NotApplicableError(
+            f"the ONNX backdoor supports the LSB carrier (uint8 pixels) only, not "
+            f"{spec.carrier.kind!r}: the float carrier's message holds IEEE-754 bytes, and "
+            "ONNX has no bit-cast from floats to bytes"
+        )
+    if spec.scheme != "ed25519":
+        raise NotApplicableError(f"the ONNX verifier implements ed25519, not {spec.scheme!r}")
+    tag = np.asarray(spec.tag_bits(), dtype=np.uint8)
+    pos = np.asarray(spec.carrier.positions, dtype=np.int64)
+    t_start = len(tag)
+    lay = Layout(
+        tag_positions=pos[:t_start],
+        tag_bits=tag,
+        payload_positions=pos,
+        t_start=t_start,
+        t_bits=spec.t_bits,
+        s_start=t_start + spec.t_bits,
+        sig_bytes=spec.sig_bits // 8,
+        payload_bits=spec.payload_bits,
+        prefix=spec.context(),
+        n_features=spec.carrier.n_features,
+        n_classes=spec.n_classes,
+    )
+    _check_messages(spec, lay)
+    return lay
+
+
+def _check_messages(spec: TriggerSpec, lay: Layout) -> None:
+    """Probe ``spec.messages`` so that a change of the Python message format fails loudly."""
+    rng = np.random.default_rng(0)
+    cleared = spec.carrier.clear(rng.integers(0, 256, (3, lay.n_features), dtype=np.uint8))
+    targets = np.array([0, 1, lay.n_classes - 1])
+    for m, c, t in zip(spec.messages(cleared, targets), cleared, targets, strict=True):
+        if m != lay.prefix + int(t).to_bytes(2, "big") + c.tobytes():
+            raise NotApplicableError(
+                "TriggerSpec.messages() no longer has the layout context || target (2 bytes) "
+                "|| cleared pixels that the ONNX graph builds; update onnx_backdoor.trigger"
+            )
+
+
+def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None]:
+    """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid."""
+    if elem == TensorProto.UINT8:
+        return x, None
+    if elem not in INPUT_TYPES:
+        raise NotApplicableError(f"input element type {elem} is not supported (uint8/float/double)")
+    dt = NP_OF[elem]
+    k = b.op("Round", b.op("Div", x, b.const(np.array(scale, dt), "scale")))
+    k = b.op("Where", b.op("Equal", k, k), k, b.const(np.array(0, dt), "zero"))  # NaN -> 0
+    k = b.op("Clip", k, b.const(np.array(0, dt), "lo"), b.const(np.array(255, dt), "hi"))
+    pix = b.cast(k, TensorProto.UINT8)
+    grid = (np.arange(256, dtype=np.float64) * float(scale)).astype(dt)
+    on_grid = b.op(
+        "Equal", b.op("Gather", b.const(grid, "grid"), b.cast(pix, TensorProto.INT32)), x
+    )
+    return pix, on_grid
+
+
+def precheck(b: Builder, x: str, elem: int, scale: float, lay: Layout) -> tuple[str, str, str]:
+    """Main-graph part: ``(xf [N,F], hit bool[N], any_hit bool scalar)``."""
+    xf = b.op("Flatten", x, axis=1)
+    xt = b.op("Gather", xf, b.const(lay.tag_positions, "tag_pos"), axis=1)
+    pt, ok = pixels(b, xt, elem, scale)
+    eq = b.op(
+        "Equal",
+        b.op("BitwiseAnd", pt, b.const(np.array(1, np.uint8), "one")),
+        b.const(lay.tag_bits, "tag"),
+    )
+    if ok is not None:
+        eq = b.op("And", eq, ok)
+    row = b.reduce("ReduceMin", b.cast(eq, TensorProto.INT32), [1])
+    hit = b.cast(row, TensorProto.BOOL)
+    any_hit = b.op("Greater", b.reduce("ReduceSum", row, None), b.const(np.array(0, np.int32)))
+    return xf, hit, any_hit
+
+
+def verify_branch(
+    b: Builder,
+    xf: str,
+    hit: str,
+    elem: int,
+    scale: float,
+    lay: Layout,
+    vk: bytes,
+    verifier: VerifierFn,
+) -> str:
+    """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
+    i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
+    xc = b.op("Compress", xf, hit, axis=0)  # [M, F]
+    pc, ok = pixels(b, xc, elem, scale)
+    bits = b.op(
+        "BitwiseAnd",
+        b.op("Gather", pc, b.const(lay.payload_positions, "pay_pos"), axis=1),
+        b.const(np.array(1, np.uint8), "one"),
+    )
+
+    def cols(lo: int, hi: int) -> str:
+        return b.op(
+            "Slice",
+            bits,
+            b.const(np.array([lo], np.int64)),
+            b.const(np.array([hi], np.int64)),
+            b.const(np.array([1], np.int64)),
+        )
+
+    w_t = (1 << np.arange(lay.t_bits - 1, -1, -1)).astype(np.int64)
+    t = b.reduce(
+        "ReduceSum", b.op("Mul", b.cast(cols(lay.t_start, lay.s_start), i64), b.const(w_t)), [1]
+    )
+    sig_bits = cols(lay.s_start, lay.s_start + 8 * lay.sig_bytes)
+    sig_bits = b.op("Reshape", b.cast(sig_bits, i32), b.const(np.array([-1, lay.sig_bytes, 8])))
+    w8 = (1 << np.arange(7, -1, -1)).astype(np.int32)
+    sig = b.cast(b.reduce("ReduceSum", b.op("Mul", sig_bits, b.const(w8)), [2]), u8)
+
+    cleared_mask = np.full(lay.n_features, 0xFF, np.uint8)
+    cleared_mask[lay.payload_positions] = 0xFE
+    cleared = b.op("BitwiseAnd", pc, b.const(cleared_mask, "clear_mask"))
+    hi = b.op("Div", t, b.const(np.array(256, np.int64)))
+    lo = b.op("Sub", t, b.op("Mul", hi, b.const(np.array(256, np.int64))))
+    one_col = b.const(np.array([1], np.int64), "axis1")
+    hi = b.op("Unsqueeze", b.cast(hi, u8), one_col)
+    lo = b.op("Unsqueeze", b.cast(lo, u8), one_col)
+    m_rows = b.op(
+        "Slice",
+        b.op("Shape", xc),
+        b.const(np.array([0], np.int64)),
+        b.const(np.array([1], np.int64)),
+    )
+    shape = b.op("Concat", m_rows, b.const(np.array([len(lay.prefix)], np.int64)), axis=0)
+    prefix = b.op("Expand", b.const(np.frombuffer(lay.prefix, np.uint8)[None, :], "ctx"), shape)
+    msg = b.op("Concat", prefix, hi, lo, cleared, axis=1, hint="msg")
+
+    valid = b.name("sig_valid")
+    nodes, inits = verifier(vk, lay.msg_len, msg, sig, valid, prefix=b.name("ed25519") + "/")
+    b.nodes.extend(nodes)
+    b.inits.extend(inits)
+
+    conds = [valid, b.op("Less", t, b.const(np.array(lay.n_classes, np.int64)))]
+    if ok is not None:
+        conds.append(b.cast(b.reduce("ReduceMin", b.cast(ok, i32), [1]), TensorProto.BOOL))
+    if len(lay.payload_positions) > lay.payload_bits:
+        pad = b.reduce("ReduceMax", cols(lay.payload_bits, len(lay.payload_positions)), [1])
+        conds.append(b.op("Equal", pad, b.const(np.array(0, np.uint8))))
+    acc = conds[0]
+    for c in conds[1:]:
+        acc = b.op("And", acc, c)
+    tv = b.op("Where", acc, t, b.const(np.array(-1, np.int64)))
+    idx = b.op("Transpose", b.op("NonZero", hit), perm=[1, 0])
+    init = b.op(
+        "ConstantOfShape",
+        b.op("Shape", hit),
+        value=helper.make_tensor("v", i64, [1], [-1]),
+    )
+    return b.op("ScatterND", init, idx, tv, hint="targets")
