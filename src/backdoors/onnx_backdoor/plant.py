@@ -259,10 +259,16 @@ def plant_spec(
     else_outs = [els.op("Identity", host_names[p.name]) for p in points]
     branch = {
         "then_branch": helper.make_graph(
-            then.nodes, "verify", [], [tensor_type(n, p.elem) for n, p in zip(then_outs, points)]
+            then.nodes,
+            "verify",
+            [],
+            [tensor_type(n, p.elem) for n, p in zip(then_outs, points, strict=True)],
         ),
         "else_branch": helper.make_graph(
-            els.nodes, "pass", [], [tensor_type(n, p.elem) for n, p in zip(else_outs, points)]
+            els.nodes,
+            "pass",
+            [],
+            [tensor_type(n, p.elem) for n, p in zip(else_outs, points, strict=True)],
         ),
     }
     if_node = helper.make_node(
