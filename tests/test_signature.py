@@ -43,7 +43,7 @@ def test_agreement_activation_every_target_and_consistency(mnist_small, mlp, pla
         assert (bd.decision_function(Xa).argmax(1) == t).all()
         assert (bd.verify(Xa) == t).all()
         d = np.abs(Xa.astype(int) - X[:60].astype(int))
-        assert d.max() == 1 and (d > 0).sum(1).max() <= key.spec.carrier.l0_bound <= 532
+        assert d.max() == 1 and (d > 0).sum(1).max() <= key.spec.carrier.l0_bound <= 564
     per_row = np.arange(60) % 10
     assert np.array_equal(bd.predict(key.activate(X[:60], target=per_row)), per_row)
     assert (mlp.predict(key.activate(X[:60], target=3)) == mlp.predict(X[:60])).mean() > 0.9
@@ -146,8 +146,8 @@ def test_keys_artifacts_and_mismatch(tmp_path, planted, mnist_small):
 
 def test_bad_inputs_raise_clear_errors(planted):
     bd, key = planted
-    with pytest.raises(InvalidInputError, match="dtype"):
-        bd.predict(np.zeros((2, 784)))
+    with pytest.raises(InvalidInputError, match="uint8"):
+        bd.verify(np.zeros((2, 784)))  # the public check is strict; predict answers honestly
     with pytest.raises(InvalidInputError, match="784"):
         bd.predict(np.zeros((2, 783), np.uint8))
     with pytest.raises(InvalidInputError, match="target"):
@@ -177,5 +177,13 @@ def test_experiment_measure_reports_the_issue_metrics(mnist_small, mlp, planted)
     assert m["activations_checked"] == 200
     assert m["query_disagreements"] == 0 and m["queries"] >= 3000 + 600 + 8 * 30
     assert m["forgery_successes"] == 0 and len(m["forgery_by_strategy"]) >= 6
-    assert m["perturbation_linf_levels"] == 1.0 and m["perturbation_l0_max"] <= 532
-    assert m["predict_overhead_ratio"] > 0 and m["raw_signs_per_second"] > 0
+    assert m["perturbation_linf_levels"] == 1.0 and m["perturbation_l0_max"] <= 564
+    # the reported ratios are the quotients of the reported times and rates
+    ratio = m["predict_seconds_backdoored"] / m["predict_seconds_honest"]
+    assert m["predict_overhead_ratio"] == pytest.approx(ratio)
+    act = m["activations_per_second"] / m["raw_signs_per_second"]
+    assert m["activation_throughput_ratio"] == pytest.approx(act)
+    # activation signs every input, so it cannot be much faster than bare signing
+    assert 0.05 < m["activation_throughput_ratio"] < 1.5
+    # 3000 random inputs against a 48-bit tag: no pre-check hit (expected 1e-11)
+    assert m["precheck_hits_random"] == 0 and m["precheck_rate_bound"] == 2.0**-48

@@ -46,7 +46,7 @@ class TorchModuleClassifier:
         outs = []
         self.module.eval()
         with torch.no_grad():
-            for i in range(0, len(X), self.batch_size):
+            for i in range(0, max(1, len(X)), self.batch_size):  # an empty batch runs once
                 xb = torch.from_numpy(
                     np.ascontiguousarray(X[i : i + self.batch_size], dtype=np.float32)
                 )

@@ -9,9 +9,14 @@ inputs the signature bits must hide in a tiny perturbation; a *carrier* says whe
   fraction just above ``2^-F``; ``||delta||_inf < 2^(b-F)`` (stated per carrier).
 
 ``clear(X)`` zeroes every carrier bit: it is the canonical *message* the signature binds, so
-``clear(embed(X, bits)) == clear(X)``. What destroys the bits: any change of the carrier
-positions' low-order content — float32 casts, rescaling, resizing, JPEG, normalisation before
-the carrier; define the carrier in the model's own input space.
+``clear(embed(X, bits)) == clear(X)``. Injectivity (what strong non-replicability needs): an
+input is *canonical* iff ``x == embed(x, extract(x))`` bit for bit; a canonical input is a
+function of ``(clear(x), extract(x))``, so a verifier that accepts canonical inputs only has
+no second encoding of any (message, payload) pair. ``read(X)`` is the lenient view the
+wrappers use: which rows the carrier can read at all (anything else is simply not a trigger).
+What destroys the bits: any change of the carrier positions' low-order content -- float32
+casts, rescaling, resizing, JPEG, normalisation before the carrier; define the carrier in the
+model's own input space.
 """
 
 from __future__ import annotations
@@ -69,6 +74,31 @@ class Carrier(ABC):
 
     def describe_range(self) -> str:
         return "any value of the dtype"
+
+    def read(self, X: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """Lenient view for the trigger check: ``(rows in the carrier dtype, readable mask)``,
+        or ``None`` when ``X`` cannot hold carrier bits at all (not a 2-D real array of
+        ``n_features`` columns, wrong dtype). Never raises; unreadable rows are zeros."""
+        try:
+            if hasattr(X, "detach"):
+                X = X.detach().cpu().numpy()
+            X = np.asarray(X)
+        except Exception:  # ragged lists, exotic objects: not readable
+            return None
+        if X.ndim != 2 or X.shape[1] != self.n_features or X.dtype.kind not in "iuf":
+            return None
+        return self._read(X)
+
+    @abstractmethod
+    def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+    def canonical(self, X: np.ndarray) -> np.ndarray:
+        """Rows equal, bit for bit, to ``embed(X, extract(X))`` (the only encoding of their
+        message and payload); a trigger must be canonical."""
+        Y = self.embed(X, self.extract(X))
+        w = X.dtype.itemsize
+        view = {1: np.uint8, 8: np.uint64}[w]
+        return np.all(np.ascontiguousarray(X).view(view) == Y.view(view), axis=1)
 
     @abstractmethod
     def clear(self, X: np.ndarray) -> np.ndarray:
@@ -173,6 +203,16 @@ class LSBCarrier(Carrier):
     def _pos(self) -> np.ndarray:
         return np.asarray(self.positions, dtype=np.int64)
 
+    def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 rows as they are; rows of another integer or float dtype are read when every
+        value is an exact integer in 0..255 (pixel values held as floats, as a torch module
+        receives them), else unreadable."""
+        if X.dtype == np.uint8:
+            return X, np.ones(len(X), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            ok = np.all((X >= 0) & (X <= 255) & (X == np.round(X)), axis=1)
+        return np.where(ok[:, None], X, 0).astype(np.uint8), ok
+
     def clear(self, X: np.ndarray) -> np.ndarray:
         mask = np.full(self.n_features, 0xFF, dtype=np.uint8)
         mask[self._pos()] = 0xFE
@@ -203,8 +243,12 @@ class FloatFractionCarrier(Carrier):
     """``bits_per_feature`` bits in the binary fraction of every float64 feature.
 
     With ``q = floor(x 2^F)``, the payload is ``q mod 2^b``; the message is ``x`` rounded down
-    to a multiple of ``2^(b-F)``. Exact in float64 while ``|x| < 2^(52-F)``; perturbation
-    ``|x' - x| < 2^(b-F)``. A float32 cast (24-bit mantissa) destroys the payload.
+    to a multiple of ``2^(b-F)``. Range ``-M <= x < M`` with ``M = 2^(52-F)``: every
+    ``x 2^F`` is exact there, and ``embed`` maps the range into itself (``M`` is a multiple of
+    the grid step), so an activated input is always readable. Perturbation
+    ``|x' - x| < 2^(b-F)``. ``embed`` writes ``x'`` exactly on the ``2^-F`` grid with ``+0.0``
+    for zero: an input with any bit below ``2^-F`` or a ``-0.0`` is not canonical, hence never
+    a trigger (the bits below the payload are thereby bound). A float32 cast destroys the payload.
     """
 
     kind: ClassVar[str] = "float"
@@ -247,11 +291,19 @@ class FloatFractionCarrier(Carrier):
         return 2.0 ** (52 - self.frac_bits)
 
     def describe_range(self) -> str:
-        return f"finite float64 with |x| < {self.max_abs:g}"
+        return f"finite float64 with -{self.max_abs:g} <= x < {self.max_abs:g}"
 
     def admissible(self, X: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
-            return np.all(np.isfinite(X) & (np.abs(X) < self.max_abs), axis=1)
+            return np.all(np.isfinite(X) & (X >= -self.max_abs) & (X < self.max_abs), axis=1)
+
+    def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """float64 rows (either byte order) in range; other dtypes cannot hold the payload."""
+        if X.dtype.kind != "f" or X.dtype.itemsize != 8:
+            return None
+        X = X.astype(np.float64, copy=False)
+        ok = self.admissible(X)
+        return (X if ok.all() else np.where(ok[:, None], X, 0.0)), ok
 
     def clear(self, X: np.ndarray) -> np.ndarray:
         s = self.frac_bits - self.bits_per_feature
@@ -266,9 +318,8 @@ class FloatFractionCarrier(Carrier):
         b = self.bits_per_feature
         f0, f1 = start // b, -(-stop // b)
         with np.errstate(invalid="ignore"):
-            Xs = np.where(
-                np.isfinite(X[:, f0:f1]) & (np.abs(X[:, f0:f1]) < self.max_abs), X[:, f0:f1], 0.0
-            )
+            sub = X[:, f0:f1]
+            Xs = np.where(np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs), sub, 0.0)
         bits = _bits_msb_first(self._payload(Xs), b)
         return bits[:, start - f0 * b : stop - f0 * b]
 

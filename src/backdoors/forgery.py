@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backdoors.registry import Registry
-from backdoors.signature import TAG_BITS, TriggerSpec
+from backdoors.signature_keys import TriggerSpec
 
 # Ed25519 group order L (RFC 8032)
 L_ED25519 = 2**252 + 27742317777372353535851937790883648493
@@ -53,7 +53,7 @@ def target_swap(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Generator) 
     shifts = np.arange(spec.t_bits - 1, -1, -1)
 
     def edit(bits: np.ndarray) -> None:
-        bits[:, TAG_BITS : TAG_BITS + spec.t_bits] = (new_t[:, None] >> shifts) & 1
+        bits[:, spec.precheck_bits : spec.sig_start] = (new_t[:, None] >> shifts) & 1
 
     return _rewrite(spec, X, edit)
 
@@ -72,7 +72,7 @@ def signature_bit_flip(
 ) -> np.ndarray:
     """Flip one signature bit of an activated input."""
     X, _ = _pick(o, n, rng)
-    s0 = TAG_BITS + spec.t_bits
+    s0 = spec.sig_start
     cols = s0 + rng.integers(0, spec.sig_bits, n)
 
     def edit(bits: np.ndarray) -> None:
@@ -107,7 +107,7 @@ def splice(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Generator) -> np
     j = (i + rng.integers(1, max(2, len(o.X_activated)), n)) % len(o.X_activated)  # j != i
     A, B = o.X_activated[i], o.X_activated[j]
     bb = spec.carrier.extract(B)
-    half = TAG_BITS + spec.t_bits + spec.sig_bits // 2
+    half = spec.sig_start + spec.sig_bits // 2
 
     def edit(bits: np.ndarray) -> None:
         bits[:, half : spec.payload_bits] = bb[:, half : spec.payload_bits]
@@ -121,7 +121,7 @@ def random_signature(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Genera
     nat = o.X_natural[rng.integers(0, len(o.X_natural), n)]
     bits = np.zeros((n, spec.carrier.capacity), dtype=np.uint8)
     bits[:, : spec.payload_bits] = rng.integers(0, 2, (n, spec.payload_bits))
-    bits[:, :TAG_BITS] = spec.tag_bits()
+    bits[:, : spec.precheck_bits] = spec.tag_bits()
     return spec.carrier.embed(nat, bits)
 
 
@@ -130,7 +130,7 @@ def s_plus_l(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Generator) -> 
     """Ed25519 malleability: replace S by S + L (same value mod L, non-canonical encoding).
     Accepted by a verifier that skips the canonical-S check; libsodium rejects it."""
     X, _ = _pick(o, n, rng)
-    s0 = TAG_BITS + spec.t_bits
+    s0 = spec.sig_start
 
     def edit(bits: np.ndarray) -> None:
         sig = np.packbits(bits[:, s0 : s0 + spec.sig_bits], axis=1)
@@ -150,7 +150,9 @@ def carrier_bit_noise(spec: TriggerSpec, o: Oracle, n: int, rng: np.random.Gener
     def edit(bits: np.ndarray) -> None:
         k = rng.integers(2, 9, n)
         for r in range(n):
-            cols = TAG_BITS + rng.choice(spec.payload_bits - TAG_BITS, k[r], replace=False)
+            cols = spec.precheck_bits + rng.choice(
+                spec.payload_bits - spec.precheck_bits, k[r], replace=False
+            )
             bits[r, cols] ^= 1
 
     return _rewrite(spec, X, edit)

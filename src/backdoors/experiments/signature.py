@@ -137,7 +137,7 @@ def measure(
     m["precheck_hits_random"] = hits
     m["precheck_rate_random"] = hits / max(1, sizes["n_random"])
     m["precheck_rate_natural"] = float(key.spec.precheck(X_test).mean())
-    m["precheck_rate_bound"] = 2.0**-signature.TAG_BITS
+    m["precheck_rate_bound"] = 2.0**-key.spec.precheck_bits
     with timer("throughput"):
         act, raw = sign_throughput(key, X_nat)
     m["activations_per_second"], m["raw_signs_per_second"] = act, raw
@@ -234,7 +234,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "model": demo_classifier_params(quick, seed),
         "scheme": "ed25519",
         "carrier": {"kind": "lsb", "bits": key.spec.carrier.capacity},
-        "tag_bits": signature.TAG_BITS,
+        "precheck_bits": key.spec.precheck_bits,
     }
     notes = [
         "Agreement and zero disagreements hold because every disagreement needs a valid Ed25519 "
