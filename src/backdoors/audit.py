@@ -3,6 +3,8 @@
 Input formats (never unpickled):
 
 * ``.skops``: a scikit-learn estimator (skops, with scikit-learn/numpy/scipy types trusted);
+* ``.onnx``: any ONNX classifier, queried through onnxruntime
+  (:class:`backdoors.onnx_backdoor.runtime.OnnxClassifier`);
 * a model file of this package (safetensors with a ``backdoors`` header), e.g. a
   ``TorchClassifier`` or a signature-backdoored model;
 * a raw torch state dict in safetensors (``safetensors.torch.save_file(net.state_dict(), p)``)
@@ -102,6 +104,10 @@ def load_any_model(path: str | os.PathLike, arch: str | os.PathLike | None = Non
         raise InvalidInputError(f"no such model file: {path}")
     if path.suffix == ".skops":
         return io.load_sklearn(path)
+    if path.suffix == ".onnx":  # queried through onnxruntime (backdoors.onnx_backdoor)
+        from backdoors.onnx_backdoor.runtime import OnnxClassifier
+
+        return OnnxClassifier(path)
     header = _safetensors_header(path)
     if header is None:
         hint = " (.pt/.pth pickles are refused: save the state dict with safetensors)"

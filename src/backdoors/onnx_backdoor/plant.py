@@ -247,8 +247,11 @@ def plant_spec(
     g = host.graph
     taken = value_names(g) | node_names(g)
     main, then, els = Builder(PREFIX), Builder(PREFIX + "v/"), Builder(PREFIX + "e/")
-    xf, hit, any_hit = precheck(main, vi.name, elem, input_scale, lay)
-    targets = build_verify_branch(then, xf, hit, elem, input_scale, lay, spec.verify_key, verifier)
+    gate = not spec.constant_time
+    xf, hit, any_hit, tag_ok = precheck(main, vi.name, elem, input_scale, lay, gate)
+    targets = build_verify_branch(
+        then, xf, hit, elem, input_scale, lay, spec.verify_key, verifier, tag_ok
+    )
     trig = then.op("GreaterOrEqual", targets, then.const(np.array(0, np.int64)))
     tsafe = then.op("Max", targets, then.const(np.array(0, np.int64)))
 
@@ -308,8 +311,15 @@ def plant(
     classes: Any = None,
     seed: int | None = None,
     verifier: VerifierFn | None = None,
+    precheck_bits: int | None = None,
+    constant_time: bool = False,
+    secret_seed: bytes | None = None,
 ) -> tuple[onnx.ModelProto, SignatureKey]:
-    """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``."""
+    """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
+
+    ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``seed`` fixes
+    the public parameters only; ``precheck_bits``/``constant_time`` as in
+    :func:`backdoors.signature.generate`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
     from backdoors import signature
 
     if not isinstance(model, onnx.ModelProto):
@@ -322,6 +332,15 @@ def plant(
             n_classes = len(classes)
     if n_classes is None:
         raise InvalidInputError("cannot tell the number of classes: pass n_classes")
-    key = signature.generate(n_features, int(n_classes), "lsb", seed=seed)
+    extra = {} if precheck_bits is None else {"precheck_bits": int(precheck_bits)}
+    key = signature.generate(
+        n_features,
+        int(n_classes),
+        "lsb",
+        seed=seed,
+        secret_seed=secret_seed,
+        constant_time=constant_time,
+        **extra,
+    )
     bd = plant_spec(model, key.spec, input_scale, output_kinds, classes, verifier)
     return bd, key

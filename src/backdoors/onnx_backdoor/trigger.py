@@ -115,22 +115,39 @@ def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None
     return pix, on_grid
 
 
-def precheck(b: Builder, x: str, elem: int, scale: float, lay: Layout) -> tuple[str, str, str]:
-    """Main-graph part: ``(xf [N,F], hit bool[N], any_hit bool scalar)``."""
+def precheck(
+    b: Builder, x: str, elem: int, scale: float, lay: Layout, gate: bool = True
+) -> tuple[str, str, str, str | None]:
+    """Main-graph part: ``(xf [N,F], rows bool[N], run bool scalar, tag_ok bool[N] | None)``.
+
+    With ``gate`` (the default) ``rows`` are the pre-check hits and ``run`` says whether any
+    row matched; otherwise (constant-time mode, or no tag) every row is verified and the
+    pre-check result ``tag_ok`` only enters the final AND inside the branch."""
     xf = b.op("Flatten", x, axis=1)
-    xt = b.op("Gather", xf, b.const(lay.tag_positions, "tag_pos"), axis=1)
-    pt, ok = pixels(b, xt, elem, scale)
-    eq = b.op(
-        "Equal",
-        b.op("BitwiseAnd", pt, b.const(np.array(1, np.uint8), "one")),
-        b.const(lay.tag_bits, "tag"),
+    tag_ok = None
+    if len(lay.tag_positions):
+        xt = b.op("Gather", xf, b.const(lay.tag_positions, "tag_pos"), axis=1)
+        pt, ok = pixels(b, xt, elem, scale)
+        eq = b.op(
+            "Equal",
+            b.op("BitwiseAnd", pt, b.const(np.array(1, np.uint8), "one")),
+            b.const(lay.tag_bits, "tag"),
+        )
+        if ok is not None:
+            eq = b.op("And", eq, ok)
+        row = b.reduce("ReduceMin", b.cast(eq, TensorProto.INT32), [1])
+        tag_ok = b.cast(row, TensorProto.BOOL)
+        if gate:
+            n_hits = b.reduce("ReduceSum", row, None)
+            return xf, tag_ok, b.op("Greater", n_hits, b.const(np.array(0, np.int32))), None
+    n = b.op(
+        "Slice",
+        b.op("Shape", xf),
+        b.const(np.array([0], np.int64)),
+        b.const(np.array([1], np.int64)),
     )
-    if ok is not None:
-        eq = b.op("And", eq, ok)
-    row = b.reduce("ReduceMin", b.cast(eq, TensorProto.INT32), [1])
-    hit = b.cast(row, TensorProto.BOOL)
-    any_hit = b.op("Greater", b.reduce("ReduceSum", row, None), b.const(np.array(0, np.int32)))
-    return xf, hit, any_hit
+    every = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
+    return xf, every, b.const(np.array(True), "always"), tag_ok
 
 
 def verify_branch(
@@ -142,6 +159,7 @@ def verify_branch(
     lay: Layout,
     vk: bytes,
     verifier: VerifierFn,
+    tag_ok: str | None = None,
 ) -> str:
     """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
@@ -195,6 +213,8 @@ def verify_branch(
     b.inits.extend(inits)
 
     conds = [valid, b.op("Less", t, b.const(np.array(lay.n_classes, np.int64)))]
+    if tag_ok is not None:
+        conds.append(b.op("Compress", tag_ok, hit, axis=0))
     if ok is not None:
         conds.append(b.cast(b.reduce("ReduceMin", b.cast(ok, i32), [1]), TensorProto.BOOL))
     if len(lay.payload_positions) > lay.payload_bits:
