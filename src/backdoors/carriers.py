@@ -210,7 +210,7 @@ class LSBCarrier(Carrier):
         if X.dtype == np.uint8:
             return X, np.ones(len(X), dtype=bool)
         with np.errstate(invalid="ignore"):
-            ok = np.all((X >= 0) & (X <= 255) & (X == np.round(X)), axis=1)
+            ok = np.all((X >= 0) & (X <= 255) & (np.round(X) == X), axis=1)
         return np.where(ok[:, None], X, 0).astype(np.uint8), ok
 
     def clear(self, X: np.ndarray) -> np.ndarray:
@@ -295,7 +295,7 @@ class FloatFractionCarrier(Carrier):
 
     def admissible(self, X: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
-            return np.all(np.isfinite(X) & (X >= -self.max_abs) & (X < self.max_abs), axis=1)
+            return np.all(np.isfinite(X) & (-self.max_abs <= X) & (self.max_abs > X), axis=1)
 
     def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """float64 rows (either byte order) in range; other dtypes cannot hold the payload."""
@@ -319,7 +319,9 @@ class FloatFractionCarrier(Carrier):
         f0, f1 = start // b, -(-stop // b)
         with np.errstate(invalid="ignore"):
             sub = X[:, f0:f1]
-            Xs = np.where(np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs), sub, 0.0)
+            Xs = np.where(
+                np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs), sub, 0.0
+            )
         bits = _bits_msb_first(self._payload(Xs), b)
         return bits[:, start - f0 * b : stop - f0 * b]
 

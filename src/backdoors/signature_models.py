@@ -184,7 +184,7 @@ def _torch_module_class():
                 return out
             z = out.detach().to(device="cpu", dtype=torch.float64).numpy()
             forced = forced_scores(z.reshape(-1, z.shape[-1]), t).reshape(z.shape)
-            mask = torch.from_numpy((t >= 0).reshape(out.shape[:-1] + (1,))).to(out.device)
+            mask = torch.from_numpy((t >= 0).reshape((*out.shape[:-1], 1))).to(out.device)
             return torch.where(mask, torch.from_numpy(forced).to(out.device, out.dtype), out)
 
     return SignatureBackdooredModule

@@ -1,0 +1,185 @@
+"""Signature backdoor keys and carriers (paper §5.2, issue 11): non-replicability at the edges.
+
+Every test here failed on the original main (1d38629): low-bit replays of float triggers,
+activation at the carrier's range limit, seed-derived keys found by brute force, the secret
+key type accepted by the wrapper, the import cycle, a fixed 16-bit pre-check.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from backdoors import data, signature
+from backdoors.errors import InvalidInputError
+from backdoors.signature_models import SignatureBackdooredClassifier, wrap
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "backdoors"
+
+
+@pytest.fixture(scope="module")
+def digits_planted():
+    d = data.digits()
+    lr = LogisticRegression(max_iter=300).fit(d.X_train, d.y_train)
+    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=1)
+    return d, lr, bd, key
+
+
+def low_bit_edits(key: signature.SignatureKey, Xa: np.ndarray) -> dict[str, np.ndarray]:
+    """Edits of activated float inputs that keep every payload bit and the message."""
+    F = key.spec.carrier.frac_bits
+    rows = np.arange(len(Xa))
+    col = rows % Xa.shape[1]
+    out = {}
+    for name, delta in (("half_step", 2.0 ** -(F + 1)), ("deep", 2.0 ** -(F + 6))):
+        E = Xa.copy()
+        E[rows, col] += delta * np.where(E[rows, col] >= 0, 1, -1)
+        out[name] = E
+    E = Xa.copy()
+    E[rows, col] = np.nextafter(E[rows, col], np.inf * np.sign(E[rows, col] + 0.5))
+    out["one_ulp"] = E
+    return out
+
+
+def test_float_carrier_refuses_low_bit_replays(digits_planted):
+    d, lr, bd, key = digits_planted
+    Xa = key.activate(d.X_test[:200], target=5)
+    assert (bd.predict(Xa) == 5).all()
+    c = key.spec.carrier
+    for name, E in low_bit_edits(key, Xa).items():
+        changed = (Xa != E).any(axis=1)  # an edit below a value's ulp is a no-op
+        assert changed.mean() > 0.3, name
+        E = E[changed]
+        # the edit keeps message and payload: only injectivity can refuse it
+        assert np.array_equal(c.extract(E), c.extract(Xa[changed])), name
+        assert np.array_equal(c.clear(E), c.clear(Xa[changed])), name
+        assert (key.spec.verify(E) == -1).all(), name
+        assert np.array_equal(bd.predict(E), lr.predict(E)), name
+
+
+def test_negative_zero_is_not_a_second_encoding():
+    key = signature.generate(64, 10, carrier="float", max_abs=16, seed=3)
+    X = np.zeros((4, 64))
+    Xa = key.activate(X, target=2)
+    zero = np.nonzero(Xa[0] == 0)[0]
+    if zero.size == 0:  # every feature got a non-zero payload: force one
+        pytest.skip("no zero feature")  # pragma: no cover
+    E = Xa.copy()
+    E[:, zero[0]] = -0.0
+    assert (key.spec.verify(Xa) == 2).all() and (key.spec.verify(E) == -1).all()
+
+
+def test_activate_at_the_range_limits_gives_valid_triggers(digits_planted):
+    d, _lr, bd, key = digits_planted
+    M = key.spec.carrier.max_abs
+    X = np.tile(d.X_test[:1], (4, 1))
+    X[0, 3] = -M + 2.0**-30  # just above -max_abs: main lost the trigger here
+    X[1, 3] = -M
+    X[2, 3] = M - 2.0**-30
+    X[3, 3] = np.nextafter(M, 0)
+    Xa = key.activate(X, target=7)
+    assert (key.spec.verify(Xa) == 7).all() and (bd.predict(Xa) == 7).all()
+    with pytest.raises(InvalidInputError, match="range"):
+        key.activate(np.full((1, 64), M), target=1)
+
+
+def test_seed_fixes_public_parameters_only():
+    a = signature.generate(784, 10, seed=5)
+    b = signature.generate(784, 10, seed=5)
+    assert a.spec.tag == b.spec.tag and a.spec.carrier == b.spec.carrier
+    assert a.secret_key != b.secret_key and a.spec.verify_key != b.spec.verify_key
+    # the secret seed moves the key and nothing public
+    s1, s2 = b"\x01" * 32, b"\x02" * 32
+    k1 = signature.generate(784, 10, seed=5, secret_seed=s1)
+    k2 = signature.generate(784, 10, seed=5, secret_seed=s2)
+    assert (
+        (k1.spec.tag, k1.spec.carrier)
+        == (k2.spec.tag, k2.spec.carrier)
+        == (a.spec.tag, a.spec.carrier)
+    )
+    assert k1.secret_key == signature.generate(784, 10, secret_seed=s1).secret_key
+    assert k1.secret_key != k2.secret_key
+    for bad in (b"short", 12345, "x" * 40):
+        with pytest.raises(InvalidInputError, match="secret_seed"):
+            signature.generate(784, 10, secret_seed=bad)
+
+
+def test_seed_brute_force_through_the_public_model_fails():
+    """The attack that worked on main: regenerate keys from small seeds, compare verify keys."""
+    target = signature.generate(784, 10, seed=3)
+    public = target.public_key().to_dict()
+    tag_bytes = target.spec.tag.to_bytes(6, "big")
+    assert not target.secret_key.startswith(tag_bytes[:2])
+    for s in range(64):
+        guess = signature.generate(784, 10, seed=s)
+        assert guess.spec.verify_key.hex() != public["verify_key"]
+        assert guess.secret_key != target.secret_key
+
+
+def test_model_holds_the_public_key_type_only(digits_planted):
+    _d, lr, bd, key = digits_planted
+    assert isinstance(bd.spec, signature.SignaturePublicKey)
+    assert not isinstance(bd.spec, signature.SignaturePrivateKey)
+    assert key.public_key() is key.spec
+    for make in (wrap, SignatureBackdooredClassifier):
+        with pytest.raises(InvalidInputError, match="public key"):
+            make(lr, key)
+    with pytest.raises(InvalidInputError, match="public key"):
+        wrap(torch.nn.Linear(64, 10), key)
+    held = [v for v in vars(bd).values()] + [v for v in vars(bd.spec).values()]
+    assert not any(isinstance(v, signature.SignaturePrivateKey) for v in held)
+    assert all(key.secret_key not in repr(v).encode() for v in held)
+
+
+def test_no_import_cycle_between_signature_modules():
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((SRC / f"{name}.py").read_text())
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.add(node.module)
+                out.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+        return out
+
+    for low in ("signature_models", "signature_keys", "carriers", "crypto"):
+        assert "backdoors.signature" not in imports(low), low
+    assert "backdoors.signature_models" not in imports("signature_keys")
+
+
+class CountingSigner:
+    def __init__(self, signer):
+        self.signer, self.calls = signer, 0
+
+    def verify(self, m: bytes, s: bytes) -> bool:
+        self.calls += 1
+        return self.signer.verify(m, s)
+
+
+def test_precheck_width_and_constant_time_mode(digits_planted):
+    d, lr, _, _ = digits_planted
+    assert signature.DEFAULT_PRECHECK_BITS >= 32
+    for bits in (0, 8, 48):
+        for ct in (False, True):
+            _bd, key = signature.plant(
+                lr, carrier="float", X_reference=d.X_train, precheck_bits=bits, constant_time=ct
+            )
+            assert key.spec.precheck_bits == bits and key.spec.payload_bits == bits + 4 + 512
+            X = d.X_test[:20]
+            Xa = key.activate(X[:10], target=np.arange(10))
+            mixed = np.concatenate([Xa, X[10:]])
+            expect = np.concatenate([np.arange(10), np.full(10, -1)])
+            assert np.array_equal(key.spec.verify(mixed), expect), (bits, ct)
+            counting = CountingSigner(key.spec._signer)
+            object.__setattr__(key.spec, "_signer", counting)
+            assert np.array_equal(key.spec.verify(mixed), expect)
+            # constant time: Ed25519 on every row; otherwise only on pre-check hits
+            assert counting.calls == (20 if ct or bits == 0 else 10), (bits, ct)
+    with pytest.raises(InvalidInputError, match="precheck_bits"):
+        signature.generate(64, 10, carrier="float", max_abs=16, precheck_bits=129)
