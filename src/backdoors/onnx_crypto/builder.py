@@ -1,0 +1,139 @@
+"""A tiny ONNX node/initializer builder with unique, prefixed names.
+
+Every name a :class:`Builder` creates starts with its prefix, including the names used inside
+``Loop`` bodies (a body is built by a child builder sharing the parent's name counter and
+initializer list, so bodies refer to the outer graph's initializers by outer-scope name).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+INT64 = TensorProto.INT64
+UINT64 = TensorProto.UINT64
+BOOL = TensorProto.BOOL
+IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; 10 is what opset 18-23 tooling writes
+
+
+class Builder:
+    """Collects nodes (own list) and initializers (shared with child builders)."""
+
+    def __init__(self, prefix: str, _shared: dict | None = None) -> None:
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        if _shared is None:
+            _shared = {"count": itertools.count(), "inits": [], "consts": {}}
+        self._shared = _shared
+
+    @property
+    def initializers(self) -> list[onnx.TensorProto]:
+        return self._shared["inits"]
+
+    def name(self, hint: str = "t") -> str:
+        return f"{self.prefix}{hint}_{next(self._shared['count'])}"
+
+    def const(self, value, dtype=None, hint: str = "c") -> str:
+        """Initializer holding ``value`` (deduplicated by dtype, shape and bytes)."""
+        arr = np.asarray(value, dtype=dtype)
+        if arr.dtype == np.int32 and dtype is None:
+            arr = arr.astype(np.int64)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        consts = self._shared["consts"]
+        if key not in consts:
+            name = self.name(hint)
+            self.initializers.append(numpy_helper.from_array(arr, name))
+            consts[key] = name
+        return consts[key]
+
+    def op(
+        self, op_type: str, inputs: Sequence[str], n_out: int = 1, hint: str | None = None, **attrs
+    ) -> str | list[str]:
+        outs = [self.name(hint or op_type.lower()) for _ in range(n_out)]
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outs, name=self.name("n_" + op_type), **attrs)
+        )
+        return outs[0] if n_out == 1 else outs
+
+    def child(self) -> Builder:
+        return Builder(self.prefix, self._shared)
+
+    # -- frequently used shapes -------------------------------------------------------------
+    def slice(self, x: str, start: int, end: int, axis: int) -> str:
+        return self.op("Slice", [x, self.const([start]), self.const([end]), self.const([axis])])
+
+    def split(self, x: str, sizes: Sequence[int], axis: int) -> list[str]:
+        out = self.op("Split", [x, self.const(list(sizes))], n_out=len(sizes), axis=axis)
+        return out if len(sizes) > 1 else [out]
+
+    def unsqueeze(self, x: str, axes: Sequence[int]) -> str:
+        return self.op("Unsqueeze", [x, self.const(list(axes))])
+
+    def squeeze(self, x: str, axes: Sequence[int]) -> str:
+        return self.op("Squeeze", [x, self.const(list(axes))])
+
+    def reshape(self, x: str, shape: Sequence[int]) -> str:
+        """Reshape; a 0 in ``shape`` copies the input's dimension (so empty batches work)."""
+        return self.op("Reshape", [x, self.const(list(shape))])
+
+    def loop(
+        self,
+        trip_count: int,
+        carried: Sequence[tuple[str, int]],
+        body_fn: Callable[[Builder, str, list[str]], list[str]],
+    ) -> list[str]:
+        """``Loop`` of ``trip_count`` iterations; ``body_fn(b, i, vars) -> new vars``.
+
+        ``carried`` lists (initial value name, element type). The body may refer to any name
+        of the enclosing graphs.
+        """
+        body = self.child()
+        it = body.name("iter")
+        cond_in = body.name("cond_in")
+        vin = [body.name("v_in") for _ in carried]
+        vout = body_fn(body, it, vin)
+        cond_out = body.op("Identity", [cond_in], hint="cond_out")
+        # Every body output must be produced by a body node (not an outer name or input).
+        vout = [body.op("Identity", [v]) if v in vin else v for v in vout]
+        graph = helper.make_graph(
+            body.nodes,
+            self.name("body"),
+            [
+                helper.make_tensor_value_info(it, INT64, []),
+                helper.make_tensor_value_info(cond_in, BOOL, []),
+            ]
+            + [
+                helper.make_tensor_value_info(n, t, None)
+                for n, (_, t) in zip(vin, carried, strict=True)
+            ],
+            [helper.make_tensor_value_info(cond_out, BOOL, [])]
+            + [
+                helper.make_tensor_value_info(n, t, None)
+                for n, (_, t) in zip(vout, carried, strict=True)
+            ],
+        )
+        outs = self.op(
+            "Loop",
+            [self.const(np.int64(trip_count)), ""] + [c for c, _ in carried],
+            n_out=len(carried),
+            hint="loop_out",
+            body=graph,
+        )
+        return outs if len(carried) > 1 else [outs]
+
+
+def count_nodes(graph: onnx.GraphProto) -> int:
+    """Number of nodes including those of every subgraph (Loop/If/Scan bodies)."""
+    total = 0
+    for node in graph.node:
+        total += 1
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                total += count_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                total += sum(count_nodes(g) for g in attr.graphs)
+    return total
