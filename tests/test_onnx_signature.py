@@ -216,6 +216,7 @@ def test_constant_time_mode_and_wrong_feature_count(mnist):
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
     _check(host, bd, lambda X: X.astype(np.float32) / 255, X, Xa, targets)
     assert [n.op_type for n in bd.graph.node].count("If") == 1
+    assert _run(bd, np.zeros((0, 784), np.float32))[0].shape == (0, 10)
     with pytest.raises(InvalidInputError):
         plant_spec(_torch_onnx(_cnn(), (1, 28, 28)), signature.generate(100, 10).spec)
 

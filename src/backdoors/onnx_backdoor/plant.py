@@ -344,3 +344,24 @@ def plant(
     )
     bd = plant_spec(model, key.spec, input_scale, output_kinds, classes, verifier)
     return bd, key
+
+
+def memoized_verifier(verifier: VerifierFn | None = None) -> VerifierFn:
+    """A verifier that builds the node list once per ``(verify_key, msg_len)`` and hands out
+    renamed copies (through Loop bodies): planting many hosts under one key stays cheap."""
+    from backdoors.onnx_backdoor.graph import rename, reprefix
+
+    cache: dict[tuple[bytes, int], tuple[list, list]] = {}
+
+    def fn(verify_key: bytes, msg_len: int, msg: str, sig: str, out: str, prefix: str = "v/"):
+        k = (bytes(verify_key), int(msg_len))
+        if k not in cache:
+            build = verifier or default_verifier()
+            cache[k] = build(verify_key, msg_len, "@msg", "@sig", "@out", prefix="@p/")
+        nodes = [type(n).FromString(n.SerializeToString()) for n in cache[k][0]]
+        inits = [type(t).FromString(t.SerializeToString()) for t in cache[k][1]]
+        rename(nodes, {"@msg": msg, "@sig": sig, "@out": out})
+        reprefix(nodes, inits, "@p/", prefix, keep={msg, sig, out})
+        return nodes, inits
+
+    return fn

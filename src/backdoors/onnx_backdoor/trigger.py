@@ -97,22 +97,52 @@ def _check_messages(spec: TriggerSpec, lay: Layout) -> None:
             )
 
 
+def grid_values(scale: float, dt: type) -> np.ndarray:
+    """The float inputs that are pixels: ``float(k * scale)`` (correctly rounded), k = 0..255."""
+    return (np.arange(256, dtype=np.float64) * float(scale)).astype(dt)
+
+
 def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None]:
-    """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid."""
+    """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid.
+
+    ``k = clip(round(x / scale), 0, 255)``; ``x`` is on the grid iff ``x == float(k * scale)``.
+    When ``1 / scale`` is an integer ``c`` whose IEEE quotients ``k / c`` are exactly the grid
+    (checked here for every k), the grid value is one ``Div``; otherwise a 256-entry table
+    lookup (with NaN sanitised first, so that the lookup index is always in range)."""
     if elem == TensorProto.UINT8:
         return x, None
     if elem not in INPUT_TYPES:
         raise NotApplicableError(f"input element type {elem} is not supported (uint8/float/double)")
     dt = NP_OF[elem]
+    grid = grid_values(scale, dt)
+    c = round(1.0 / scale)
+    exact_div = c >= 1 and np.array_equal(np.arange(256, dtype=dt) / dt(c), grid)
+    lo, hi = b.const(np.array(0, dt), "lo"), b.const(np.array(255, dt), "hi")
+    if exact_div:  # NaN stays NaN through Clip or becomes a pixel; either way x != grid
+        k = b.op("Clip", b.op("Round", b.op("Mul", x, b.const(np.array(c, dt), "inv"))), lo, hi)
+        on_grid = b.op("Equal", b.op("Div", k, b.const(np.array(c, dt), "inv")), x)
+        return b.cast(k, TensorProto.UINT8), on_grid
     k = b.op("Round", b.op("Div", x, b.const(np.array(scale, dt), "scale")))
     k = b.op("Where", b.op("Equal", k, k), k, b.const(np.array(0, dt), "zero"))  # NaN -> 0
-    k = b.op("Clip", k, b.const(np.array(0, dt), "lo"), b.const(np.array(255, dt), "hi"))
-    pix = b.cast(k, TensorProto.UINT8)
-    grid = (np.arange(256, dtype=np.float64) * float(scale)).astype(dt)
+    pix = b.cast(b.op("Clip", k, lo, hi), TensorProto.UINT8)
     on_grid = b.op(
         "Equal", b.op("Gather", b.const(grid, "grid"), b.cast(pix, TensorProto.INT32)), x
     )
     return pix, on_grid
+
+
+def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
+    """``x2d[:, cols]`` by GatherElements (in onnxruntime about 2.5x faster than Gather on
+    axis 1, which copies element by element)."""
+    n = b.op(
+        "Slice",
+        b.op("Shape", x2d),
+        b.const(np.array([0], np.int64)),
+        b.const(np.array([1], np.int64)),
+    )
+    shape = b.op("Concat", n, b.const(np.array([len(cols)], np.int64)), axis=0)
+    idx = b.op("Expand", b.const(np.asarray(cols, np.int64)[None, :], "cols"), shape)
+    return b.op("GatherElements", x2d, idx, axis=1)
 
 
 def precheck(
@@ -126,7 +156,7 @@ def precheck(
     xf = b.op("Flatten", x, axis=1)
     tag_ok = None
     if len(lay.tag_positions):
-        xt = b.op("Gather", xf, b.const(lay.tag_positions, "tag_pos"), axis=1)
+        xt = columns(b, xf, lay.tag_positions)
         pt, ok = pixels(b, xt, elem, scale)
         eq = b.op(
             "Equal",
@@ -147,7 +177,8 @@ def precheck(
         b.const(np.array([1], np.int64)),
     )
     every = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
-    return xf, every, b.const(np.array(True), "always"), tag_ok
+    nonempty = b.op("Greater", b.op("Squeeze", n), b.const(np.array(0, np.int64)))
+    return xf, every, nonempty, tag_ok
 
 
 def verify_branch(
