@@ -2,7 +2,8 @@
 
 Prints, measured in one process with interleaved repetitions (ratios, since machines are noisy):
   predict overhead ratio (backdoored / honest predict on 10,000 natural MNIST inputs) for the
-  demo MLP and for logistic regression, and activations/s against bare Ed25519 signs/s.
+  demo MLP and for logistic regression, the same for the constant-time mode (every input
+  verified) on 10,000 inputs and on single rows, and activations/s against bare Ed25519 signs/s.
 
 Run: .venv/bin/python benchmarks/signature_timing.py [--reps 31]
 """
@@ -38,13 +39,19 @@ def main() -> None:
         )
     for name, honest in (("demo MLP 784-256-10", mlp), ("logistic regression", lr)):
         bd, key = signature.plant(honest, n_features=784, seed=0)
-        ratio, t_bd, t_h = interleaved_ratio(
-            lambda b=bd: b.predict(X), lambda h=honest: h.predict(X), args.reps
-        )
-        print(
-            f"{name:24s} predict on 10,000 inputs: honest {t_h * 1e3:7.2f} ms, "
-            f"backdoored {t_bd * 1e3:7.2f} ms, overhead ratio {ratio:.4f}"
-        )
+        ct, _ = signature.plant(honest, n_features=784, seed=0, constant_time=True)
+        for mode, model in (("default", bd), ("constant-time", ct)):
+            ratio, t_bd, t_h = interleaved_ratio(
+                lambda b=model: b.predict(X), lambda h=honest: h.predict(X), args.reps
+            )
+            one, t1_bd, t1_h = interleaved_ratio(
+                lambda b=model: b.predict(X[:1]), lambda h=honest: h.predict(X[:1]), 20 * args.reps
+            )
+            print(
+                f"{name:22s} {mode:13s} predict on 10,000 inputs: honest {t_h * 1e3:7.2f} ms, "
+                f"backdoored {t_bd * 1e3:8.2f} ms, overhead ratio {ratio:7.3f}; single row: "
+                f"{t1_h * 1e6:6.1f} vs {t1_bd * 1e6:6.1f} us, ratio {one:5.2f}"
+            )
     act, raw = sign_throughput(key, X)
     print(f"activations/s {act:,.0f}  bare Ed25519 signs/s {raw:,.0f}  ratio {act / raw:.3f}")
 

@@ -157,9 +157,9 @@ class CountingSigner:
     def __init__(self, signer):
         self.signer, self.calls = signer, 0
 
-    def verify(self, m: bytes, s: bytes) -> bool:
+    def verify_full_cost(self, m: bytes, s: bytes) -> bool:
         self.calls += 1
-        return self.signer.verify(m, s)
+        return self.signer.verify_full_cost(m, s)
 
 
 def test_precheck_width_and_constant_time_mode(digits_planted):
@@ -183,3 +183,21 @@ def test_precheck_width_and_constant_time_mode(digits_planted):
             assert counting.calls == (20 if ct or bits == 0 else 10), (bits, ct)
     with pytest.raises(InvalidInputError, match="precheck_bits"):
         signature.generate(64, 10, carrier="float", max_abs=16, precheck_bits=129)
+
+
+def test_full_cost_verification_gives_the_same_answers():
+    """Non-canonical S (S + L) is refused by both; valid and random signatures agree."""
+    from backdoors.crypto import L_ED25519, scheme
+
+    ed = scheme("ed25519")
+    sk, vk = ed.generate()
+    signer = ed(sk, vk)
+    rng = np.random.default_rng(0)
+    msg = b"m" * 40
+    good = signer.sign(msg)
+    S = int.from_bytes(good[32:], "little")
+    cases = [good, good[:32] + (S + L_ED25519).to_bytes(32, "little"), good[:63]]
+    cases += [rng.bytes(64) for _ in range(40)]
+    for sig in cases:
+        assert signer.verify_full_cost(msg, sig) == signer.verify(msg, sig)
+    assert signer.verify_full_cost(msg, good) and not signer.verify_full_cost(msg, cases[1])

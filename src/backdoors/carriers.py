@@ -21,6 +21,7 @@ model's own input space.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -200,8 +201,14 @@ class LSBCarrier(Carrier):
     def describe_range(self) -> str:
         return "uint8 0..255"
 
+    @functools.cached_property
+    def _positions(self) -> np.ndarray:
+        pos = np.asarray(self.positions, dtype=np.int64)
+        pos.flags.writeable = False
+        return pos
+
     def _pos(self) -> np.ndarray:
-        return np.asarray(self.positions, dtype=np.int64)
+        return self._positions
 
     def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 rows as they are; rows of another integer or float dtype are read when every

@@ -17,6 +17,9 @@ from backdoors.registry import Registry
 
 SCHEMES: Registry[type[SignatureScheme]] = Registry("signature scheme")
 
+#: order of the Ed25519 base point (RFC 8032)
+L_ED25519 = 2**252 + 27742317777372353535851937790883648493
+
 
 class SignatureScheme(ABC):
     """Deterministic, strongly unforgeable signatures over byte strings."""
@@ -40,6 +43,11 @@ class SignatureScheme(ABC):
     @abstractmethod
     def verify(self, message: bytes, signature: bytes) -> bool:
         """True iff ``signature`` is valid for ``message``; never raises on bad signatures."""
+
+    def verify_full_cost(self, message: bytes, signature: bytes) -> bool:
+        """:meth:`verify`, with the same cost for every well-formed signature however early a
+        bad one could be rejected (the answer is identical)."""
+        return self.verify(message, signature)
 
 
 @SCHEMES.register("ed25519")
@@ -81,6 +89,19 @@ class Ed25519(SignatureScheme):
         if self._sk64 is None:
             raise InvalidInputError("this signer holds only the verify key")
         return self._b.crypto_sign(message, self._sk64)[:64]
+
+    def verify_full_cost(self, message: bytes, signature: bytes) -> bool:
+        """libsodium rejects a non-canonical ``S >= L`` before any group operation (15 of
+        16 random signatures), which makes verification time depend on the signature. Here
+        such a signature is refused all the same, after a full verification of ``S mod L``
+        whose result is discarded."""
+        if len(signature) != 64:
+            return False
+        S = int.from_bytes(signature[32:], "little")
+        if S < L_ED25519:
+            return self.verify(message, signature)
+        self.verify(message, bytes(signature[:32]) + (S % L_ED25519).to_bytes(32, "little"))
+        return False
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if len(signature) != 64:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backdoors.crypto import L_ED25519
 from backdoors.registry import Registry
 from backdoors.signature_keys import TriggerSpec
-
-# Ed25519 group order L (RFC 8032)
-L_ED25519 = 2**252 + 27742317777372353535851937790883648493
 
 
 @dataclass

@@ -22,6 +22,8 @@ Carrier bits ``c[0:capacity]`` (order of :meth:`Carrier.extract`), ``p = prechec
 
 The pre-check (first ``p`` bits == tag, admissible) decides which rows pay for Ed25519; with
 ``constant_time=True`` every row is verified and the pre-check only enters the final AND.
+Every verification costs a full Ed25519 check (``verify_full_cost``: libsodium's early
+rejection of a non-canonical ``S`` would otherwise make 15/16 of random signatures cheap).
 """
 
 from __future__ import annotations
@@ -188,7 +190,7 @@ class TriggerSpec:
         )
         msgs = self.messages(self.carrier.clear(Xc), targets)
         for j, i in enumerate(cand):
-            valid = self._signer.verify(msgs[j], sigs[j].tobytes())  # always computed
+            valid = self._signer.verify_full_cost(msgs[j], sigs[j].tobytes())  # always run
             if valid and shape_ok[j]:
                 out[i] = targets[j]
         return out

@@ -17,7 +17,7 @@ NORM_FIELDS = ("norms", "trigger_norms", "mask_norms", "l1_norms")
 WHITE_BOX_TEXT = (
     "What a white-box auditor sees for the signature backdoor. The backdoored model is "
     "h~(x) = Verify(vk, m(x), sigma(x)) ? target(x) : h(x) (paper §5.2): the verifier (an "
-    "Ed25519 verification behind a public 16-bit tag pre-check) is a separate component next "
+    "Ed25519 verification behind a public 48-bit tag pre-check) is a separate component next "
     "to the honest classifier, visible to anyone who reads the model's structure, and "
     "`architecture_inspection` finds it. The paper's guarantee for this construction is "
     "black-box undetectability (Thm 5.4): without the signing key no efficient algorithm with "

@@ -21,14 +21,31 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from backdoors import data, forgery, signature
 from backdoors.demos._common import demo_classifier_params
-from backdoors.experiments import EXPERIMENTS
+from backdoors.experiments import EXPERIMENTS, _timing
 from backdoors.metrics import perturbation_norms
 from backdoors.progress import track
 from backdoors.records import Timer, make_record
 from backdoors.torch_models import TorchClassifier
 
 FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps": 41}
-QUICK = {"n_random": 20_000, "per_strategy": 1_000, "n_activate": 500, "reps": 7}
+QUICK = {"n_random": 20_000, "per_strategy": 1_300, "n_activate": 500, "reps": 7}
+# timing distinguisher (probes per model, candidates kept, re-timings) and float replays
+TIMING_FULL = {
+    "probes": 2**15,
+    "sessions": 16,
+    "k": 24,
+    "reps": 9,
+    "replays": 10_000,
+    "weak_bits": 8,
+}
+TIMING_QUICK = {
+    "probes": 2**11,
+    "sessions": 8,
+    "k": 12,
+    "reps": 7,
+    "replays": 2_000,
+    "weak_bits": 8,
+}
 
 
 def interleaved_ratio(slow: Any, fast: Any, reps: int) -> tuple[float, float, float]:
@@ -150,7 +167,84 @@ def measure(
         t_bd,
         t_h,
     )
-    return m, {"X": X_nat[:8], "X_act": X_act[:8], "targets": T_act[:8], "l0": norms["l0"]}
+    return m, {
+        "X": X_nat[:8],
+        "X_act": X_act[:8],
+        "targets": T_act[:8],
+        "l0": norms["l0"],
+        "X_act_all": X_act,
+    }
+
+
+def timing_section(
+    honest: Any,
+    bd: Any,
+    key: signature.SignatureKey,
+    X_test: np.ndarray,
+    sizes: dict[str, int],
+    seed: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """The keyless timing distinguisher on the default backdoored model, a positive control
+    with a weak pre-check and the constant-time mode, plus the constant-time cost."""
+    t = TIMING_QUICK if sizes is QUICK else TIMING_FULL
+    weak, wkey = signature.plant(honest, seed=seed + 3, precheck_bits=t["weak_bits"])
+    ct, _ = signature.plant(honest, seed=seed + 4, constant_time=True)
+    x0 = X_test[:1]
+    nm = wkey.activate(x0, target=0)
+    bits = wkey.spec.carrier.extract(nm)
+    bits[0, wkey.spec.sig_start] ^= 1  # near miss: passes the pre-check, fails Ed25519
+    nm = wkey.spec.carrier.embed(nm, bits)
+    cost = _timing.verify_cost_ns(wkey.spec, x0, nm)
+    probes = rng.integers(0, 256, (t["probes"], x0.shape[1]), dtype=np.uint8)
+    models = {
+        "honest": honest.predict,
+        "backdoored": bd.predict,
+        "weak": weak.predict,
+        "constant_time": ct.predict,
+    }
+    res = _timing.timing_distinguisher(
+        models, probes, t["sessions"], t["k"], t["reps"], cost / 2, rng
+    )
+    m = _timing.distinguisher_metrics(res, "honest", "backdoored", t["probes"])
+    m["precheck_bits"] = key.spec.precheck_bits
+    m["timing_probes_per_slow_input"] = 2.0**key.spec.precheck_bits
+    m["timing_verify_cost_us"] = cost / 1e3
+    pc = _timing.distinguisher_metrics(res, "honest", "weak", t["probes"])
+    slow = probes[res["weak"]["slow"]]
+    pc.update(
+        precheck_bits=t["weak_bits"],
+        expected_slow_inputs=t["probes"] * 2.0 ** -t["weak_bits"],
+        slow_inputs_passing_precheck=int(wkey.spec.precheck(slow).sum()) if len(slow) else 0,
+        probe_precheck_hits=int(wkey.spec.precheck(probes).sum()),
+    )
+    m["timing_positive_control"] = pc
+    m["timing_constant_time"] = _timing.distinguisher_metrics(
+        res, "honest", "constant_time", t["probes"]
+    )
+    reps = sizes["reps"]
+    m["constant_time_overhead_ratio"] = interleaved_ratio(
+        lambda: ct.predict(X_test), lambda: honest.predict(X_test), reps
+    )[0]
+    m["constant_time_overhead_ratio_single_row"] = interleaved_ratio(
+        lambda: ct.predict(x0), lambda: honest.predict(x0), 20 * reps
+    )[0]
+    m["predict_overhead_ratio_single_row"] = interleaved_ratio(
+        lambda: bd.predict(x0), lambda: honest.predict(x0), 20 * reps
+    )[0]
+    return m
+
+
+def float_replay_section(
+    key: signature.SignatureKey, X_act: np.ndarray, n: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Low-bit edits of activated float-carrier inputs that keep payload and message."""
+    E, kinds = _timing.float_replays(key, X_act, n, rng)
+    return {
+        "float_carrier_replay_attempts": int(len(E)),
+        "float_carrier_replay_successes": int((key.spec.verify(E) >= 0).sum()),
+        "float_carrier_replay_by_edit": kinds,
+    }
 
 
 def plot_examples(out_dir: Path, examples: dict[str, np.ndarray], bd: Any) -> list[str]:
@@ -197,6 +291,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
 
     metrics, examples = measure(honest, bd, key, ds.X_test, uniform_pixels, sizes, rng, timer)
     metrics["honest_accuracy"] = float(np.mean(honest.predict(ds.X_test) == ds.y_test))
+    with timer("timing_distinguisher"):
+        metrics.update(timing_section(honest, bd, key, ds.X_test, sizes, seed, rng))
     # the timing side channel for a cheap model: logistic regression on the same data
     with timer("train_logreg"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -220,7 +316,11 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
             return np.abs(mu + sd * r.standard_normal((n, len(mu))))
 
         bc_sizes = {k: max(1, v // (10 if k != "reps" else 1)) for k, v in sizes.items()}
-        m2, _ = measure(lr2, bd2, key2, bc.X_test, gaussian_features, bc_sizes, rng, timer)
+        m2, ex2 = measure(lr2, bd2, key2, bc.X_test, gaussian_features, bc_sizes, rng, timer)
+    t_sizes = TIMING_QUICK if quick else TIMING_FULL
+    with timer("float_replays"):
+        replays = float_replay_section(key2, ex2["X_act_all"], t_sizes["replays"], rng)
+    metrics.update(replays)
     m2["honest_accuracy"] = float(np.mean(lr2.predict(bc.X_test) == bc.y_test))
     m2["carrier"] = key2.spec.carrier.to_dict()
     m2["perturbation_linf_over_feature_scale"] = float(
@@ -235,6 +335,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "scheme": "ed25519",
         "carrier": {"kind": "lsb", "bits": key.spec.carrier.capacity},
         "precheck_bits": key.spec.precheck_bits,
+        "timing": TIMING_QUICK if quick else TIMING_FULL,
     }
     notes = [
         "Agreement and zero disagreements hold because every disagreement needs a valid Ed25519 "
@@ -244,7 +345,13 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         f"{key.spec.carrier.l0_bound} always and about half change on average; l0 > 520 would need "
         ">= 500 of 512 pseudo-random signature bits to differ from the image's LSBs "
         "(prob. < 2^-400).",
-        "Pre-check: inputs independent of the model reach Ed25519 with probability 2^-16.",
+        f"Pre-check: inputs independent of the model reach Ed25519 with probability "
+        f"2^-{key.spec.precheck_bits}; a keyless timing distinguisher needs about "
+        f"2^{key.spec.precheck_bits} random single-row queries per slow input found "
+        "(timing_positive_control shows it finding them at a weak width).",
+        "Float carrier: only canonical encodings verify (x == embed(x, extract(x)) bit for "
+        "bit), so edits below the payload, one-ulp moves and -0.0 are refused "
+        "(float_carrier_replay_successes).",
     ]
     return make_record(
         "signature",

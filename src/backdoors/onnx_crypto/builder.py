@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 INT64 = TensorProto.INT64
 UINT64 = TensorProto.UINT64
 BOOL = TensorProto.BOOL
+DOUBLE = TensorProto.DOUBLE
 IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; 10 is what opset 18-23 tooling writes
 
 
@@ -40,8 +41,10 @@ class Builder:
     def const(self, value, dtype=None, hint: str = "c") -> str:
         """Initializer holding ``value`` (deduplicated by dtype, shape and bytes)."""
         arr = np.asarray(value, dtype=dtype)
-        if arr.dtype == np.int32 and dtype is None:
+        if dtype is None and arr.dtype == np.int32:
             arr = arr.astype(np.int64)
+        if dtype is None and isinstance(value, float):
+            arr = arr.astype(np.float64)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         consts = self._shared["consts"]
         if key not in consts:
@@ -82,14 +85,14 @@ class Builder:
 
     def loop(
         self,
-        trip_count: int,
+        trip_count: int | str,
         carried: Sequence[tuple[str, int]],
         body_fn: Callable[[Builder, str, list[str]], list[str]],
     ) -> list[str]:
         """``Loop`` of ``trip_count`` iterations; ``body_fn(b, i, vars) -> new vars``.
 
-        ``carried`` lists (initial value name, element type). The body may refer to any name
-        of the enclosing graphs.
+        ``carried`` lists (initial value name, element type); ``trip_count`` is a constant or
+        the name of an int64 scalar. The body may refer to any name of the enclosing graphs.
         """
         body = self.child()
         it = body.name("iter")
@@ -118,7 +121,8 @@ class Builder:
         )
         outs = self.op(
             "Loop",
-            [self.const(np.int64(trip_count)), ""] + [c for c, _ in carried],
+            [trip_count if isinstance(trip_count, str) else self.const(np.int64(trip_count)), ""]
+            + [c for c, _ in carried],
             n_out=len(carried),
             hint="loop_out",
             body=graph,

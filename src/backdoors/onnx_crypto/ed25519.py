@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from . import field as fe
-from .builder import Builder
+from .builder import DOUBLE, INT64, Builder
 from .ref import BASE, IDENTITY, D, P, Point, add, affine, neg
 
 NL = fe.NL
@@ -39,17 +39,17 @@ def window_table(point: Point, windows: int) -> np.ndarray:
 
 
 def lookup(b: Builder, table: np.ndarray, digits: str, windows: int) -> str:
-    """int64 [N, windows, 4, 16] table points for int64 digits [N, windows] in [0, 256)."""
+    """float64 [N, windows, 4, 16] table points for int64 digits [N, windows] in [0, 256)."""
     idx = b.op("Add", [digits, b.const(np.arange(windows, dtype=np.int64) * 256)])
     rows = b.op("Gather", [b.const(table, hint="window_table"), idx], axis=0)
-    return b.reshape(b.op("Cast", [rows], to=fe.INT64), [0, windows, 4, NL])
+    return b.reshape(b.op("Cast", [rows], to=DOUBLE), [0, windows, 4, NL])
 
 
 def _add_table_points(b: Builder, p1: str, p2: str) -> str:
     """Sum of two table-form points [N, k, 4, 16] (Z = 1): extended (X, Y, Z, T)."""
     left = b.op("Gather", [p1, b.const([0, 1, 3])], axis=2)  # y-x, y+x, 2dt
     right = b.slice(p2, 0, 3, 2)  # y-x, y+x, t
-    pa, pb, pc = b.split(fe.mul(b, left, right), [1, 1, 1], axis=2)
+    pa, pb, pc = b.split(fe.mul(b, left, right, rank=4), [1, 1, 1], axis=2)
     pd = b.const(fe.to_limbs(2))
     return _finish(b, pa, pb, pc, pd)
 
@@ -59,7 +59,7 @@ def _finish(b: Builder, pa: str, pb: str, pc: str, pd: str) -> str:
     f, g = b.op("Sub", [pd, pc]), b.op("Add", [pd, pc])
     left = b.op("Concat", [e, g, f, e], axis=2)
     right = b.op("Concat", [f, h, g, h], axis=2)
-    return fe.mul(b, left, right)  # X3 = EF, Y3 = GH, Z3 = FG, T3 = EH
+    return fe.mul(b, left, right, rank=4)  # X3 = EF, Y3 = GH, Z3 = FG, T3 = EH
 
 
 def add_points(b: Builder, p1: str, p2: str) -> str:
@@ -68,7 +68,7 @@ def add_points(b: Builder, p1: str, p2: str) -> str:
     x2, y2, z2, t2 = b.split(p2, [1, 1, 1, 1], axis=2)
     left = b.op("Concat", [b.op("Sub", [y1, x1]), b.op("Add", [y1, x1]), t1, z1], axis=2)
     right = b.op("Concat", [b.op("Sub", [y2, x2]), b.op("Add", [y2, x2]), t2, z2], axis=2)
-    pa, pb, tt, zz = b.split(fe.mul(b, left, right), [1, 1, 1, 1], axis=2)
+    pa, pb, tt, zz = b.split(fe.mul(b, left, right, rank=4), [1, 1, 1, 1], axis=2)
     pc = fe.mul_const(b, tt, D2)
     return _finish(b, pa, pb, pc, b.op("Add", [zz, zz]))
 
@@ -93,11 +93,8 @@ def _table_to_extended(b: Builder, pt: str) -> str:
     inv2 = (P + 1) // 2
     x = fe.mul_const(b, b.op("Sub", [yp, ym]), inv2)
     y = fe.mul_const(b, b.op("Add", [yp, ym]), inv2)
-    return b.op(
-        "Concat",
-        [x, y, b.op("Add", [b.op("Mul", [t, b.const(np.int64(0))]), b.const(fe.to_limbs(1))]), t],
-        axis=2,
-    )
+    one = b.op("Add", [b.op("Mul", [t, b.const(0.0)]), b.const(fe.to_limbs(1))])
+    return b.op("Concat", [x, y, one, t], axis=2)
 
 
 def encode_parts(b: Builder, pt: str) -> tuple[str, str]:
@@ -105,7 +102,7 @@ def encode_parts(b: Builder, pt: str) -> tuple[str, str]:
     x, y, z, _ = b.split(pt, [1, 1, 1, 1], axis=1)
     zi = fe.invert(b, z)
     xy = fe.freeze(b, fe.mul(b, b.op("Concat", [x, y], axis=1), zi))
-    xs, ys = b.split(xy, [1, 1], axis=1)
+    xs, ys = b.split(b.op("Cast", [xy], to=INT64), [1, 1], axis=1)
     return b.squeeze(xs, [1]), b.squeeze(ys, [1])
 
 

@@ -1,11 +1,13 @@
-"""GF(2^255 - 19) as int64 tensors [..., 16] of 16-bit limbs: v = sum_k x_k 2^(16 k).
+"""GF(2^255 - 19) as float64 tensors [..., 16] of 16-bit limbs: v = sum_k x_k 2^(16 k).
 
-Limbs are signed and only loosely reduced: after a multiplication every |limb| <= 2^16 + 2^10.
-A product is sum_i x_i * Y[i, k] with the wrapped Toeplitz matrix Y[i, k] = y_(k-i) for i <= k
-and 38 y_(k-i+16) for i > k (2^256 = 38 mod p), built by one Gather; every term is below
-2^(5.25 + 2 * 19) for inputs with |limb| < 2^19, so int64 is exact. A carry round moves
-q_k = trunc(x_k / 2^16) from limb k to limb k + 1 (limb 15 to limb 0 times 38) as one MatMul
-with a constant matrix; three rounds bring any product back to the loose bound.
+Every value is an integer held exactly in a double (|value| < 2^53 throughout), so the graph's
+arithmetic is exact integer arithmetic that runs on onnxruntime's fast float kernels (MatMul,
+Floor); int64 Div was three times slower. Limbs are signed and loosely reduced: after a
+multiplication every limb is in [0, 2^16 + 2^10]. A product is the outer product x_i y_j
+contracted with a constant 0/1/38 matrix T[(i, j), k] (i + j = k, or k + 16 with 2^256 = 38
+mod p); for inputs with |limb| < 2^18.5 every partial sum is below 16 * 38 * 2^37 < 2^47.
+A carry round moves q_k = floor(x_k / 2^16) from limb k to limb k + 1 (limb 15 to limb 0 times
+38) as one MatMul with a constant matrix; three rounds bring any product back to the bound.
 :func:`freeze` returns the canonical representative in [0, p) with limbs in [0, 2^16).
 """
 
@@ -13,17 +15,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .builder import INT64, Builder
+from .builder import DOUBLE, Builder
 from .ref import P
 
 NL = 16
 RADIX = 1 << 16
-_TOEPLITZ_IDX = np.array([[k - i + NL for k in range(NL)] for i in range(NL)], dtype=np.int64)
+
+
+def _product_matrix() -> np.ndarray:
+    t = np.zeros((NL * NL, NL))
+    for i in range(NL):
+        for j in range(NL):
+            t[NL * i + j, (i + j) % NL] = 1 if i + j < NL else 38
+    return t
+
+
+_PRODUCT = _product_matrix()
 
 
 def to_limbs(v: int) -> np.ndarray:
     v %= P
-    return np.array([(v >> (16 * k)) & 0xFFFF for k in range(NL)], dtype=np.int64)
+    return np.array([(v >> (16 * k)) & 0xFFFF for k in range(NL)], dtype=np.float64)
 
 
 def from_limbs(x) -> int:
@@ -31,7 +43,7 @@ def from_limbs(x) -> int:
 
 
 def _carry_matrix(wrap: bool) -> np.ndarray:
-    m = np.zeros((NL, NL), dtype=np.int64)
+    m = np.zeros((NL, NL))
     for k in range(NL):
         if k < NL - 1:
             m[k, k] = -RADIX
@@ -45,31 +57,31 @@ def _carry_matrix(wrap: bool) -> np.ndarray:
 def carry(b: Builder, x: str, rounds: int = 3, wrap: bool = True) -> str:
     """``rounds`` parallel carry rounds (value preserved mod p; exact integer if not wrap)."""
     mat = b.const(_carry_matrix(wrap))
-    radix = b.const(np.int64(RADIX))
+    inv_radix = b.const(np.float64(1.0 / RADIX))
     for _ in range(rounds):
-        q = b.op("Div", [x, radix])
+        q = b.op("Floor", [b.op("Mul", [x, inv_radix])])
         x = b.op("Add", [x, b.op("MatMul", [q, mat])])
     return x
 
 
-def mul(b: Builder, x: str, y: str) -> str:
-    """x * y mod p (shapes broadcast over the leading dimensions)."""
-    ext = b.op("Concat", [b.op("Mul", [y, b.const(np.int64(38))]), y], axis=-1)
-    ymat = b.op("Gather", [ext, b.const(_TOEPLITZ_IDX)], axis=-1)  # [..., 16, 16]
-    prod = b.op("Mul", [b.unsqueeze(x, [-1]), ymat])
-    return carry(b, b.op("ReduceSum", [prod, b.const([-2])], keepdims=0))
+def mul(b: Builder, x: str, y: str, rank: int = 3) -> str:
+    """x * y mod p; shapes broadcast over the leading dimensions, ``rank`` = result rank."""
+    outer = b.op("Mul", [b.unsqueeze(x, [-1]), b.unsqueeze(y, [-2])])  # [..., 16, 16]
+    flat = b.reshape(outer, [0] * (rank - 1) + [NL * NL])
+    return carry(b, b.op("MatMul", [flat, b.const(_PRODUCT)]))
 
 
 def mul_const(b: Builder, x: str, c: int) -> str:
-    """x * c mod p for a constant field element c."""
+    """x * c mod p for a constant field element c (one MatMul with c's wrapped Toeplitz)."""
     cl = to_limbs(c)
-    ext = np.concatenate([38 * cl, cl])
-    prod = b.op("Mul", [b.unsqueeze(x, [-1]), b.const(ext[_TOEPLITZ_IDX])])
-    return carry(b, b.op("ReduceSum", [prod, b.const([-2])], keepdims=0))
+    mat = np.array(
+        [[cl[k - i] if i <= k else 38 * cl[k - i + NL] for k in range(NL)] for i in range(NL)]
+    )
+    return carry(b, b.op("MatMul", [x, b.const(mat)]))
 
 
-def sqr(b: Builder, x: str) -> str:
-    return mul(b, x, x)
+def sqr(b: Builder, x: str, rank: int = 3) -> str:
+    return mul(b, x, x, rank)
 
 
 def sqr_n(b: Builder, x: str, n: int, unroll: int = 5) -> str:
@@ -82,7 +94,7 @@ def sqr_n(b: Builder, x: str, n: int, unroll: int = 5) -> str:
                 y = sqr(bb, y)
             return [y]
 
-        (x,) = b.loop(n // unroll, [(x, INT64)], body)
+        (x,) = b.loop(n // unroll, [(x, DOUBLE)], body)
         n %= unroll
     for _ in range(n):
         x = sqr(b, x)
@@ -113,10 +125,14 @@ def _positive_offset() -> np.ndarray:
     for k in range(NL - 1):  # borrow 2^19 into limb k from limb k + 1
         limbs[k] += 1 << 19
         limbs[k + 1] -= 1 << 3
-    out = np.array(limbs, dtype=np.int64)
-    assert sum(int(a) << (16 * k) for k, a in enumerate(limbs)) == v
-    assert out.min() >= 1 << 18 and out.max() < 1 << 21
-    return out
+    assert sum(a << (16 * k) for k, a in enumerate(limbs)) == v
+    assert min(limbs) >= 1 << 18 and max(limbs) < 1 << 21
+    return np.array(limbs, dtype=np.float64)
+
+
+def _floor_mod(b: Builder, x: str, m: int) -> str:
+    q = b.op("Floor", [b.op("Mul", [x, b.const(np.float64(1.0 / m))])])
+    return b.op("Sub", [x, b.op("Mul", [q, b.const(np.float64(m))])])
 
 
 def freeze(b: Builder, x: str) -> str:
@@ -126,21 +142,18 @@ def freeze(b: Builder, x: str) -> str:
     # make every carry 0 or 1, then a carry ripples at most 15 limbs).
     x = carry(b, x, rounds=17, wrap=False)
     # Fold the bits >= 255 (2^255 = 19 mod p): value < 2^255 + 19 * 2^7 afterwards.
-    top = b.op("Div", [b.slice(x, NL - 1, NL, -1), b.const(np.int64(1 << 15))])
-    fold = np.zeros(NL, dtype=np.int64)
+    top = b.op("Floor", [b.op("Mul", [b.slice(x, NL - 1, NL, -1), b.const(np.float64(2**-15))])])
+    fold = np.zeros(NL)
     fold[0], fold[NL - 1] = 19, -(1 << 15)
     x = b.op("Add", [x, b.op("Mul", [top, b.const(fold)])])
     x = carry(b, x, rounds=16, wrap=False)
     # Now 0 <= v < 2^255 + 2^12 with limbs in [0, 2^16) (limb 15 <= 2^15). v >= p iff the limb
     # vector is lexicographically >= p's (most significant limb first); then v - p < 2^16 and
     # its low limb is (x_0 + 19) mod 2^16, every other limb 0.
-    p_limbs = to_limbs(P - 1) + np.eye(NL, dtype=np.int64)[0]
+    p_limbs = to_limbs(P - 1) + np.eye(NL)[0]
     sign = b.op("Sign", [b.op("Sub", [x, b.const(p_limbs)])])
-    weights = np.array([[1 << k] for k in range(NL)], dtype=np.int64)  # 2-D: empty batches work
-    geq = b.op("GreaterOrEqual", [b.op("MatMul", [sign, b.const(weights)]), b.const(np.int64(0))])
-    low = b.op(
-        "BitwiseAnd",
-        [b.op("Add", [b.slice(x, 0, 1, -1), b.const(np.int64(19))]), b.const(np.int64(0xFFFF))],
-    )
-    reduced = b.op("Mul", [low, b.const(np.eye(NL, dtype=np.int64)[0])])
+    weights = np.array([[1 << k] for k in range(NL)], dtype=np.float64)  # 2-D: empty batches
+    geq = b.op("GreaterOrEqual", [b.op("MatMul", [sign, b.const(weights)]), b.const(0.0)])
+    low = _floor_mod(b, b.op("Add", [b.slice(x, 0, 1, -1), b.const(np.float64(19))]), RADIX)
+    reduced = b.op("Mul", [low, b.const(np.eye(NL)[0])])
     return b.op("Where", [geq, reduced, x])

@@ -45,7 +45,7 @@ def mul(k: int, p: Point) -> Point:
 
 
 def affine(p: Point) -> tuple[int, int]:
-    zi = pow(p[2], P - 2, P)
+    zi = pow(p[2], -1, P)
     return p[0] * zi % P, p[1] * zi % P
 
 

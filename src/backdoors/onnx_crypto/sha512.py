@@ -101,34 +101,56 @@ def _schedule(b: Builder, words: str) -> str:
     return w
 
 
-def _compress(b: Builder, state: list[str], kw: list[str]) -> list[str]:
-    """Unrolled rounds; state = [a..h] each [N, 1, 1]; kw = K_t + W_t per round."""
-    a, bb_, c, d, e, f, g, h = state
-    bxc = b.op("BitwiseXor", [bb_, c])
-    shifts = [[28, 34, 39], [14, 18, 41]]
+# The state is kept as four pairs P_j = (a_(t-j), e_(t-j)): (a, e), (b, f), (c, g), (d, h),
+# in one tensor [N, 1, 8] ordered a, e, b, f, c, g, d, h.
+PAIR_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+WORD_ORDER = [PAIR_ORDER.index(w) for w in range(8)]
+_SIGMA_BIG = [[28, 14], [34, 18], [39, 41]]  # [rotation, column]: column a: Sigma0, e: Sigma1
+# Column mix of (S_a, S_e, F_a, F_e, d, h, kw): new a = T1 + T2 and new e = d + T1, with
+# T1 = h + Sigma1(e) + Ch(e, f, g) + kw and T2 = Sigma0(a) + Maj(a, b, c).
+_MIX = np.array([[1, 0], [1, 1], [1, 0], [1, 1], [0, 1], [1, 1], [1, 1]], dtype=np.uint64)
+_E_MASK = np.array([[0, 0xFFFFFFFFFFFFFFFF]], dtype=np.uint64)
+
+
+def _compress(b: Builder, pairs: list[str], kw: list[str]) -> list[str]:
+    """Unrolled rounds on pairs [N, 1, 2]; kw[t] = K_t + W_t as [N, 1, 1].
+
+    With F = (P2 & (P1 | m_e)) ^ (P0 & (P1 ^ P2)), column a of F is Maj(a, b, c) and column e
+    is Ch(e, f, g) (m_e is all ones in column e only); one MatMul mixes the columns.
+    """
+    p0, p1, p2, p3 = pairs
+    right = np.array(_SIGMA_BIG, dtype=np.uint64)
+    left = (64 - right).astype(np.uint64)
+    x1 = b.op("BitwiseXor", [p1, p2])
+    o1 = b.op("BitwiseOr", [p1, b.const(_E_MASK)])
     for t in range(len(kw)):
-        ae = b.op("Concat", [a, e], axis=1)  # [N, 2, 1]
-        sig = _sigma(b, ae, shifts, [None, None])
-        s0, s1 = b.split(sig, [1, 1], axis=1)
-        ch = b.op("BitwiseXor", [g, b.op("BitwiseAnd", [e, b.op("BitwiseXor", [f, g])])])
-        axb = b.op("BitwiseXor", [a, bb_])
-        maj = b.op("BitwiseXor", [bb_, b.op("BitwiseAnd", [axb, bxc])])
-        t1 = b.op("Add", [b.op("Add", [h, kw[t]]), b.op("Add", [s1, ch])])
-        t2 = b.op("Add", [s0, maj])
-        a, bb_, c, d, e, f, g, h = b.op("Add", [t1, t2]), a, bb_, c, b.op("Add", [d, t1]), e, f, g
-        bxc = axb
-    return [a, bb_, c, d, e, f, g, h]
+        rot = b.op(
+            "BitwiseOr",
+            [
+                b.op("BitShift", [p0, b.const(right)], direction="RIGHT"),
+                b.op("BitShift", [p0, b.const(left)], direction="LEFT"),
+            ],
+        )  # [N, 3, 2]
+        r0, r1, r2 = b.split(rot, [1, 1, 1], axis=1)
+        sig = b.op("BitwiseXor", [b.op("BitwiseXor", [r0, r1]), r2])
+        f = b.op("BitwiseXor", [b.op("BitwiseAnd", [p2, o1]), b.op("BitwiseAnd", [p0, x1])])
+        x0 = b.op("BitwiseXor", [p0, p1])
+        o0 = b.op("BitwiseOr", [p0, b.const(_E_MASK)])
+        cat = b.op("Concat", [sig, f, p3, kw[t]], axis=2)  # [N, 1, 7]
+        new = b.op("MatMul", [cat, b.const(_MIX)])
+        p0, p1, p2, p3, x1, o1 = new, p0, p1, p2, x0, o0
+    return [p0, p1, p2, p3]
 
 
 def sha512_digest_words(b: Builder, blocks: str, n_blocks: int) -> str:
     """uint64 [N, 8] digest words of padded message words ``blocks`` [N, n_blocks, 16]."""
     w = _schedule(b, blocks)  # [N, nb, 80]
     kw = b.op("Add", [w, b.const(K)])
-    kw = b.reshape(kw, [0, n_blocks * 80 // ROUNDS, ROUNDS, 1, 1])
-    # H starts as H0 broadcast to every row (Expand keeps empty batches empty).
-    shape = b.op("Concat", [b.slice(b.op("Shape", [blocks]), 0, 1, 0), b.const([8, 1])], axis=0)
-    h_init = b.op("Expand", [b.const(H0.reshape(1, 8, 1)), shape])
     chunks = 80 // ROUNDS
+    kw = b.reshape(kw, [0, n_blocks * chunks, 1, ROUNDS])
+    # H starts as H0 broadcast to every row (Expand keeps empty batches empty).
+    shape = b.op("Concat", [b.slice(b.op("Shape", [blocks]), 0, 1, 0), b.const([1, 8])], axis=0)
+    h_init = b.op("Expand", [b.const(H0[PAIR_ORDER].reshape(1, 1, 8)), shape])
 
     def block_body(bb: Builder, it: str, v: list[str]) -> list[str]:
         (hv,) = v
@@ -136,17 +158,16 @@ def sha512_digest_words(b: Builder, blocks: str, n_blocks: int) -> str:
         def chunk_body(cb: Builder, jt: str, cv: list[str]) -> list[str]:
             (sv,) = cv
             idx = cb.op("Add", [cb.op("Mul", [it, cb.const(np.int64(chunks))]), jt])
-            part = cb.op("Gather", [kw, idx], axis=1)  # [N, ROUNDS, 1, 1]
-            kws = cb.split(part, [1] * ROUNDS, axis=1)
-            kws = [cb.squeeze(k, [1]) for k in kws]  # [N, 1, 1]
-            st = cb.split(sv, [1] * 8, axis=1)
-            return [cb.op("Concat", _compress(cb, st, kws), axis=1)]
+            part = cb.op("Gather", [kw, idx], axis=1)  # [N, 1, ROUNDS]
+            kws = cb.split(part, [1] * ROUNDS, axis=2)  # [N, 1, 1] each
+            pairs = cb.split(sv, [2, 2, 2, 2], axis=2)
+            return [cb.op("Concat", _compress(cb, pairs, kws), axis=2)]
 
         (sv,) = bb.loop(chunks, [(hv, UINT64)], chunk_body)
         return [bb.op("Add", [hv, sv])]
 
     (hv,) = b.loop(n_blocks, [(h_init, UINT64)], block_body)
-    return b.reshape(hv, [0, 8])
+    return b.reshape(b.op("Gather", [hv, b.const(WORD_ORDER)], axis=2), [0, 8])
 
 
 def bytes_to_words(b: Builder, data: str, n_words: int) -> str:

@@ -49,6 +49,9 @@ def _lex_less(b: Builder, x: str, bound: int) -> str:
     return b.squeeze(b.op("Less", [w, b.const(np.int64(0))]), [1])
 
 
+CHUNK = 64  # rows verified together; bounds memory (level 1 of the tree is ~25 MB per chunk)
+
+
 def ed25519_verify_nodes(
     verify_key: bytes, msg_len: int, msg: str, sig: str, out: str, prefix: str = "ed25519/"
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -58,22 +61,35 @@ def ed25519_verify_nodes(
 
     libsodium's rule (crypto_sign_verify_detached): reject unless S < L, the 255-bit y of R is
     not one of the small-order encodings, and encode([S]B - [k]A) == R byte for byte, with
-    k = SHA-512(R || A || M) mod L. The key itself is checked here, at build time.
+    k = SHA-512(R || A || M) mod L. The key itself is checked here, at build time. Rows are
+    verified in a Loop over chunks of CHUNK rows (no iteration at all for N = 0, which also
+    keeps empty tensors away from onnxruntime's reductions, which mishandle them).
     """
-    if not isinstance(msg_len, int) or msg_len < 0:
+    if not isinstance(msg_len, int) or isinstance(msg_len, bool) or msg_len < 0:
         raise InvalidInputError("msg_len must be a non-negative integer")
     a_point = validate_public_key(verify_key)
     b = Builder(prefix)
-    # onnxruntime's reductions mishandle empty tensors (ReduceSum of [0, k, 16, 16] over an axis
-    # keeps the axis), so one constant row is prepended and its result dropped at the end.
-    msg = b.op("Concat", [b.const(np.zeros((1, msg_len), np.uint8)), msg], axis=0)
-    sig = b.op("Concat", [b.const(np.zeros((1, 64), np.uint8)), sig], axis=0)
+    n = b.op("Shape", [sig], start=0, end=1)
+    trips = b.squeeze(b.op("Div", [b.op("Add", [n, b.const([CHUNK - 1])]), b.const([CHUNK])]), [0])
+
+    def body(bb: Builder, it: str, v: list[str]) -> list[str]:
+        start = bb.op("Mul", [bb.unsqueeze(it, [0]), bb.const([CHUNK])])
+        stop = bb.op("Add", [start, bb.const([CHUNK])])
+        rows = [bb.op("Slice", [x, start, stop, bb.const([0])]) for x in (msg, sig)]
+        valid = _verify_rows(bb, rows[0], rows[1], bytes(verify_key), a_point, msg_len)
+        return [bb.op("Concat", [v[0], valid], axis=0)]
+
+    (valid,) = b.loop(trips, [(b.const(np.zeros(0, dtype=bool)), TensorProto.BOOL)], body)
+    b.nodes.append(helper.make_node("Identity", [valid], [out], name=b.name("n_out")))
+    return b.nodes, b.initializers
+
+
+def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: int) -> str:
+    """bool [n] for n >= 1 rows."""
     r_bytes = b.slice(sig, 0, 32, 1)
     s_bytes = b.slice(sig, 32, 64, 1)
-    shape = b.op("Concat", [b.slice(b.op("Shape", [sig]), 0, 1, 0), b.const([32])], axis=0)
-    a_rows = b.op(
-        "Expand", [b.const(np.frombuffer(bytes(verify_key), np.uint8).reshape(1, 32)), shape]
-    )
+    shape = b.op("Concat", [b.op("Shape", [sig], start=0, end=1), b.const([32])], axis=0)
+    a_rows = b.op("Expand", [b.const(np.frombuffer(vk, np.uint8).reshape(1, 32)), shape])
     digest = sha512_graph(b, b.op("Concat", [r_bytes, a_rows, msg], axis=1), 64 + msg_len)
     h_digits = b.op("Cast", [digest], to=TensorProto.INT64)
     s_digits = b.op("Cast", [s_bytes], to=TensorProto.INT64)
@@ -111,10 +127,7 @@ def ed25519_verify_nodes(
         keepdims=0,
     )
     small = b.op("Equal", [b.op("ReduceMin", [dist, b.const([1])], keepdims=0), zero])
-    valid = b.op("And", [b.op("And", [match, s_ok]), b.op("Not", [small])])
-    valid = b.slice(valid, 1, 2**62, 0)
-    b.nodes.append(helper.make_node("Identity", [valid], [out], name=b.name("n_out")))
-    return b.nodes, b.initializers
+    return b.op("And", [b.op("And", [match, s_ok]), b.op("Not", [small])])
 
 
 def ed25519_verify_model(verify_key: bytes, msg_len: int, opset: int = 18) -> onnx.ModelProto:
