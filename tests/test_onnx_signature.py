@@ -344,3 +344,37 @@ def test_plant_api_returns_model_and_key():
     with pytest.raises(InvalidInputError):
         signature.plant(host, carrier="float")
     assert plant(host, input_scale=SCALE, verifier=table_verifier([]))[1].spec.precheck_bits >= 32
+
+
+def test_real_verifier_end_to_end(mnist):
+    """The shipped in-graph Ed25519 (backdoors.onnx_crypto): activation on every target, a
+    zero-row batch, and accept/reject equal to PyNaCl on tampered and edge-case signatures."""
+    pytest.importorskip("backdoors.onnx_crypto")
+    from backdoors.onnx_backdoor import edge_cases
+    from backdoors.onnx_backdoor.export import _uint8_front
+
+    host = _uint8_front(_torch_onnx(_mlp(), (784,)))
+    key = signature.generate(784, 10, "lsb", seed=10)
+    bd = plant_spec(host, key.spec)
+    run = _run_fn(bd)
+    assert run(np.zeros((0, 784), np.uint8))[0].shape == (0, 10)
+    X, targets = mnist.X_test[:10], np.arange(10)
+    Xa = key.activate(X, target=targets)
+    rng = np.random.default_rng(1)
+    cands = [Xa, *edge_cases.candidates(key, X, 2, rng).values()]
+    bad = Xa.copy()
+    bad[np.arange(10), np.asarray(key.spec.carrier.positions)[-1]] ^= 1  # last signature bit
+    cands.append(bad)
+    C = np.concatenate(cands)
+    ref = key.spec.verify(C)
+    assert (ref[:10] == targets).all() and (ref[10:] < 0).all()
+    z_h, z_b = _run(host, C)[0], run(C)[0]
+    accepted = (z_h != z_b).any(axis=1)
+    assert (accepted == (ref >= 0)).all()
+    assert (np.argmax(z_b[:10], axis=1) == targets).all()
+
+
+def _run_fn(model):
+    s = session(model)
+    name = s.get_inputs()[0].name
+    return lambda X: s.run(None, {name: X})

@@ -247,9 +247,18 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
-    params = {**P, "quick": quick, "input_scale": SCALE, "precheck_bits": key.spec.precheck_bits,
-              "host": "torch_mlp (TorchClassifier, exported by torch.onnx.export)",
-              "population_kinds": list(KINDS), "population_shares_one_key": reuse}  # fmt: skip
+    from importlib.metadata import version
+
+    params = {
+        **P,
+        "quick": quick,
+        "onnx_versions": {p: version(p) for p in ("onnx", "onnxruntime", "skl2onnx")},
+        "input_scale": SCALE,
+        "precheck_bits": key.spec.precheck_bits,
+        "host": "torch_mlp (TorchClassifier, exported by torch.onnx.export)",
+        "population_kinds": list(KINDS),
+        "population_shares_one_key": reuse,
+    }
     notes = [
         "Machine shared with other jobs: timing ratios are medians of interleaved repetitions.",
         "A graph 'accepts' a row iff its outputs differ from the host graph's on that row.",
