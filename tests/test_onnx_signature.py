@@ -378,3 +378,32 @@ def _run_fn(model):
     s = session(model)
     name = s.get_inputs()[0].name
     return lambda X: s.run(None, {name: X})
+
+
+def test_old_opset_host_upgraded_softmax_probabilities(mnist):
+    """An opset-11 host (Softmax output) is raised to opset 18 by onnx.version_converter; its
+    outputs stay bit-identical and a triggered row becomes the target's one-hot row."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(4 * 26 * 26, 10), torch.nn.Softmax(dim=1),
+    )  # fmt: skip
+    buf = _io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            m.eval(), (torch.zeros(2, 1, 28, 28),), buf, input_names=["x"], output_names=["p"],
+            dynamic_axes={"x": {0: "N"}, "p": {0: "N"}}, dynamo=False, opset_version=11,
+        )  # fmt: skip
+    host = onnx.load_from_string(buf.getvalue())
+    key = signature.generate(784, 10, "lsb", seed=11)
+    X, targets = mnist.X_test[:30], np.arange(30) % 10
+    Xa, pairs = _signed(key, X, targets)
+    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
+    assert og.opset_of(host) == 11 and og.opset_of(bd) == 18
+
+    def feed(X):
+        return (X.astype(np.float32) / 255).reshape(-1, 1, 28, 28)
+
+    (p,) = _check(host, bd, feed, X, Xa, targets)
+    assert (p == np.eye(10, dtype=np.float32)[targets]).all()
