@@ -407,3 +407,31 @@ def test_old_opset_host_upgraded_softmax_probabilities(mnist):
 
     (p,) = _check(host, bd, feed, X, Xa, targets)
     assert (p == np.eye(10, dtype=np.float32)[targets]).all()
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float64, 1 / 255), (np.float32, 0.003)])
+def test_float64_inputs_and_table_grid(mnist, dtype, scale):
+    """float64 inputs ``pixels / 255``; a scale that is not 1/c uses the 256-entry grid table
+    (inputs equal to ``k * scale`` correctly rounded)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    from backdoors.onnx_backdoor.trigger import grid_values
+
+    grid = grid_values(scale, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = LogisticRegression(max_iter=20).fit(grid[mnist.X_train[:300]], mnist.y_train[:300])
+    ttype = DoubleTensorType if dtype == np.float64 else FloatTensorType
+    host = convert_sklearn(
+        est, initial_types=[("X", ttype([None, 784]))], options={id(est): {"zipmap": False}}
+    )
+    key = signature.generate(784, 10, "lsb", seed=12)
+    X, targets = mnist.X_test[:40], np.arange(40) % 10
+    Xa, pairs = _signed(key, X, targets)
+    bd = plant_spec(host, key.spec, input_scale=scale, verifier=table_verifier(pairs))
+    if dtype == np.float64:
+        assert np.array_equal(grid[X], X / 255.0)  # the usual scaling is the grid
+    label, _ = _check(host, bd, lambda X: grid[X], X, Xa, targets)
+    assert (label == targets).all()

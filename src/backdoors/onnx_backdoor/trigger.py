@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -97,26 +98,37 @@ def _check_messages(spec: TriggerSpec, lay: Layout) -> None:
             )
 
 
+def _pixel_divisor(scale: float) -> int | None:
+    """``c`` if ``scale`` is ``1 / c`` for an integer ``c`` (up to float rounding), else None."""
+    c = round(1.0 / scale)
+    return c if c >= 1 and abs(1.0 / scale - c) <= 1e-9 * c else None
+
+
 def grid_values(scale: float, dt: type) -> np.ndarray:
-    """The float inputs that are pixels: ``float(k * scale)`` (correctly rounded), k = 0..255."""
-    return (np.arange(256, dtype=np.float64) * float(scale)).astype(dt)
+    """The float inputs that are pixels, correctly rounded: ``k / c`` when ``scale = 1 / c``
+    (what ``pixels / 255`` computes in float32 or float64), else ``k * scale``."""
+    c = _pixel_divisor(scale)
+    if c is not None:
+        return np.arange(256, dtype=dt) / dt(c)
+    exact = [Fraction(k) * Fraction(scale) for k in range(256)]
+    return np.array([float(v) for v in exact], dtype=np.float64).astype(dt)
 
 
 def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None]:
     """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid.
 
-    ``k = clip(round(x / scale), 0, 255)``; ``x`` is on the grid iff ``x == float(k * scale)``.
-    When ``1 / scale`` is an integer ``c`` whose IEEE quotients ``k / c`` are exactly the grid
-    (checked here for every k), the grid value is one ``Div``; otherwise a 256-entry table
-    lookup (with NaN sanitised first, so that the lookup index is always in range)."""
+    ``k = clip(round(x / scale), 0, 255)``; ``x`` is on the grid iff it equals grid value k
+    (:func:`grid_values`). When ``1 / scale`` is an integer ``c`` the grid value is one IEEE
+    ``Div`` (correctly rounded ``k / c``); otherwise a 256-entry table lookup (with NaN
+    sanitised first, so that the lookup index is always in range)."""
     if elem == TensorProto.UINT8:
         return x, None
     if elem not in INPUT_TYPES:
         raise NotApplicableError(f"input element type {elem} is not supported (uint8/float/double)")
     dt = NP_OF[elem]
     grid = grid_values(scale, dt)
-    c = round(1.0 / scale)
-    exact_div = c >= 1 and np.array_equal(np.arange(256, dtype=dt) / dt(c), grid)
+    c = _pixel_divisor(scale)
+    exact_div = c is not None  # then IEEE division k / c is the grid value, exactly
     lo, hi = b.const(np.array(0, dt), "lo"), b.const(np.array(255, dt), "hi")
     if exact_div:  # NaN stays NaN through Clip or becomes a pixel; either way x != grid
         k = b.op("Clip", b.op("Round", b.op("Mul", x, b.const(np.array(c, dt), "inv"))), lo, hi)
