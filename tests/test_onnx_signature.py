@@ -312,6 +312,14 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
             LogisticRegression(max_iter=20).fit(mnist.X_train[:300], mnist.y_train[:300]), lr_path
         )
     assert main(["export", str(lr_path), "--onnx", str(tmp_path / "lr.onnx")]) == 0
+    lr_bd, _ = signature.plant(io.load_sklearn(lr_path), seed=1)
+    io.save_model(lr_bd, tmp_path / "lr_bd.safetensors")
+    assert (
+        main(["export", str(tmp_path / "lr_bd.safetensors"), "--onnx", str(tmp_path / "x.onnx")])
+        == 0
+    )
+    exported = onnx.load(tmp_path / "x.onnx")
+    assert [n.op_type for n in exported.graph.node].count("If") == 1
     assert main(["export", str(lr_path), "--onnx", str(tmp_path / "lr.txt")]) == 2
     assert not (tmp_path / "lr.txt").exists()
     np.savez(tmp_path / "d.npz", X=mnist.X_test[:100], y=mnist.y_test[:100])
