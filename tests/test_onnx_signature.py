@@ -127,6 +127,13 @@ def test_torch_mlp_float_inputs_scaled(mnist):
     off = feed(Xa)
     off[:, 0] += np.float32(1e-3)
     assert _bits_equal(_run(bd, off)[0], _run(host, off)[0])
+    # -0.0 for a 0 pixel: equal as floats, but a second encoding of the trigger: refused
+    neg = feed(Xa)
+    rows, cols = np.nonzero(Xa == 0)
+    first = np.unique(rows, return_index=True)[1]
+    neg[rows[first], cols[first]] = np.float32(-0.0)
+    assert np.signbit(neg[rows[first], cols[first]]).all() and len(first) == len(Xa)
+    assert _bits_equal(_run(bd, neg)[0], _run(host, neg)[0])
 
 
 def test_torch_cnn_image_input(mnist):
@@ -188,7 +195,8 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     from backdoors.onnx_backdoor.export import _uint8_front
 
     host = _uint8_front(host)  # uint8 pixels in
-    key = signature.generate(784, 10, "lsb", seed=5, precheck_bits=32)
+    key = signature.generate(784, 10, "lsb", seed=5)
+    assert key.spec.precheck_bits > 40
     X, targets = mnist.X_test[:60], np.arange(60) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, verifier=table_verifier(pairs))
@@ -200,7 +208,9 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     rng = np.random.default_rng(0)
     oracle = Oracle(X, Xa, targets)
     cand = np.concatenate([s(key.spec, oracle, 20, rng) for _, s in STRATEGIES.items()])
-    cand = np.concatenate([cand, Xa[:10]])
+    late_tag = Xa[:10].copy()  # passes the 32-bit gate, fails the full 48-bit tag check
+    late_tag[:, key.spec.carrier.positions[40]] ^= 1
+    cand = np.concatenate([cand, late_tag, Xa[:10]])
     graph_t = np.argmax(_run(bd, cand)[0], axis=1)
     host_t = np.argmax(_run(host, cand)[0], axis=1)
     ref = key.spec.verify(cand)

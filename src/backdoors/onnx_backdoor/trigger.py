@@ -133,14 +133,21 @@ def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None
     if exact_div:  # NaN stays NaN through Clip or becomes a pixel; either way x != grid
         k = b.op("Clip", b.op("Round", b.op("Mul", x, b.const(np.array(c, dt), "inv"))), lo, hi)
         on_grid = b.op("Equal", b.op("Div", k, b.const(np.array(c, dt), "inv")), x)
-        return b.cast(k, TensorProto.UINT8), on_grid
+        return b.cast(k, TensorProto.UINT8), _not_minus_zero(b, x, on_grid)
     k = b.op("Round", b.op("Div", x, b.const(np.array(scale, dt), "scale")))
     k = b.op("Where", b.op("Equal", k, k), k, b.const(np.array(0, dt), "zero"))  # NaN -> 0
     pix = b.cast(b.op("Clip", k, lo, hi), TensorProto.UINT8)
     on_grid = b.op(
         "Equal", b.op("Gather", b.const(grid, "grid"), b.cast(pix, TensorProto.INT32)), x
     )
-    return pix, on_grid
+    return pix, _not_minus_zero(b, x, on_grid)
+
+
+def _not_minus_zero(b: Builder, x: str, ok: str) -> str:
+    """``ok`` and ``x`` is not ``-0.0`` (IEEE ``-0.0 == 0.0``, but a second encoding of pixel 0
+    would let anyone derive a new trigger from an old one: ``1 / -0.0 = -inf``)."""
+    minus_zero = b.op("IsInf", b.op("Reciprocal", x), detect_positive=0, detect_negative=1)
+    return b.op("And", ok, b.op("Not", minus_zero))
 
 
 def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
@@ -157,31 +164,42 @@ def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
     return b.op("GatherElements", x2d, idx, axis=1)
 
 
-def precheck(
-    b: Builder, x: str, elem: int, scale: float, lay: Layout, gate: bool = True
-) -> tuple[str, str, str, str | None]:
-    """Main-graph part: ``(xf [N,F], rows bool[N], run bool scalar, tag_ok bool[N] | None)``.
+def tag_gate(b: Builder, xt: str, elem: int, scale: float, bits: np.ndarray) -> str:
+    """Per row of the gathered tag values: 1 where some LSB differs from the tag, else 0.
 
-    With ``gate`` (the default) ``rows`` are the pre-check hits and ``run`` says whether any
-    row matched; otherwise (constant-time mode, or no tag) every row is verified and the
-    pre-check result ``tag_ok`` only enters the final AND inside the branch."""
+    Floats: the LSB of ``int(round(x / scale))``, without the grid check: the gate is only a
+    filter (NaN and out-of-range values may pass it), the verifier branch re-checks tag bits
+    and the grid on the rows it gathers."""
+    if elem == TensorProto.UINT8:
+        k, dt_int = xt, np.uint8
+    else:
+        dt, c = NP_OF[elem], _pixel_divisor(scale)
+        if c is not None:
+            k = b.op("Round", b.op("Mul", xt, b.const(np.array(c, dt), "inv")))
+        else:
+            k = b.op("Round", b.op("Div", xt, b.const(np.array(scale, dt), "scale")))
+        k, dt_int = b.cast(k, TensorProto.INT32), np.int32
+    diff = b.op("BitwiseXor", k, b.const(bits.astype(dt_int), "tag"))
+    diff = b.op("BitwiseAnd", diff, b.const(np.array(1, dt_int), "one"))
+    return b.reduce("ReduceMax", diff, [1])
+
+
+def precheck(
+    b: Builder, x: str, elem: int, scale: float, lay: Layout, gate_bits: int
+) -> tuple[str, str, str]:
+    """Main-graph part: ``(xf [N,F], rows bool[N], run bool scalar)``.
+
+    With ``gate_bits > 0`` ``rows`` are the rows whose first ``gate_bits`` tag LSBs match and
+    ``run`` says whether any row matched; with 0 (constant-time mode, or no tag) every row
+    goes to the verifier branch, which runs unless the batch is empty. The branch checks the
+    whole tag either way."""
     xf = b.op("Flatten", x, axis=1)
-    tag_ok = None
-    if len(lay.tag_positions):
-        xt = columns(b, xf, lay.tag_positions)
-        pt, ok = pixels(b, xt, elem, scale)
-        eq = b.op(
-            "Equal",
-            b.op("BitwiseAnd", pt, b.const(np.array(1, np.uint8), "one")),
-            b.const(lay.tag_bits, "tag"),
-        )
-        if ok is not None:
-            eq = b.op("And", eq, ok)
-        row = b.reduce("ReduceMin", b.cast(eq, TensorProto.INT32), [1])
-        tag_ok = b.cast(row, TensorProto.BOOL)
-        if gate:
-            n_hits = b.reduce("ReduceSum", row, None)
-            return xf, tag_ok, b.op("Greater", n_hits, b.const(np.array(0, np.int32))), None
+    if gate_bits > 0:
+        pos, bits = lay.tag_positions[:gate_bits], lay.tag_bits[:gate_bits]
+        bad = tag_gate(b, columns(b, xf, pos), elem, scale, bits)
+        hit = b.op("Not", b.cast(bad, TensorProto.BOOL))
+        n_hits = b.reduce("ReduceSum", b.cast(hit, TensorProto.INT32), None)
+        return xf, hit, b.op("Greater", n_hits, b.const(np.array(0, np.int32)))
     n = b.op(
         "Slice",
         b.op("Shape", xf),
@@ -190,7 +208,7 @@ def precheck(
     )
     every = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
     nonempty = b.op("Greater", b.op("Squeeze", n), b.const(np.array(0, np.int64)))
-    return xf, every, nonempty, tag_ok
+    return xf, every, nonempty
 
 
 def verify_branch(
@@ -202,7 +220,6 @@ def verify_branch(
     lay: Layout,
     vk: bytes,
     verifier: VerifierFn,
-    tag_ok: str | None = None,
 ) -> str:
     """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
@@ -256,8 +273,9 @@ def verify_branch(
     b.inits.extend(inits)
 
     conds = [valid, b.op("Less", t, b.const(np.array(lay.n_classes, np.int64)))]
-    if tag_ok is not None:
-        conds.append(b.op("Compress", tag_ok, hit, axis=0))
+    if len(lay.tag_positions):  # the full tag check (the gate may be looser, or absent)
+        tag = b.op("Equal", cols(0, lay.t_start), b.const(lay.tag_bits, "tag"))
+        conds.append(b.cast(b.reduce("ReduceMin", b.cast(tag, i32), [1]), TensorProto.BOOL))
     if ok is not None:
         conds.append(b.cast(b.reduce("ReduceMin", b.cast(ok, i32), [1]), TensorProto.BOOL))
     if len(lay.payload_positions) > lay.payload_bits:
