@@ -304,7 +304,7 @@ def plant_spec(
     rest = [n for n in g.node if not (n.op_type == "ZipMap" and n.input[0] in host_names)]
     rename(rest, host_names)
     g.ClearField("node")
-    g.node.extend([*rest, *nodes, *zipmaps])
+    g.node.extend([*nodes[:-1], *rest, nodes[-1], *zipmaps])  # gate first, If after the host
     g.initializer.extend(inits)
     if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
         host.opset_import.append(helper.make_opsetid("", MIN_OPSET))

@@ -160,7 +160,7 @@ def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
         b.const(np.array([1], np.int64)),
     )
     shape = b.op("Concat", n, b.const(np.array([len(cols)], np.int64)), axis=0)
-    idx = b.op("Expand", b.const(np.asarray(cols, np.int64)[None, :], "cols"), shape)
+    idx = b.op("Expand", b.const(np.asarray(cols, np.int32)[None, :], "cols"), shape)
     return b.op("GatherElements", x2d, idx, axis=1)
 
 
