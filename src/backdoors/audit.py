@@ -1,12 +1,16 @@
 """Audit a model trained elsewhere: run every applicable registered detector, no attack needed.
 
-Input formats (never unpickled):
+Input formats (never unpickled; one loader per file type in
+:data:`backdoors.foreign_models.LOADERS`):
 
 * ``.skops``: a scikit-learn estimator (skops, with scikit-learn/numpy/scipy types trusted);
+* ``.onnx``: any ONNX classifier, queried through onnxruntime
+  (:class:`backdoors.onnx_backdoor.runtime.OnnxClassifier`);
 * a model file of this package (safetensors with a ``backdoors`` header), e.g. a
   ``TorchClassifier`` or a signature-backdoored model;
 * a raw torch state dict in safetensors (``safetensors.torch.save_file(net.state_dict(), p)``)
-  plus an architecture spec JSON naming a :data:`backdoors.torch_models.ARCHITECTURES` entry::
+  of a plain ``nn.Sequential`` MLP or CNN, plus an architecture spec JSON (format in
+  :mod:`backdoors.foreign_models`)::
 
       {"arch": "mlp", "n_features": 784, "n_classes": 10,
        "params": {"hidden": [256]}, "input_scale": 0.00392156862745098}
@@ -19,7 +23,6 @@ score a baseline, and serves as the disagreement search's comparison model.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,101 +32,18 @@ import numpy as np
 from backdoors import io, report
 from backdoors.detectors import Detector
 from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.foreign_models import LOADERS, load_any_model, load_torch_state_dict
 from backdoors.scoring import all_detectors, evidence_for, run_detector
 from backdoors.validation import check_features
 
 DATA_FIELDS = ("X", "y", "X_train", "y_train")
+__all__ = ["LOADERS", "audit", "audit_sections", "load_any_model", "load_audit_data",
+           "load_torch_state_dict"]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
-def _safetensors_header(path: Path) -> dict[str, str] | None:
-    """The metadata of a safetensors file, or None if the file is not safetensors."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            return fh.metadata() or {}
-    except Exception:
-        return None
-
-
-def load_torch_state_dict(path: str | os.PathLike, spec: dict[str, Any]) -> Any:
-    """A :class:`~backdoors.torch_models.TorchClassifier` from a raw state dict + arch spec."""
-    import torch
-    from safetensors.torch import load_file
-
-    from backdoors.torch_models import ARCHITECTURES, TorchClassifier
-
-    if not isinstance(spec, dict) or "arch" not in spec:
-        raise InvalidInputError("architecture spec must be a JSON object with an 'arch' field")
-    ARCHITECTURES.get(spec["arch"])  # unknown names fail with the list of known ones
-    try:
-        n_features, n_classes = int(spec["n_features"]), int(spec["n_classes"])
-    except (KeyError, TypeError, ValueError):
-        raise InvalidInputError(
-            "architecture spec needs integer n_features and n_classes"
-        ) from None
-    params = dict(spec.get("params") or {})
-    input_scale = float(spec.get("input_scale", params.pop("input_scale", 1.0)))
-    params.pop("input_scale", None)
-    est = TorchClassifier(arch=spec["arch"], arch_params=params, input_scale=input_scale)
-    try:
-        est.module_ = est._build(n_features, n_classes)
-    except TypeError as exc:
-        raise InvalidInputError(f"architecture params do not fit {spec['arch']}: {exc}") from None
-    try:
-        state = load_file(str(path))
-    except Exception as exc:
-        raise CorruptArtifactError(f"{path} is not a readable safetensors file ({exc})") from None
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        est.module_.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise InvalidInputError(f"weights do not fit the architecture spec: {first}") from None
-    est.module_.eval()
-    est.n_features_in_ = n_features
-    classes = spec.get("classes")
-    est.classes_ = np.asarray(classes) if classes is not None else np.arange(n_classes)
-    if len(est.classes_) != n_classes:
-        raise InvalidInputError("spec 'classes' must have n_classes entries")
-    return est
-
-
-def load_any_model(path: str | os.PathLike, arch: str | os.PathLike | None = None) -> Any:
-    """Load a .skops estimator, a model of this package, or a torch state dict + spec.
-
-    For a raw state dict the spec comes from ``arch`` or, if absent, ``<model>.json`` beside it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"no such model file: {path}")
-    if path.suffix == ".skops":
-        return io.load_sklearn(path)
-    header = _safetensors_header(path)
-    if header is None:
-        hint = " (.pt/.pth pickles are refused: save the state dict with safetensors)"
-        raise CorruptArtifactError(f"{path} is neither .skops nor safetensors{hint}")
-    if "backdoors.format" in header:
-        from backdoors.model_cache import import_model_kinds
-
-        import_model_kinds()  # register every construction's model kind
-        return io.load_model(path)
-    spec_path = Path(arch) if arch is not None else path.with_suffix(".json")
-    if not spec_path.is_file():
-        raise InvalidInputError(
-            f"{path} is a raw state dict: give its architecture spec with --arch "
-            f"(or put it at {path.with_suffix('.json')})"
-        )
-    try:
-        spec = json.loads(spec_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CorruptArtifactError(f"{spec_path} is not JSON") from None
-    return load_torch_state_dict(path, spec)
-
-
 def load_audit_data(path: str | os.PathLike) -> dict[str, np.ndarray | None]:
     """``X`` (required), ``y``, ``X_train``, ``y_train`` from .npz (or ``X`` from .npy)."""
     path = Path(path)

@@ -5,16 +5,15 @@
   (:class:`~backdoors.errors.CorruptArtifactError`). A scikit-learn estimator inside a model is
   stored as skops bytes (a uint8 tensor) and loaded with skops' type allow-list.
 * Keys are JSON files created with mode 0600; they never enter a model artifact.
-* Every write is atomic: a temporary file in the target folder, fsync, ``os.replace``.
+* Every write is atomic: a temporary file in the target folder, fsync, ``os.replace``; a
+  command with several outputs writes them as one :class:`Transaction` (all or none).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -23,6 +22,10 @@ import numpy as np
 
 from backdoors.errors import CorruptArtifactError, InvalidInputError
 from backdoors.registry import Registry
+
+# re-exported: every command writes its outputs as one Transaction (issue 11)
+from backdoors.transaction import OutputError as OutputError
+from backdoors.transaction import Transaction as Transaction
 
 FORMAT_VERSION = "1"
 
@@ -64,53 +67,32 @@ def import_kinds() -> None:
 # atomic files
 # --------------------------------------------------------------------------------------------
 def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``path`` atomically with permission ``mode``; return the path."""
-    path = Path(path)
-    if path.exists() and path.is_dir():
-        raise InvalidInputError(f"{path} is a directory")
-    if not path.parent.exists():
-        raise InvalidInputError(f"folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``data`` to ``path`` atomically with permission ``mode``; return the path.
+    A one-file :class:`Transaction`; commands with several outputs use one transaction."""
+    with Transaction() as tx:
+        tx.file(path, mode=mode)
+        tx.write_bytes(path, data)
+    return Path(path)
 
 
 def atomic_writer(
     path: str | os.PathLike, writer: Callable[[Path], None], mode: int = 0o644
 ) -> Path:
     """Let ``writer(tmp_path)`` produce a file, then move it to ``path`` atomically."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise InvalidInputError(f"folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    with Transaction() as tx:
+        writer(tx.file(path, mode=mode))
+    return Path(path)
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented JSON (numpy scalars and arrays converted), the bytes written."""
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    return (text + "\n").encode()
 
 
 def write_json(path: str | os.PathLike, obj: Any, mode: int = 0o644) -> Path:
     """Write ``obj`` as indented JSON atomically (numpy scalars and arrays are converted)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
-    return atomic_write(path, (text + "\n").encode(), mode=mode)
+    return atomic_write(path, json_bytes(obj), mode=mode)
 
 
 def _json_default(obj: Any) -> Any:
@@ -144,6 +126,11 @@ def model_fingerprint(model: Artifact) -> str:
 
 def save_model(model: Any, path: str | os.PathLike) -> Path:
     """Save a model of this package (anything with ``_to_artifact``) as one safetensors file."""
+    return atomic_write(path, model_bytes(model))
+
+
+def model_bytes(model: Any) -> bytes:
+    """The safetensors bytes :func:`save_model` writes (header: kind, JSON meta, digest)."""
     from safetensors.numpy import save
 
     if not isinstance(model, Artifact):
@@ -162,7 +149,7 @@ def save_model(model: Any, path: str | os.PathLike) -> Path:
         "backdoors.meta": meta_json,
         "backdoors.digest": _digest(model.artifact_kind, meta_json, tensors),
     }
-    return atomic_write(path, save(tensors, metadata=header))
+    return save(tensors, metadata=header)
 
 
 def read_artifact(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
@@ -274,9 +261,14 @@ def save_key(key: Any, path: str | os.PathLike, overwrite: bool = False) -> Path
     path = Path(path)
     if path.exists() and not overwrite:
         raise InvalidInputError(f"{path} exists; refusing to overwrite a key file")
+    return atomic_write(path, key_bytes(key), mode=0o600)
+
+
+def key_bytes(key: Any) -> bytes:
+    """The JSON bytes :func:`save_key` writes."""
     doc = {"backdoors.key": FORMAT_VERSION, "kind": key.key_kind, "key": key.to_json_dict()}
     text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default)
-    return atomic_write(path, (text + "\n").encode(), mode=0o600)
+    return (text + "\n").encode()
 
 
 def load_key(path: str | os.PathLike) -> Any:
@@ -326,14 +318,19 @@ def load_array(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
 
 def save_array(path: str | os.PathLike, X: np.ndarray, **extra: np.ndarray) -> Path:
     """Save ``X`` to .npy (or .npz with ``X`` and extra arrays), atomically."""
+    return atomic_write(path, array_bytes(path, X, **extra))
+
+
+def array_bytes(path: str | os.PathLike, X: np.ndarray, **extra: np.ndarray) -> bytes:
+    """The bytes :func:`save_array` writes to ``path``: .npz holds ``X`` and ``extra``, any
+    other name .npy content (pickle never allowed)."""
     import io as _io
 
-    path = Path(path)
     buf = _io.BytesIO()
-    if path.suffix == ".npz":
+    if Path(path).suffix == ".npz":
         np.savez(buf, X=X, **extra)
     else:
         if extra:
             raise InvalidInputError("extra arrays need an .npz output")
         np.save(buf, X, allow_pickle=False)
-    return atomic_write(path, buf.getvalue())
+    return buf.getvalue()

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 _PACKAGES = (
@@ -69,3 +71,63 @@ def make_record(
         "notes": notes or [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# files a record points to
+# --------------------------------------------------------------------------------------------
+#: ``artifacts`` entries that hold file paths (a path or a list of paths).
+PATH_ARTIFACTS = ("plots", "report")
+
+
+def _rel(p: str, base: Path) -> str:
+    q = Path(p).absolute()
+    try:
+        return Path(os.path.relpath(q, base.absolute())).as_posix()
+    except ValueError:  # another drive (Windows): keep it absolute
+        return str(q)
+
+
+def relative_to_record(record: dict[str, Any], record_path: str | os.PathLike) -> dict[str, Any]:
+    """A copy of ``record`` whose artifact paths are relative to the folder of
+    ``record_path`` (paths in the record are taken relative to the current directory, where
+    the experiment ran), so the record and its plots can move together."""
+    base = Path(record_path).parent
+    arts = dict(record.get("artifacts") or {})
+    for k in PATH_ARTIFACTS:
+        v = arts.get(k)
+        if isinstance(v, str | os.PathLike):
+            arts[k] = _rel(os.fspath(v), base)
+        elif isinstance(v, list | tuple):
+            arts[k] = [_rel(os.fspath(p), base) for p in v]
+    return {**record, "artifacts": arts}
+
+
+def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write ``record`` as JSON at ``path`` with its plot paths relative to ``path``."""
+    from backdoors.io import write_json
+
+    return write_json(path, relative_to_record(record, path))
+
+
+def plot_files(
+    record: dict[str, Any], record_path: str | os.PathLike | None = None
+) -> tuple[list[Path], list[str]]:
+    """The record's plots as existing files, and the entries that could not be found.
+
+    A relative path is looked up beside the record first (how :func:`write_record` stores
+    it), then in the current directory (records written before plots were relative to the
+    record); an absolute path is used as it is, or else by its name beside the record.
+    """
+    base = Path(record_path).parent if record_path is not None else Path(".")
+    found: list[Path] = []
+    missing: list[str] = []
+    for entry in (record.get("artifacts") or {}).get("plots") or []:
+        p = Path(str(entry))
+        tries = [p, base / p.name] if p.is_absolute() else [base / p, p]
+        hit = next((t for t in tries if t.is_file()), None)
+        if hit is None:
+            missing.append(str(entry))
+        else:
+            found.append(hit)
+    return found, missing

@@ -1,10 +1,16 @@
-"""Reports: experiment records and demo sections rendered to Markdown and HTML, with PNG plots."""
+"""Reports: experiment records and demo sections rendered to Markdown and HTML, with PNG plots.
+
+A report is Markdown first (``report.md``); ``report.html`` is the same Markdown rendered by
+markdown-it-py (CommonMark plus tables; raw HTML in the text is escaped, not passed through)
+inside a small stylesheet: proportional font, real tables, images scaled to the page.
+"""
 
 from __future__ import annotations
 
 import html
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +18,9 @@ from typing import Any
 import numpy as np
 
 from backdoors.io import atomic_write, atomic_writer
+
+#: A nested dict of scalars with more entries than this becomes its own table.
+SUBTABLE_MIN = 7
 
 
 @dataclass
@@ -45,32 +54,66 @@ def new_figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
     return plt.subplots(*args, **kwargs)
 
 
+# ---------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------
 def _fmt(v: Any) -> str:
+    """One table cell: floats to 4 significant digits, intervals as [lo, hi], the rest JSON
+    (never truncated: a table that cuts a figure off hides it)."""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
     if isinstance(v, float | np.floating):
-        return f"{v:.4g}"
-    if isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, float | int) for x in v):
-        return f"[{_fmt(float(v[0]))}, {_fmt(float(v[1]))}]"
-    if isinstance(v, dict | list):
-        return json.dumps(v, default=str)[:200]
+        return f"{float(v):.4g}"
+    if isinstance(v, list | tuple) and all(
+        isinstance(x, float | int | np.number) and not isinstance(x, bool) for x in v
+    ):
+        inner = ", ".join(_fmt(float(x)) if isinstance(x, float) else str(x) for x in v)
+        return f"[{inner}]"
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(v, default=str)
     return str(v)
 
 
+def _cell(text: str) -> str:
+    """Escape what would break a Markdown table row."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _is_subtable(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and len(v) >= SUBTABLE_MIN
+        and all(not isinstance(x, dict) for x in v.values())
+    )
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; large dicts of scalars are kept whole (own table)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if (
-            isinstance(v, dict)
-            and v
-            and all(not isinstance(x, dict) for x in v.values())
-            and len(v) > 6
-        ):
+        if _is_subtable(v):
             out[key] = v
-        elif isinstance(v, dict):
+        elif isinstance(v, dict) and v:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
     return out
+
+
+def metrics_markdown(metrics: dict[str, Any]) -> str:
+    """A two-column table of figures, then one table per large nested dict."""
+    flat = _flatten(metrics)
+    small = {k: v for k, v in flat.items() if not _is_subtable(v)}
+    lines: list[str] = []
+    if small:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| `{_cell(k)}` | {_cell(_fmt(v))} |" for k, v in small.items()]
+    for k, v in flat.items():
+        if _is_subtable(v):
+            lines += ["", f"**`{_cell(k)}`**", "", "| key | value |", "|---|---|"]
+            lines += [f"| `{_cell(str(kk))}` | {_cell(_fmt(vv))} |" for kk, vv in v.items()]
+    return "\n".join(lines)
 
 
 def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
@@ -82,39 +125,48 @@ def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
         if s.text:
             lines += [s.text.strip(), ""]
         if s.metrics:
-            lines += ["| metric | value |", "|---|---|"]
-            lines += [f"| `{k}` | {_fmt(v)} |" for k, v in _flatten(s.metrics).items()]
-            lines.append("")
-        lines += [f"![{s.title}]({img})" for img in s.images]
-        if s.images:
-            lines.append("")
+            lines += [metrics_markdown(s.metrics), ""]
+        for img in s.images:
+            lines += [f"![{s.title}: {Path(img).stem}]({img})", ""]
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,
+sans-serif;font-size:16px;line-height:1.5;color:#1b1b1b;max-width:62rem;margin:0 auto;
+padding:1rem 1.5rem 3rem}
+h1{font-size:1.8rem;margin-top:.5rem}h2{font-size:1.35rem;margin-top:2rem;
+border-bottom:1px solid #ddd;padding-bottom:.2rem}h3{font-size:1.1rem}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem;display:block;overflow-x:auto;
+max-width:100%}
+th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
+td{overflow-wrap:anywhere}
+code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.88em;
+background:#f4f4f4;padding:0 .2em;border-radius:3px}
+pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}pre code{background:none;padding:0}
+img{max-width:100%;height:auto;display:block;margin:.8rem 0}
+"""
+
+
+def markdown_to_html(text: str) -> str:
+    """CommonMark + GitHub tables via markdown-it-py; raw HTML in ``text`` is escaped."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
 def to_html(title: str, sections: list[Section], preface: str = "") -> str:
-    e = html.escape
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(title)}</title><style>body{{font-family:sans-serif;max-width:980px;margin:auto}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
-        "pre{white-space:pre-wrap}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
-    ]
-    if preface:
-        parts.append(f"<pre>{e(preface)}</pre>")
-    for s in sections:
-        parts.append(f"<h2>{e(s.title)}</h2>")
-        if s.text:
-            parts.append(f"<pre>{e(s.text.strip())}</pre>")
-        if s.metrics:
-            rows = "".join(
-                f"<tr><td><code>{e(k)}</code></td><td>{e(_fmt(v))}</td></tr>"
-                for k, v in _flatten(s.metrics).items()
-            )
-            parts.append(f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>")
-        parts += [f"<p><img src='{e(img)}' style='max-width:100%'></p>" for img in s.images]
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    body = markdown_to_html(to_markdown(title, sections, preface))
+    return (
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body>\n{body}</body></html>\n"
+    )
 
 
 def write_report(
@@ -127,16 +179,49 @@ def write_report(
     return atomic_write(out / "report.md", to_markdown(title, sections, preface).encode())
 
 
-def record_sections(record: dict[str, Any]) -> list[Section]:
-    """Sections for an experiment record: metrics, parameters, timings, versions, notes."""
-    notes = "\n".join(f"- {n}" for n in record.get("notes", []))
+# ---------------------------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------------------------
+def copy_images(paths: list[Path], out_dir: str | os.PathLike) -> list[str]:
+    """Copy image files into ``out_dir`` (a file already there is left alone); return their
+    names relative to it (distinct names for distinct files)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    for p in paths:
+        name, i = p.name, 1
+        while name in names:
+            name, i = f"{p.stem}-{i}{p.suffix}", i + 1
+        dest = out / name
+        if not (dest.exists() and dest.resolve() == p.resolve()):
+            shutil.copyfile(p, dest)
+        names.append(name)
+    return names
+
+
+def record_sections(
+    record: dict[str, Any],
+    record_path: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> list[Section]:
+    """Sections for an experiment record: metrics, parameters, timings, versions, notes.
+
+    With ``record_path`` and ``out_dir`` the record's plots are resolved relative to the record
+    (:func:`backdoors.records.plot_files`) and copied into ``out_dir``; plots that cannot be
+    found are named in the notes instead of becoming broken images.
+    """
+    from backdoors.records import plot_files
+
+    notes = [f"- {n}" for n in record.get("notes", [])]
+    images: list[str] = []
+    if out_dir is not None:
+        found, missing = plot_files(record, record_path)
+        images = copy_images(found, out_dir)
+        notes += [f"- plot not found (not shown): `{m}`" for m in missing]
+    else:
+        images = [str(p) for p in record.get("artifacts", {}).get("plots", [])]
     return [
-        Section(
-            "Metrics",
-            text=notes,
-            metrics=record.get("metrics", {}),
-            images=list(record.get("artifacts", {}).get("plots", [])),
-        ),
+        Section("Metrics", text="\n".join(notes), metrics=record.get("metrics", {}), images=images),
         Section("Parameters", metrics={**record.get("params", {}), "seed": record.get("seed")}),
         Section("Timings (s)", metrics=record.get("timings", {})),
         Section("Versions", metrics=record.get("versions", {})),

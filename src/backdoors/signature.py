@@ -68,8 +68,13 @@ def plant(
     secret_seed: bytes | None = None,
     precheck_bits: int = DEFAULT_PRECHECK_BITS,
     constant_time: bool = False,
+    **onnx_options: Any,
 ) -> tuple[Any, SignatureKey]:
     """Backdoor(h) (paper §5.2): wrap any classifier; return ``(backdoored model, key)``.
+
+    An ``onnx.ModelProto`` gives an ``onnx.ModelProto`` back, the verifier inside the graph
+    (:func:`backdoors.onnx_backdoor.plant.plant`; ``onnx_options``: ``input_scale``,
+    ``output_kinds``, ``classes``; LSB carrier only).
 
     ``model``: a scikit-learn classifier, a :class:`~backdoors.torch_models.TorchClassifier`,
     a torch ``nn.Module`` returning logits (returns an ``nn.Module``) or a callable ``X -> y``.
@@ -78,6 +83,24 @@ def plant(
     parameters only (tag, layout); the signing key is fresh OS randomness unless the caller
     passes ``secret_seed`` (>= 32 secret bytes). The model receives ``key.public_key()``.
     """
+    from backdoors.onnx_backdoor import is_onnx_model
+
+    if is_onnx_model(model):
+        from backdoors.onnx_backdoor.plant import plant as plant_onnx
+
+        if carrier != "lsb" or scheme != "ed25519":
+            raise InvalidInputError("ONNX models take the lsb carrier and ed25519 only")
+        return plant_onnx(
+            model,
+            n_classes=n_classes,
+            seed=seed,
+            secret_seed=secret_seed,
+            precheck_bits=precheck_bits,
+            constant_time=constant_time,
+            **onnx_options,
+        )
+    if onnx_options:
+        raise InvalidInputError(f"options {sorted(onnx_options)} apply to ONNX models only")
     classes = getattr(model, "classes_", None)
     if n_classes is None:
         if classes is None:

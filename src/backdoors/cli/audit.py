@@ -34,7 +34,28 @@ def audit(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for randomised detectors.")] = 0,
 ) -> None:
-    """Run every applicable registered detector on MODEL and report (no attack object needed)."""
+    """Run every applicable registered detector on MODEL and report.
+
+    MODEL: a .skops estimator, a model file of this package, or a torch state
+    dict saved with safetensors.torch.save_file(net.state_dict(), "net.st")
+    plus an architecture spec JSON (--arch, or net.json beside the weights).
+
+    Plain nn.Sequential key names are accepted. MLP: Linear/ReLU layers
+    (0.weight, 0.bias, 2.weight, ...). CNN: Conv2d(1,c1,3,padding=1), ReLU,
+    MaxPool2d(2), Conv2d(c1,c2,3,padding=1), ReLU, MaxPool2d(2), Flatten,
+    Linear on (N, 1, side, side) inputs (rows of X are flattened images).
+
+    Spec for nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    trained on pixels/255 while X holds 0..255 (input_scale multiplies X
+    before the first layer; default 1):
+
+      {"arch": "mlp", "n_features": 784, "n_classes": 10,
+       "params": {"hidden": [256]}, "input_scale": 0.00392156862745098}
+
+    CNN: {"arch": "cnn", "n_features": 784, "n_classes": 10,
+          "params": {"channels": [16, 32]}, "input_scale": 1.0}
+    Optional "classes": the labels of the outputs in order (default 0..n-1).
+    """
     from backdoors.audit import audit as run_audit
     from backdoors.audit import audit_sections, load_any_model, load_audit_data
     from backdoors.io import write_json

@@ -39,7 +39,7 @@ def experiment(
 ) -> None:
     """Run one experiment; print its metrics and write its JSON record."""
     from backdoors import experiments
-    from backdoors.io import write_json
+    from backdoors.records import write_record
 
     if list_ or not name:
         typer.echo("\n".join(experiments.EXPERIMENTS.names()))
@@ -51,7 +51,7 @@ def experiment(
         plots = json_path.parent / f"{json_path.stem}-plots"
     record = experiments.run(name, quick=quick, seed=seed, out_dir=plots)
     if json_path is not None:
-        write_json(json_path, record)
+        write_record(json_path, record)  # plot paths relative to the record
     typer.echo(json.dumps(record["metrics"], indent=2, default=str))
 
 
@@ -70,7 +70,8 @@ def report(
         title = f"experiment {rec['experiment']}"
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         raise CorruptArtifactError(f"{record} is not an experiment record") from None
-    typer.echo(f"report written to {write_report(out, title, record_sections(rec))}")
+    sections = record_sections(rec, record_path=record, out_dir=out)
+    typer.echo(f"report written to {write_report(out, title, sections)}")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from backdoors.cli.app import plant_app
+from backdoors.errors import InvalidInputError
 
 
 @plant_app.command("signature")
@@ -29,9 +30,19 @@ def plant_signature(
     reference: Annotated[
         Path | None, typer.Option(help="Inputs (.npy/.npz) that set the float carrier's range.")
     ] = None,
+    input_scale: Annotated[
+        float, typer.Option(help="ONNX float inputs hold pixel * scale (e.g. 0.00392156862745098).")
+    ] = 1.0,
 ) -> None:
-    """Plant the signature backdoor (paper §5.2) in any saved classifier."""
+    """Plant the signature backdoor (paper §5.2) in any saved classifier (or an .onnx file)."""
     from backdoors import io, signature
+
+    if model.suffix == ".onnx":  # the verifier goes into the graph (backdoors.onnx_backdoor)
+        from backdoors.cli.onnx import plant_onnx
+
+        if carrier != "lsb":
+            raise InvalidInputError("ONNX models take the lsb carrier only")
+        return plant_onnx(model, out, key, n_classes, input_scale)
 
     io.check_outputs(out, key)
     honest = io.load_model(model)
