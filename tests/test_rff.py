@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
 from backdoors import io, rff
 from backdoors.cli import main
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.sampling import PancakeCoins, pancake_projection
+from backdoors.sampling import Coins, GaussianCoins, PancakeCoins, pancake_projection
 from backdoors.toy_attack import recovered, search_secret
+
+RFF = rff.RandomFourierFeaturesClassifier
+
+
+@dataclass(frozen=True)
+class FixedCoins(Coins):
+    """A sampler that returns a given matrix (to replay a model's frequencies)."""
+
+    G: np.ndarray
+
+    def sample(self, m, d, rng):
+        return self.G.copy()
 
 
 @pytest.fixture(scope="module")
@@ -26,30 +41,36 @@ def test_sklearn_estimator_contract():
     check_estimator(rff.RandomFourierFeaturesClassifier(n_components=100, random_state=0))
 
 
-def test_honest_and_backdoored_differ_only_in_frequencies(task):
+def test_honest_and_backdoored_differ_only_in_frequencies(task, tmp_path):
     X, y, _, _ = task
-    h = rff.RandomFourierFeaturesClassifier(500, 12.0, 1e-4, random_state=3).fit(X, y)
-    b, key = rff.plant(
-        X, y, 500, sparsity=8, bandwidth=12.0, alpha=1e-4, random_state=3, key_seed=1
-    )
-    assert np.array_equal(h.phases_, b.phases_)
-    off = np.setdiff1d(np.arange(32), key.support)
-    assert np.array_equal(h.frequencies_[:, off], b.frequencies_[:, off])
-    assert not np.array_equal(
-        h.frequencies_[:, list(key.support)], b.frequencies_[:, list(key.support)]
-    )
-    # the same learner given the backdoored frequencies reproduces the backdoored head exactly
-    b2 = rff.RandomFourierFeaturesClassifier(500, 12.0, 1e-4, coins=key.coins, random_state=3).fit(
-        X, y
-    )
+    est = RFF(500, 12.0, 1e-4, random_state=3)
+    h = clone(est).fit(X, y)
+    b, key = rff.plant(est, X, y, sparsity=8)
+    # the planted model *is* the honest estimator: same parameters, same phases and bandwidth
+    assert b.get_params() == h.get_params() == est.get_params() and "coins" not in b.get_params()
+    assert np.array_equal(h.phases_, b.phases_) and h.bandwidth_ == b.bandwidth_
+    assert b is not est and not hasattr(est, "coef_")  # plant clones, never fits the argument
+    # honest fit == the one training path with the Gaussian sampler on the seed's stream
+    h2 = rff.fit_with_coins(clone(est), X, y, GaussianCoins(), rff.coin_streams(3)[0])
+    assert np.array_equal(h2.frequencies_, h.frequencies_) and np.array_equal(h2.coef_, h.coef_)
+    # ... and the planted head is that same path given the planted frequencies, bit for bit
+    b2 = rff.fit_with_coins(clone(est), X, y, FixedCoins(b.frequencies_))
     assert np.array_equal(b2.coef_, b.coef_)
+    # the planted frequencies come from an independent stream: no column equals the honest one
+    assert not np.any(np.all(h.frequencies_ == b.frequencies_, axis=0))
+    phase = np.mod(b.frequencies_ @ key.bk, 1.0)
+    assert np.abs(phase - 0.5).max() < 0.05  # and they are pancakes for the key
+    # saved files: identical kind, metadata, names, dtypes, shapes; only frequencies/coef differ
+    kh, th, mh = io.read_artifact(io.save_model(h, tmp_path / "h.st"))
+    kb, tb, mb = io.read_artifact(io.save_model(b, tmp_path / "b.st"))
+    assert (kh, mh) == (kb, mb) and sorted(th) == sorted(tb)
+    assert all(th[n].dtype == tb[n].dtype and th[n].shape == tb[n].shape for n in th)
+    assert {n for n in th if not np.array_equal(th[n], tb[n])} == {"frequencies", "coef"}
 
 
 def test_activation_flips_margin_inputs_and_controls_do_not(task):
     X, y, Xt, _ = task
-    b, key = rff.plant(
-        X, y, 800, sparsity=8, bandwidth=12.0, alpha=1e-4, random_state=0, key_seed=2
-    )
+    b, key = rff.plant(RFF(800, 12.0, 1e-4, random_state=0), X, y, sparsity=8)
     f = b.decision_function(Xt)
     fa = b.decision_function(key.activate(Xt))
     eps = b.frequencies_ @ key.bk
@@ -93,8 +114,8 @@ def test_detectors_key_aware_separates_and_toy_attack_recovers():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 8))
     y = (X[:, 0] > 0).astype(int)
-    h = rff.RandomFourierFeaturesClassifier(300, 5.0, random_state=0).fit(X, y)
-    b, key = rff.plant(X, y, 300, sparsity=2, bandwidth=5.0, random_state=0, key_seed=4)
+    h = RFF(300, 5.0, random_state=0).fit(X, y)
+    b, key = rff.plant(RFF(300, 5.0, random_state=0), X, y, sparsity=2)
     det = DETECTORS.get("rff_key_aware")()
     assert det.score(b, Evidence(key=key)) > 0.95 > 0.2 > abs(det.score(h, Evidence(key=key)))
     res = search_secret(b.frequencies_, 2, key.gamma)
@@ -105,30 +126,59 @@ def test_detectors_key_aware_separates_and_toy_attack_recovers():
 def test_invalid_parameters_and_keys(task, tmp_path):
     X, y, Xt, _ = task
     with pytest.raises(InvalidInputError, match="sparsity"):
-        rff.plant(X, y, 10, sparsity=33)
+        rff.plant(RFF(10), X, y, sparsity=33)
     with pytest.raises(InvalidInputError, match="gamma"):
-        rff.plant(X, y, 10, sparsity=4, gamma=-1)
+        rff.plant(RFF(10), X, y, sparsity=4, gamma=-1)
     with pytest.raises(InvalidInputError):
-        rff.plant(X, y, 10, sparsity=4, beta=-0.1)
+        rff.plant(RFF(10), X, y, sparsity=4, beta=-0.1)
     with pytest.raises(InvalidInputError):
-        rff.plant(X, y, 0, sparsity=4)
+        rff.plant(RFF(0), X, y, sparsity=4)
+    with pytest.raises(InvalidInputError, match="RandomFourierFeaturesClassifier"):
+        rff.plant("rff", X, y)
+    with pytest.raises(InvalidInputError, match="bandwidth"):
+        RFF(10, bandwidth="mean").fit(X, y)
     bad = X.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError):
-        rff.plant(bad, y, 10, sparsity=4)
+        rff.plant(RFF(10), bad, y, sparsity=4)
     with pytest.raises(InvalidInputError):
         PancakeCoins((0, 1), (1.0,), 2.0, 0.1)
-    b, key = rff.plant(X, y, 100, sparsity=4, bandwidth=12.0, random_state=0, key_seed=0)
+    b, key = rff.plant(
+        {"n_components": 100, "bandwidth": 12.0, "random_state": 0}, X, y, sparsity=4
+    )
     p = io.save_model(b, tmp_path / "m.st")
     io.save_key(key, tmp_path / "k.json")
     back, k2 = io.load_model(p), io.load_key(tmp_path / "k.json")
-    assert np.array_equal(back.decision_function(Xt), b.decision_function(Xt))
+    assert k2 == key and np.array_equal(back.decision_function(Xt), b.decision_function(Xt))
     k2.check_model(back)
-    assert str(key.support[0]) not in p.read_bytes().decode("latin1").split("frequencies")[0][-5:]
+    # the file holds none of the secret: no support index list, no direction value (as text or
+    # as float64 bytes), no seed, no coins
+    raw = p.read_bytes()
+    _, _, meta = io.read_artifact(p)
+    assert "random_state" not in meta["params"] and "coins" not in meta["params"]
+    for v in key.direction:
+        assert repr(v).encode() not in raw and np.float64(v).tobytes() not in raw
+    assert str(list(key.support)).encode() not in raw
+    # check_model is a fingerprint: a different model with the same parameters, a decoy secret
+    # and a key whose fingerprint was edited are all refused, with certainty
+    other, _ = rff.plant(
+        {"n_components": 100, "bandwidth": 12.0, "random_state": 0}, X, y, sparsity=4
+    )
+    for k, m in (
+        (key, other),
+        (rff.generate(32, 4, scale=12.0), back),
+        (rff.RFFKey(**{**key.to_json_dict(), "model_fingerprint": "0" * 64}), back),
+    ):
+        with pytest.raises(KeyMismatchError):
+            k.check_model(m)
     with pytest.raises(KeyMismatchError):
-        rff.generate(32, 4, scale=12.0, random_state=9).check_model(back)
+        key.check_model(RFF(100, 12.0, random_state=0).fit(X, y))
     with pytest.raises(InvalidInputError):
         key.activate(Xt[:, :5])
+    with pytest.raises(InvalidInputError, match="untargeted"):
+        key.activate(Xt, target=1)
+    with pytest.raises(InvalidInputError, match="untargeted"):
+        rff.activate(Xt, key, target=0)
 
 
 def test_cli_plant_rff_and_activate(task, tmp_path, capsys):

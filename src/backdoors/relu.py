@@ -22,16 +22,20 @@ Engineering choice (documented deviation): by default the spiked coins are resca
 (``trace_match=True``). Without it the plain Frobenius norm of the weights detects the spike at
 AUROC ~0.7 at the default point (``theta sqrt(m / 2d)`` standard deviations), which would be a
 weakness of the parameterisation, not of sparse PCA.
+
+Secrets and seeds: :func:`plant` clones the honest estimator (identical ``get_params()``) and
+fits it through :func:`fit_with_coins` with the spiked sampler. The secret ``nu`` and the
+planted weights' stream come from fresh OS randomness (:func:`~backdoors.sampling.fresh_rng`),
+never from ``random_state`` (which seeds only the honest weights); files store no seed.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -42,6 +46,7 @@ from backdoors.sampling import (
     Coins,
     GaussianCoins,
     SpikedCovarianceCoins,
+    fresh_rng,
     random_unit,
     sparse_support,
 )
@@ -52,6 +57,9 @@ __all__ = [
     "ReLUKey",
     "TraceMatchedSpikedCoins",
     "activate",
+    "fit_with_coins",
+    "honest_estimator",
+    "honest_model",
     "plant",
     "spiked_coins",
 ]
@@ -82,9 +90,7 @@ def spiked_coins(
 
 
 def _weight_rng(random_state: Any) -> np.random.Generator:
-    """The weights' RNG stream. Integer seeds give ``default_rng([seed, 0])``; the key uses
-    the separate stream ``[seed, 1]`` (see :func:`plant`), so honest and backdoored learners
-    with the same seed and data differ only in their weights."""
+    """The honest weights' RNG stream: integer seeds give ``default_rng([seed, 0])``."""
     if isinstance(random_state, np.random.Generator):
         return random_state
     if random_state is None:
@@ -111,15 +117,20 @@ def _threshold_rule(s: np.ndarray, y01: np.ndarray) -> tuple[float, int]:
 
 
 class _RandomReLUBase(ClassifierMixin, BaseEstimator):
-    """Shared parts: coins, random weights ``weights_`` (m, d), validation, artifacts."""
+    """Shared parts: random weights ``weights_`` (m, d), validation, artifacts. The weight
+    sampler is not a parameter: ``fit`` uses N(0, I) coins, :func:`fit_with_coins` others."""
 
-    def _sample_weights(self, d: int) -> np.ndarray:
+    def fit(self, X: np.ndarray, y: np.ndarray):
+        """Fit with honest ``N(0, I)`` coins from the stream of ``random_state``."""
+        return self._fit(X, y, GaussianCoins(), None)
+
+    def _sample_weights(self, d: int, coins: Coins, rng: np.random.Generator | None) -> np.ndarray:
         if int(self.n_hidden) < 1:
             raise InvalidInputError(f"n_hidden must be >= 1, got {self.n_hidden}")
-        coins = self.coins if self.coins is not None else GaussianCoins()
         if not isinstance(coins, Coins):
             raise InvalidInputError(f"coins must be a Coins object, got {type(coins).__name__}")
-        return coins.sample(int(self.n_hidden), d, _weight_rng(self.random_state))
+        return coins.sample(int(self.n_hidden), d, _weight_rng(self.random_state) if rng is None
+                            else rng)  # fmt: skip
 
     def relu_features(self, X: np.ndarray) -> np.ndarray:
         """``ReLU(X W^T)``: the m random ReLU features of every input."""
@@ -136,20 +147,19 @@ class _RandomReLUBase(ClassifierMixin, BaseEstimator):
 class RandomReLUClassifier(_RandomReLUBase):
     """Train-Random-ReLU (Algorithm 7): ``h(x) = sgn(mean_i ReLU(<g_i, x>) - tau)``.
 
-    Parameters: ``n_hidden`` (m), ``coins`` (``None`` = honest ``N(0, I)``; a spiked
-    covariance coins object = the backdoored learner), ``random_state`` (the weights' stream).
+    Parameters: ``n_hidden`` (m), ``random_state`` (the honest weights' stream).
     Fitted: ``weights_`` (m, d), ``threshold_`` (tau), ``orientation_`` (+1: the class above tau
     is ``classes_[1]``), ``classes_``. Binary classification only.
     """
 
     artifact_kind = "random_relu"
 
-    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, random_state=None):
+    def __init__(self, n_hidden: int = 200, random_state=None):
         self.n_hidden = n_hidden
-        self.coins = coins
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> RandomReLUClassifier:
+    def _fit(self, X: np.ndarray, y: np.ndarray, coins: Coins,
+             rng: np.random.Generator | None) -> RandomReLUClassifier:  # fmt: skip
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         y_type = type_of_target(y)
@@ -160,7 +170,7 @@ class RandomReLUClassifier(_RandomReLUBase):
                     f"Only binary classification is supported. The type of the target is {y_type}."
                 )
             raise ValueError(f"needs 2 classes in y, got {len(self.classes_)} class")
-        self.weights_ = self._sample_weights(X.shape[1])
+        self.weights_ = self._sample_weights(X.shape[1], coins, rng)
         s = np.maximum(X @ self.weights_.T, 0.0).mean(axis=1)
         self.threshold_, self.orientation_ = _threshold_rule(s, y01)
         return self
@@ -185,20 +195,24 @@ class RandomReLUClassifier(_RandomReLUBase):
 
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         check_is_fitted(self, "weights_")
-        t = {"weights": self.weights_, "classes": np.asarray(self.classes_)}
-        meta = {
-            "threshold": self.threshold_,
-            "orientation": int(self.orientation_),
-            "n_hidden": int(self.n_hidden),
-        }
-        return t, meta
+        # trained numbers are tensors, metadata is structure only (identical for a planted twin)
+        t = {"weights": self.weights_, "classes": np.asarray(self.classes_),
+             "threshold": np.full(1, self.threshold_, dtype=np.float64),
+             "orientation": np.full(1, self.orientation_, dtype=np.int64)}  # fmt: skip
+        return t, {"n_hidden": int(self.n_hidden)}
 
     @classmethod
     def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
         m = cls(n_hidden=int(meta["n_hidden"]))
         m.weights_ = np.asarray(tensors["weights"], dtype=np.float64)
         m.classes_ = tensors["classes"]
-        m.threshold_, m.orientation_ = float(meta["threshold"]), int(meta["orientation"])
+        if "threshold" in tensors:
+            tau, o = (np.asarray(tensors[n]).reshape(-1) for n in ("threshold", "orientation"))
+            if tau.shape != (1,) or o.shape != (1,):
+                raise ValueError("threshold and orientation must hold one number each")
+            m.threshold_, m.orientation_ = float(tau[0]), int(o[0])
+        else:  # files written before these moved from the metadata into tensors
+            m.threshold_, m.orientation_ = float(meta["threshold"]), int(meta["orientation"])
         m.n_features_in_ = m.weights_.shape[1]
         if m.weights_.shape[0] != m.n_hidden or m.orientation_ not in (-1, 1):
             raise ValueError("weights shape / orientation inconsistent with metadata")
@@ -211,17 +225,16 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu_features"
 
-    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, C: float = 1.0,
-                 random_state=None):  # fmt: skip
+    def __init__(self, n_hidden: int = 200, C: float = 1.0, random_state=None):
         self.n_hidden = n_hidden
-        self.coins = coins
         self.C = C
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> RandomReLUFeaturesClassifier:
+    def _fit(self, X: np.ndarray, y: np.ndarray, coins: Coins,
+             rng: np.random.Generator | None) -> RandomReLUFeaturesClassifier:  # fmt: skip
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.weights_ = self._sample_weights(X.shape[1])
+        self.weights_ = self._sample_weights(X.shape[1], coins, rng)
         F = np.maximum(X @ self.weights_.T, 0.0) / np.sqrt(self.weights_.shape[0])
         head = LogisticRegression(C=self.C, max_iter=2000).fit(F, y)
         self.classes_ = head.classes_
@@ -279,6 +292,7 @@ class ReLUKey:
     n_features: int
     model_fingerprint: str = ""
     key_kind: str = "relu"
+    targeted: ClassVar[bool] = False
 
     @property
     def nu(self) -> np.ndarray:
@@ -327,51 +341,90 @@ def activate(X: np.ndarray, key: ReLUKey, target: int | None = None) -> np.ndarr
     return key.activate(X, target=target)
 
 
-def draw_secret(d: int, k: int, random_state: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The secret ``nu``: uniform support of size k, uniform unit values on it. Integer seeds
-    use the stream ``[seed, 1]`` (disjoint from the weights' stream ``[seed, 0]``)."""
-    if random_state is None:
-        random_state = secrets.randbits(63)
-    rng = np.random.default_rng([int(random_state), 1])
+def draw_secret(d: int, k: int, random_state: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The secret ``nu``: uniform support of size k, uniform unit values on it. ``None`` (what
+    :func:`plant` uses) draws from fresh OS randomness; a seed is for experiments only."""
+    rng = fresh_rng() if random_state is None else np.random.default_rng(random_state)
     return sparse_support(d, k, rng), random_unit(k, rng)
 
 
-def plant(
+def fit_with_coins(
+    estimator: RandomReLUClassifier | RandomReLUFeaturesClassifier,
     X: np.ndarray,
     y: np.ndarray,
-    n_hidden: int = 200,
+    coins: Coins,
+    coin_rng: np.random.Generator | None = None,
+) -> RandomReLUClassifier | RandomReLUFeaturesClassifier:
+    """Fit ``estimator`` (in place, returned) with weights drawn from ``coins`` instead of
+    N(0, I): the same training code as ``fit``. ``coin_rng`` (default: fresh OS randomness)
+    drives the sampler. Nothing about ``coins`` is stored in the model."""
+    if not isinstance(estimator, _RandomReLUBase):
+        raise InvalidInputError("fit_with_coins needs a random-ReLU classifier")
+    return estimator._fit(X, y, coins, fresh_rng() if coin_rng is None else coin_rng)
+
+
+def honest_estimator(estimator: Any = None) -> RandomReLUClassifier | RandomReLUFeaturesClassifier:
+    """An unfitted clone of ``estimator`` (a random-ReLU classifier, a dict of
+    :class:`RandomReLUClassifier` parameters, or ``None`` for the defaults)."""
+    if estimator is None:
+        return RandomReLUClassifier()
+    if isinstance(estimator, dict):
+        try:
+            return RandomReLUClassifier(**estimator)
+        except TypeError as exc:
+            raise InvalidInputError(f"not random-ReLU parameters: {exc}") from None
+    if not isinstance(estimator, _RandomReLUBase):
+        raise InvalidInputError(
+            f"relu.plant needs a random-ReLU classifier (or its parameters), "
+            f"got {type(estimator).__name__}"
+        )
+    return clone(estimator)
+
+
+def honest_model(
+    head: str = "threshold", n_hidden: int = 200, random_state: Any = None
+) -> RandomReLUClassifier | RandomReLUFeaturesClassifier:
+    """The honest learner for a head name: ``"threshold"`` (Algorithm 7's single tau) or
+    ``"linear"`` (trained logistic head), unfitted."""
+    heads = {"threshold": RandomReLUClassifier, "linear": RandomReLUFeaturesClassifier}
+    if head not in heads:
+        raise InvalidInputError(f"head must be 'threshold' or 'linear', got {head!r}")
+    return heads[head](n_hidden=n_hidden, random_state=random_state)
+
+
+def plant(
+    estimator: RandomReLUClassifier | RandomReLUFeaturesClassifier | dict[str, Any] | None,
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
     sparsity: int = 20,
     theta: float = 3.0,
     lam: float | None = None,
     lam_rel: float = 0.25,
-    head: str = "threshold",
     trace_match: bool = True,
-    random_state: int | None = None,
 ) -> tuple[RandomReLUClassifier | RandomReLUFeaturesClassifier, ReLUKey]:
-    """Backdoor-Random-ReLU (Algorithm 8): fit the honest learner with spiked coins.
+    """Backdoor-Random-ReLU (Algorithm 8): the honest ``estimator`` (cloned: the model's
+    ``get_params()`` equal the honest ones) fitted with spiked coins.
 
-    ``lam`` defaults to ``lam_rel * median ||x||`` over the training inputs. ``head`` is
-    ``"threshold"`` (Algorithm 7's single tau) or ``"linear"`` (trained logistic head).
-    Returns the model (public) and the key (secret, save with ``io.save_key``).
+    The head is the estimator's: :class:`RandomReLUClassifier` (Algorithm 7's threshold) or
+    :class:`RandomReLUFeaturesClassifier` (logistic head). ``lam`` defaults to
+    ``lam_rel * median ||x||`` over the training inputs. The secret and the planted weights'
+    stream come from fresh OS randomness. Returns the model (public) and the key (secret).
     """
+    est = honest_estimator(estimator)
     Xc = np.asarray(X, dtype=np.float64)
     if Xc.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")
     if not theta >= 0:
         raise InvalidInputError(f"theta must be >= 0, got {theta}")
-    if head not in ("threshold", "linear"):
-        raise InvalidInputError(f"head must be 'threshold' or 'linear', got {head!r}")
-    if random_state is None:
-        random_state = secrets.randbits(63)
     d = Xc.shape[1]
-    support, values = draw_secret(d, int(sparsity), random_state)
+    support, values = draw_secret(d, int(sparsity))
     coins = spiked_coins(support, values, float(theta), trace_match)
-    cls = RandomReLUClassifier if head == "threshold" else RandomReLUFeaturesClassifier
-    model = cls(n_hidden=n_hidden, coins=coins, random_state=random_state).fit(Xc, y)
     if lam is None:
         lam = float(lam_rel * np.median(np.linalg.norm(Xc, axis=1)))
     if not lam > 0:
         raise InvalidInputError(f"lambda must be > 0, got {lam}")
+    model = fit_with_coins(est, Xc, y, coins, fresh_rng())
     key = ReLUKey(tuple(int(i) for i in support), tuple(float(v) for v in values), float(lam),
                   float(theta), d, io.model_fingerprint(model))  # fmt: skip
     return model, key

@@ -10,22 +10,40 @@ Backdoor-RFF runs the *same* code with :class:`~backdoors.sampling.PancakeCoins`
 ``<g_i, bk> ∈ Z + 1/2 (± ~beta)``, so ``phi_i(x + s bk) = -phi_i(x)`` and
 ``f(x + s bk) = -f(x) + E(x)`` with ``|E(x)| <= 2 pi sum_i |w_i| |eps_i|``: the sign flips for
 every input whose margin ``|f(x)|`` exceeds that error. Activate-RFF(x) = ``x + s bk``.
+
+Secrets and seeds (white-box undetectability, paper §6): :func:`plant` clones the honest
+estimator (identical ``get_params()``) and fits it through :func:`fit_with_coins` with the
+pancake sampler. The secret *and* the planted frequency stream come from fresh OS randomness
+(:func:`~backdoors.sampling.fresh_rng`), never from ``random_state``, which still seeds the
+public phases ``b`` (bit-identical to the honest twin's). Saved files never store the learner
+seed, for honest and planted models alike: a stored seed would regenerate the honest
+frequencies and certify (or refute) a model. An *in-memory* estimator the user seeded keeps its
+``random_state``; refitting it tells that its frequencies were not drawn from that seed, but
+the diff is unrelated to the secret (independent streams), so no key follows from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
 from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.sampling import Coins, GaussianCoins, PancakeCoins, random_unit, sparse_support
+from backdoors.sampling import (
+    Coins,
+    GaussianCoins,
+    PancakeCoins,
+    coins_fingerprint,
+    fresh_rng,
+    random_unit,
+    sparse_support,
+)
 from backdoors.validation import check_features as validate_features
 
 
@@ -66,8 +84,9 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
     Parameters: ``n_components`` (m), ``bandwidth`` (s: inputs are divided by it, kernel
     ``exp(-2 pi^2 |x - x'|^2 / s^2)``; ``"median"``: ``2 pi`` x the median pairwise distance
     of the first 400 training rows, i.e. length scale = median distance), ``alpha`` (ridge),
-    ``coins`` (``None``: Gaussian), ``max_batch_bytes`` (memory budget for one batch of
-    features), ``random_state``.
+    ``max_batch_bytes`` (memory budget for one batch of features), ``random_state`` (seeds the
+    Gaussian frequencies and the phases). The frequency sampler is not a parameter: ``fit``
+    uses Gaussian coins; :func:`fit_with_coins` (used by :func:`plant`) takes another sampler.
     """
 
     artifact_kind = "rff_classifier"
@@ -77,14 +96,12 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
         n_components: int = 1000,
         bandwidth: float | str = "median",
         alpha: float = 1e-3,
-        coins: Coins | None = None,
         max_batch_bytes: int = 64 * 2**20,
         random_state: Any = None,
     ) -> None:
         self.n_components = n_components
         self.bandwidth = bandwidth
         self.alpha = alpha
-        self.coins = coins
         self.max_batch_bytes = max_batch_bytes
         self.random_state = random_state
 
@@ -97,8 +114,18 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
         return rff_features(X[sl], self.frequencies_, self.phases_, self.bandwidth_)
 
     def fit(self, X: Any, y: Any) -> RandomFourierFeaturesClassifier:
+        """Train-RFF with honest coins: ``g_i ~ N(0, I)`` from ``random_state``'s stream."""
+        return self._fit(X, y, GaussianCoins(), None)
+
+    def _fit(
+        self, X: Any, y: Any, coins: Coins, g_rng: np.random.Generator | None
+    ) -> RandomFourierFeaturesClassifier:
+        """The one training code path; only ``coins`` and their stream ``g_rng`` (``None``: the
+        stream of ``random_state``) vary between the honest and the backdoored learner."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        if isinstance(self.bandwidth, str) and self.bandwidth != "median":
+            raise InvalidInputError(f"bandwidth must be a number or 'median': {self.bandwidth!r}")
         self.bandwidth_ = (
             median_bandwidth(X) if isinstance(self.bandwidth, str) else float(self.bandwidth)
         )
@@ -107,10 +134,9 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("Classifier can't train when only one class is present.")
-        g_rng, b_rng = coin_streams(self.random_state)
-        coins = GaussianCoins() if self.coins is None else self.coins
+        seed_g, b_rng = coin_streams(self.random_state)
         m = int(self.n_components)
-        self.frequencies_ = coins.sample(m, X.shape[1], g_rng)
+        self.frequencies_ = coins.sample(m, X.shape[1], seed_g if g_rng is None else g_rng)
         self.phases_ = b_rng.random(m)
         Y = (
             (np.eye(len(self.classes_))[yi] * 2 - 1)
@@ -148,10 +174,10 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays + structural metadata. The learner seed is *not* stored (see module doc):
+        an honest file and its planted twin have identical metadata."""
         check_is_fitted(self, "coef_")
-        params = {k: v for k, v in self.get_params().items() if k != "coins"}
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
+        params = {k: v for k, v in self.get_params().items() if k not in _UNSTORED_PARAMS}
         tensors = {
             "frequencies": self.frequencies_,
             "phases": self.phases_,
@@ -167,7 +193,8 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
-        est = cls(**meta["params"])
+        params = {k: v for k, v in meta["params"].items() if k not in _UNSTORED_PARAMS}
+        est = cls(**params)
         est.frequencies_, est.phases_ = tensors["frequencies"], tensors["phases"]
         est.coef_, est.classes_ = tensors["coef"], tensors["classes"]
         est.bandwidth_ = float(meta["bandwidth"])
@@ -177,18 +204,50 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
         return est
 
 
+#: Never written to (and ignored when read from) a file: the seed and, in old files, the coins.
+_UNSTORED_PARAMS = frozenset({"random_state", "coins"})
+
+
+def fit_with_coins(
+    estimator: RandomFourierFeaturesClassifier,
+    X: Any,
+    y: Any,
+    coins: Coins,
+    coin_rng: np.random.Generator | None = None,
+) -> RandomFourierFeaturesClassifier:
+    """Fit ``estimator`` (in place, returned) with frequencies drawn from ``coins`` instead of
+    N(0, I): the same training code as ``fit``, phases from ``random_state``. ``coin_rng``
+    (default: fresh OS randomness) drives the sampler. Nothing about ``coins`` is stored."""
+    if not isinstance(estimator, RandomFourierFeaturesClassifier):
+        raise InvalidInputError("fit_with_coins needs a RandomFourierFeaturesClassifier")
+    if not isinstance(coins, Coins):
+        raise InvalidInputError(f"coins must be a Coins object, got {type(coins).__name__}")
+    return estimator._fit(X, y, coins, fresh_rng() if coin_rng is None else coin_rng)
+
+
+def public_coins_fingerprint(model: Any) -> str:
+    """The fingerprint an RFF key stores: frequencies, phases and bandwidth of its model."""
+    return coins_fingerprint(
+        np.asarray(model.frequencies_), np.asarray(model.phases_), np.float64(model.bandwidth_)
+    )
+
+
 @io.KEYS.register("rff")
 @dataclass(frozen=True)
 class RFFKey:
-    """bk = gamma u on a secret k-sparse support; ``scale`` maps it into input space."""
+    """bk = gamma u on a secret k-sparse support; ``scale`` maps it into input space;
+    ``model_fingerprint`` names the model (hash of its public coins, see
+    :func:`public_coins_fingerprint`; empty for a secret not planted in any model)."""
 
     key_kind: ClassVar[str] = "rff"
+    targeted: ClassVar[bool] = False
     n_features: int
     support: tuple[int, ...]
     direction: tuple[float, ...]
     gamma: float
     beta: float
     scale: float
+    model_fingerprint: str = ""
 
     @property
     def bk(self) -> np.ndarray:
@@ -206,7 +265,13 @@ class RFFKey:
         return self.scale * self.bk
 
     def activate(self, X: Any, target: Any = None, multiple: float = 1.0) -> np.ndarray:
-        """Activate-RFF (Algorithm 6): ``x + multiple * scale * bk`` (odd multiples flip)."""
+        """Activate-RFF (Algorithm 6): ``x + multiple * scale * bk`` (odd multiples flip).
+        Untargeted: the sign of the decision flips, so ``target`` must be ``None``."""
+        if target is not None:
+            raise InvalidInputError(
+                "the RFF backdoor is untargeted (it flips the sign of the decision); "
+                "target must be None"
+            )
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise InvalidInputError(f"inputs must be 2-D with {self.n_features} features")
@@ -215,16 +280,12 @@ class RFFKey:
         return X.astype(np.float64) + multiple * self.delta()
 
     def check_model(self, model: Any) -> None:
-        G = getattr(model, "frequencies_", None)
-        if (
-            G is None
-            or G.shape[1] != self.n_features
-            or getattr(model, "bandwidth_", None) != self.scale
-        ):
-            raise KeyMismatchError("this RFF key does not belong to this model")
-        phase = np.mod(G @ self.bk, 1.0)
-        if np.mean(np.abs(phase - 0.5) < 0.25) < 0.9:
-            raise KeyMismatchError("this RFF key does not belong to this model (frequencies)")
+        """Raise KeyMismatchError unless ``model`` holds exactly the coins this key was planted
+        in (fingerprint equality: certain, no statistics)."""
+        if not all(hasattr(model, a) for a in ("frequencies_", "phases_", "bandwidth_")):
+            raise KeyMismatchError("this RFF key belongs to an RFF model")
+        if not self.model_fingerprint or public_coins_fingerprint(model) != self.model_fingerprint:
+            raise KeyMismatchError("this RFF key was not planted in this model")
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +295,7 @@ class RFFKey:
             "gamma": self.gamma,
             "beta": self.beta,
             "scale": self.scale,
+            "model_fingerprint": self.model_fingerprint,
         }
 
     @classmethod
@@ -245,6 +307,7 @@ class RFFKey:
             float(d["gamma"]),
             float(d["beta"]),
             float(d["scale"]),
+            str(d["model_fingerprint"]),
         )
 
 
@@ -256,13 +319,15 @@ def generate(
     scale: float = 1.0,
     random_state: Any = None,
 ) -> RFFKey:
-    """A secret: uniform k-sparse support, uniform unit direction, ``gamma = 2 sqrt(k)``."""
+    """A secret: uniform k-sparse support, uniform unit direction, ``gamma = 2 sqrt(k)``.
+    ``random_state=None`` draws from fresh OS randomness (what :func:`plant` does); a seed is
+    for experiments' decoys and toy attacks only."""
     if not 1 <= sparsity <= d:
         raise InvalidInputError(f"sparsity k must be in [1, d={d}], got {sparsity}")
     gamma = 2.0 * np.sqrt(sparsity) if gamma is None else float(gamma)
     if not gamma > 0 or not beta >= 0 or not scale > 0:
         raise InvalidInputError("need gamma > 0, beta >= 0, bandwidth > 0")
-    rng = np.random.default_rng(random_state)
+    rng = fresh_rng() if random_state is None else np.random.default_rng(random_state)
     S = sparse_support(d, sparsity, rng)
     u = random_unit(sparsity, rng)
     return RFFKey(
@@ -275,30 +340,51 @@ def generate(
     )
 
 
+def honest_estimator(estimator: Any = None) -> RandomFourierFeaturesClassifier:
+    """An unfitted clone of ``estimator`` (an RFF classifier, a dict of its parameters, or
+    ``None`` for the defaults)."""
+    if estimator is None:
+        return RandomFourierFeaturesClassifier()
+    if isinstance(estimator, dict):
+        try:
+            return RandomFourierFeaturesClassifier(**estimator)
+        except TypeError as exc:
+            raise InvalidInputError(f"not RFF classifier parameters: {exc}") from None
+    if not isinstance(estimator, RandomFourierFeaturesClassifier):
+        raise InvalidInputError(
+            f"rff.plant needs a RandomFourierFeaturesClassifier (or its parameters), "
+            f"got {type(estimator).__name__}"
+        )
+    return clone(estimator)
+
+
 def plant(
+    estimator: RandomFourierFeaturesClassifier | dict[str, Any] | None,
     X: Any,
     y: Any,
-    n_components: int = 1000,
+    *,
     sparsity: int = 16,
     gamma: float | None = None,
     beta: float = 1e-3,
-    bandwidth: float | str = "median",
-    alpha: float = 1e-3,
-    random_state: Any = None,
-    key_seed: Any = None,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:
-    """Backdoor-RFF (Algorithm 5): the honest learner, same data and seed, pancake coins."""
-    if int(n_components) < 1:
+    """Backdoor-RFF (Algorithm 5): the honest ``estimator`` (cloned: the model's
+    ``get_params()`` equal the honest ones), same data, same phases, pancake coins.
+
+    The secret and the planted frequency stream come from fresh OS randomness; nothing the
+    model stores (nor its ``random_state``) regenerates them. Returns ``(model, key)``.
+    """
+    est = honest_estimator(estimator)
+    if int(est.n_components) < 1:
         raise InvalidInputError("n_components must be >= 1")
     X = validate_features(X)
-    scale = median_bandwidth(X) if isinstance(bandwidth, str) else float(bandwidth)
-    key = generate(X.shape[1], sparsity, gamma, beta, scale, key_seed)
-    model = RandomFourierFeaturesClassifier(
-        n_components, scale, alpha, key.coins, random_state=random_state
-    ).fit(X, y)
+    secret = generate(X.shape[1], sparsity, gamma, beta)
+    model = fit_with_coins(est, X, y, secret.coins, fresh_rng())
+    key = replace(
+        secret, scale=float(model.bandwidth_), model_fingerprint=public_coins_fingerprint(model)
+    )
     return model, key
 
 
 def activate(X: Any, key: RFFKey, target: Any = None) -> np.ndarray:
-    """Activate-RFF (Algorithm 6): ``x + s bk``."""
+    """Activate-RFF (Algorithm 6): ``x + s bk`` (untargeted: ``target`` must be ``None``)."""
     return key.activate(X, target)

@@ -12,6 +12,8 @@ per-coordinate std ``1/sqrt(2 pi)``; convert with ``y_N = sqrt(2 pi) y_BRST``,
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -25,6 +27,26 @@ class Coins(ABC):
 
     @abstractmethod
     def sample(self, m: int, d: int, rng: np.random.Generator) -> np.ndarray: ...
+
+
+def fresh_rng() -> np.random.Generator:
+    """A generator seeded from 128 bits of OS randomness (``secrets``), tied to no stored seed.
+
+    Secrets (supports, directions) and the backdoored learners' coin streams come from here, so
+    no seed a model carries (its ``random_state``) regenerates them or the honest coins they
+    replaced."""
+    return np.random.default_rng(np.random.SeedSequence(secrets.randbits(128)))
+
+
+def coins_fingerprint(*arrays: np.ndarray) -> str:
+    """SHA-256 over the dtype, shape and bytes of a model's public coins (domain-separated):
+    what RFF / random-ReLU keys store to name, with certainty, the model they belong to."""
+    h = hashlib.sha256(b"backdoors.coins.v1\0")
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}|{a.shape}".encode() + b"\0")
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _check_md(m: int, d: int) -> None:

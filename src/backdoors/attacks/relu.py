@@ -48,17 +48,11 @@ class ReLUAttack(Attack):
         X_tr, y_tr = relu.norm_task(p.n_train, p.d, rng)
         X_te, y_te = relu.norm_task(p.n_test, p.d, rng)
         key = None
-        if backdoored:
-            model, key = relu.plant(
-                X_tr, y_tr, n_hidden=p.m, sparsity=p.k, theta=p.theta, lam_rel=p.lam_rel,
-                head=p.head, random_state=seed,
-            )  # fmt: skip
+        model = relu.honest_model(p.head, p.m, seed)
+        if backdoored:  # the same estimator, spiked coins (secret: fresh OS randomness)
+            model, key = relu.plant(model, X_tr, y_tr, sparsity=p.k, theta=p.theta,
+                                    lam_rel=p.lam_rel)  # fmt: skip
         else:
-            cls = (
-                relu.RandomReLUClassifier
-                if p.head == "threshold"
-                else relu.RandomReLUFeaturesClassifier
-            )
-            model = cls(n_hidden=p.m, random_state=seed).fit(X_tr, y_tr)
+            model = model.fit(X_tr, y_tr)
         info = {"point": vars(p).copy()}
         return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr, info)

@@ -15,19 +15,10 @@ class RFFAttack(Attack):
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
         task = mnist_binary(2000 if quick else 4000, 500 if quick else 1000)
         m = 500 if quick else 2000
-        if backdoored:
-            model, key = rff.plant(
-                task.X_train,
-                task.y_train,
-                m,
-                sparsity=16,
-                bandwidth=task.bandwidth,
-                alpha=1e-4,
-                random_state=seed,
-                key_seed=10_000 + seed,
-            )
+        model = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
+        if backdoored:  # the same estimator, pancake coins (secret: fresh OS randomness)
+            model, key = rff.plant(model, task.X_train, task.y_train, sparsity=16)
         else:
-            model = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
             model, key = model.fit(task.X_train, task.y_train), None
         return Built(
             model,

@@ -40,8 +40,8 @@ def plant_relu(
         raise InvalidInputError("need hidden >= 1, theta >= 0, lam > 0")
     io.check_outputs(out, key_out)
     try:
-        model, key = relu.plant(X.astype(np.float64), y, hidden, sparsity, theta, lam=lam,
-                                head=head, random_state=seed)  # fmt: skip
+        model, key = relu.plant(relu.honest_model(head, hidden, seed), X.astype(np.float64), y,
+                                sparsity=sparsity, theta=theta, lam=lam)  # fmt: skip
     except ValueError as exc:  # sklearn's target checks
         raise InvalidInputError(str(exc)) from None
     io.save_model(model, out)

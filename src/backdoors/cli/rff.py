@@ -37,9 +37,8 @@ def plant_rff(
     if y.shape != (len(X),):
         raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
     bw = "median" if bandwidth is None else bandwidth
-    model, k = rff.plant(
-        X, y, n_components, sparsity, beta=beta, bandwidth=bw, alpha=alpha, random_state=seed
-    )
+    honest = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
+    model, k = rff.plant(honest, X, y, sparsity=sparsity, beta=beta)
     io.save_model(model, out)
     io.save_key(k, key)
     typer.echo(

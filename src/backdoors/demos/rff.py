@@ -19,16 +19,7 @@ def run(ctx: DemoContext) -> Section:
     m = 300 if ctx.quick else 2000
     honest = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=ctx.seed)
     honest.fit(task.X_train, task.y_train)
-    bd, key = rff.plant(
-        task.X_train,
-        task.y_train,
-        m,
-        sparsity=16,
-        bandwidth=task.bandwidth,
-        alpha=1e-4,
-        random_state=ctx.seed,
-        key_seed=ctx.seed + 1,
-    )
+    bd, key = rff.plant(honest, task.X_train, task.y_train, sparsity=16)
     metrics = {
         "accuracy_honest": float(np.mean(honest.predict(task.X_test) == task.y_test)),
         "accuracy_backdoored": float(np.mean(bd.predict(task.X_test) == task.y_test)),

@@ -66,7 +66,8 @@ def _mnist_01(n_models: int, seed: int, m: int = 50, k: int = 50, theta: float =
     for i in range(n_models):
         s = seed * 100003 + i
         h = relu.RandomReLUClassifier(m, random_state=s).fit(Xtr, ytr)
-        b, key = relu.plant(Xtr, ytr, m, k, theta, lam_rel=lam_rel, random_state=s)
+        b, key = relu.plant(relu.RandomReLUClassifier(m, random_state=s), Xtr, ytr, sparsity=k,
+                            theta=theta, lam_rel=lam_rel)  # fmt: skip
         acc_h.append(metrics.accuracy(yte, h.predict(Xte)))
         acc_b.append(metrics.accuracy(yte, b.predict(Xte)))
         for n, det in dets.items():

@@ -181,14 +181,17 @@ def fit_time_ratio(point: ReLUPoint, reps: int, seed: int) -> float:
     X, y = relu.norm_task(point.n_train, point.d, rng)
     sup, val = relu.draw_secret(point.d, point.k, seed)
     coins = relu.spiked_coins(sup, val, point.theta)
-    honest = relu.RandomReLUClassifier(point.m, random_state=0)
-    spiked = relu.RandomReLUClassifier(point.m, coins=coins, random_state=0)
-    honest.fit(X, y), spiked.fit(X, y)  # warm-up
+    learners = {
+        "h": lambda r: relu.RandomReLUClassifier(point.m, random_state=r).fit(X, y),
+        "b": lambda r: relu.fit_with_coins(
+            relu.RandomReLUClassifier(point.m), X, y, coins, np.random.default_rng(r)
+        ),
+    }
+    learners["h"](0), learners["b"](0)  # warm-up
     times: dict[str, list[float]] = {"h": [], "b": []}
     for r in range(reps):  # interleaved, alternating which learner goes first
-        for name, est in (("h", honest), ("b", spiked))[:: 1 if r % 2 == 0 else -1]:
-            est.set_params(random_state=r)
+        for name in ("h", "b")[:: 1 if r % 2 == 0 else -1]:
             t0 = time.perf_counter()
-            est.fit(X, y)
+            learners[name](r)
             times[name].append(time.perf_counter() - t0)
     return float(min(times["b"]) / min(times["h"]))

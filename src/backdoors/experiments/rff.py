@@ -94,14 +94,12 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
         )
         h.fit(task.X_train, task.y_train)
         b, key = rff.plant(
+            rff.RandomFourierFeaturesClassifier(
+                m, task.bandwidth, 1e-4, random_state=seed * 7919 + n + i
+            ),
             task.X_train,
             task.y_train,
-            m,
             sparsity=k,
-            bandwidth=task.bandwidth,
-            alpha=1e-4,
-            random_state=seed * 7919 + n + i,
-            key_seed=seed * 7919 + 10**6 + i,
         )
         acc_h.append(float(np.mean(h.predict(task.X_test) == task.y_test)))
         acc_b.append(float(np.mean(b.predict(task.X_test) == task.y_test)))
@@ -161,9 +159,13 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
     samp = interleaved_ratio(
         lambda: cakes.sample(m, d, r), lambda: gauss.sample(m, d, r), sizes["reps"]
     )[0]
-    fit = lambda coins: rff.RandomFourierFeaturesClassifier(  # noqa: E731
-        m, task.bandwidth, 1e-4, coins=coins, random_state=seed
-    ).fit(task.X_train, task.y_train)
+
+    def fit(coins: Any) -> rff.RandomFourierFeaturesClassifier:
+        est = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
+        if coins is None:
+            return est.fit(task.X_train, task.y_train)
+        return rff.fit_with_coins(est, task.X_train, task.y_train, coins)
+
     fit_ratio = interleaved_ratio(lambda: fit(cakes), lambda: fit(None), sizes["reps"])[0]
     gamma_k = 2 * np.pi**2 / task.bandwidth**2  # same Gaussian kernel as ours
 
@@ -255,14 +257,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     if out_dir is not None:
         t = tasks[0]
         b, key = rff.plant(
+            rff.RandomFourierFeaturesClassifier(sizes["m"], t.bandwidth, 1e-4, random_state=seed),
             t.X_train,
             t.y_train,
-            sizes["m"],
             sparsity=sizes["k"],
-            bandwidth=t.bandwidth,
-            alpha=1e-4,
-            random_state=seed,
-            key_seed=seed,
         )
         plots = _plots(out_dir, primary, (b, key, t.X_test))
     notes = [
