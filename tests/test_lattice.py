@@ -35,7 +35,9 @@ def test_registered_and_rff_only():
 def test_recovers_key_and_flips_inputs():
     """d = 20, m = 300, k = 8, LLL only: the recovered direction is +-bk and activates."""
     X, y = _task(20)
-    model, key = rff.plant(X, y, 300, sparsity=8, random_state=1, key_seed=2)
+    model, key = rff.plant(
+        rff.RandomFourierFeaturesClassifier(300, random_state=1), X, y, sparsity=8
+    )
     det = LatticeDetector(block_size=2, noise=1e-3, secret_norm=key.gamma)
     res = det.recover(model, Evidence(seed=0))
     assert res.recovered and res.score > 0.99

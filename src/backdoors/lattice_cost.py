@@ -89,8 +89,72 @@ def required_block_size(
     return Estimate(None, None, math.inf)
 
 
+def finite(x: float) -> float | None:
+    """``x``, or ``None`` for an infinite cost (JSON has no infinity)."""
+    return None if math.isinf(x) else float(x)
+
+
 def _geom(lo: int, hi: int, k: int) -> list[float]:
     if hi <= lo:
         return [float(hi)]
     r = (hi / lo) ** (1 / (k - 1))
     return [lo * r**i for i in range(k)] + [float(hi)]
+
+
+def log2_support_odds(d: int, k: int, d_sub: int) -> float:
+    """``log2 (C(d, d_sub) / C(d - k, d_sub - k))``: expected trials until ``d_sub`` random
+    columns contain the whole k-sparse support (the other columns do not affect
+    ``<g_i, bk>``, so the attack can drop them)."""
+    if not 1 <= k <= d_sub <= d:
+        raise ValueError(f"need 1 <= k <= d_sub <= d, got k={k}, d_sub={d_sub}, d={d}")
+    lg = lambda a, b: math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)  # noqa: E731
+    return (lg(d, d_sub) - lg(d - k, d_sub - k)) / math.log(2)
+
+
+@dataclass(frozen=True)
+class HybridEstimate:
+    log2_cost: float  # log2(trials) + 0.292 b (core-SVP per trial, at least 1 per trial)
+    d_sub: int | None
+    block_size: int | None
+    log2_trials: float
+
+
+def sparse_hybrid(
+    d: int, k: int, m: int, gamma: float, beta: float, max_block: int = 1000
+) -> HybridEstimate:
+    """Support-guessing hybrid: keep ``d_sub`` random columns (k <= d_sub <= d), run the
+    primal attack on the ``d_sub``-dimensional instance; minimise expected total cost."""
+    best = HybridEstimate(math.inf, None, None, math.inf)
+    subs = sorted({int(x) for x in _geom(max(k, 2), d, 40)} | {d})
+    for ds in subs:
+        est = required_block_size(ds, m, gamma, beta, max_block)
+        if est.block_size is None:
+            continue
+        trials = log2_support_odds(d, k, ds)
+        cost = trials + max(est.log2_cost, 0.0)
+        if cost < best.log2_cost:
+            best = HybridEstimate(cost, ds, est.block_size, trials)
+    return best
+
+
+def feasible_here(
+    d: int,
+    k: int,
+    m: int,
+    gamma: float,
+    beta: float,
+    max_block: int = 30,
+    max_log2_trials: float = 10.0,
+    max_rank: int = 400,
+) -> bool:
+    """Whether the estimate predicts a win for an attack of the size that runs on this
+    machine: BKZ block size <= ``max_block`` on a lattice of rank <= ``max_rank``, after at
+    most ``2^max_log2_trials`` support guesses (``d_sub = d``: no guessing)."""
+    subs = sorted({int(x) for x in _geom(max(k, 2), d, 40)} | {d})
+    for ds in subs:
+        if log2_support_odds(d, k, ds) > max_log2_trials:
+            continue
+        est = required_block_size(ds, min(m, max_rank - 1), gamma, beta, max_block)
+        if est.block_size is not None and est.rows is not None and est.rows + 1 <= max_rank:
+            return True
+    return False

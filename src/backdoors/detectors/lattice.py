@@ -142,6 +142,20 @@ def held_out(m: int) -> int:
     return max(32, m // 5)
 
 
+def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK) -> int:
+    """The number of rows the attack embeds, or NotApplicableError when the lattice would be
+    degenerate (``n <= d``) or larger than ``max_rank`` (too slow to reduce here)."""
+    hold = held_out(m)
+    n = auto_rows(d, m, max_rank) if n_rows is None else min(int(n_rows), m - hold)
+    if n <= d or n + 1 > max_rank:
+        raise NotApplicableError(
+            f"lattice attack at d={d}, m={m} needs d < n rows <= {max_rank - 1} plus {hold} "
+            f"held out (got n={n}); the lattice would be too large to reduce here -- see "
+            "backdoors.lattice_cost for the estimated block size"
+        )
+    return n
+
+
 def lattice_attack(
     G: np.ndarray,
     n_rows: int | None = None,
@@ -168,14 +182,7 @@ def lattice_attack(
     if G.ndim != 2 or not np.isfinite(G).all():
         raise InvalidInputError("frequencies must be a finite 2-D matrix")
     m, d = G.shape
-    hold = held_out(m)
-    n = auto_rows(d, m, max_rank) if n_rows is None else min(int(n_rows), m - hold)
-    if n <= d or n + 1 > max_rank:
-        raise NotApplicableError(
-            f"lattice attack at d={d}, m={m} needs d < n rows <= {max_rank - 1} plus {hold} "
-            f"held out (got n={n}); the lattice would be too large to reduce here -- see "
-            "backdoors.lattice_cost for the estimated block size"
-        )
+    n = rows_for(d, m, n_rows, max_rank)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(m)
     use, held = perm[:n], perm[n:]
