@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -13,7 +14,9 @@ from backdoors.detectors.lattice import LatticeDetector, embedding_basis, lattic
 from backdoors.errors import NotApplicableError
 from backdoors.lattice_cost import delta, required_block_size, usvp_margin
 
-pytest.importorskip("fpylll")
+needs_fpylll = pytest.mark.skipif(
+    importlib.util.find_spec("fpylll") is None, reason="fpylll not installed (extra 'lattice')"
+)
 
 
 def _task(d: int, n: int = 600, seed: int = 0):
@@ -32,6 +35,7 @@ def test_registered_and_rff_only():
     assert LatticeDetector().applies_to(h)
 
 
+@needs_fpylll
 def test_recovers_key_and_flips_inputs():
     """d = 20, m = 300, k = 8, LLL only: the recovered direction is +-bk and activates."""
     X, y = _task(20)
@@ -48,6 +52,7 @@ def test_recovers_key_and_flips_inputs():
     assert np.mean(np.sign(fa) != np.sign(f)) > 0.95
 
 
+@needs_fpylll
 def test_honest_frequencies_score_low():
     X, y = _task(20)
     det = LatticeDetector(block_size=2, noise=1e-3, secret_norm=2 * np.sqrt(8))
@@ -64,6 +69,7 @@ def test_missing_fpylll_message(monkeypatch):
         lattice_attack(np.random.default_rng(0).standard_normal((200, 8)))
 
 
+@needs_fpylll
 def test_too_few_rows_or_too_large_is_not_applicable():
     G = np.random.default_rng(0).standard_normal((60, 40))
     with pytest.raises(NotApplicableError, match="rows"):
@@ -94,3 +100,30 @@ def test_cost_model_monotone():
     assert easy.block_size is not None and hard.block_size is not None
     assert easy.block_size <= 30 < hard.block_size
     assert usvp_margin(64, 200, 8.0, 1e-3, 30) > usvp_margin(64, 200, 8.0, 1e-3, 10)
+
+
+@needs_fpylll
+def test_regime_map_tiny_point_is_broken_not_undetected():
+    """At d = 16 the lattice recovers the key (proven by activation), the estimate agrees,
+    and the map does not call the point undetected; at beta = 0.1 the flip is gone."""
+    from backdoors.experiments.rff_map import regime_map
+
+    sizes = {
+        "betas": (1e-3, 1e-1),
+        "rows": [{"d": 16, "m": 200, "k": 4}],
+        "pop": 2,
+        "n_train": 300,
+        "lattice": {
+            "pop": 1,
+            "block_size": 2,
+            "max_seconds": 5.0,
+            "points": {(16, 200, 4): (1e-3,)},
+        },
+    }
+    low, high = regime_map(sizes, seed=0)
+    assert low["lattice"]["key_recovery_rate"] == 1.0
+    assert low["lattice"]["recovered_key_flip_rate"] > 0.9
+    assert low["estimate_breaks_here"] and low["detected"]
+    assert not low["effective_and_undetected"]
+    assert "lattice" not in high
+    assert high["flip_rate_all"] < low["flip_rate_all"] and not high["effective"]

@@ -23,6 +23,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 LLL_DELTA = 1.0219
 SMALL_DELTA = (
     (2, 1.02190),
@@ -81,11 +83,18 @@ def required_block_size(
     n_max = m - held_out
     if n_max <= d + 1:
         return Estimate(None, None, math.inf)
-    ns = sorted({int(x) for x in _geom(d + 2, n_max, 60)})
+    ns = np.array(sorted({int(x) for x in _geom(d + 2, n_max, 60)}), dtype=np.float64)
+    D = ns + 1
+    C2 = (gamma / beta) ** 2 * ns / (d + 1)
+    log_vol = 0.5 * (ns - d) * np.log1p(C2) + math.log(0.5)
+    half_log_v2 = 0.5 * np.log(ns * gamma**2 + (ns - d) * C2 * beta**2 + 0.25)
     for b in [2, *range(5, max_block + 1, 5)]:
-        ok = [n for n in ns if b <= n + 1 and usvp_margin(d, n, gamma, beta, b) >= 0]
-        if ok:
-            return Estimate(b, ok[0], 0.292 * b)
+        bb = max(b, 2)
+        margin = (2 * bb - D) * math.log(delta(b)) + log_vol / D
+        margin -= 0.5 * np.log(bb / D) + half_log_v2
+        ok = np.flatnonzero((margin >= 0) & (D >= b))
+        if len(ok):
+            return Estimate(b, int(ns[ok[0]]), 0.292 * b)
     return Estimate(None, None, math.inf)
 
 

@@ -19,6 +19,7 @@ _PACKAGES = (
     "pynacl",
     "safetensors",
     "skops",
+    "fpylll",
 )
 
 
