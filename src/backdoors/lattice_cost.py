@@ -92,7 +92,7 @@ def required_block_size(
         bb = max(b, 2)
         margin = (2 * bb - D) * math.log(delta(b)) + log_vol / D
         margin -= 0.5 * np.log(bb / D) + half_log_v2
-        ok = np.flatnonzero((margin >= 0) & (D >= b))
+        ok = np.flatnonzero((margin >= 0) & (b <= D))
         if len(ok):
             return Estimate(b, int(ns[ok[0]]), 0.292 * b)
     return Estimate(None, None, math.inf)
