@@ -21,7 +21,7 @@ from backdoors.pair_scoring import score_population
 
 #: Model-level detectors scored in the workers of the speed test, per attack (cheap ones).
 SPEED_DETECTORS = {
-    "rff": ["rff_key_aware", "coordinate_normality", "covariance_spectrum"],
+    "rff": ["rff_key_aware", "coordinate_normality", "spectral_bbp"],
     "relu": ["relu_key_aware", "diagonal_thresholding", "weight_norm"],
 }
 

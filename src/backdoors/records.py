@@ -21,6 +21,7 @@ _PACKAGES = (
     "pynacl",
     "safetensors",
     "skops",
+    "fpylll",
 )
 
 

@@ -17,7 +17,7 @@ class RFFAttack(Attack):
         m = 500 if quick else 2000
         model = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
         if backdoored:  # the same estimator, pancake coins (secret: fresh OS randomness)
-            model, key = rff.plant(model, task.X_train, task.y_train, sparsity=16)
+            model, key = rff.plant(model, task.X_train, task.y_train)  # default k
         else:
             model, key = model.fit(task.X_train, task.y_train), None
         return Built(

@@ -17,7 +17,9 @@ def plant_rff(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Secret key file (mode 0600).")],
     n_components: Annotated[int, typer.Option(help="Number of random features m.")] = 2000,
-    sparsity: Annotated[int, typer.Option(help="Secret support size k.")] = 16,
+    sparsity: Annotated[
+        int | None, typer.Option(help="Secret support size k (default: min(64, d)).")
+    ] = None,
     bandwidth: Annotated[
         float | None, typer.Option(help="s (default: 2 pi x median distance).")
     ] = None,
@@ -43,5 +45,5 @@ def plant_rff(
     io.save_key(k, key)
     typer.echo(
         f"backdoored RFF model -> {out}; secret key -> {key} (0600). "
-        f"perturbation: l0 = {sparsity}, l2 = {np.linalg.norm(k.delta()):.4g}"
+        f"perturbation: l0 = {len(k.support)}, l2 = {np.linalg.norm(k.delta()):.4g}"
     )

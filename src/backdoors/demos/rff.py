@@ -19,7 +19,7 @@ def run(ctx: DemoContext) -> Section:
     m = 300 if ctx.quick else 2000
     honest = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=ctx.seed)
     honest.fit(task.X_train, task.y_train)
-    bd, key = rff.plant(honest, task.X_train, task.y_train, sparsity=16)
+    bd, key = rff.plant(honest, task.X_train, task.y_train)  # k = rff.DEFAULT_SPARSITY
     metrics = {
         "accuracy_honest": float(np.mean(honest.predict(task.X_test) == task.y_test)),
         "accuracy_backdoored": float(np.mean(bd.predict(task.X_test) == task.y_test)),
@@ -41,12 +41,12 @@ def run(ctx: DemoContext) -> Section:
     text = (
         f"Random Fourier Features (m = {m}, median-heuristic bandwidth) with a ridge head, "
         "trained twice on the same data with the same seed: once with Gaussian frequencies, "
-        "once with Gaussian-pancake frequencies (a 16-sparse CLWE secret). Only the "
+        "once with Gaussian-pancake frequencies (a 64-sparse CLWE secret). Only the "
         "frequencies differ. Adding the secret (scaled into pixel space) flips the label of "
-        "essentially every input; half the secret or a random 16-sparse direction of the same "
+        "essentially every input; half the secret or a random 64-sparse direction of the same "
         "norm flips about half. The key-aware score separates the two models perfectly; the "
         "key-oblivious weight statistics do not (one model each here; populations in "
-        "`backdoors experiment rff`). Honest caveat: the perturbation touches 16 pixels but is "
+        "`backdoors experiment rff`). Honest caveat: the perturbation touches 64 pixels but is "
         "large in l2 (see perturbation_l2_over_x) -- 'slight' in the paper is asymptotic."
     )
     return Section("Random Fourier Features with a CLWE backdoor (paper §6)", text, metrics)

@@ -1,0 +1,283 @@
+"""The primal lattice attack on the RFF/CLWE backdoor (white-box, key-oblivious).
+
+Planted frequencies satisfy ``<g_i, s> = z_i + 1/2 + e_i`` (``z_i`` integer, ``|e_i| ~ beta``)
+for the secret ``s = bk`` (paper.md §3.3). Take ``n`` rows ``G_n`` (n x d, n > d) and an
+orthonormal basis ``K`` (n x (n - d)) of the left null space of ``G_n``. Then
+``t = z + 1/2 = G_n s - e`` satisfies ``K^T t = -K^T e``: the half-integer vector ``t`` lies
+within ``~beta sqrt(n - d)`` of the column space of ``G_n``, while ``|t| ~ |s| sqrt(n)``.
+Kannan's embedding turns this into a unique-SVP instance in the rank-(n+1) lattice spanned by
+the rows ``(e_i, C K_i, 0)`` (i < n) and the embedding row ``(1/2, C sum_i K_i, M)``:
+the lattice vector with coefficients ``(z, 1)`` is ``(t, -C K^T e, M)``, much shorter than the
+Gaussian heuristic ``(C^(n-d))^(1/(n+1)) sqrt((n+1) / (2 pi e))`` when ``C beta`` is small.
+The half-integer shift is the embedding coordinate ``M``. LLL, then progressive BKZ (fpylll),
+reduce the basis; every reduced vector gives a candidate ``s = argmin |G_n s - t|`` and is
+scored on *held-out* rows by ``-mean_i cos(2 pi <g_i, s>)`` (1 at half-integers; for honest
+Gaussian rows any fixed direction scores ``N(0, 1/(2 m_hold))``).
+
+This is the attack of Song-Zadik-Bruna (2021) and Zadik-Song-Wein-Bruna (2022) on low-noise
+CLWE in its primal-uSVP form (success condition of Alkim-Ducas-Poeppelmann-Schwabe 2016,
+verified by Albrecht-Goepfert-Virdia-Wunderer 2017; see :mod:`backdoors.lattice_cost`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backdoors.detectors import Evidence, register
+from backdoors.detectors.weights import _WeightDetector, random_weights
+from backdoors.errors import InvalidInputError, NotApplicableError
+
+#: Largest lattice rank the detector reduces (LLL at rank ~400 takes about a minute here).
+MAX_RANK = 400
+#: A candidate counts as the recovered key when its held-out score reaches this (the null
+#: standard deviation is ``1/sqrt(2 m_hold)``, 0.025 for 800 held-out rows).
+RECOVERED = 0.5
+
+
+def _fpylll() -> Any:
+    try:
+        import fpylll
+    except ImportError as exc:  # pragma: no cover - exercised by monkeypatching the import
+        raise NotApplicableError(
+            "the lattice detector needs fpylll: pip install 'backdoors[lattice]'"
+        ) from exc
+    return fpylll
+
+
+@dataclass
+class LatticeResult:
+    """Outcome of one attack: the best held-out score, the candidate direction achieving it
+    (frequency units; ``x + bandwidth * direction`` activates when ``recovered``), timing."""
+
+    score: float
+    direction: np.ndarray | None
+    recovered: bool
+    seconds: float
+    rows: int
+    held_out: int
+    block_size: int
+    reached_block: int
+    log: list[dict[str, float]] = field(default_factory=list)
+
+    def activate(self, X: np.ndarray, scale: float) -> np.ndarray:
+        """``x + scale * direction``: Activate-RFF with the recovered key (``scale`` = the
+        model's public bandwidth)."""
+        if self.direction is None:
+            raise NotApplicableError("the lattice attack recovered no key")
+        return np.asarray(X, dtype=np.float64) + scale * self.direction
+
+    @property
+    def z_score(self) -> float:
+        """The score in units of its null standard deviation ``1/sqrt(2 m_hold)``."""
+        return self.score * np.sqrt(2 * self.held_out)
+
+
+def embedding_basis(G: np.ndarray, C: float, precision: int = 16) -> np.ndarray:
+    """Integer Kannan basis for rows ``G`` (n x d): rows ``2P (e_i, C K_i, 0)`` and
+    ``P (1, C sum_i K_i, 1)`` rounded, ``P = precision`` (rounding error ``1/(2P)`` per entry
+    against a noise scale ``C beta``)."""
+    n, d = G.shape
+    if n <= d:
+        raise InvalidInputError(f"the embedding needs more rows than columns, got {n} <= {d}")
+    Q, _ = np.linalg.qr(G, mode="complete")
+    K = Q[:, d:]  # orthonormal basis of the left null space of G
+    P = int(precision)
+    B = np.zeros((n + 1, n + (n - d) + 1), dtype=object)
+    top = np.rint(2 * P * C * K).astype(np.int64)
+    emb = np.rint(P * C * K.sum(axis=0)).astype(np.int64)
+    for i in range(n):
+        B[i, i] = 2 * P
+        B[i, n : 2 * n - d] = [int(v) for v in top[i]]
+    B[n, :n] = P
+    B[n, n : 2 * n - d] = [int(v) for v in emb]
+    B[n, -1] = P
+    return B
+
+
+def _strategies(fpylll: Any, block_size: int) -> list[Any]:
+    """BKZ 2.0-style strategies without pruning: SVP calls in blocks >= 30 are preprocessed
+    with BKZ in blocks 10 and 20 below (fpylll's shipped strategy file is not always
+    installed; enumeration is then exact, i.e. no pruning speed-up)."""
+    from fpylll.fplll.bkz_param import Strategy
+
+    out = []
+    for b in range(block_size + 1):
+        pre = [p for p in (b - 20, b - 10) if p >= 10] if b >= 30 else []
+        out.append(Strategy(b, preprocessing_block_sizes=pre))
+    return out
+
+
+def _candidates(rows: np.ndarray, n: int, P: int) -> list[np.ndarray]:
+    """Half-integer vectors ``t`` from reduced rows. Twice the embedding row is the short
+    integer vector ``(0, ~0, 2M)``, so the embedding coefficient ``c = last / P`` only counts
+    mod 2: odd ``c`` gives ``t = v / (2P)``; even ``c`` gives an integer vector, a multiple
+    ``2t`` when ``t`` is half-integral, hence ``t = v / (4P)``."""
+    out = []
+    for r in rows:
+        c = int(r[-1]) // P
+        v = np.asarray(r[:n], dtype=np.float64)
+        if not np.any(v):
+            continue
+        out.append(v / (2 * P) if c % 2 else v / (4 * P))
+    return out
+
+
+def half_integer_score(G: np.ndarray, s: np.ndarray) -> float:
+    """``-mean_i cos(2 pi <g_i, s>)``: 1 when every phase sits at a half-integer."""
+    return float(-np.mean(np.cos(2 * np.pi * (G @ s))))
+
+
+def auto_rows(d: int, m: int, max_rank: int = MAX_RANK) -> int:
+    """Default row count ``n = max(3d, d + 32)`` (the outside evaluation's 200 rows at
+    d = 64), capped by the held-out rows and by ``max_rank - 1``."""
+    return min(m - held_out(m), max_rank - 1, max(3 * d, d + 32))
+
+
+def held_out(m: int) -> int:
+    """Rows kept out of the lattice to score candidates: ``max(32, m // 5)``."""
+    return max(32, m // 5)
+
+
+def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK) -> int:
+    """The number of rows the attack embeds, or NotApplicableError when the lattice would be
+    degenerate (``n <= d``) or larger than ``max_rank`` (too slow to reduce here)."""
+    hold = held_out(m)
+    n = auto_rows(d, m, max_rank) if n_rows is None else min(int(n_rows), m - hold)
+    if n <= d or n + 1 > max_rank:
+        raise NotApplicableError(
+            f"lattice attack at d={d}, m={m} needs d < n rows <= {max_rank - 1} plus {hold} "
+            f"held out (got n={n}); the lattice would be too large to reduce here -- see "
+            "backdoors.lattice_cost for the estimated block size"
+        )
+    return n
+
+
+def lattice_attack(
+    G: np.ndarray,
+    n_rows: int | None = None,
+    block_size: int = 20,
+    max_seconds: float = 60.0,
+    noise: float = 1e-3,
+    secret_norm: float = 8.0,
+    precision: int = 16,
+    seed: int = 0,
+    max_rank: int = MAX_RANK,
+) -> LatticeResult:
+    """Primal uSVP attack on ``n_rows`` random rows of ``G`` (``None``: :func:`auto_rows`);
+    the other rows (``max(32, m // 5)``) are held out to score candidates.
+
+    ``noise`` and ``secret_norm`` are the *public* family parameters the auditor assumes
+    (beta and ``gamma``); they only set the scaling ``C = (gamma / beta) sqrt(n / (d + 1))``
+    that balances ``|t|`` against ``C |K^T e|``. Reduction: LLL, then BKZ with block sizes
+    10, 20, ... up to ``block_size`` (auto-abort tours), stopping at the first candidate that
+    scores ``>= RECOVERED`` on held-out rows or when ``max_seconds`` is spent (checked
+    between reductions: LLL itself is not interrupted, hence the ``max_rank`` guard).
+    """
+    fpylll = _fpylll()
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim != 2 or not np.isfinite(G).all():
+        raise InvalidInputError("frequencies must be a finite 2-D matrix")
+    m, d = G.shape
+    n = rows_for(d, m, n_rows, max_rank)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(m)
+    use, held = perm[:n], perm[n:]
+    Gn, Gh = G[use], G[held]
+    C = (secret_norm / noise) * np.sqrt(n / (d + 1))
+    A = fpylll.IntegerMatrix.from_matrix(embedding_basis(Gn, C, precision).tolist())
+    t0 = time.perf_counter()
+    best: tuple[float, np.ndarray | None] = (-np.inf, None)
+    log: list[dict[str, float]] = []
+    reached = 0
+
+    def check(stage: int) -> bool:
+        nonlocal best
+        rows = np.array([[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)], dtype=object)
+        for t in _candidates(rows, n, precision):
+            s = np.linalg.lstsq(Gn, t, rcond=None)[0]
+            sc = half_integer_score(Gh, s)
+            if sc > best[0]:
+                best = (sc, s)
+        log.append({"block": stage, "seconds": time.perf_counter() - t0, "score": best[0]})
+        return best[0] >= RECOVERED
+
+    fpylll.LLL.reduction(A)
+    done = check(2)
+    schedule = [b for b in range(10, int(block_size) + 1, 10)]
+    if block_size > 2 and (not schedule or schedule[-1] != block_size):
+        schedule.append(int(block_size))
+    for b in schedule:
+        left = max_seconds - (time.perf_counter() - t0)
+        if done or left <= 0:
+            break
+        par = fpylll.BKZ.Param(
+            block_size=min(b, A.nrows),
+            strategies=_strategies(fpylll, b),
+            max_time=left,
+            flags=fpylll.BKZ.AUTO_ABORT | fpylll.BKZ.MAX_TIME,
+        )
+        fpylll.BKZ.reduction(A, par)
+        reached = b
+        done = check(b)
+    score, s = best
+    return LatticeResult(
+        score=float(score),
+        direction=s if score >= RECOVERED else None,
+        recovered=bool(score >= RECOVERED),
+        seconds=time.perf_counter() - t0,
+        rows=n,
+        held_out=len(held),
+        block_size=int(block_size),
+        reached_block=reached if reached else 2,
+        log=log,
+    )
+
+
+@register
+class LatticeDetector(_WeightDetector):
+    """Key-oblivious primal lattice attack on RFF frequencies; score = best held-out
+    half-integer score ``-mean cos(2 pi <g_i, s>)`` of a recovered direction (~0 honest,
+    ~``exp(-2 pi^2 beta^2)`` when the key is found). :meth:`recover` also returns the key."""
+
+    name = "lattice"
+
+    def __init__(
+        self,
+        n_rows: int | None = None,
+        block_size: int = 20,
+        max_seconds: float = 60.0,
+        noise: float = 1e-3,
+        secret_norm: float = 8.0,
+        max_rank: int = MAX_RANK,
+    ) -> None:
+        self.n_rows = n_rows
+        self.block_size = block_size
+        self.max_seconds = max_seconds
+        self.noise = noise
+        self.secret_norm = secret_norm
+        self.max_rank = max_rank
+
+    def applies_to(self, model: Any) -> bool:
+        return super().applies_to(model) and hasattr(model, "frequencies_")
+
+    def recover(self, model: Any, evidence: Evidence | None = None) -> LatticeResult:
+        """Run the attack on ``model.frequencies_``."""
+        evidence = Evidence() if evidence is None else evidence
+        self.check(model, evidence)
+        return lattice_attack(
+            random_weights(model),
+            self.n_rows,
+            self.block_size,
+            self.max_seconds,
+            self.noise,
+            self.secret_norm,
+            seed=evidence.seed,
+            max_rank=self.max_rank,
+        )
+
+    def score(self, model: Any, evidence: Evidence) -> float:
+        return self.recover(model, evidence).score

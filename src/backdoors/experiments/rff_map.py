@@ -1,0 +1,318 @@
+"""Experiment ``rff-map``: where is the RFF/CLWE backdoor both effective and undetected?
+
+Over the pancake noise beta, the input dimension d, the secret sparsity k (gamma = 2 sqrt(k))
+and the feature count m, on the synthetic :func:`~backdoors.rff_tasks.planar` task:
+
+(a) the lattice detector (primal uSVP, :mod:`backdoors.detectors.lattice`) -- AUROC and key
+    recovery (the recovered direction must flip >= 90% of test inputs when used as a key) at a
+    stated block size and time budget, on the points where its lattice is small enough to run
+    here; everywhere, the *estimated* BKZ block size of the primal attack and of the
+    support-guessing hybrid (:mod:`backdoors.lattice_cost`, an extrapolation);
+(b) the flip rate of the genuine key on inputs past the margin bound and on all inputs;
+(c) the accuracy gap (backdoored - honest) with a bootstrap CI;
+and the AUROC of every other shipped weight detector.
+
+Verdict per point: *effective* = flip >= 0.99 on margin inputs, margin inputs >= half of all
+inputs (the flip on margin inputs is guaranteed by the bound, so the margin fraction carries
+the information), gap CI contains 0; *detected* = some detector that ran reaches AUROC >= 0.9,
+or the lattice recovered a key.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors import rff
+from backdoors.detectors import DETECTORS, Evidence
+from backdoors.detectors.lattice import LatticeDetector
+from backdoors.errors import NotApplicableError
+from backdoors.experiments import EXPERIMENTS
+from backdoors.experiments.rff import flip_stats
+from backdoors.lattice_cost import feasible_here, required_block_size, sparse_hybrid
+from backdoors.lattice_cost import finite as _finite
+from backdoors.metrics import auroc_with_ci, mean_diff_ci
+from backdoors.progress import track
+from backdoors.records import Timer, make_record
+from backdoors.rff_tasks import Task, planar
+
+DETECT = 0.9  # AUROC at which a detector counts as detecting
+FLIP = 0.99  # flip rate on margin inputs for "effective"
+MARGIN_FRACTION = 0.5  # ... with at least this fraction of inputs past the margin bound
+RECOVERY_FLIP = 0.9  # a recovered direction counts as the key if it flips this many inputs
+#: What runs here (2 shared cores): BKZ-30 on a rank <= 400 lattice (the outside evaluation's
+#: BKZ-30 on 200 rows took 20-70 s), after at most 2^10 support guesses.
+RUNNABLE = {"max_block": 30, "max_log2_trials": 10.0, "max_rank": 400}
+
+FULL: dict[str, Any] = {
+    "betas": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    "rows": [
+        {"d": 32, "m": 1000, "k": 16},
+        {"d": 64, "m": 1000, "k": 16},
+        {"d": 128, "m": 1000, "k": 16},
+        {"d": 256, "m": 1000, "k": 16},
+        {"d": 784, "m": 1000, "k": 16},
+        {"d": 64, "m": 1000, "k": 4},
+        {"d": 64, "m": 1000, "k": 64},
+        {"d": 256, "m": 1000, "k": 64},
+        {"d": 784, "m": 1000, "k": 64},
+        {"d": 64, "m": 300, "k": 16},
+        {"d": 64, "m": 3000, "k": 16},
+    ],
+    "pop": 4,
+    "n_train": 1500,
+    "lattice": {
+        "pop": 2,
+        "block_size": 20,
+        "max_seconds": 20.0,
+        "points": {(32, 1000, 16): "all", (64, 1000, 16): (1e-3, 3e-3, 1e-2)},
+    },
+}
+QUICK: dict[str, Any] = {
+    "betas": (1e-3, 1e-1),
+    "rows": [{"d": 24, "m": 300, "k": 8}, {"d": 64, "m": 300, "k": 16}],
+    "pop": 3,
+    "n_train": 400,
+    "lattice": {
+        "pop": 2,
+        "block_size": 2,
+        "max_seconds": 5.0,
+        "points": {(24, 300, 8): "all"},
+    },
+}
+
+
+def _weight_detectors() -> list[str]:
+    return [
+        n
+        for n, cls in DETECTORS.items()
+        if cls.needs <= {"weights", "key"} and n not in ("lattice", "rff_key_aware")
+    ]
+
+
+def _lattice(task: Task, honest: list, planted: list, beta: float, gamma: float,
+             cfg: dict[str, Any], seed: int) -> dict[str, Any]:  # fmt: skip
+    """Lattice detector on the first ``cfg['pop']`` members of each side; recovery is proven
+    by activation with the recovered direction."""
+    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=cfg["max_seconds"],
+                          noise=max(beta, 1e-4), secret_norm=gamma)  # fmt: skip
+    sh, sb, secs, rec, flips, reached = [], [], [], [], [], []
+    for i in range(cfg["pop"]):
+        for model, out in ((honest[i], sh), (planted[i][0], sb)):
+            res = det.recover(model, Evidence(seed=seed + i))
+            out.append(res.score)
+            secs.append(res.seconds)
+            reached.append(res.reached_block)
+            if out is sb:
+                fl = 0.0
+                if res.recovered:
+                    X = task.X_test
+                    f0 = np.sign(model.decision_function(X))
+                    fl = float(np.mean(np.sign(model.decision_function(
+                        res.activate(X, model.bandwidth_))) != f0))  # fmt: skip
+                flips.append(fl)
+                rec.append(fl >= RECOVERY_FLIP)
+    a, ci = auroc_with_ci(np.array(sh), np.array(sb), n_boot=200, seed=seed)
+    return {"auroc": a, "auroc_ci": list(ci), "key_recovery_rate": float(np.mean(rec)),
+            "recovered_key_flip_rate": float(np.mean(flips)), "seconds_per_model":
+            float(np.mean(secs)), "max_block_reached": int(max(reached)),
+            "block_size": cfg["block_size"], "max_seconds": cfg["max_seconds"],
+            "models_per_side": cfg["pop"], "scores_honest": sh,
+            "scores_backdoored": sb}  # fmt: skip
+
+
+def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], beta: float,
+           sizes: dict[str, Any], seed: int) -> dict[str, Any]:  # fmt: skip
+    d, m, k = row["d"], row["m"], row["k"]
+    gamma = 2 * np.sqrt(k)
+    rng = np.random.default_rng([seed, d, m, k])
+    planted = [
+        rff.plant(rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=
+                  seed * 7919 + 500 + i), task.X_train, task.y_train, sparsity=k, beta=beta)
+        for i in range(sizes["pop"])
+    ]  # fmt: skip
+    acc_b = [float(np.mean(b.predict(task.X_test) == task.y_test)) for b, _ in planted]
+    fl = [flip_stats(b, key, task.X_test, rng) for b, key in planted]
+    gap, gap_ci = mean_diff_ci(np.array(acc_h), np.array(acc_b), seed=seed)
+    names = _weight_detectors()
+    au: dict[str, float] = {}
+    for name in [*names, "rff_key_aware"]:
+        det = DETECTORS.get(name)()
+        try:
+            sh = [det.score(h, Evidence(key=planted[i][1], seed=i)) for i, h in enumerate(honest)]
+            sb = [det.score(b, Evidence(key=key, seed=i)) for i, (b, key) in enumerate(planted)]
+        except NotApplicableError:
+            continue
+        au[name] = auroc_with_ci(np.array(sh), np.array(sb), n_boot=200, seed=seed)[0]
+    primal = required_block_size(d, m, gamma, beta)
+    hybrid = sparse_hybrid(d, k, m, gamma, beta)
+    margin = [f["flip_rate_margin"] for f in fl]
+    out: dict[str, Any] = {
+        **row, "beta": beta, "gamma": float(gamma), "models_per_side": sizes["pop"],
+        "accuracy_honest": float(np.mean(acc_h)), "accuracy_gap": gap,
+        "accuracy_gap_ci": list(gap_ci),
+        "flip_rate_margin": float(np.nanmean(margin)) if not np.all(np.isnan(margin))
+        else float("nan"),
+        "margin_fraction": float(np.mean([f["margin_fraction"] for f in fl])),
+        "flip_rate_all": float(np.mean([f["flip_rate_all"] for f in fl])),
+        "flip_rate_random_direction": float(np.mean([f["flip_rate_random_direction"]
+                                                     for f in fl])),
+        "perturbation_l2_over_x": float(np.mean([f["perturbation_l2_over_x"] for f in fl])),
+        "auroc_key_aware": au.pop("rff_key_aware", float("nan")),
+        "auroc_weight_detectors": au,
+        "estimate_primal_block_size": primal.block_size, "estimate_primal_rows": primal.rows,
+        "estimate_primal_log2_cost": _finite(primal.log2_cost),
+        "estimate_hybrid_log2_cost": _finite(hybrid.log2_cost),
+        "estimate_hybrid_d_sub": hybrid.d_sub,
+        "estimate_hybrid_block_size": hybrid.block_size,
+        "estimate_hybrid_log2_trials": _finite(hybrid.log2_trials),
+        "estimate_breaks_here": feasible_here(d, k, m, gamma, beta, **RUNNABLE),
+    }  # fmt: skip
+    cfg = sizes["lattice"]
+    sel = cfg["points"].get((d, m, k))
+    if sel is not None and (sel == "all" or beta in sel):
+        out["lattice"] = _lattice(task, honest, planted, beta, gamma, cfg, seed)
+    out.update(_verdict(out))
+    return out
+
+
+def _verdict(p: dict[str, Any]) -> dict[str, Any]:
+    gap_ok = p["accuracy_gap_ci"][0] <= 0 <= p["accuracy_gap_ci"][1]
+    effective = bool(
+        p["flip_rate_margin"] >= FLIP and p["margin_fraction"] >= MARGIN_FRACTION and gap_ok
+    )
+    det = max(p["auroc_weight_detectors"].values(), default=0.5) >= DETECT
+    lat = p.get("lattice")
+    if lat is not None:
+        det = det or lat["auroc"] >= DETECT or lat["key_recovery_rate"] > 0
+    return {"effective": effective, "detected": bool(det),
+            "effective_and_undetected": bool(effective and not det
+                                             and not p["estimate_breaks_here"])}  # fmt: skip
+
+
+def regime_map(sizes: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """All grid points: honest population once per (d, m, k), a planted one per beta."""
+    pts = []
+    for row in sizes["rows"]:
+        task = planar(row["d"], n_train=sizes["n_train"], n_test=500, seed=seed)
+        honest = [
+            rff.RandomFourierFeaturesClassifier(row["m"], task.bandwidth, 1e-4,
+                                                random_state=seed * 7919 + i)
+            .fit(task.X_train, task.y_train)
+            for i in range(sizes["pop"])
+        ]  # fmt: skip
+        acc_h = [float(np.mean(h.predict(task.X_test) == task.y_test)) for h in honest]
+        for beta in track(sizes["betas"], f"rff-map d={row['d']} m={row['m']} k={row['k']}"):
+            t0 = time.perf_counter()
+            pt = _point(task, honest, acc_h, row, beta, sizes, seed)
+            pt["seconds"] = time.perf_counter() - t0
+            pts.append(pt)
+    return pts
+
+
+def plot_map(points: list[dict[str, Any]], path: Path) -> Path:
+    """Four panels over beta x (d, m, k): flip rate on all inputs (margin fraction), the best
+    weight-detector AUROC, the lattice (measured AUROC / recovery, else estimated block
+    size), and the verdict."""
+    from matplotlib.colors import ListedColormap
+
+    from backdoors.report import new_figure, save_figure
+
+    key = lambda p: f"d={p['d']} m={p['m']} k={p['k']}"  # noqa: E731
+    rows = list(dict.fromkeys(key(p) for p in points))
+    betas = sorted({p["beta"] for p in points})
+    shape = (len(rows), len(betas))
+    flip, wdet, lat, verdict = (np.full(shape, np.nan) for _ in range(4))
+    text: dict[str, dict[tuple[int, int], str]] = {"flip": {}, "wdet": {}, "lat": {}}
+    for p in points:
+        i, j = rows.index(key(p)), betas.index(p["beta"])
+        flip[i, j] = p["flip_rate_all"]
+        text["flip"][i, j] = f"{p['flip_rate_all']:.3f}\n({p['margin_fraction']:.2f})"
+        wdet[i, j] = max(p["auroc_weight_detectors"].values(), default=np.nan)
+        text["wdet"][i, j] = f"{wdet[i, j]:.2f}"
+        if "lattice" in p:
+            lat[i, j] = p["lattice"]["auroc"]
+            text["lat"][i, j] = (
+                f"{p['lattice']['auroc']:.2f}\nrec {p['lattice']['key_recovery_rate']:.1f}"
+            )
+        else:
+            b = p["estimate_primal_block_size"]
+            text["lat"][i, j] = f"est b={b}" if b is not None else "est b>1000"
+        verdict[i, j] = 2 if p["effective_and_undetected"] else (1 if p["detected"] else 0)
+    fig, axes = new_figure(1, 4, figsize=(17, 0.5 * len(rows) + 2.6), sharey=True)
+    panels = [
+        (flip, "Reds_r", (0.5, 1.0), "flip", "flip rate, all inputs\n(margin fraction)"),
+        (wdet, "Reds", (0.5, 1.0), "wdet", "best weight-detector AUROC\n(5 statistics)"),
+        (lat, "Reds", (0.5, 1.0), "lat", "lattice AUROC, key recovery\n(est. = primal block size)"),
+    ]  # fmt: skip
+    for ax, (g, cmap, (lo, hi), name, title) in zip(axes, panels, strict=False):
+        ax.imshow(g, vmin=lo, vmax=hi, cmap=cmap, aspect="auto")
+        for (i, j), s in text[name].items():
+            ax.text(j, i, s, ha="center", va="center", fontsize=5.5)
+        ax.set_title(title, fontsize=8)
+    axes[3].imshow(verdict, cmap=ListedColormap(["#cccccc", "#d62728", "#2ca02c"]), vmin=0,
+                   vmax=2, aspect="auto")  # fmt: skip
+    axes[3].set_title("verdict: green effective + undetected\nred detected, grey ineffective",
+                      fontsize=8)  # fmt: skip
+    for ax in axes:
+        ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=7)
+        ax.set_xlabel("beta (pancake noise)", fontsize=8)
+    axes[0].set_yticks(range(len(rows)), rows, fontsize=7)
+    fig.suptitle("RFF/CLWE backdoor: effectiveness vs detection (lattice: measured where it "
+                 "runs here, else estimated)", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _window(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {k: p[k] for k in ("d", "m", "k", "beta", "flip_rate_all", "margin_fraction",
+                           "estimate_primal_block_size", "estimate_hybrid_log2_cost")}
+        for p in points if p["effective_and_undetected"]
+    ]  # fmt: skip
+
+
+@EXPERIMENTS.register("rff-map")
+def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    timer = Timer()
+    with timer("map"):
+        pts = regime_map(sizes, seed)
+    window = _window(pts)
+    measured = [p for p in pts if p["effective_and_undetected"] and "lattice" in p]
+    metrics = {"points": pts, "window": window, "window_exists": bool(window),
+               "window_with_measured_lattice": _window(measured)}  # fmt: skip
+    plots = []
+    if out_dir is not None:
+        plots.append(str(plot_map(pts, Path(out_dir) / "rff_map.png")))
+    lat = sizes["lattice"]
+    params = {
+        "quick": quick, "betas": list(sizes["betas"]), "rows": sizes["rows"],
+        "models_per_side": sizes["pop"], "n_train": sizes["n_train"], "task": "planar",
+        "alpha": 1e-4, "gamma": "2 sqrt(k)",
+        "lattice": {"models_per_side": lat["pop"], "block_size": lat["block_size"],
+                    "max_seconds": lat["max_seconds"],
+                    "points": [[*k, v if v == "all" else list(v)]
+                               for k, v in lat["points"].items()]},
+        "runnable": RUNNABLE, "detect_auroc": DETECT, "effective_flip": FLIP,
+        "margin_fraction": MARGIN_FRACTION,
+    }  # fmt: skip
+    notes = [
+        "Lattice columns are measured only at params.lattice.points (rank <= 400 runs here); "
+        "elsewhere the block size is an *extrapolation* from the 2016 root-Hermite estimate "
+        "and the ADPS16 uSVP condition (backdoors.lattice_cost), not a measurement.",
+        "effective_and_undetected additionally requires estimate_breaks_here = False: no "
+        "attack of the size that runs here (params.runnable: BKZ block, lattice rank, support "
+        "guesses) is predicted to win -- a point the estimate says is broken here is not "
+        "called undetected just because the map did not run the lattice there.",
+        "The hybrid estimate guesses a column subset containing the k-sparse support: "
+        "log2 cost = log2(expected trials) + 0.292 b of one trial (core-SVP).",
+        "Secrets and planted coins come from OS randomness (rff.plant): reruns differ by "
+        "sampling noise; populations are small (models_per_side), so AUROC >= 0.9 only flags "
+        "near-perfect separation.",
+    ]
+    return make_record("rff-map", params, seed, metrics, dict(timer.timings),
+                       artifacts={"plots": plots}, notes=notes)  # fmt: skip
