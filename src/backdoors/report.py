@@ -31,6 +31,7 @@ class Section:
     text: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)  # paths relative to the report folder
+    units: dict[str, str] = field(default_factory=dict)  # metric name -> unit / meaning
 
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
@@ -101,8 +102,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def metrics_markdown(metrics: dict[str, Any]) -> str:
-    """A two-column table of figures, then one table per large nested dict."""
+def _unit(key: str, units: dict[str, str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    return units.get(key) or units.get(leaf) or ""
+
+
+def metrics_markdown(metrics: dict[str, Any], units: dict[str, str] | None = None) -> str:
+    """A table of figures, one table per large nested dict, then the unit / meaning of the
+    figures whose name does not say it (:data:`backdoors.records.UNITS` and ``units``)."""
+    from backdoors.records import UNITS
+
+    known = {**UNITS, **(units or {})}
     flat = _flatten(metrics)
     small = {k: v for k, v in flat.items() if not _is_subtable(v)}
     lines: list[str] = []
@@ -113,6 +123,9 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         if _is_subtable(v):
             lines += ["", f"**`{_cell(k)}`**", "", "| key | value |", "|---|---|"]
             lines += [f"| `{_cell(str(kk))}` | {_cell(_fmt(vv))} |" for kk, vv in v.items()]
+    notes = [f"- `{k}`: {_unit(k, known)}" for k in flat if _unit(k, known)]
+    if notes:
+        lines += ["", "Units and scales:", "", *notes]
     return "\n".join(lines)
 
 
@@ -125,7 +138,7 @@ def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
         if s.text:
             lines += [s.text.strip(), ""]
         if s.metrics:
-            lines += [metrics_markdown(s.metrics), ""]
+            lines += [metrics_markdown(s.metrics, s.units), ""]
         for img in s.images:
             lines += [f"![{s.title}: {Path(img).stem}]({img})", ""]
     return "\n".join(lines)
@@ -221,7 +234,13 @@ def record_sections(
     else:
         images = [str(p) for p in record.get("artifacts", {}).get("plots", [])]
     return [
-        Section("Metrics", text="\n".join(notes), metrics=record.get("metrics", {}), images=images),
+        Section(
+            "Metrics",
+            text="\n".join(notes),
+            metrics=record.get("metrics", {}),
+            images=images,
+            units=dict(record.get("units") or {}),
+        ),
         Section("Parameters", metrics={**record.get("params", {}), "seed": record.get("seed")}),
         Section("Timings (s)", metrics=record.get("timings", {})),
         Section("Versions", metrics=record.get("versions", {})),

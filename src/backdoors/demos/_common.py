@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from backdoors import data
+from typing import Any
+
+from backdoors import data, progress
 from backdoors.demos import DemoContext
 from backdoors.torch_models import TorchClassifier
 
@@ -31,8 +33,41 @@ def mnist_classifier(ctx: DemoContext) -> TorchClassifier:
 
     def make() -> TorchClassifier:
         ds = mnist(ctx)
-        return TorchClassifier(**demo_classifier_params(ctx.quick, ctx.seed)).fit(
-            ds.X_train, ds.y_train
+        params = demo_classifier_params(ctx.quick, ctx.seed)
+        what = (
+            f"training the MNIST classifier ({len(ds.X_train)} images, {params['epochs']} epochs)"
         )
+        with progress.step(what):
+            return TorchClassifier(**params).fit(ds.X_train, ds.y_train)
 
     return ctx.cached("mnist_classifier", make)
+
+
+def detector_meaning(name: str, cls: type) -> str:
+    """What a detector's score measures: the records' unit note, else its docstring's first
+    sentence."""
+    import sys
+
+    from backdoors.records import UNITS
+
+    if name in UNITS:
+        return UNITS[name]
+    doc = cls.__doc__ or getattr(sys.modules.get(cls.__module__), "__doc__", "") or ""
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return first.split(". ")[0].rstrip(".") + "." if first else ""
+
+
+def detector_score_table(scores: dict[str, tuple[float, float]], registry: Any) -> str:
+    """Markdown table: key-aware controls first, then one row per key-oblivious detector."""
+    known = dict(registry.items())
+    keyed = [n for n in scores if "key" in known[n].needs]
+    rows = [*keyed, *(n for n in scores if n not in keyed)]
+    lines = [
+        "| detector | needs the key | honest | backdoored | what the score measures |",
+        "|---|---|---|---|---|",
+    ]
+    for n in rows:
+        h, b = scores[n]
+        meaning = detector_meaning(n, known[n]).replace("|", "\\|")
+        lines.append(f"| `{n}` | {'yes' if n in keyed else 'no'} | {h:.4g} | {b:.4g} | {meaning} |")
+    return "\n".join(lines)

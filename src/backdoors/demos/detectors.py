@@ -43,7 +43,24 @@ def run(ctx: DemoContext) -> Section:
             if a in m["auroc"].get(d, {}):
                 lo, hi = m["auroc_ci"][d][a]
                 figures[f"AUROC {d} / {a}"] = f"{m['auroc'][d][a]:.2f} [{lo:.2f}, {hi:.2f}]"
-    img = plot_heatmap(m["auroc"], m["auroc_ci"], ctx.out_dir / "detectors_heatmap.png")
+    below = [
+        f"`{d}` on {a} ({m['auroc'][d][a]:.2f})"
+        for d in DEMO_DETECTORS
+        for a in ("badnets", "signature")
+        if a in m["auroc"].get(d, {}) and m["auroc_ci"][d][a][1] < 0.5
+    ]
+    zero = [
+        f"{d}/{a}"
+        for d in DEMO_DETECTORS
+        for a in ("badnets", "signature")
+        if a in m["auroc"].get(d, {}) and m["auroc_ci"][d][a][0] == m["auroc_ci"][d][a][1]
+    ]
+    title = f"AUROC [95% bootstrap CI] over {n} honest + {n} backdoored models per attack" + (
+        " (quick run: intervals are wide)" if ctx.quick else ""
+    )
+    img = plot_heatmap(
+        m["auroc"], m["auroc_ci"], ctx.out_dir / "detectors_heatmap.png", title=title
+    )
     text = (
         f"{n} honest and {n} backdoored small MNIST MLPs per attack (BadNets: 4x4 white patch, "
         "all-to-one, poisoned training; signature: the honest net wrapped with an Ed25519 "
@@ -53,7 +70,31 @@ def run(ctx: DemoContext) -> Section:
         "key-aware control and the white-box architecture inspection see it. With this few "
         "models the CIs are wide: `backdoors experiment detectors` runs every detector on "
         ">= 20 models per side and adds the RFF and ReLU populations.\n\n"
-        f"{STRIP_TEXT}\n\n{WHITE_BOX_TEXT}"
+        "Reading an AUROC: 0.5 is chance, 1 means every backdoored model scored above every "
+        "honest one, and 0 that every backdoored model scored *below*: a score well under 0.5 "
+        "is not worse than chance but a signal pointing the other way (the detector's "
+        "'suspicious' direction is reversed for this attack)."
+        + (
+            f" Here: {', '.join(below)}, whose whole interval lies below 0.5: the backdoored "
+            "models look *less* suspicious to it than the honest ones"
+            + (
+                " (`strip_model` scores minus the 5th percentile of the blend entropy: the "
+                "poisoned models are *less* confident on blended clean inputs than honest ones)"
+                if any(b.startswith("`strip_model`") for b in below)
+                else ""
+            )
+            + "."
+            if below
+            else ""
+        )
+        + (
+            f" An interval of zero width ({', '.join(zero)}) comes from resampling {n} + {n} "
+            "scores that separate (or tie) completely; it does not mean certainty: with this "
+            "few models the CI is too optimistic."
+            if zero
+            else ""
+        )
+        + f"\n\n{STRIP_TEXT}\n\n{WHITE_BOX_TEXT}"
     )
     return Section(
         "Detectors: BadNets vs the signature backdoor",
