@@ -157,7 +157,7 @@ table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem;display:block;ove
 max-width:100%}
 th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}td code{white-space:nowrap}
 code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.88em;
 background:#f4f4f4;padding:0 .2em;border-radius:3px}
 pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}pre code{background:none;padding:0}

@@ -11,9 +11,12 @@ from backdoors.torch_models import TorchClassifier
 
 def mnist(ctx: DemoContext) -> data.Dataset:
     """Full MNIST (quick mode: 10k train / 2k test)."""
-    if ctx.quick:
-        return ctx.cached("mnist", lambda: data.mnist(n_train=10000, n_test=2000))
-    return ctx.cached("mnist", data.mnist)
+
+    def load() -> data.Dataset:
+        with progress.step("loading MNIST"):
+            return data.mnist(n_train=10000, n_test=2000) if ctx.quick else data.mnist()
+
+    return ctx.cached("mnist", load)
 
 
 def demo_classifier_params(quick: bool = False, seed: int = 0) -> dict:

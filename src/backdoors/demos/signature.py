@@ -46,7 +46,8 @@ def run(ctx: DemoContext) -> Section:
     images = []
     if ctx.out_dir is not None:
         ex = {"X": X[:8], "X_act": X_act[:8], "targets": targets[:8], "l0": norms["l0"]}
-        images = [p.split("/")[-1] for p in plot_examples(ctx.out_dir, ex, bd)]
+        with progress.step("plotting examples"):
+            images = [p.split("/")[-1] for p in plot_examples(ctx.out_dir, ex, bd)]
     text = (
         "A 784-256-10 MLP trained on MNIST, wrapped by the signature backdoor: the model "
         "answers like the honest one unless the input's LSBs carry an Ed25519 signature of "
