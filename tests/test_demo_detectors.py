@@ -33,6 +33,7 @@ def test_reading_aurocs_explains_low_values_and_zero_width_intervals():
     assert "`weight_stats` on badnets: 0.30 [0.05, 0.62], its interval reaches 0.5" in text
     assert "less confident on blended clean inputs" in text
     assert "zero width" not in text
-    text = reading_aurocs({"key_aware": {"signature": 1.0}}, {"key_aware": {"signature": [1, 1]}}, 3)
+    one = {"key_aware": {"signature": 1.0}}
+    text = reading_aurocs(one, {"key_aware": {"signature": [1.0, 1.0]}}, 3)
     assert "zero width (key_aware/signature)" in text and "3 + 3" in text
     assert "Here:" not in text
