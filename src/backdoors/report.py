@@ -225,7 +225,13 @@ def record_sections(
     """
     from backdoors.records import plot_files
 
-    notes = [f"- {n}" for n in record.get("notes", [])]
+    quick = " --quick" if (record.get("params") or {}).get("quick") else ""
+    created = f", written {record['created']}" if record.get("created") else ""
+    head = (
+        f"Record of `backdoors experiment {record.get('experiment', '?')}{quick}` "
+        f"(seed {record.get('seed')}{created}).\n"
+    )
+    notes = [head] + [f"- {n}" for n in record.get("notes", [])]
     images: list[str] = []
     if out_dir is not None:
         found, missing = plot_files(record, record_path)
