@@ -11,7 +11,7 @@ import html
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,8 @@ def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
         if s.metrics:
             lines += [metrics_markdown(s.metrics, s.units), ""]
         for img in s.images:
-            lines += [f"![{s.title}: {Path(img).stem}]({img})", ""]
+            url = f"<{img}>" if any(c.isspace() for c in img) else img
+            lines += [f"![{s.title}: {Path(img).stem}]({url})", ""]
     return "\n".join(lines)
 
 
@@ -185,43 +186,54 @@ def to_html(title: str, sections: list[Section], preface: str = "") -> str:
 def write_report(
     out_dir: str | os.PathLike, title: str, sections: list[Section], preface: str = ""
 ) -> Path:
-    """Write ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path."""
+    """Write ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path.
+
+    Section images given as paths outside ``out_dir`` (absolute, or relative to the current
+    directory) are copied into it, so the report folder is self-contained."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sections = _gather_images(sections, out)
     atomic_write(out / "report.html", to_html(title, sections, preface).encode())
     return atomic_write(out / "report.md", to_markdown(title, sections, preface).encode())
+
+
+def _gather_images(sections: list[Section], out: Path) -> list[Section]:
+    """Sections whose images all live in ``out`` (copies made with distinct names)."""
+    taken: dict[str, Path] = {}  # name in out -> source file
+    result = []
+    for s in sections:
+        names = []
+        for img in s.images:
+            p = Path(img)
+            inside = not p.is_absolute() and (out / p).is_file()
+            if inside or not p.is_file():
+                names.append(img)  # already in the folder (or nothing to copy)
+                continue
+            src = p.resolve()
+            name, i = p.name, 1
+            while name in taken and taken[name] != src:
+                name, i = f"{p.stem}-{i}{p.suffix}", i + 1
+            dest = out / name
+            if name not in taken and not (dest.exists() and dest.resolve() == src):
+                shutil.copyfile(src, dest)
+            taken[name] = src
+            names.append(name)
+        result.append(replace(s, images=names))
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
 # records
 # ---------------------------------------------------------------------------------------------
-def copy_images(paths: list[Path], out_dir: str | os.PathLike) -> list[str]:
-    """Copy image files into ``out_dir`` (a file already there is left alone); return their
-    names relative to it (distinct names for distinct files)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
-    for p in paths:
-        name, i = p.name, 1
-        while name in names:
-            name, i = f"{p.stem}-{i}{p.suffix}", i + 1
-        dest = out / name
-        if not (dest.exists() and dest.resolve() == p.resolve()):
-            shutil.copyfile(p, dest)
-        names.append(name)
-    return names
-
-
 def record_sections(
-    record: dict[str, Any],
-    record_path: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike | None = None,
+    record: dict[str, Any], record_path: str | os.PathLike | None = None
 ) -> list[Section]:
     """Sections for an experiment record: metrics, parameters, timings, versions, notes.
 
-    With ``record_path`` and ``out_dir`` the record's plots are resolved relative to the record
-    (:func:`backdoors.records.plot_files`) and copied into ``out_dir``; plots that cannot be
-    found are named in the notes instead of becoming broken images.
+    The record's plots are resolved relative to ``record_path`` (the record file; see
+    :func:`backdoors.records.plot_files`) and :func:`write_report` copies them beside the
+    report; plots that cannot be found are named in the notes instead of becoming broken
+    images.
     """
     from backdoors.records import plot_files
 
@@ -232,13 +244,9 @@ def record_sections(
         f"(seed {record.get('seed')}{created}).\n"
     )
     notes = [head] + [f"- {n}" for n in record.get("notes", [])]
-    images: list[str] = []
-    if out_dir is not None:
-        found, missing = plot_files(record, record_path)
-        images = copy_images(found, out_dir)
-        notes += [f"- plot not found (not shown): `{m}`" for m in missing]
-    else:
-        images = [str(p) for p in record.get("artifacts", {}).get("plots", [])]
+    found, missing = plot_files(record, record_path)
+    images = [str(p.absolute()) for p in found]
+    notes += [f"- plot not found (not shown): `{m}`" for m in missing]
     return [
         Section(
             "Metrics",
