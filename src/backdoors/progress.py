@@ -27,7 +27,12 @@ def _flag() -> str | None:
 
 
 def enabled() -> bool:
-    """Bars are drawn when stderr is a terminal, unless BACKDOORS_PROGRESS=0 (=1 forces them)."""
+    """Bars are drawn when stderr is a terminal, unless BACKDOORS_PROGRESS=0 (=1 forces them);
+    never in worker processes (they would draw over the parent's bars)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        return False
     flag = _flag()
     if flag is not None:
         return flag not in ("0", "", "false")
@@ -35,7 +40,12 @@ def enabled() -> bool:
 
 
 def lines() -> bool:
-    """Plain progress lines instead of bars: not on a terminal, and not silenced."""
+    """Plain progress lines instead of bars: not on a terminal, not silenced, and not in a
+    worker process (the parent reports its workers' progress)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        return False
     return not enabled() and _flag() not in ("0", "false")
 
 
@@ -92,9 +102,13 @@ def _done(description: str, t0: float, extra: str = "") -> None:
 
 
 def track(
-    iterable: Iterable[T], description: str = "working", total: int | None = None
+    iterable: Iterable[T],
+    description: str = "working",
+    total: int | None = None,
+    line: bool = True,
 ) -> Iterator[T]:
-    """Iterate with a progress bar on a terminal, and one line when done elsewhere."""
+    """Iterate with a progress bar on a terminal, and (``line``) one line when done elsewhere
+    (``line=False`` for inner loops that run many times, e.g. training epochs)."""
     t0 = time.perf_counter()
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]
@@ -102,7 +116,8 @@ def track(
         n = 0
         for n, item in enumerate(iterable, 1):  # noqa: B007
             yield item
-        _done(description, t0, f" ({n} of {total})" if total else f" ({n})")
+        if line:
+            _done(description, t0, f" ({n} of {total})" if total else f" ({n})")
         return
     with _progress() as p:
         task = p.add_task(description, total=total)
