@@ -68,7 +68,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, list | tuple) and all(
         isinstance(x, float | int | np.number) and not isinstance(x, bool) for x in v
     ):
-        inner = ", ".join(_fmt(float(x)) if isinstance(x, float) else str(x) for x in v)
+        inner = ", ".join(
+            _fmt(float(x)) if isinstance(x, float | np.floating) else str(x) for x in v
+        )
         return f"[{inner}]"
     if isinstance(v, dict | list | tuple):
         return json.dumps(v, default=str)
