@@ -46,9 +46,9 @@ def plant_badnets(
 
     io.check_outputs(out, key)
     X, y = load_images(data)
-    clf = badnets.default_classifier(arch, seed=seed, epochs=epochs)
+    clf = badnets.default_classifier(arch, random_state=seed, epochs=epochs)
     model, k = badnets.plant(X, y, target=target, poison_rate=poison_rate, patch_size=patch_size,
-                             value=value, classifier=clf, seed=seed)  # fmt: skip
+                             value=value, classifier=clf, random_state=seed)  # fmt: skip
     io.save_model(model, out)
     io.save_key(k, key)
     typer.echo(f"BadNets model -> {out}; key -> {key} (0600); target {k.target}")

@@ -124,6 +124,6 @@ def train_badnets(
 
     _check_out(out)
     X, y = load_images(data)
-    model = badnets.default_classifier(arch, seed=seed, epochs=epochs).fit(X, y)
+    model = badnets.default_classifier(arch, random_state=seed, epochs=epochs).fit(X, y)
     io.save_model(model, out)
     typer.echo(f"honest {arch} model -> {out}")
