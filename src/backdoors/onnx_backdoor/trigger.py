@@ -26,7 +26,7 @@ from onnx import TensorProto, helper
 from backdoors.carriers import LSBCarrier
 from backdoors.errors import NotApplicableError
 from backdoors.onnx_backdoor.graph import NP_OF, Builder
-from backdoors.signature import TriggerSpec
+from backdoors.signature_keys import TriggerSpec
 
 #: ``(verify_key, msg_len, msg, sig, out, prefix) -> (nodes, initializers)`` (onnx_crypto API)
 VerifierFn = Callable[..., tuple[list, list]]
