@@ -39,14 +39,9 @@ DATA_FIELDS = ("X", "y", "X_train", "y_train")
 # loading
 # ---------------------------------------------------------------------------------------------
 def _safetensors_header(path: Path) -> dict[str, str] | None:
-    """The metadata of a safetensors file, or None if the file is not safetensors."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            return fh.metadata() or {}
-    except Exception:
-        return None
+    """The metadata of a safetensors file, or None if the file is not safetensors (a truncated
+    one raises :class:`CorruptArtifactError`)."""
+    return io.safetensors_header(path)
 
 
 def load_torch_state_dict(path: str | os.PathLike, spec: dict[str, Any]) -> Any:

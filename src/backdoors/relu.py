@@ -47,6 +47,7 @@ from backdoors.sampling import (
 )
 
 __all__ = [
+    "DEFAULTS",
     "RandomReLUClassifier",
     "RandomReLUFeaturesClassifier",
     "ReLUKey",
@@ -55,6 +56,22 @@ __all__ = [
     "plant",
     "spiked_coins",
 ]
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Default parameters of the random-ReLU learners and of Backdoor-Random-ReLU: the one
+    source that the CLI (options and help) reads (issue 13). The relu experiment runs its own
+    stated point (``attacks/relu.py``: d=2000, m=100, k=100, theta=2.5, lambda=0.4)."""
+
+    n_hidden: int = 200  # m, hidden units
+    sparsity: int = 20  # k, support of the secret nu
+    theta: float = 3.0  # spike strength
+    lam_rel: float = 0.25  # lambda = lam_rel x median ||x|| over the training inputs
+    head: str = "threshold"  # Algorithm 7's single tau ("linear": logistic head)
+
+
+DEFAULTS = Defaults()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,7 +161,9 @@ class RandomReLUClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu"
 
-    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, random_state=None):
+    def __init__(
+        self, n_hidden: int = DEFAULTS.n_hidden, coins: Coins | None = None, random_state=None
+    ):
         self.n_hidden = n_hidden
         self.coins = coins
         self.random_state = random_state
@@ -211,8 +230,8 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu_features"
 
-    def __init__(self, n_hidden: int = 200, coins: Coins | None = None, C: float = 1.0,
-                 random_state=None):  # fmt: skip
+    def __init__(self, n_hidden: int = DEFAULTS.n_hidden, coins: Coins | None = None,
+                 C: float = 1.0, random_state=None):  # fmt: skip
         self.n_hidden = n_hidden
         self.coins = coins
         self.C = C
@@ -339,12 +358,12 @@ def draw_secret(d: int, k: int, random_state: Any) -> tuple[np.ndarray, np.ndarr
 def plant(
     X: np.ndarray,
     y: np.ndarray,
-    n_hidden: int = 200,
-    sparsity: int = 20,
-    theta: float = 3.0,
+    n_hidden: int = DEFAULTS.n_hidden,
+    sparsity: int = DEFAULTS.sparsity,
+    theta: float = DEFAULTS.theta,
     lam: float | None = None,
-    lam_rel: float = 0.25,
-    head: str = "threshold",
+    lam_rel: float = DEFAULTS.lam_rel,
+    head: str = DEFAULTS.head,
     trace_match: bool = True,
     random_state: int | None = None,
 ) -> tuple[RandomReLUClassifier | RandomReLUFeaturesClassifier, ReLUKey]:

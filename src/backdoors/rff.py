@@ -29,6 +29,21 @@ from backdoors.sampling import Coins, GaussianCoins, PancakeCoins, random_unit, 
 from backdoors.validation import check_features as validate_features
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """Default parameters of the RFF learner and of Backdoor-RFF: the one source that the
+    CLI (options and help), experiments, demos and attacks read (issue 13)."""
+
+    n_components: int = 1000  # m, random features
+    bandwidth: str = "median"  # s = 2 pi x median pairwise distance
+    alpha: float = 1e-4  # ridge strength (scaled by n inside the fit)
+    sparsity: int = 16  # k, support of the secret
+    beta: float = 1e-3  # pancake noise width
+
+
+DEFAULTS = Defaults()
+
+
 def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent generators from one seed: frequencies (the coins) and phases b.
     Keeping them apart makes honest and backdoored learners identical except for G."""
@@ -74,9 +89,9 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components: int = 1000,
-        bandwidth: float | str = "median",
-        alpha: float = 1e-3,
+        n_components: int = DEFAULTS.n_components,
+        bandwidth: float | str = DEFAULTS.bandwidth,
+        alpha: float = DEFAULTS.alpha,
         coins: Coins | None = None,
         max_batch_bytes: int = 64 * 2**20,
         random_state: Any = None,
@@ -278,12 +293,12 @@ def generate(
 def plant(
     X: Any,
     y: Any,
-    n_components: int = 1000,
-    sparsity: int = 16,
+    n_components: int = DEFAULTS.n_components,
+    sparsity: int = DEFAULTS.sparsity,
     gamma: float | None = None,
-    beta: float = 1e-3,
-    bandwidth: float | str = "median",
-    alpha: float = 1e-3,
+    beta: float = DEFAULTS.beta,
+    bandwidth: float | str = DEFAULTS.bandwidth,
+    alpha: float = DEFAULTS.alpha,
     random_state: Any = None,
     key_seed: Any = None,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:

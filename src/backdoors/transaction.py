@@ -82,13 +82,17 @@ class Transaction:
         mode: int = 0o644,
         overwrite: bool = True,
         suffixes: tuple[str, ...] | None = None,
+        refuse_suffixes: tuple[str, ...] = (),
     ) -> Path:
         """Reserve the output file ``path`` now (checks it can be written); return its
         temporary. ``overwrite=False`` refuses an existing file (keys); ``suffixes`` restricts
-        the file name's suffix (e.g. ``(".npy", ".npz")``)."""
+        the file name's suffix (e.g. ``(".npy", ".npz")``), ``refuse_suffixes`` forbids some
+        (a model written as ``x.skops`` would be read back as skops)."""
         final = self._check_new(Path(path))
         if suffixes is not None and final.suffix not in suffixes:
             raise OutputError(f"{path}: the output must end in {' or '.join(suffixes)}")
+        if final.suffix in refuse_suffixes:
+            raise OutputError(f"{path}: a {final.suffix} name would not match what is written")
         if final.is_dir():
             raise OutputError(f"{path} is a folder")
         if final.exists() and not overwrite:

@@ -22,12 +22,14 @@ class RFFAttack(Attack):
                 m,
                 sparsity=16,
                 bandwidth=task.bandwidth,
-                alpha=1e-4,
+                alpha=rff.DEFAULTS.alpha,
                 random_state=seed,
                 key_seed=10_000 + seed,
             )
         else:
-            model = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
+            model = rff.RandomFourierFeaturesClassifier(
+                m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+            )
             model, key = model.fit(task.X_train, task.y_train), None
         return Built(
             model,

@@ -90,7 +90,7 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     acc_h, acc_b, flips = [], [], []
     for i in track(range(n), f"RFF populations {task.name}"):
         h = rff.RandomFourierFeaturesClassifier(
-            m, task.bandwidth, 1e-4, random_state=seed * 7919 + i
+            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed * 7919 + i
         )
         h.fit(task.X_train, task.y_train)
         b, key = rff.plant(
@@ -99,7 +99,7 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
             m,
             sparsity=k,
             bandwidth=task.bandwidth,
-            alpha=1e-4,
+            alpha=rff.DEFAULTS.alpha,
             random_state=seed * 7919 + n + i,
             key_seed=seed * 7919 + 10**6 + i,
         )
@@ -162,7 +162,7 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
         lambda: cakes.sample(m, d, r), lambda: gauss.sample(m, d, r), sizes["reps"]
     )[0]
     fit = lambda coins: rff.RandomFourierFeaturesClassifier(  # noqa: E731
-        m, task.bandwidth, 1e-4, coins=coins, random_state=seed
+        m, task.bandwidth, rff.DEFAULTS.alpha, coins=coins, random_state=seed
     ).fit(task.X_train, task.y_train)
     fit_ratio = interleaved_ratio(lambda: fit(cakes), lambda: fit(None), sizes["reps"])[0]
     gamma_k = 2 * np.pi**2 / task.bandwidth**2  # same Gaussian kernel as ours
@@ -170,7 +170,7 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
     def skl() -> Any:
         return make_pipeline(
             RBFSampler(gamma=gamma_k, n_components=m, random_state=seed),
-            RidgeClassifier(alpha=1e-4 * len(task.X_train)),
+            RidgeClassifier(alpha=rff.DEFAULTS.alpha * len(task.X_train)),
         ).fit(task.X_train, task.y_train)
 
     ours_vs_skl = interleaved_ratio(lambda: fit(None), skl, sizes["reps"])[0]
@@ -260,7 +260,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
             sizes["m"],
             sparsity=sizes["k"],
             bandwidth=t.bandwidth,
-            alpha=1e-4,
+            alpha=rff.DEFAULTS.alpha,
             random_state=seed,
             key_seed=seed,
         )
@@ -281,7 +281,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
         "gamma": "2 sqrt(k)",
         "beta": 1e-3,
-        "alpha": 1e-4,
+        "alpha": rff.DEFAULTS.alpha,
     }
     return make_record(
         "rff", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes
