@@ -10,6 +10,7 @@ import typer
 
 from backdoors.cli._common import library_errors
 from backdoors.cli.app import EPILOG, app
+from backdoors.errors import InvalidInputError
 
 
 @app.command(epilog=EPILOG)
@@ -45,6 +46,13 @@ def audit(
     from backdoors.io import Transaction
     from backdoors.report import write_report
 
+    if arch is not None:  # fail before any work, whatever the model's format
+        try:
+            ok = isinstance(json.loads(arch.read_text()), dict)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            ok = False
+        if not ok:
+            raise InvalidInputError(f"--arch {arch}: not a readable JSON object (the spec)")
     with Transaction() as tx:  # destinations checked before any work; all written or none
         if json_path is not None:
             tx.file(json_path, suffixes=(".json",))
@@ -52,6 +60,12 @@ def audit(
         m = load_any_model(model, arch)
         d = load_audit_data(data)
         ref = load_any_model(reference) if reference is not None else None
+        for who, mm in (("MODEL", m), ("--reference", ref)):
+            nf = getattr(mm, "n_features_in_", None)
+            if nf is not None and d["X"].shape[1] != int(nf):
+                raise InvalidInputError(
+                    f"{who} takes {int(nf)} features, the data has {d['X'].shape[1]}"
+                )
         with library_errors():
             result = run_audit(
                 m, d["X"], d["y"], d["X_train"], d["y_train"], reference=ref, seed=seed

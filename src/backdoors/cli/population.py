@@ -44,6 +44,11 @@ def population(
             raise InvalidInputError(f"cache {cache} exists and is not a folder")
         if not cache.parent.is_dir():
             raise InvalidInputError(f"folder {cache.parent} does not exist (create it first)")
+        from backdoors.io import Transaction
+
+        probe = Transaction()  # proves the store can be written before any member is built
+        probe.file(cache / ".write-probe") if cache.is_dir() else probe.folder(cache)
+        probe.abort()
     pop = build_population(
         attack, n, seed=seed, quick=quick, n_jobs=jobs, scheduler=scheduler, cache_dir=cache
     )
