@@ -36,6 +36,9 @@ def test_commit_writes_every_output_with_its_mode(tmp_path):
     assert (tmp_path / "rep" / "report.md").read_text() == "hi"
     assert (tmp_path / "rep" / "old.txt").read_text() == "old"
     assert (tmp_path / "fresh" / "sub" / "x.png").read_bytes() == b"png"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o777 & ~umask
     assert _listing(tmp_path) == sorted(
         ["a.npy", "k.json", "rep", "rep/old.txt", "rep/report.md", "fresh", "fresh/sub",
          "fresh/sub/x.png"]

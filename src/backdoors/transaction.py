@@ -39,6 +39,12 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _reserve_file(path: Path, mode: int) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -113,6 +119,7 @@ class Transaction:
         where = final if final.is_dir() else final.parent
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=where))
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would become the folder's
         except OSError as exc:
             raise OutputError(f"cannot write into {where}: {_describe(exc)}") from None
         self._folders[final] = staging
