@@ -39,7 +39,8 @@ SPEC: dict[str, dict] = {
         "inputs": {"model": "model", "key": "key", "inputs": "array"},
         "outputs": {"out": "file"},
         "extra": [{"key": "other.key"}, {"target": "99"}, {"target": "-1"}, {"out": "o.txt"},
-                  {"target": None}],
+                  {"target": None}, {"model": "rff.st", "key": "rff.key"},
+                  {"key": "rff.key"}],
         "cheap": True,
     },
     "verify": {
@@ -114,7 +115,8 @@ SPEC: dict[str, dict] = {
         "inputs": {"data": "training"},
         "outputs": {"out": "file", "key": "file"},
         "extra": [{"n_components": "0"}, {"sparsity": "0"}, {"sparsity": "999"},
-                  {"bandwidth": "-1"}, {"beta": "-1"}, {"alpha": "0"}, {"key": "bd.key"}],
+                  {"bandwidth": "-1"}, {"beta": "-1"}, {"alpha": "0"}, {"key": "bd.key"},
+                  {"beta": "inf"}, {"alpha": "nan"}, {"bandwidth": "inf"}],
         "cheap": True,
     },
     "plant relu": {
@@ -123,7 +125,8 @@ SPEC: dict[str, dict] = {
         "inputs": {"data": "training"},
         "outputs": {"out": "file", "key_out": "file"},
         "extra": [{"hidden": "0"}, {"sparsity": "0"}, {"sparsity": "999"}, {"theta": "-1"},
-                  {"lam": "-1"}, {"head": "bogus"}, {"data": "three.npz"}],
+                  {"lam": "-1"}, {"head": "bogus"}, {"data": "three.npz"}, {"lam": "inf"},
+                  {"theta": "nan"}],
         "cheap": True,
     },
     "plant checksum-net": {
@@ -184,6 +187,11 @@ def world(tmp_path_factory):
         bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=other)
         io.save_model(bd, w / f"{name}.st")
         io.save_key(key, w / f"{name}.key")
+    from backdoors import rff
+
+    bd_rff, key_rff = rff.plant(d.X_train[:200], d.y_train[:200], 50, random_state=0)
+    io.save_model(bd_rff, w / "rff.st")
+    io.save_key(key_rff, w / "rff.key")
     mlp = TorchClassifier(arch_params={"hidden": (8,)}, epochs=1).fit(d.X_train, d.y_train)
     io.save_model(mlp, w / "mlp.st")
     io.write_json(w / "record.json", records.make_record("x", {}, 0, {"m": 1.0}, {}))
@@ -436,3 +444,25 @@ def test_help_has_no_bool_label_and_options_say_required(capsys):
     main(["activate", "--help"])
     text = re.sub("[\u2500-\u257f]", " ", capsys.readouterr().out)  # rich's box lines
     assert "required by targeted" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["predict", "trunc.st", "X.npy"], "truncated"),
+        (["audit", "trunc.st", "--data", "audit.npz"], "truncated"),
+        (["predict", "bd.st", "text.npy"], "not a .npy/.npz file"),
+        (["predict", "bd.st", "pickled.npy"], "pickled"),
+        (["predict", "bd.st", "noX.npz"], "no array 'X'"),
+        (["predict", "bd.st", "X.npy", "-o", "y.txt"], ".npy or .npz"),
+        (["report", "record.json", "--out", "nofolder/deep/rep"], "does not exist"),
+        (["plant", "rff", "onecls.npz", "-o", "m.st", "-k", "m.key"], "at least 2"),
+        (["plant", "signature", "lr.skops", "-o", "m.st", "-k", "m.key"], "do not fit"),
+        (["activate", "rff.st", "rff.key", "X.npy", "-o", "o.npy", "--target", "1"], "untargeted"),
+    ],
+)
+def test_messages_say_what_is_wrong(argv, says, world, capsys, monkeypatch):
+    monkeypatch.chdir(world)
+    _assert_user_error(argv, world, capsys, says)
+    main(argv)
+    assert says in capsys.readouterr().err

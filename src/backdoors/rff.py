@@ -198,6 +198,7 @@ class RFFKey:
     """bk = gamma u on a secret k-sparse support; ``scale`` maps it into input space."""
 
     key_kind: ClassVar[str] = "rff"
+    targeted: ClassVar[bool] = False  # flips the sign: no target to choose
     n_features: int
     support: tuple[int, ...]
     direction: tuple[float, ...]

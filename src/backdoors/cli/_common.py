@@ -73,6 +73,11 @@ def load_key(path: Path) -> Any:
     return key
 
 
+def finite(*values: float | None) -> bool:
+    """All given option values are finite numbers (``None``: not given)."""
+    return all(v is None or np.isfinite(v) for v in values)
+
+
 def require(ok: bool, message: str) -> None:
     """Refuse an out-of-range option value before any work."""
     if not ok:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli._common import MODEL_SUFFIX_REFUSED, library_errors, load_training, require
+from backdoors.cli._common import (
+    MODEL_SUFFIX_REFUSED,
+    finite,
+    library_errors,
+    load_training,
+    require,
+)
 from backdoors.cli.app import EPILOG, plant_app
 from backdoors.relu import DEFAULTS
 
@@ -40,6 +46,7 @@ def plant_relu(
 
     from backdoors import io, relu
 
+    require(finite(theta, lam), "--theta and --lam must be finite")
     require(hidden >= 1 and theta >= 0, "need --hidden >= 1 and --theta >= 0")
     require(lam is None or lam > 0, f"--lam must be > 0, got {lam}")
     require(head in ("threshold", "linear"), f"--head must be threshold or linear, got {head}")

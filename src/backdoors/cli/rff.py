@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli._common import MODEL_SUFFIX_REFUSED, library_errors, load_training, require
+from backdoors.cli._common import (
+    MODEL_SUFFIX_REFUSED,
+    finite,
+    library_errors,
+    load_training,
+    require,
+)
 from backdoors.cli.app import EPILOG, plant_app
 from backdoors.rff import DEFAULTS
 
@@ -38,6 +44,7 @@ def plant_rff(
     from backdoors import io, rff
 
     require(n_components >= 1, f"--n-components must be >= 1, got {n_components}")
+    require(finite(beta, alpha, bandwidth), "--beta, --alpha and --bandwidth must be finite")
     require(beta >= 0 and alpha > 0, "need --beta >= 0 and --alpha > 0")
     require(bandwidth is None or bandwidth > 0, f"--bandwidth must be > 0, got {bandwidth}")
     with io.Transaction() as tx:
