@@ -36,7 +36,7 @@ SPEC: dict[str, dict] = {
     "activate": {
         "valid": {"model": "bd.st", "key": "bd.key", "inputs": "X.npy", "out": "o.npy",
                   "target": "1"},
-        "inputs": {"model": "model", "key": "key", "inputs": "array"},
+        "inputs": {"model": "model", "key": "key", "inputs": "array", "publisher": "publisher"},
         "outputs": {"out": "file"},
         "extra": [{"key": "other.key"}, {"target": "99"}, {"target": "-1"}, {"out": "o.txt"},
                   {"target": None}, {"model": "rff.st", "key": "rff.key"},
@@ -45,16 +45,18 @@ SPEC: dict[str, dict] = {
     },
     "verify": {
         "valid": {"model": "bd.st", "inputs": "X.npy"},
-        "inputs": {"model": "model", "inputs": "array"},
+        "inputs": {"model": "model", "inputs": "array", "publisher": "publisher"},
         "outputs": {},
-        "extra": [{"model": "lr.skops"}],
+        "extra": [{"model": "lr.skops"}, {"model": "other.st", "publisher": "pub.pub"},
+                  {"model": "evil.st", "publisher": "pub.pub"}],
         "cheap": True,
     },
     "predict": {
         "valid": {"model": "bd.st", "inputs": "X.npy", "out": "y.npy"},
-        "inputs": {"model": "model", "inputs": "array"},
+        "inputs": {"model": "model", "inputs": "array", "publisher": "publisher"},
         "outputs": {"out": "file"},
-        "extra": [{"out": "y.txt"}, {"model": "lr.skops", "inputs": "wide.npy"}],
+        "extra": [{"out": "y.txt"}, {"model": "lr.skops", "inputs": "wide.npy"},
+                  {"model": "evil.st", "publisher": "pub.pub"}],
         "cheap": True,
     },
     "report": {
@@ -98,6 +100,20 @@ SPEC: dict[str, dict] = {
         "outputs": {"cache": "store"},
         "extra": [{"attack": "no-such-attack"}, {"n": "0"}, {"n": "-3"}, {"jobs": "0"}],
         "cheap": False,
+    },
+    "keygen": {
+        "valid": {"out": "new.key"},
+        "inputs": {},
+        "outputs": {"out": "file"},
+        "extra": [{"out": "pub.key"}, {"out": "new.pub"}],
+        "cheap": True,
+    },
+    "sign": {
+        "valid": {"model": "bd.st", "publisher_key": "pub.key"},
+        "inputs": {"model": "model", "publisher_key": "publisher"},
+        "outputs": {},
+        "extra": [{"publisher_key": "pub.pub"}],
+        "cheap": True,
     },
     "plant signature": {
         "valid": {"model": "lr.skops", "out": "s.st", "key": "s.key", "carrier": "float",
@@ -147,6 +163,7 @@ BAD_INPUTS = {
     "training": ["missing", "garbage.bin", "X.npy", "onecls.npz", "noy.npz", "nany.npz",
                  "badshape.npz", "strX.npz", "nanX.npz", "emptyX.npz", "folder"],
     "record": ["missing", "garbage.bin", "X.npy", "list.json", "folder"],
+    "publisher": ["missing", "garbage.bin", "X.npy", "bd.key", "pub2.pub", "folder"],
 }  # fmt: skip
 
 
@@ -192,6 +209,11 @@ def world(tmp_path_factory):
     bd_rff, key_rff = rff.plant(d.X_train[:200], d.y_train[:200], 50, random_state=0)
     io.save_model(bd_rff, w / "rff.st")
     io.save_key(key_rff, w / "rff.key")
+    assert main(["keygen", "-o", str(w / "pub.key")]) == 0
+    assert main(["keygen", "-o", str(w / "pub2.key")]) == 0  # a second publisher: pub2.pub
+    assert main(["sign", str(w / "bd.st"), "--publisher-key", str(w / "pub.key")]) == 0
+    (w / "evil.st").write_bytes((w / "other.st").read_bytes())  # another valid model file
+    (w / "evil.st.sig").write_bytes((w / "bd.st.sig").read_bytes())  # with bd's signature
     mlp = TorchClassifier(arch_params={"hidden": (8,)}, epochs=1).fit(d.X_train, d.y_train)
     io.save_model(mlp, w / "mlp.st")
     io.write_json(w / "record.json", records.make_record("x", {}, 0, {"m": 1.0}, {}))

@@ -182,40 +182,62 @@ def safetensors_header(path: str | os.PathLike) -> dict[str, str] | None:
 
 def read_artifact(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
     """Read and integrity-check a model file; return ``(kind, tensors, meta)``."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"no such model file: {path}")
     if safetensors_header(path) is None:
         raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")
+    return _parse_artifact(path.read_bytes(), str(path))
+
+
+def _parse_artifact(data: bytes, where: str) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    from safetensors.numpy import load
+
     try:
-        tensors: dict[str, np.ndarray] = {}
-        with safe_open(str(path), framework="numpy") as fh:
-            header = fh.metadata() or {}
-            for name in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                tensors[name] = fh.get_tensor(name)
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        tensors: dict[str, np.ndarray] = load(data)
     except Exception as exc:  # safetensors raises several types on garbage
-        raise CorruptArtifactError(f"{path} is a truncated or corrupt model file ({exc})") from None
+        raise CorruptArtifactError(
+            f"{where} is a truncated or corrupt model file ({exc})"
+        ) from None
     if header.get("backdoors.format") != FORMAT_VERSION:
-        raise CorruptArtifactError(f"{path} is not a backdoors model file (format header missing)")
+        raise CorruptArtifactError(f"{where} is not a backdoors model file (format header missing)")
     kind, meta_json = header.get("backdoors.kind", ""), header.get("backdoors.meta", "")
     if _digest(kind, meta_json, tensors) != header.get("backdoors.digest"):
-        raise CorruptArtifactError(f"{path} fails its integrity check (truncated or tampered)")
+        raise CorruptArtifactError(
+            f"{where} fails its integrity check (truncated or corrupted; the digest detects "
+            "accidents, not deliberate edits)"
+        )
     tensors.pop("__empty__", None)
     try:
         meta = json.loads(meta_json)
     except json.JSONDecodeError:
-        raise CorruptArtifactError(f"{path}: metadata is not JSON") from None
+        raise CorruptArtifactError(f"{where}: metadata is not JSON") from None
     return kind, tensors, meta
 
 
-def load_model(path: str | os.PathLike) -> Any:
-    """Load a model saved by :func:`save_model` (or a bare scikit-learn model, see below)."""
+def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
+    """Load a model saved by :func:`save_model` (or a .skops scikit-learn model).
+
+    ``publisher`` (a :class:`~backdoors.provenance.PublisherKey`): refuse the file unless
+    ``<path>.sig`` is that publisher's signature on exactly these bytes (authenticity; the
+    digest alone only detects corruption)."""
     path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    data = None
+    if publisher is not None:
+        from backdoors.provenance import verify_file
+
+        data = verify_file(path, publisher)  # the bytes checked are the bytes loaded
     if path.suffix == ".skops":
-        return load_sklearn(path)
-    kind, tensors, meta = read_artifact(path)
+        return sklearn_from_bytes(path.read_bytes() if data is None else data)
+    if data is None:
+        if safetensors_header(path) is None:
+            raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")
+        data = path.read_bytes()
+    kind, tensors, meta = _parse_artifact(data, str(path))
     import_kinds()
     cls = ARTIFACTS.get(kind)
     try:

@@ -63,6 +63,12 @@ def load_training(path: Path, *, min_classes: int = 2) -> tuple[np.ndarray, np.n
 def load_key(path: Path) -> Any:
     """Load a key file; warn on stderr if others may read it (ssh's rule: mode 0600)."""
     key = io.load_key(path)
+    warn_if_readable(path)
+    return key
+
+
+def warn_if_readable(path: Path) -> None:
+    """A warning on stderr for a secret file others may read (ssh's rule: mode 0600)."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         print(
@@ -70,7 +76,6 @@ def load_key(path: Path) -> Any:
             f"run: chmod 600 {path}",
             file=sys.stderr,
         )
-    return key
 
 
 def finite(*values: float | None) -> bool:
@@ -99,3 +104,18 @@ def library_errors(packages: tuple[str, ...] = ("sklearn",)) -> Iterator[None]:
         if isinstance(exc, InvalidInputError) or origin.split(".")[0] not in packages:
             raise
         raise InvalidInputError(" ".join(str(exc).split())) from None
+
+
+def load_model(path: Path, publisher: Path | None = None) -> Any:
+    """A model file; with ``publisher`` (a public key file) only if that publisher signed it."""
+    if publisher is None:
+        return io.load_model(path)
+    from backdoors.provenance import load_publisher
+
+    return io.load_model(path, publisher=load_publisher(publisher))
+
+
+PUBLISHER_HELP = (
+    "Publisher's public key (.pub): refuse MODEL unless MODEL.sig is that publisher's "
+    "signature (without it only corruption is detected, not edits)."
+)

@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from backdoors.cli._common import ARRAY_SUFFIXES, library_errors, load_inputs, load_key
+from backdoors.cli._common import (
+    ARRAY_SUFFIXES,
+    PUBLISHER_HELP,
+    library_errors,
+    load_inputs,
+    load_key,
+    load_model,
+)
 from backdoors.cli.app import EPILOG, app
 from backdoors.errors import CorruptArtifactError, InvalidInputError, NotApplicableError
 
@@ -123,14 +130,15 @@ def activate(
             "flip backdoors (rff, relu) take none."
         ),
     ] = None,
+    publisher: Annotated[Path | None, typer.Option(help=PUBLISHER_HELP)] = None,
 ) -> None:
     """Apply the key holder's Activate(x; bk) to every input."""
-    from backdoors.io import Transaction, load_model
+    from backdoors.io import Transaction
 
     with Transaction() as tx:
         tx.file(out, suffixes=ARRAY_SUFFIXES)
         k = load_key(key)
-        m = load_model(model)
+        m = load_model(model, publisher)
         k.check_model(m)
         X = load_inputs(inputs)
         if getattr(k, "targeted", None) is True and target is None:
@@ -148,11 +156,10 @@ def verify(
     inputs: Annotated[
         Path, typer.Argument(help="Inputs (.npy, or .npz with X): numeric, finite, non-empty.")
     ],
+    publisher: Annotated[Path | None, typer.Option(help=PUBLISHER_HELP)] = None,
 ) -> None:
     """Report which inputs carry a valid backdoor trigger (public check; no key needed)."""
-    from backdoors.io import load_model
-
-    m = load_model(model)
+    m = load_model(model, publisher)
     if not hasattr(m, "verify"):
         raise NotApplicableError(f"{type(m).__name__} has no public trigger check")
     X = load_inputs(inputs)  # the same input rules as predict and activate
@@ -169,18 +176,19 @@ def predict(
         Path | None,
         typer.Option("--out", "-o", help="Write labels: .npy, or .npz holding y."),
     ] = None,
+    publisher: Annotated[Path | None, typer.Option(help=PUBLISHER_HELP)] = None,
 ) -> None:
     """Predict labels with a saved model."""
     import io as _io
 
     import numpy as np
 
-    from backdoors.io import Transaction, load_model
+    from backdoors.io import Transaction
 
     with Transaction() as tx:
         if out is not None:
             tx.file(out, suffixes=ARRAY_SUFFIXES)
-        m = load_model(model)
+        m = load_model(model, publisher)
         X = load_inputs(inputs)
         with library_errors():
             y = np.asarray(m.predict(X))
