@@ -152,7 +152,40 @@ SPEC: dict[str, dict] = {
         "extra": [{"blocks": "0"}, {"blocks": "999"}, {"model": "lr.skops"}],
         "cheap": True,
     },
+    # commands of another branch (train, plant badnets): checked once they are merged
+    "train rff": {
+        "valid": {"data": "train.npz", "out": "tr.st", "n_components": "50", "seed": "0"},
+        "inputs": {"data": "training"},
+        "outputs": {"out": "file"},
+        "extra": [{"n_components": "0"}, {"alpha": "0"}, {"bandwidth": "-1"}, {"out": "tr.npy"}],
+        "cheap": True,
+    },
+    "train relu": {
+        "valid": {"data": "train.npz", "out": "tu.st", "hidden": "20", "seed": "0"},
+        "inputs": {"data": "training"},
+        "outputs": {"out": "file"},
+        "extra": [{"hidden": "0"}, {"head": "bogus"}, {"data": "three.npz"}],
+        "cheap": True,
+    },
+    "train badnets": {
+        "valid": {"data": "images.npz", "out": "tb.st", "epochs": "1"},
+        "inputs": {"data": "images"},
+        "outputs": {"out": "file"},
+        "extra": [{"arch": "bogus"}, {"epochs": "0"}],
+        "cheap": True,
+    },
+    "plant badnets": {
+        "valid": {"data": "images.npz", "out": "pb.st", "key": "pb.key", "epochs": "1"},
+        "inputs": {"data": "images"},
+        "outputs": {"out": "file", "key": "file"},
+        "extra": [{"target": "99"}, {"poison_rate": "0"}, {"poison_rate": "1.5"},
+                  {"patch_size": "0"}, {"patch_size": "99"}, {"value": "300"},
+                  {"arch": "bogus"}, {"epochs": "0"}, {"key": "bd.key"}],
+        "cheap": True,
+    },
 }  # fmt: skip
+#: SPEC entries whose commands live on another branch until it is merged
+PENDING = {"train rff", "train relu", "train badnets", "plant badnets"}
 
 # bad files for each kind of input (names in the world folder; "missing" does not exist)
 BAD_INPUTS = {
@@ -163,6 +196,8 @@ BAD_INPUTS = {
     "training": ["missing", "garbage.bin", "X.npy", "onecls.npz", "noy.npz", "nany.npz",
                  "badshape.npz", "strX.npz", "nanX.npz", "emptyX.npz", "folder"],
     "record": ["missing", "garbage.bin", "X.npy", "list.json", "folder"],
+    "images": ["missing", "garbage.bin", "X.npy", "onecls.npz", "noy.npz", "badshape.npz",
+               "strX.npz", "emptyX.npz", "folder", "train.npz"],
     "publisher": ["missing", "garbage.bin", "X.npy", "bd.key", "pub2.pub", "folder"],
 }  # fmt: skip
 
@@ -245,6 +280,8 @@ def world(tmp_path_factory):
     np.savez(w / "strX.npz", X=np.array([["a"] * 30] * 100), y=yt)
     np.savez(w / "nanX.npz", X=np.where(Xt > 100, np.nan, Xt), y=yt)
     np.savez(w / "emptyX.npz", X=np.zeros((0, 30)), y=np.zeros(0, dtype=int))
+    dg = data.digits()  # 8x8 images as uint8 grey levels (for the BadNets commands)
+    np.savez(w / "images.npz", X=(dg.X_train[:300] * 15).astype(np.uint8), y=dg.y_train[:300])
     (w / "rep").mkdir()
     return w
 
@@ -334,13 +371,17 @@ def _assert_user_error(argv, world, capsys, why):
 # ------------------------------------------------------------------------------------------
 def test_every_command_and_path_parameter_is_specified():
     cmds = _commands()
-    assert set(cmds) == set(SPEC), "add the new command's bad inputs to SPEC"
+    assert set(cmds) <= set(SPEC), f"add bad inputs to SPEC for {set(cmds) - set(SPEC)}"
+    assert set(SPEC) - set(cmds) <= PENDING, "SPEC names commands that do not exist"
     for name, cmd in cmds.items():
         classified = set(SPEC[name]["inputs"]) | set(SPEC[name]["outputs"])
         assert _path_params(cmd) == classified, (name, _path_params(cmd), classified)
 
 
-@pytest.mark.parametrize("cmd_path", sorted(SPEC))
+PRESENT = sorted(c for c in SPEC if c not in PENDING or c in _commands())
+
+
+@pytest.mark.parametrize("cmd_path", PRESENT)
 def test_valid_call_succeeds(cmd_path, world, tmp_path, capsys):
     """The baseline each bad case departs from is itself valid (cheap commands run)."""
     spec = SPEC[cmd_path]
@@ -357,7 +398,7 @@ def test_valid_call_succeeds(cmd_path, world, tmp_path, capsys):
         assert target is None or target.exists(), (cmd_path, p)
 
 
-@pytest.mark.parametrize("cmd_path", sorted(SPEC))
+@pytest.mark.parametrize("cmd_path", PRESENT)
 def test_bad_inputs_fail_in_one_line(cmd_path, world, capsys, no_expensive_work):
     spec = SPEC[cmd_path]
     for param, kind in spec["inputs"].items():
@@ -369,7 +410,7 @@ def test_bad_inputs_fail_in_one_line(cmd_path, world, capsys, no_expensive_work)
         _assert_user_error(_argv(cmd_path, values, world), world, capsys, override)
 
 
-@pytest.mark.parametrize("cmd_path", sorted(c for c in SPEC if SPEC[c]["outputs"]))
+@pytest.mark.parametrize("cmd_path", [c for c in PRESENT if SPEC[c]["outputs"]])
 def test_unwritable_outputs_fail_before_any_work(cmd_path, world, capsys, no_expensive_work):
     """Destinations are checked first: an expensive command never starts (its work function
     would raise if called), and a second, writable output is not written either."""
@@ -381,7 +422,7 @@ def test_unwritable_outputs_fail_before_any_work(cmd_path, world, capsys, no_exp
             _assert_user_error(_argv(cmd_path, values, world), world, capsys, (param, why))
 
 
-@pytest.mark.parametrize("cmd_path", sorted(c for c in SPEC if SPEC[c]["cheap"]))
+@pytest.mark.parametrize("cmd_path", [c for c in PRESENT if SPEC[c]["cheap"]])
 def test_full_disk_leaves_no_partial_files(cmd_path, world, capsys, monkeypatch):
     spec = SPEC[cmd_path]
     if not spec["outputs"]:
