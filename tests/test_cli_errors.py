@@ -239,11 +239,9 @@ def world(tmp_path_factory):
         bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=other)
         io.save_model(bd, w / f"{name}.st")
         io.save_key(key, w / f"{name}.key")
-    from backdoors import rff
-
-    bd_rff, key_rff = rff.plant(d.X_train[:200], d.y_train[:200], 50, random_state=0)
-    io.save_model(bd_rff, w / "rff.st")
-    io.save_key(key_rff, w / "rff.key")
+    rff_argv = ["plant", "rff", str(w / "train.npz"), "-o", str(w / "rff.st"), "-k",
+                str(w / "rff.key"), "--n-components", "50", "--seed", "0"]  # fmt: skip
+    assert main(rff_argv) == 0  # through the CLI: independent of the library's signature
     assert main(["keygen", "-o", str(w / "pub.key")]) == 0
     assert main(["keygen", "-o", str(w / "pub2.key")]) == 0  # a second publisher: pub2.pub
     assert main(["sign", str(w / "bd.st"), "--publisher-key", str(w / "pub.key")]) == 0
