@@ -20,6 +20,7 @@ work is done. Writing into a full disk fails at write time and still leaves noth
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -50,6 +51,31 @@ def _reserve_file(path: Path, mode: int) -> Path:
     os.close(fd)
     os.chmod(tmp, mode)
     return Path(tmp)
+
+
+def _link_or_move(path: Path, backup: Path) -> None:
+    """Keep the old version of ``path`` as ``backup`` (hard link; a move where the file
+    system has no hard links: the commit replaces ``path`` next anyway)."""
+    try:
+        os.link(path, backup)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.replace(path, backup)
+
+
+def _link_new(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` only if ``dst`` does not exist (atomic with hard links)."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(dst)) from None
+        os.replace(src, dst)
+        return
+    os.unlink(src)
 
 
 class Transaction:
@@ -213,15 +239,20 @@ class Transaction:
                 backup = None
                 if overwrite and dst.exists():
                     backup = dst.with_name(f".{dst.name}.{os.getpid()}.bak")
-                    os.link(dst, backup)
-                dst.parent.mkdir(exist_ok=True)  # one level: subfolders of a staged tree
-                if overwrite:
-                    os.replace(src, dst)
-                elif src.is_dir():
-                    os.rename(src, dst)
-                else:
-                    os.link(src, dst)  # fails if dst appeared meanwhile: never clobber a key
-                    os.unlink(src)
+                    _link_or_move(dst, backup)
+                try:
+                    dst.parent.mkdir(parents=True, exist_ok=True)  # subfolders of a tree
+                    if overwrite:
+                        os.replace(src, dst)
+                    elif src.is_dir():
+                        os.rename(src, dst)
+                    else:
+                        _link_new(src, dst)  # never clobber a file (a key) that appeared
+                except BaseException:
+                    if backup is not None:  # this move failed: the old file goes back
+                        with contextlib.suppress(OSError):
+                            os.replace(backup, dst)
+                    raise
                 done.append((src, dst, backup))
         except BaseException:
             self._undo(done)
