@@ -64,6 +64,15 @@ def _link_or_move(path: Path, backup: Path) -> None:
         os.replace(path, backup)
 
 
+def _restore(backup: Path, dst: Path) -> None:
+    """Put ``backup`` back at ``dst`` (rename is a no-op between two links of one file)."""
+    with contextlib.suppress(OSError):
+        if dst.exists() and os.path.samefile(backup, dst):
+            os.unlink(backup)
+        else:
+            os.replace(backup, dst)
+
+
 def _link_new(src: Path, dst: Path) -> None:
     """Move ``src`` to ``dst`` only if ``dst`` does not exist (atomic with hard links)."""
     try:
@@ -250,8 +259,7 @@ class Transaction:
                         _link_new(src, dst)  # never clobber a file (a key) that appeared
                 except BaseException:
                     if backup is not None:  # this move failed: the old file goes back
-                        with contextlib.suppress(OSError):
-                            os.replace(backup, dst)
+                        _restore(backup, dst)
                     raise
                 done.append((src, dst, backup))
         except BaseException:
@@ -277,8 +285,7 @@ class Transaction:
             with contextlib.suppress(OSError):
                 os.replace(dst, src)  # back to the temporary, removed by abort()
             if backup is not None:
-                with contextlib.suppress(OSError):
-                    os.replace(backup, dst)
+                _restore(backup, dst)
 
     def _cleanup(self) -> None:
         for tmp, _, _ in self._files.values():
