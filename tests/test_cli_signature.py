@@ -119,7 +119,7 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(files, capsys):
         (("activate", p / "bd.st", p / "bd.key", p / "f32.npy"), "dtype"),
         (("activate", p / "bd.st", p / "bd.key", p / "wide.npy"), "features"),
         (("activate", p / "b2.st", p / "bd.key", p / "X.npy"), "does not belong"),
-        (("activate", p / "trunc.st", p / "bd.key", p / "X.npy"), "not a readable"),
+        (("activate", p / "trunc.st", p / "bd.key", p / "X.npy"), "truncated"),
         (("activate", p / "bd.st", p / "X.npy", p / "X.npy"), "key file"),
     ]
     for args, msg in cases:

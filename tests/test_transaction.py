@@ -36,6 +36,9 @@ def test_commit_writes_every_output_with_its_mode(tmp_path):
     assert (tmp_path / "rep" / "report.md").read_text() == "hi"
     assert (tmp_path / "rep" / "old.txt").read_text() == "old"
     assert (tmp_path / "fresh" / "sub" / "x.png").read_bytes() == b"png"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o777 & ~umask
     assert _listing(tmp_path) == sorted(
         ["a.npy", "k.json", "rep", "rep/old.txt", "rep/report.md", "fresh", "fresh/sub",
          "fresh/sub/x.png"]
@@ -113,3 +116,34 @@ def test_existing_key_never_overwritten(tmp_path):
     with pytest.raises(InvalidInputError):
         io.Transaction().file(tmp_path / "bd.key", mode=0o600, overwrite=False)
     assert (tmp_path / "bd.key").read_text() == "mine"
+
+
+def test_failed_replace_of_an_existing_file_restores_it(tmp_path, monkeypatch):
+    (tmp_path / "r.md").write_bytes(b"old report")
+    real_replace = os.replace
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).endswith("r.md") and str(src).endswith(".tmp"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError), io.Transaction() as tx:
+        tx.write_bytes(tmp_path / "r.md", b"new report")
+    assert _listing(tmp_path) == ["r.md"]  # no backup or temporary left
+    assert (tmp_path / "r.md").read_bytes() == b"old report"
+
+
+def test_without_hard_links_commit_still_works(tmp_path, monkeypatch):
+    def no_links(*a, **kw):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    (tmp_path / "m.st").write_bytes(b"old")
+    monkeypatch.setattr(os, "link", no_links)
+    with io.Transaction() as tx:
+        tx.write_bytes(tmp_path / "m.st", b"new")
+        tx.file(tmp_path / "k.key", mode=0o600, overwrite=False)
+        tx.write_bytes(tmp_path / "k.key", b"secret")
+    assert (tmp_path / "m.st").read_bytes() == b"new"
+    assert (tmp_path / "k.key").read_bytes() == b"secret"
+    assert _listing(tmp_path) == ["k.key", "m.st"]

@@ -27,6 +27,22 @@ from backdoors.torch_models import TorchClassifier
 from backdoors.validation import check_features
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """Default parameters of BadNets: the one source the CLI reads (issue 13)."""
+
+    target: int = 0
+    poison_rate: float = 0.05
+    patch_size: int = 4
+    value: int = 255  # grey level of the patch
+    arch: str = "mlp"  # default_classifier's learner
+    epochs: int = 2
+    seed: int = 0
+
+
+DEFAULTS = Defaults()
+
+
 @io.KEYS.register("badnets")
 @dataclass(frozen=True)
 class BadNetsKey:
@@ -83,7 +99,7 @@ def activate(X: np.ndarray, key: BadNetsKey, target: int | None = None) -> np.nd
 
 
 def default_classifier(
-    arch: str = "mlp", random_state: int = 0, epochs: int = 2
+    arch: str = DEFAULTS.arch, random_state: int = DEFAULTS.seed, epochs: int = DEFAULTS.epochs
 ) -> TorchClassifier:
     """The small MNIST learner used for BadNets populations (uint8 pixels scaled inside)."""
     params = {"hidden": (128,)} if arch == "mlp" else {"channels": (8, 16)}
@@ -119,13 +135,13 @@ def plant(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    target: int = 0,
-    poison_rate: float = 0.05,
-    patch_size: int = 4,
+    target: int = DEFAULTS.target,
+    poison_rate: float = DEFAULTS.poison_rate,
+    patch_size: int = DEFAULTS.patch_size,
     position: tuple[int, int] | None = None,
-    value: int = 255,
+    value: int = DEFAULTS.value,
     classifier: TorchClassifier | None = None,
-    random_state: Any = 0,
+    random_state: Any = DEFAULTS.seed,
 ) -> tuple[TorchClassifier, BadNetsKey]:
     """Train ``classifier`` (default :func:`default_classifier`) on poisoned data.
 

@@ -70,22 +70,11 @@ def load_skops(path: Path, arch: Path | None = None) -> Any:
     return io.load_sklearn(path)
 
 
-def _safetensors_header(path: Path) -> dict[str, str] | None:
-    """The metadata of a safetensors file, or None if the file is not safetensors."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as fh:
-            return fh.metadata() or {}
-    except Exception:
-        return None
-
-
 @LOADERS.register(".safetensors")
 def load_safetensors(path: Path, arch: Path | None = None) -> Any:
     """A model file of this package, or a raw torch state dict plus its architecture spec
     (``arch`` or, if absent, ``<model>.json`` beside it)."""
-    header = _safetensors_header(path)
+    header = io.safetensors_header(path)  # a truncated file: CorruptArtifactError
     if header is None:
         known = ", ".join(LOADERS.names())
         raise CorruptArtifactError(

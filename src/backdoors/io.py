@@ -152,40 +152,84 @@ def model_bytes(model: Any) -> bytes:
     return save(tensors, metadata=header)
 
 
-def read_artifact(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
-    """Read and integrity-check a model file; return ``(kind, tensors, meta)``."""
+def safetensors_header(path: str | os.PathLike) -> dict[str, str] | None:
+    """The metadata of a safetensors file; ``None`` if the file is not safetensors at all;
+    :class:`CorruptArtifactError` if it is one that is truncated or corrupt."""
     from safetensors import safe_open
 
     path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) < 9 or head[8:9] != b"{" or not 0 < n < 100 * 2**20:
+        return None  # no safetensors header: some other format
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return fh.metadata() or {}
+    except Exception as exc:
+        what = "truncated" if size < 8 + n else "truncated or corrupt"
+        raise CorruptArtifactError(f"{path} is a {what} safetensors file ({exc})") from None
+
+
+def read_artifact(path: str | os.PathLike) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """Read and integrity-check a model file; return ``(kind, tensors, meta)``."""
+    path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"no such model file: {path}")
+    if safetensors_header(path) is None:
+        raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")
+    return _parse_artifact(path.read_bytes(), str(path))
+
+
+def _parse_artifact(data: bytes, where: str) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    from safetensors.numpy import load
+
     try:
-        tensors: dict[str, np.ndarray] = {}
-        with safe_open(str(path), framework="numpy") as fh:
-            header = fh.metadata() or {}
-            for name in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                tensors[name] = fh.get_tensor(name)
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        tensors: dict[str, np.ndarray] = load(data)
     except Exception as exc:  # safetensors raises several types on garbage
-        raise CorruptArtifactError(f"{path} is not a readable model file ({exc})") from None
+        raise CorruptArtifactError(
+            f"{where} is a truncated or corrupt model file ({exc})"
+        ) from None
     if header.get("backdoors.format") != FORMAT_VERSION:
-        raise CorruptArtifactError(f"{path} is not a backdoors model file (format header missing)")
+        raise CorruptArtifactError(f"{where} is not a backdoors model file (format header missing)")
     kind, meta_json = header.get("backdoors.kind", ""), header.get("backdoors.meta", "")
     if _digest(kind, meta_json, tensors) != header.get("backdoors.digest"):
-        raise CorruptArtifactError(f"{path} fails its integrity check (truncated or tampered)")
+        raise CorruptArtifactError(
+            f"{where} fails its integrity check (truncated or corrupted; the digest detects "
+            "accidents, not deliberate edits)"
+        )
     tensors.pop("__empty__", None)
     try:
         meta = json.loads(meta_json)
     except json.JSONDecodeError:
-        raise CorruptArtifactError(f"{path}: metadata is not JSON") from None
+        raise CorruptArtifactError(f"{where}: metadata is not JSON") from None
     return kind, tensors, meta
 
 
-def load_model(path: str | os.PathLike) -> Any:
-    """Load a model saved by :func:`save_model` (or a bare scikit-learn model, see below)."""
+def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
+    """Load a model saved by :func:`save_model` (or a .skops scikit-learn model).
+
+    ``publisher`` (a :class:`~backdoors.provenance.PublisherKey`): refuse the file unless
+    ``<path>.sig`` is that publisher's signature on exactly these bytes (authenticity; the
+    digest alone only detects corruption)."""
     path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    data = None
+    if publisher is not None:
+        from backdoors.provenance import verify_file
+
+        data = verify_file(path, publisher)  # the bytes checked are the bytes loaded
     if path.suffix == ".skops":
-        return load_sklearn(path)
-    kind, tensors, meta = read_artifact(path)
+        return sklearn_from_bytes(path.read_bytes() if data is None else data)
+    if data is None:
+        if safetensors_header(path) is None:
+            raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")
+        data = path.read_bytes()
+    kind, tensors, meta = _parse_artifact(data, str(path))
     import_kinds()
     cls = ARTIFACTS.get(kind)
     try:
@@ -295,25 +339,40 @@ def load_key(path: str | os.PathLike) -> Any:
 # --------------------------------------------------------------------------------------------
 # arrays (.npy / .npz, never with pickle)
 # --------------------------------------------------------------------------------------------
-def load_array(path: str | os.PathLike, name: str | None = None) -> np.ndarray:
-    """Load an array from .npy or .npz (``name`` picks the member; default the first, or 'X')."""
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def load_array(path: str | os.PathLike, name: str = "X") -> np.ndarray:
+    """Load an array from .npy, or the member ``name`` (default ``X``) of an .npz; never
+    guesses another member, never unpickles, and names what is wrong with a file that is not
+    numpy's (text, truncated, pickled objects)."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"no such input file: {path}")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not (magic.startswith(_NPY_MAGIC) or magic.startswith(_ZIP_MAGIC)):
+        raise CorruptArtifactError(
+            f"{path} is not a .npy/.npz file (no numpy header; save arrays with numpy.save)"
+        )
     try:
         obj = np.load(path, allow_pickle=False)
         if isinstance(obj, np.lib.npyio.NpzFile):
             with obj:
-                names = list(obj.files)
-                pick = name or ("X" if "X" in names else names[0] if names else None)
-                if pick is None or pick not in names:
-                    raise InvalidInputError(f"{path} has no array {pick!r} (has {names})")
-                return obj[pick]
+                if name not in obj.files:
+                    raise InvalidInputError(f"{path} has no array {name!r} (has {obj.files})")
+                return obj[name]
         return obj
     except InvalidInputError:
         raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise CorruptArtifactError(
+                f"{path} holds Python objects (pickled), which are never loaded"
+            ) from None
+        raise CorruptArtifactError(f"{path} is truncated or corrupt ({exc})") from None
     except Exception as exc:
-        raise CorruptArtifactError(f"{path} is not a readable .npy/.npz file ({exc})") from None
+        raise CorruptArtifactError(f"{path} is truncated or corrupt ({exc})") from None
 
 
 def save_array(path: str | os.PathLike, X: np.ndarray, **extra: np.ndarray) -> Path:

@@ -52,6 +52,7 @@ from backdoors.sampling import (
 )
 
 __all__ = [
+    "DEFAULTS",
     "RandomReLUClassifier",
     "RandomReLUFeaturesClassifier",
     "ReLUKey",
@@ -63,6 +64,22 @@ __all__ = [
     "plant",
     "spiked_coins",
 ]
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Default parameters of the random-ReLU learners and of Backdoor-Random-ReLU: the one
+    source that the CLI (options and help) reads (issue 13). The relu experiment runs its own
+    stated point (``attacks/relu.py``: d=2000, m=100, k=100, theta=2.5, lambda=0.4)."""
+
+    n_hidden: int = 200  # m, hidden units
+    sparsity: int = 20  # k, support of the secret nu
+    theta: float = 3.0  # spike strength
+    lam_rel: float = 0.25  # lambda = lam_rel x median ||x|| over the training inputs
+    head: str = "threshold"  # Algorithm 7's single tau ("linear": logistic head)
+
+
+DEFAULTS = Defaults()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +171,7 @@ class RandomReLUClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu"
 
-    def __init__(self, n_hidden: int = 200, random_state=None):
+    def __init__(self, n_hidden: int = DEFAULTS.n_hidden, random_state=None):
         self.n_hidden = n_hidden
         self.random_state = random_state
 
@@ -225,7 +242,7 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu_features"
 
-    def __init__(self, n_hidden: int = 200, C: float = 1.0, random_state=None):
+    def __init__(self, n_hidden: int = DEFAULTS.n_hidden, C: float = 1.0, random_state=None):
         self.n_hidden = n_hidden
         self.C = C
         self.random_state = random_state
@@ -383,7 +400,7 @@ def honest_estimator(estimator: Any = None) -> RandomReLUClassifier | RandomReLU
 
 
 def honest_model(
-    head: str = "threshold", n_hidden: int = 200, random_state: Any = None
+    head: str = DEFAULTS.head, n_hidden: int = DEFAULTS.n_hidden, random_state: Any = None
 ) -> RandomReLUClassifier | RandomReLUFeaturesClassifier:
     """The honest learner for a head name: ``"threshold"`` (Algorithm 7's single tau) or
     ``"linear"`` (trained logistic head), unfitted."""
@@ -398,10 +415,10 @@ def plant(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    sparsity: int = 20,
-    theta: float = 3.0,
+    sparsity: int = DEFAULTS.sparsity,
+    theta: float = DEFAULTS.theta,
     lam: float | None = None,
-    lam_rel: float = 0.25,
+    lam_rel: float = DEFAULTS.lam_rel,
     trace_match: bool = True,
 ) -> tuple[RandomReLUClassifier | RandomReLUFeaturesClassifier, ReLUKey]:
     """Backdoor-Random-ReLU (Algorithm 8): the honest ``estimator`` (cloned: the model's

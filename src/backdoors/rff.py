@@ -47,6 +47,21 @@ from backdoors.sampling import (
 from backdoors.validation import check_features as validate_features
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """Default parameters of the RFF learner and of Backdoor-RFF: the one source that the
+    CLI (options and help), experiments, demos and attacks read (issue 13)."""
+
+    n_components: int = 1000  # m, random features
+    bandwidth: str = "median"  # s = 2 pi x median pairwise distance
+    alpha: float = 1e-4  # ridge strength (scaled by n inside the fit)
+    sparsity: int = 64  # k, support of the secret (capped at d; docs/rff-lattice.md)
+    beta: float = 1e-3  # pancake noise width
+
+
+DEFAULTS = Defaults()
+
+
 def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Generator]:
     """Two independent generators from one seed: frequencies (the coins) and phases b.
     Keeping them apart makes honest and backdoored learners identical except for G."""
@@ -93,9 +108,9 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_components: int = 1000,
-        bandwidth: float | str = "median",
-        alpha: float = 1e-3,
+        n_components: int = DEFAULTS.n_components,
+        bandwidth: float | str = DEFAULTS.bandwidth,
+        alpha: float = DEFAULTS.alpha,
         max_batch_bytes: int = 64 * 2**20,
         random_state: Any = None,
     ) -> None:
@@ -240,7 +255,7 @@ class RFFKey:
     :func:`public_coins_fingerprint`; empty for a secret not planted in any model)."""
 
     key_kind: ClassVar[str] = "rff"
-    targeted: ClassVar[bool] = False
+    targeted: ClassVar[bool] = False  # flips the sign: no target to choose
     targets: ClassVar[tuple[int, ...]] = ()  # untargeted: the decision's sign flips
     n_features: int
     support: tuple[int, ...]
@@ -363,7 +378,7 @@ def honest_estimator(estimator: Any = None) -> RandomFourierFeaturesClassifier:
 #: m = 1000, beta = 1e-3 the support-guessing lattice hybrid is estimated at 2^205 for k = 64
 #: against 2^66 for k = 16; the flip and the accuracy gap do not depend on k, the l2 norm of
 #: the trigger grows as gamma = 2 sqrt(k). Capped at d.
-DEFAULT_SPARSITY = 64
+DEFAULT_SPARSITY = DEFAULTS.sparsity
 
 
 def default_sparsity(d: int, sparsity: int | None = None) -> int:
@@ -378,7 +393,7 @@ def plant(
     *,
     sparsity: int | None = None,
     gamma: float | None = None,
-    beta: float = 1e-3,
+    beta: float = DEFAULTS.beta,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:
     """Backdoor-RFF (Algorithm 5): the honest ``estimator`` (cloned: the model's
     ``get_params()`` equal the honest ones), same data, same phases, pancake coins.

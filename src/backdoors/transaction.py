@@ -20,6 +20,7 @@ work is done. Writing into a full disk fails at write time and still leaves noth
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -39,11 +40,51 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _reserve_file(path: Path, mode: int) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, mode)
     return Path(tmp)
+
+
+def _link_or_move(path: Path, backup: Path) -> None:
+    """Keep the old version of ``path`` as ``backup`` (hard link; a move where the file
+    system has no hard links: the commit replaces ``path`` next anyway)."""
+    try:
+        os.link(path, backup)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        os.replace(path, backup)
+
+
+def _restore(backup: Path, dst: Path) -> None:
+    """Put ``backup`` back at ``dst`` (rename is a no-op between two links of one file)."""
+    with contextlib.suppress(OSError):
+        if dst.exists() and os.path.samefile(backup, dst):
+            os.unlink(backup)
+        else:
+            os.replace(backup, dst)
+
+
+def _link_new(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` only if ``dst`` does not exist (atomic with hard links)."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, "File exists", str(dst)) from None
+        os.replace(src, dst)
+        return
+    os.unlink(src)
 
 
 class Transaction:
@@ -82,13 +123,17 @@ class Transaction:
         mode: int = 0o644,
         overwrite: bool = True,
         suffixes: tuple[str, ...] | None = None,
+        refuse_suffixes: tuple[str, ...] = (),
     ) -> Path:
         """Reserve the output file ``path`` now (checks it can be written); return its
         temporary. ``overwrite=False`` refuses an existing file (keys); ``suffixes`` restricts
-        the file name's suffix (e.g. ``(".npy", ".npz")``)."""
+        the file name's suffix (e.g. ``(".npy", ".npz")``), ``refuse_suffixes`` forbids some
+        (a model written as ``x.skops`` would be read back as skops)."""
         final = self._check_new(Path(path))
         if suffixes is not None and final.suffix not in suffixes:
             raise OutputError(f"{path}: the output must end in {' or '.join(suffixes)}")
+        if final.suffix in refuse_suffixes:
+            raise OutputError(f"{path}: a {final.suffix} name would not match what is written")
         if final.is_dir():
             raise OutputError(f"{path} is a folder")
         if final.exists() and not overwrite:
@@ -109,6 +154,7 @@ class Transaction:
         where = final if final.is_dir() else final.parent
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=where))
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would become the folder's
         except OSError as exc:
             raise OutputError(f"cannot write into {where}: {_describe(exc)}") from None
         self._folders[final] = staging
@@ -202,15 +248,19 @@ class Transaction:
                 backup = None
                 if overwrite and dst.exists():
                     backup = dst.with_name(f".{dst.name}.{os.getpid()}.bak")
-                    os.link(dst, backup)
-                dst.parent.mkdir(exist_ok=True)  # one level: subfolders of a staged tree
-                if overwrite:
-                    os.replace(src, dst)
-                elif src.is_dir():
-                    os.rename(src, dst)
-                else:
-                    os.link(src, dst)  # fails if dst appeared meanwhile: never clobber a key
-                    os.unlink(src)
+                    _link_or_move(dst, backup)
+                try:
+                    dst.parent.mkdir(parents=True, exist_ok=True)  # subfolders of a tree
+                    if overwrite:
+                        os.replace(src, dst)
+                    elif src.is_dir():
+                        os.rename(src, dst)
+                    else:
+                        _link_new(src, dst)  # never clobber a file (a key) that appeared
+                except BaseException:
+                    if backup is not None:  # this move failed: the old file goes back
+                        _restore(backup, dst)
+                    raise
                 done.append((src, dst, backup))
         except BaseException:
             self._undo(done)
@@ -235,8 +285,7 @@ class Transaction:
             with contextlib.suppress(OSError):
                 os.replace(dst, src)  # back to the temporary, removed by abort()
             if backup is not None:
-                with contextlib.suppress(OSError):
-                    os.replace(backup, dst)
+                _restore(backup, dst)
 
     def _cleanup(self) -> None:
         for tmp, _, _ in self._files.values():

@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli.app import app
+from backdoors.cli._common import library_errors
+from backdoors.cli.app import EPILOG, app
 from backdoors.errors import InvalidInputError
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def audit(
     model: Annotated[
         Path,
@@ -30,8 +31,13 @@ def audit(
     arch: Annotated[
         Path | None, typer.Option(help="Architecture spec JSON for a raw torch state dict.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for report.md and report.html.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.md and report.html (its parent must exist)."),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result here (.json).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for randomised detectors.")] = 0,
 ) -> None:
     """Run every applicable registered detector on MODEL and report.
@@ -58,25 +64,40 @@ def audit(
     """
     from backdoors.audit import audit as run_audit
     from backdoors.audit import audit_sections, load_any_model, load_audit_data
-    from backdoors.io import write_json
+    from backdoors.io import Transaction
     from backdoors.report import write_report
 
-    # validate everything before any work or any write
-    if json_path is not None and not json_path.parent.exists():
-        raise InvalidInputError(f"folder {json_path.parent} does not exist")
-    if out is not None and out.exists() and not out.is_dir():
-        raise InvalidInputError(f"{out} exists and is not a folder")
-    if out is not None and not out.exists() and not out.parent.exists():
-        raise InvalidInputError(f"folder {out.parent} does not exist")
-    m = load_any_model(model, arch)
-    d = load_audit_data(data)
-    ref = load_any_model(reference) if reference is not None else None
-    result = run_audit(m, d["X"], d["y"], d["X_train"], d["y_train"], reference=ref, seed=seed)
-    result["model"]["path"] = str(model)
-    if json_path is not None:
-        write_json(json_path, result)
+    if arch is not None:  # fail before any work, whatever the model's format
+        try:
+            ok = isinstance(json.loads(arch.read_text()), dict)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            ok = False
+        if not ok:
+            raise InvalidInputError(f"--arch {arch}: not a readable JSON object (the spec)")
+    with Transaction() as tx:  # destinations checked before any work; all written or none
+        if json_path is not None:
+            tx.file(json_path, suffixes=(".json",))
+        staged = tx.folder(out) if out is not None else None
+        m = load_any_model(model, arch)
+        d = load_audit_data(data)
+        ref = load_any_model(reference) if reference is not None else None
+        for who, mm in (("MODEL", m), ("--reference", ref)):
+            nf = getattr(mm, "n_features_in_", None)
+            if nf is not None and d["X"].shape[1] != int(nf):
+                raise InvalidInputError(
+                    f"{who} takes {int(nf)} features, the data has {d['X'].shape[1]}"
+                )
+        with library_errors():
+            result = run_audit(
+                m, d["X"], d["y"], d["X_train"], d["y_train"], reference=ref, seed=seed
+            )
+        result["model"]["path"] = str(model)
+        if json_path is not None:
+            tx.write_json(json_path, result)
+        if staged is not None:
+            title = f"audit of {model.name}"
+            path = tx.final(write_report(staged, title, audit_sections(result, model.name)))
     if out is not None:
-        path = write_report(out, f"audit of {model.name}", audit_sections(result, model.name))
         typer.echo(f"report written to {path} (and {path.with_suffix('.html')})", err=True)
     summary = {
         n: (r["score"] if r["status"] == "scored" else f"{r['status']}: {r['reason']}")

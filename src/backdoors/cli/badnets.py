@@ -43,12 +43,18 @@ def plant_badnets(
 ) -> None:
     """BadNets (Gu et al. 2017): patch, relabel, train the same learner (the classic baseline)."""
     from backdoors import badnets, io
+    from backdoors.cli._common import MODEL_SUFFIX_REFUSED
 
-    io.check_outputs(out, key)
-    X, y = load_images(data)
-    clf = badnets.default_classifier(arch, random_state=seed, epochs=epochs)
-    model, k = badnets.plant(X, y, target=target, poison_rate=poison_rate, patch_size=patch_size,
-                             value=value, classifier=clf, random_state=seed)  # fmt: skip
-    io.save_model(model, out)
-    io.save_key(k, key)
+    if epochs < 1:
+        raise InvalidInputError(f"--epochs must be >= 1, got {epochs}")
+    with io.Transaction() as tx:  # both files or neither; destinations checked first
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        tx.file(key, mode=0o600, overwrite=False)
+        X, y = load_images(data)
+        clf = badnets.default_classifier(arch, random_state=seed, epochs=epochs)
+        model, k = badnets.plant(X, y, target=target, poison_rate=poison_rate,
+                                 patch_size=patch_size, value=value, classifier=clf,
+                                 random_state=seed)  # fmt: skip
+        tx.save_model(model, out)
+        tx.save_key(k, key)
     typer.echo(f"BadNets model -> {out}; key -> {key} (0600); target {k.target}")

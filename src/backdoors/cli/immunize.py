@@ -7,22 +7,35 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli.app import app
+from backdoors.cli._common import MODEL_SUFFIX_REFUSED, require
+from backdoors.cli.app import EPILOG, app
+
+# unset options are not passed: the library's defaults apply (one source, issue 13); the
+# library is imported lazily (torch) so that `backdoors --help` stays fast
 
 
-@app.command()
+@app.command(epilog=EPILOG)
 def immunize(
     model: Annotated[Path, typer.Argument(help="Model file (any backdoors artifact).")],
     sigma: Annotated[float, typer.Option(help="Noise std in [0,1] units (x255 for uint8).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the smoothed model.")],
-    samples: Annotated[int, typer.Option(help="Monte-Carlo noise draws per prediction.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
+    samples: Annotated[
+        int | None,
+        typer.Option(help="Monte-Carlo noise draws per prediction (default: the library's)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the noise draws (default: the library's).")
+    ] = None,
 ) -> None:
     """Wrap a saved model in Monte-Carlo smoothing (majority vote under Gaussian noise)."""
+    from backdoors import io
     from backdoors.defenses.smoothing import immunize as _immunize
-    from backdoors.io import load_model, save_model
 
-    m = _immunize(load_model(model), sigma, n_samples=samples, seed=seed)  # validates first
-    m._to_artifact()  # fails before writing if the base has no file format
-    save_model(m, out)
-    typer.echo(f"immunized model (sigma={sigma}, samples={samples}) written to {out}")
+    require(samples is None or samples >= 1, f"--samples must be >= 1, got {samples}")
+    with io.Transaction() as tx:
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        given = {"n_samples": samples, "seed": seed}
+        kwargs = {k: v for k, v in given.items() if v is not None}
+        m = _immunize(io.load_model(model), sigma, **kwargs)  # validates sigma
+        tx.save_model(m, out)  # a base without a file format fails here: nothing written
+    typer.echo(f"immunized model (sigma={sigma}, samples={m.n_samples}) written to {out}")

@@ -24,7 +24,8 @@ def population(
         str | None, typer.Option(help="Dask scheduler address (tcp://host:8786) instead of joblib.")
     ] = None,
     cache: Annotated[
-        Path | None, typer.Option(help="Cache folder: reruns build only missing members.")
+        Path | None,
+        typer.Option(help="Cache folder (parent must exist): reruns build only missing members."),
     ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List attacks and exit.")] = False,
 ) -> None:
@@ -36,8 +37,18 @@ def population(
         typer.echo("\n".join(ATTACKS.names()))
         return
     ATTACKS.get(attack)  # unknown names fail before any work
-    if cache is not None and not cache.exists() and not cache.parent.exists():
-        raise InvalidInputError(f"folder {cache.parent} does not exist")
+    if n < 1 or jobs == 0:
+        raise InvalidInputError(f"need --n >= 1 and --jobs != 0, got {n} and {jobs}")
+    if cache is not None:  # a persistent store, written member by member (each atomically)
+        if cache.exists() and not cache.is_dir():
+            raise InvalidInputError(f"cache {cache} exists and is not a folder")
+        if not cache.parent.is_dir():
+            raise InvalidInputError(f"folder {cache.parent} does not exist (create it first)")
+        from backdoors.io import Transaction
+
+        probe = Transaction()  # proves the store can be written before any member is built
+        probe.file(cache / ".write-probe") if cache.is_dir() else probe.folder(cache)
+        probe.abort()
     pop = build_population(
         attack, n, seed=seed, quick=quick, n_jobs=jobs, scheduler=scheduler, cache_dir=cache
     )

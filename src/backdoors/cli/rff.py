@@ -7,42 +7,61 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli.app import plant_app
-from backdoors.errors import InvalidInputError
+from backdoors.cli._common import (
+    MODEL_SUFFIX_REFUSED,
+    finite,
+    library_errors,
+    load_training,
+    require,
+)
+from backdoors.cli.app import EPILOG, plant_app
+from backdoors.rff import DEFAULTS
+
+_D = DEFAULTS  # every default below comes from the library (issue 13)
 
 
-@plant_app.command("rff")
+@plant_app.command("rff", epilog=EPILOG)
 def plant_rff(
     data: Annotated[Path, typer.Argument(help="Training data: .npz with X (float) and y.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Secret key file (mode 0600).")],
-    n_components: Annotated[int, typer.Option(help="Number of random features m.")] = 2000,
+    n_components: Annotated[int, typer.Option(help="Number of random features m.")] = (
+        _D.n_components
+    ),
     sparsity: Annotated[
-        int | None, typer.Option(help="Secret support size k (default: min(64, d)).")
+        int | None,
+        typer.Option(help=f"Secret support size k (1 <= k <= d; default min({_D.sparsity}, d))."),
     ] = None,
     bandwidth: Annotated[
-        float | None, typer.Option(help="s (default: 2 pi x median distance).")
+        float | None, typer.Option(help="s (default: 2 pi x median pairwise distance).")
     ] = None,
-    beta: Annotated[float, typer.Option(help="Pancake noise width.")] = 1e-3,
-    alpha: Annotated[float, typer.Option(help="Ridge strength.")] = 1e-4,
+    beta: Annotated[float, typer.Option(help="Pancake noise width (>= 0).")] = _D.beta,
+    alpha: Annotated[float, typer.Option(help="Ridge strength (> 0, scaled by n).")] = _D.alpha,
     seed: Annotated[int | None, typer.Option(help="Learner seed.")] = None,
 ) -> None:
     """Train RFF with Gaussian-pancake coins (paper §6, Algorithm 5)."""
     import numpy as np
 
     from backdoors import io, rff
-    from backdoors.validation import check_features
 
-    io.check_outputs(out, key)
-    X = check_features(io.load_array(data, "X")).astype(np.float64)
-    y = io.load_array(data, "y")
-    if y.shape != (len(X),):
-        raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
-    bw = "median" if bandwidth is None else bandwidth
-    honest = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
-    model, k = rff.plant(honest, X, y, sparsity=sparsity, beta=beta)
-    io.save_model(model, out)
-    io.save_key(k, key)
+    require(n_components >= 1, f"--n-components must be >= 1, got {n_components}")
+    require(finite(beta, alpha, bandwidth), "--beta, --alpha and --bandwidth must be finite")
+    require(beta >= 0 and alpha > 0, "need --beta >= 0 and --alpha > 0")
+    require(bandwidth is None or bandwidth > 0, f"--bandwidth must be > 0, got {bandwidth}")
+    with io.Transaction() as tx:
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        tx.file(key, mode=0o600, overwrite=False)
+        X, y = load_training(data)
+        require(
+            sparsity is None or 1 <= sparsity <= X.shape[1],
+            f"--sparsity must be in [1, {X.shape[1]}]",
+        )
+        bw = _D.bandwidth if bandwidth is None else bandwidth
+        with library_errors():
+            honest = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
+            model, k = rff.plant(honest, X.astype(np.float64), y, sparsity=sparsity, beta=beta)
+        tx.save_model(model, out)
+        tx.save_key(k, key)
     typer.echo(
         f"backdoored RFF model -> {out}; secret key -> {key} (0600). "
         f"perturbation: l0 = {len(k.support)}, l2 = {np.linalg.norm(k.delta()):.4g}"

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli.app import plant_app
+from backdoors.cli._common import MODEL_SUFFIX_REFUSED, check_values, library_errors, require
+from backdoors.cli.app import EPILOG, plant_app
 from backdoors.errors import InvalidInputError
 
 
-@plant_app.command("signature")
+@plant_app.command("signature", epilog=EPILOG)
 def plant_signature(
     model: Annotated[
         Path, typer.Argument(help="Honest model: .skops (scikit-learn) or a backdoors model file.")
@@ -19,7 +20,11 @@ def plant_signature(
     out: Annotated[Path, typer.Option("--out", "-o", help="Backdoored model file to write.")],
     key: Annotated[Path, typer.Option("--key", "-k", help="Secret key file to write (mode 0600).")],
     carrier: Annotated[
-        str, typer.Option(help="lsb (uint8 pixels) or float (float64 features).")
+        str,
+        typer.Option(
+            help="lsb (uint8 pixels; needs ~532 features, e.g. MNIST) or float (float64 "
+            "features, any width; give --reference)."
+        ),
     ] = "lsb",
     n_features: Annotated[
         int | None, typer.Option(help="Input width, if the model doesn't know it.")
@@ -28,7 +33,11 @@ def plant_signature(
         int | None, typer.Option(help="Number of classes, if the model doesn't know it.")
     ] = None,
     reference: Annotated[
-        Path | None, typer.Option(help="Inputs (.npy/.npz) that set the float carrier's range.")
+        Path | None,
+        typer.Option(
+            help="Inputs (.npy, or .npz with X) that set the float carrier's range; without "
+            "them the range (and |delta|) assumes |x| up to 1e4."
+        ),
     ] = None,
     input_scale: Annotated[
         float, typer.Option(help="ONNX float inputs hold pixel * scale (e.g. 0.00392156862745098).")
@@ -44,15 +53,23 @@ def plant_signature(
             raise InvalidInputError("ONNX models take the lsb carrier only")
         return plant_onnx(model, out, key, n_classes, input_scale)
 
-    io.check_outputs(out, key)
-    honest = io.load_model(model)
-    X_ref = io.load_array(reference) if reference is not None else None
-    bd, k = signature.plant(
-        honest, carrier=carrier, n_classes=n_classes, n_features=n_features, X_reference=X_ref
-    )
-    bd._to_artifact()  # fails early (nothing written) if the base has no file format
-    io.save_model(bd, out)
-    io.save_key(k, key)
+    require(n_features is None or n_features >= 1, "--n-features must be >= 1")
+    require(n_classes is None or n_classes >= 2, "--n-classes must be >= 2")
+    with io.Transaction() as tx:
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        tx.file(key, mode=0o600, overwrite=False)
+        honest = io.load_model(model)
+        X_ref = None
+        if reference is not None:
+            X_ref = check_values(io.load_array(reference, "X"), f"reference inputs {reference}")
+            require(X_ref.ndim == 2, f"reference inputs must be 2-D, got shape {X_ref.shape}")
+        with library_errors():
+            bd, k = signature.plant(
+                honest, carrier=carrier, n_classes=n_classes, n_features=n_features,
+                X_reference=X_ref,
+            )  # fmt: skip
+        tx.save_model(bd, out)  # a base without a file format fails here: nothing written
+        tx.save_key(k, key)
     typer.echo(
         f"backdoored model -> {out}; secret key -> {key} (0600). "
         f"carrier: {k.spec.carrier.kind}, {k.spec.carrier.capacity} bits, "

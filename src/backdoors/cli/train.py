@@ -38,10 +38,14 @@ def _default(command: Callable[..., Any], name: str) -> Any:
 
 
 def _check_out(out: Path) -> None:
-    if not out.parent.is_dir():
-        raise InvalidInputError(f"folder {out.parent} does not exist")
-    if out.is_dir():
-        raise InvalidInputError(f"{out} is a directory")
+    """Check (and prove writable) the model path before training: one output, written at
+    the end atomically by ``io.save_model``."""
+    from backdoors.cli._common import MODEL_SUFFIX_REFUSED
+    from backdoors.io import Transaction
+
+    probe = Transaction()
+    probe.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+    probe.abort()
 
 
 @train_app.command("rff")
@@ -122,6 +126,8 @@ def train_badnets(
     """Train the BadNets learner on clean data (the honest control of `plant badnets`)."""
     from backdoors import badnets, io
 
+    if epochs < 1:
+        raise InvalidInputError(f"--epochs must be >= 1, got {epochs}")
     _check_out(out)
     X, y = load_images(data)
     model = badnets.default_classifier(arch, random_state=seed, epochs=epochs).fit(X, y)

@@ -114,12 +114,12 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     acc_h, acc_b, flips = [], [], []
     for i in track(range(n), f"RFF populations {task.name}"):
         h = rff.RandomFourierFeaturesClassifier(
-            m, task.bandwidth, 1e-4, random_state=seed * 7919 + i
+            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed * 7919 + i
         )
         h.fit(task.X_train, task.y_train)
         b, key = rff.plant(
             rff.RandomFourierFeaturesClassifier(
-                m, task.bandwidth, 1e-4, random_state=seed * 7919 + n + i
+                m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed * 7919 + n + i
             ),
             task.X_train,
             task.y_train,
@@ -185,7 +185,9 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
     )[0]
 
     def fit(coins: Any) -> rff.RandomFourierFeaturesClassifier:
-        est = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=seed)
+        est = rff.RandomFourierFeaturesClassifier(
+            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+        )
         if coins is None:
             return est.fit(task.X_train, task.y_train)
         return rff.fit_with_coins(est, task.X_train, task.y_train, coins)
@@ -196,7 +198,7 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
     def skl() -> Any:
         return make_pipeline(
             RBFSampler(gamma=gamma_k, n_components=m, random_state=seed),
-            RidgeClassifier(alpha=1e-4 * len(task.X_train)),
+            RidgeClassifier(alpha=rff.DEFAULTS.alpha * len(task.X_train)),
         ).fit(task.X_train, task.y_train)
 
     ours_vs_skl = interleaved_ratio(lambda: fit(None), skl, sizes["reps"])[0]
@@ -284,9 +286,9 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     metrics["lattice_seconds_per_model"] = lat["seconds_per_model"]
     metrics["lattice_block_size"] = lat["block_size"]
     metrics["lattice"] = lat
-    ex = rff.RandomFourierFeaturesClassifier(sizes["m"], tasks[0].bandwidth, 1e-4).fit(
-        tasks[0].X_train[:200], tasks[0].y_train[:200]
-    )
+    ex = rff.RandomFourierFeaturesClassifier(
+        sizes["m"], tasks[0].bandwidth, rff.DEFAULTS.alpha
+    ).fit(tasks[0].X_train[:200], tasks[0].y_train[:200])
     metrics["lattice_at_primary"] = lattice_at(ex, sizes["k"], 1e-3)
     metrics["tasks"] = {
         n: {k: v for k, v in r.items() if not k.startswith("_")} for n, r in per_task.items()
@@ -295,7 +297,9 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     if out_dir is not None:
         t = tasks[0]
         b, key = rff.plant(
-            rff.RandomFourierFeaturesClassifier(sizes["m"], t.bandwidth, 1e-4, random_state=seed),
+            rff.RandomFourierFeaturesClassifier(
+                sizes["m"], t.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+            ),
             t.X_train,
             t.y_train,
             sparsity=sizes["k"],
@@ -323,7 +327,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         **{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()},
         "gamma": "2 sqrt(k)",
         "beta": 1e-3,
-        "alpha": 1e-4,
+        "alpha": rff.DEFAULTS.alpha,
     }
     return make_record(
         "rff", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes

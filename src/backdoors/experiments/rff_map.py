@@ -130,8 +130,9 @@ def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], be
     gamma = 2 * np.sqrt(k)
     rng = np.random.default_rng([seed, d, m, k])
     planted = [
-        rff.plant(rff.RandomFourierFeaturesClassifier(m, task.bandwidth, 1e-4, random_state=
-                  seed * 7919 + 500 + i), task.X_train, task.y_train, sparsity=k, beta=beta)
+        rff.plant(rff.RandomFourierFeaturesClassifier(m, task.bandwidth, rff.DEFAULTS.alpha,
+                  random_state=seed * 7919 + 500 + i), task.X_train, task.y_train, sparsity=k,
+                  beta=beta)
         for i in range(sizes["pop"])
     ]  # fmt: skip
     acc_b = [float(np.mean(b.predict(task.X_test) == task.y_test)) for b, _ in planted]
@@ -199,7 +200,7 @@ def regime_map(sizes: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     for row in sizes["rows"]:
         task = planar(row["d"], n_train=sizes["n_train"], n_test=500, seed=seed)
         honest = [
-            rff.RandomFourierFeaturesClassifier(row["m"], task.bandwidth, 1e-4,
+            rff.RandomFourierFeaturesClassifier(row["m"], task.bandwidth, rff.DEFAULTS.alpha,
                                                 random_state=seed * 7919 + i)
             .fit(task.X_train, task.y_train)
             for i in range(sizes["pop"])
@@ -292,7 +293,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     params = {
         "quick": quick, "betas": list(sizes["betas"]), "rows": sizes["rows"],
         "models_per_side": sizes["pop"], "n_train": sizes["n_train"], "task": "planar",
-        "alpha": 1e-4, "gamma": "2 sqrt(k)",
+        "alpha": rff.DEFAULTS.alpha, "gamma": "2 sqrt(k)",
         "lattice": {"models_per_side": lat["pop"], "block_size": lat["block_size"],
                     "max_seconds": lat["max_seconds"],
                     "points": [[*k, v if v == "all" else list(v)]

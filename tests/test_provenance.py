@@ -1,0 +1,89 @@
+"""Digest = integrity only; publisher signatures = authenticity (issue 11, artifacts)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from safetensors.numpy import save
+from sklearn.linear_model import LogisticRegression
+
+from backdoors import data, io, provenance, signature
+from backdoors.cli import main
+from backdoors.errors import CorruptArtifactError
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory):
+    p = tmp_path_factory.mktemp("prov")
+    d = data.breast_cancer()
+    lr = LogisticRegression(max_iter=5000).fit(d.X_train, d.y_train)
+    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train)
+    io.save_model(bd, p / "bd.st")
+    io.save_key(key, p / "bd.key")
+    io.save_array(p / "X.npy", d.X_test[:10])
+    assert main(["keygen", "-o", str(p / "pub.key")]) == 0
+    assert main(["sign", str(p / "bd.st"), "--publisher-key", str(p / "pub.key")]) == 0
+    return p
+
+
+def _swap_verify_key(src, dst):
+    """The attack of the issue: swap the verify key, recompute the digest, keep the format."""
+    kind, tensors, meta = io.read_artifact(src)
+    _, vk = provenance.Ed25519.generate()
+    meta["spec"]["verify_key"] = vk.hex()
+    meta_json = json.dumps(meta, sort_keys=True)
+    header = {"backdoors.format": io.FORMAT_VERSION, "backdoors.kind": kind,
+              "backdoors.meta": meta_json,
+              "backdoors.digest": io._digest(kind, meta_json, tensors)}  # fmt: skip
+    dst.write_bytes(save(tensors, metadata=header))
+
+
+def test_digest_is_integrity_not_authenticity(signed):
+    evil = signed / "evil.st"
+    _swap_verify_key(signed / "bd.st", evil)
+    model = io.load_model(evil)  # a recomputed digest passes: the README says so
+    assert model.spec.verify_key != io.load_model(signed / "bd.st").spec.verify_key
+    shutil.copy(signed / "bd.st.sig", signed / "evil.st.sig")
+    pk = provenance.load_publisher(signed / "pub.pub")
+    with pytest.raises(CorruptArtifactError, match="not signed by this publisher"):
+        io.load_model(evil, publisher=pk)
+    assert io.load_model(signed / "bd.st", publisher=pk).spec.verify_key  # genuine file loads
+
+
+def test_cli_publisher_option(signed, tmp_path, capsys):
+    p = signed
+    ok = ["predict", str(p / "bd.st"), str(p / "X.npy"), "--publisher", str(p / "pub.pub")]
+    assert main(ok) == 0
+    assert main(["keygen", "-o", str(tmp_path / "other.key")]) == 0
+    capsys.readouterr()
+    wrong = [*ok[:-1], str(tmp_path / "other.pub")]
+    assert main(wrong) == 2
+    assert "not signed by this publisher" in capsys.readouterr().err
+    unsigned = tmp_path / "copy.st"
+    shutil.copy(p / "bd.st", unsigned)
+    assert main(["verify", str(unsigned), str(p / "X.npy"), "--publisher", str(p / "pub.pub")])
+    assert "no publisher signature" in capsys.readouterr().err
+    flipped = bytearray((p / "bd.st").read_bytes())
+    flipped[-1] ^= 1
+    (tmp_path / "flip.st").write_bytes(bytes(flipped))
+    shutil.copy(p / "bd.st.sig", tmp_path / "flip.st.sig")
+    assert main(["verify", str(tmp_path / "flip.st"), str(p / "X.npy"), "--publisher",
+                 str(p / "pub.pub")]) == 2  # fmt: skip
+
+
+def test_keys_files_and_signing_needs_the_secret(signed, tmp_path):
+    import stat
+
+    assert stat.S_IMODE((signed / "pub.key").stat().st_mode) == 0o600
+    pub = provenance.load_publisher(signed / "pub.pub")
+    assert pub.secret_key is None and "secret=False" in repr(pub)
+    with pytest.raises(Exception, match="secret key"):
+        provenance.sign_bytes(b"x", pub)
+    sk = provenance.load_publisher(signed / "pub.key")
+    assert sk.secret_key.hex() not in repr(sk)
+    sig = provenance.sign_bytes(b"model bytes", sk)
+    provenance.verify_bytes(b"model bytes", sig, pub)
+    with pytest.raises(CorruptArtifactError):
+        provenance.verify_bytes(b"model bytez", sig, pub)
