@@ -360,9 +360,9 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "signature (black-box undetectability, Thm 2.1); forgeries need sUF-CMA breaks.",
         "Undetectability is black-box only: the verifier is a visible component of the model.",
         f"LSB carrier: {key.spec.carrier.capacity} public pixel positions, so l0 <= "
-        f"{key.spec.carrier.l0_bound} always and about half change on average; l0 > 520 would need "
-        ">= 500 of 512 pseudo-random signature bits to differ from the image's LSBs "
-        "(prob. < 2^-400).",
+        f"{key.spec.carrier.l0_bound} always and about half change on average; l0 > "
+        f"{key.spec.carrier.capacity - 12} would need >= 500 of 512 pseudo-random signature "
+        "bits to differ from the image's LSBs (prob. < 2^-400).",
         f"Pre-check: inputs independent of the model reach Ed25519 with probability "
         f"2^-{key.spec.precheck_bits}; a keyless timing distinguisher needs about "
         f"2^{key.spec.precheck_bits} random single-row queries per slow input found "
