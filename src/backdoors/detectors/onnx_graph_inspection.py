@@ -35,7 +35,11 @@ CONTROL = frozenset({"If", "Loop", "Scan"})
 SELECT = frozenset({"Compress", "NonZero", "ScatterND", "ScatterElements", "Where"})
 _INT_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})  # uint8 int8 uint16 int16 int32 int64 u32 u64
 FINDINGS = (
-    "bitwise", "integer_arithmetic", "control_flow", "row_selection", "integer_tables",
+    "bitwise",
+    "integer_arithmetic",
+    "control_flow",
+    "row_selection",
+    "integer_tables",
     "bypass_outputs",
 )
 
