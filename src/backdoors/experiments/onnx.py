@@ -32,7 +32,7 @@ from backdoors.onnx_backdoor.runtime import session
 from backdoors.records import Timer, make_record
 
 FULL = {"n_train": 10_000, "epochs": 2, "n_natural": 10_000, "n_uniform": 10_000,
-        "n_act_inputs": 1_000, "per_strategy": 1_000, "per_case": 600, "reps": 101,
+        "n_act_inputs": 1_000, "per_strategy": 1_000, "per_case": 600, "reps": 201,
         "n_pop": 20, "pop_train": 3_000, "n_per_host": 1_000}  # fmt: skip
 QUICK = {"n_train": 2_000, "epochs": 1, "n_natural": 1_000, "n_uniform": 1_000,
          "n_act_inputs": 20, "per_strategy": 20, "per_case": 12, "reps": 31,
@@ -125,6 +125,30 @@ def _timing(host_run, bd_run, X: np.ndarray, reps: int) -> dict[str, float]:
     }
 
 
+def _kernel_ms(model: Any, X: np.ndarray, runs: int) -> float:
+    """Mean per-run sum of onnxruntime's per-node kernel times (its profiler), in ms: the work
+    the graph does, less sensitive to scheduling than wall time on a shared machine."""
+    import json
+
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads, o.inter_op_num_threads, o.log_severity_level = 1, 1, 3
+    o.enable_profiling = True
+    o.profile_file_prefix = str(Path(tempfile.gettempdir()) / "backdoors-onnx-prof")
+    s = ort.InferenceSession(model.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    for _ in range(runs + 3):
+        s.run(None, {name: X})
+    path = Path(s.end_profiling())
+    events = json.loads(path.read_text())
+    path.unlink()
+    runs_seen = [e for e in events if e.get("name") == "model_run"]
+    total = sum(e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith(
+        "_kernel_time"))  # fmt: skip
+    return total / 1e3 / max(1, len(runs_seen))
+
+
 def _population(ds, n_pop: int, n_train: int, seed: int, fixed_key, verifier, timer):
     """Honest and planted hosts of every kind; graph-inspection scores of both. Each planted
     host gets a fresh key unless ``fixed_key`` is given (then ``verifier`` is reused)."""
@@ -187,14 +211,20 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         ins = _clean_inputs(ds.X_test[: P["n_natural"]], P["n_uniform"], rng)
         clean = {k: bool(_same(_batched(host_run, v), _batched(bd_run, v)).all())
                  for k, v in ins.items()}  # fmt: skip
-    # 2. activation: every input x every target
+    # 2. predict timing on natural inputs, before any verification ran in these sessions
+    with timer("timing_predict"):
+        tm = _timing(host_run, bd_run, ins["natural"], P["reps"])
+        k_host = _kernel_ms(host, ins["natural"][:1000], P["reps"])
+        k_bd = _kernel_ms(bd, ins["natural"][:1000], P["reps"])
+        tm.update(host_kernel_ms_1000=k_host, bd_kernel_ms_1000=k_bd)
+    # 3. activation: every input x every target
     with timer("activation"):
         Xn = ds.X_test[: P["n_act_inputs"]]
         Xact = np.concatenate([key.activate(Xn, target=t) for t in range(10)])
         t_act = np.repeat(np.arange(10), len(Xn))
         acc, tgt = _graph_accepts(host_run, bd_run, scaled(Xact))
         activation = float((acc & (tgt == t_act)).mean())
-    # 3. forged and edge-case inputs: graph accept/reject vs PyNaCl
+    # 4. forged and edge-case inputs: graph accept/reject vs PyNaCl
     with timer("reference"):
         oracle = forgery.Oracle(ds.X_test[:2000], Xact, t_act)
         cands = {n: s(key.spec, oracle, P["per_strategy"], rng) for n, s in
@@ -214,9 +244,8 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
             }
             disagreements += int(bad.sum())
             n_ref += len(C)
-    # 4. timing (interleaved, medians)
+    # 5. verification cost
     with timer("timing"):
-        tm = _timing(host_run, bd_run, ins["natural"], P["reps"])
         act64 = scaled(Xact[:64])
         t0 = time.perf_counter()
         bd_run(act64)
@@ -225,7 +254,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         for i in range(8):
             bd_run(act64[i : i + 1])
         v1 = (time.perf_counter() - t0) * 1e3 / 8
-    # 5. white-box inspection over populations; other host kinds
+    # 6. white-box inspection over populations; other host kinds
     with timer("population"):
         reuse = quick  # quick: every planted host shares the main key (one verifier build)
         neg, pos, models = _population(ds, P["n_pop"], P["pop_train"], seed,
@@ -250,6 +279,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         "onnx_predict_overhead_ratio": tm["ratio_1000"],
         "onnx_predict_overhead_ratio_batch1": tm["ratio_1"],
         "onnx_predict_overhead_cpu_ratio": tm["cpu_ratio_1000"],
+        "onnx_predict_overhead_kernel_ratio": k_bd / k_host,
         "onnx_predict_overhead_cpu_ratio_batch1": tm["cpu_ratio_1"],
         "onnx_predict_timing": tm,
         "onnx_verify_ms_per_input": v64,
