@@ -25,7 +25,7 @@ from backdoors.registry import Registry
 
 # re-exported: every command writes its outputs as one Transaction (issue 11)
 from backdoors.transaction import OutputError as OutputError
-from backdoors.transaction import Transaction as Transaction
+from backdoors.transaction import Transaction as FileTransaction
 
 FORMAT_VERSION = "1"
 
@@ -54,6 +54,32 @@ class Artifact(Protocol):
     artifact_kind: str
 
     def _to_artifact(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]: ...
+
+
+class Transaction(FileTransaction):
+    """:class:`backdoors.transaction.Transaction` (all outputs of one command, or none) with
+    this module's serialisers: models, keys (0600, never overwritten), arrays and JSON."""
+
+    def save_model(self, model: object, path: str | os.PathLike) -> Path:
+        """:func:`save_model` inside the transaction."""
+        return self.write_bytes(path, model_bytes(model))
+
+    def save_key(self, key: object, path: str | os.PathLike) -> Path:
+        """:func:`save_key` inside the transaction (mode 0600, never overwrites)."""
+        final = Path(os.path.abspath(path))
+        if final not in self._files:
+            self.file(path, mode=0o600, overwrite=False)
+        elif self._files[final][1] != 0o600 or self._files[final][2]:
+            raise ValueError(f"{path} was reserved without mode=0o600, overwrite=False")
+        return self.write_bytes(path, key_bytes(key))
+
+    def save_array(self, path: str | os.PathLike, X: object, **extra: object) -> Path:
+        """:func:`save_array` inside the transaction (.npy, or .npz with extras)."""
+        return self.write_bytes(path, array_bytes(path, X, **extra))
+
+    def write_json(self, path: str | os.PathLike, obj: object) -> Path:
+        """:func:`write_json` inside the transaction."""
+        return self.write_bytes(path, json_bytes(obj))
 
 
 def import_kinds() -> None:

@@ -180,35 +180,6 @@ class Transaction:
     def write_text(self, path: str | os.PathLike, text: str) -> Path:
         return self.write_bytes(path, text.encode())
 
-    def save_model(self, model: object, path: str | os.PathLike) -> Path:
-        """:func:`backdoors.io.save_model` inside the transaction."""
-        from backdoors import io
-
-        return self.write_bytes(path, io.model_bytes(model))
-
-    def save_key(self, key: object, path: str | os.PathLike) -> Path:
-        """:func:`backdoors.io.save_key` inside the transaction (mode 0600, never overwrites)."""
-        from backdoors import io
-
-        final = Path(os.path.abspath(path))
-        if final not in self._files:
-            self.file(path, mode=0o600, overwrite=False)
-        elif self._files[final][1] != 0o600 or self._files[final][2]:
-            raise ValueError(f"{path} was reserved without mode=0o600, overwrite=False")
-        return self.write_bytes(path, io.key_bytes(key))
-
-    def save_array(self, path: str | os.PathLike, X: object, **extra: object) -> Path:
-        """:func:`backdoors.io.save_array` inside the transaction (.npy, or .npz with extras)."""
-        from backdoors import io
-
-        return self.write_bytes(path, io.array_bytes(path, X, **extra))
-
-    def write_json(self, path: str | os.PathLike, obj: object) -> Path:
-        """:func:`backdoors.io.write_json` inside the transaction."""
-        from backdoors import io
-
-        return self.write_bytes(path, io.json_bytes(obj))
-
     def final(self, staged: str | os.PathLike) -> Path:
         """Map a path inside a staging folder (or a file temporary) to its final name."""
         p = Path(os.path.abspath(staged))

@@ -46,12 +46,13 @@ class DemoSection:
 SECTIONS: Registry[DemoSection] = Registry(
     "demo section",
     modules=(
-        "backdoors.demos.signature",
-        "backdoors.demos.rff",
-        "backdoors.demos.relu",
         "backdoors.demos.detectors",
-        "backdoors.demos.networks",
         "backdoors.demos.immunization",
+        "backdoors.demos.networks",
+        "backdoors.demos.onnx",
+        "backdoors.demos.relu",
+        "backdoors.demos.rff",
+        "backdoors.demos.signature",
     ),
 )
 

@@ -22,10 +22,13 @@ EXPERIMENTS: Registry[ExperimentFn] = Registry(
         "backdoors.experiments.checksum_net",
         "backdoors.experiments.detectors",
         "backdoors.experiments.immunize",
+        "backdoors.experiments.onnx",
         "backdoors.experiments.persistence",
         "backdoors.experiments.relu",
         "backdoors.experiments.relu_map",
+        "backdoors.experiments.relu_scale",
         "backdoors.experiments.rff",
+        "backdoors.experiments.rff_map",
         "backdoors.experiments.signature",
     ),
 )

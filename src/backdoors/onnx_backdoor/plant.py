@@ -36,7 +36,7 @@ from backdoors.onnx_backdoor.graph import (
 )
 from backdoors.onnx_backdoor.trigger import INPUT_TYPES, VerifierFn, layout_of, precheck
 from backdoors.onnx_backdoor.trigger import verify_branch as build_verify_branch
-from backdoors.signature import SignatureKey, TriggerSpec
+from backdoors.signature_keys import SignatureKey, TriggerSpec, generate
 
 MIN_OPSET = 18
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
@@ -331,8 +331,6 @@ def plant(
     ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``seed`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
     :func:`backdoors.signature.generate`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
-    from backdoors import signature
-
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     host = _upgrade(model)
@@ -344,7 +342,7 @@ def plant(
     if n_classes is None:
         raise InvalidInputError("cannot tell the number of classes: pass n_classes")
     extra = {} if precheck_bits is None else {"precheck_bits": int(precheck_bits)}
-    key = signature.generate(
+    key = generate(
         n_features,
         int(n_classes),
         "lsb",
