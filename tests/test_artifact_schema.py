@@ -97,14 +97,17 @@ def test_badnets_twins_differ_only_in_trained_weights(badnets_twins):
 def test_signature_keeps_the_honest_model_and_adds_only_the_verifier(badnets_twins, tmp_path):
     """Signature (black-box only): the base model's tensors, dtypes and metadata are the honest
     file's, bit for bit; the differences are exactly the artifact kind, the ``base/`` prefix
-    and the public verifier ``spec`` (scheme, verify key, carrier, tag, n_classes)."""
+    and the public verifier ``spec`` (scheme, verify key, carrier, tag, n_classes, pre-check width,
+    constant-time flag)."""
     honest = badnets_twins / "h.st"
     _run("plant", "signature", honest, "-o", tmp_path / "s.st", "--key", tmp_path / "s.key")
     kh, th, mh = io.read_artifact(honest)
     ks, ts, ms = io.read_artifact(tmp_path / "s.st")
     assert (kh, ks) == ("torch_classifier", "signature_classifier")
     assert set(ms) == {"base", "spec"} and ms["base"] == {"kind": kh, "meta": mh}
-    assert set(ms["spec"]) == {"scheme", "verify_key", "carrier", "tag", "n_classes"}
+    assert set(ms["spec"]) == {
+        "scheme", "verify_key", "carrier", "tag", "n_classes", "precheck_bits", "constant_time"
+    }  # fmt: skip
     assert set(ts) == {f"base/{n}" for n in th}
     for n, t in th.items():
         b = ts[f"base/{n}"]
