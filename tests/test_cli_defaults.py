@@ -17,8 +17,9 @@ from backdoors.cli.app import app
 
 # CLI option -> library field, per command and library defaults object
 CASES = {
-    "plant rff": (rff.DEFAULTS, {"n_components": "n_components", "sparsity": "sparsity",
-                                 "beta": "beta", "alpha": "alpha"}),
+    # --sparsity defaults to None = min(DEFAULTS.sparsity, d), resolved by rff.default_sparsity
+    "plant rff": (rff.DEFAULTS, {"n_components": "n_components", "beta": "beta",
+                                 "alpha": "alpha"}),
     "plant relu": (relu.DEFAULTS, {"hidden": "n_hidden", "sparsity": "sparsity",
                                    "theta": "theta", "head": "head"}),
     "train relu": (relu.DEFAULTS, {"hidden": "n_hidden", "head": "head"}),
@@ -92,3 +93,10 @@ def test_ridge_alpha_is_one_constant():
         or "bandwidth,1e-4" in p.read_text().replace(" ", "")
     ]
     assert hits == []
+
+
+def test_plant_rff_sparsity_default_is_the_library_rule():
+    params = {p.name: p for p in _command("plant rff").params}
+    assert params["sparsity"].default is None
+    assert str(rff.DEFAULTS.sparsity) in (params["sparsity"].help or "")
+    assert rff.default_sparsity(784) == rff.DEFAULTS.sparsity and rff.default_sparsity(20) == 20
