@@ -15,6 +15,7 @@ from backdoors.errors import InvalidInputError
 from backdoors.onnx_crypto import ed25519_verify_model, ed25519_verify_nodes, ref, sha512_nodes
 from backdoors.onnx_crypto import field as fe
 from backdoors.onnx_crypto.builder import IR_VERSION, Builder
+from backdoors.onnx_crypto.scalar import reduce_mod_l
 
 MSG_LEN = 50  # R || A || M = 114 bytes: the padding spills into a second block
 
@@ -111,6 +112,30 @@ def test_field_mul_and_freeze_on_extreme_limbs():
         assert value(fo) == value(xi) % p
 
 
+def test_hash_scalar_reduction_mod_l():
+    b = Builder("s/")
+    k = reduce_mod_l(b, "h")
+    b.nodes.append(helper.make_node("Identity", [k], ["k"]))
+    sess = _session(
+        _model(
+            b.nodes,
+            b.initializers,
+            [helper.make_tensor_value_info("h", TensorProto.UINT8, ["N", 64])],
+            [helper.make_tensor_value_info("k", TensorProto.INT64, ["N", 32])],
+        )
+    )
+    rng = np.random.default_rng(3)
+    ints = [0, 1, ref.L - 1, ref.L, 2**252, 2**512 - 1, 2**511, 37 * ref.L, 2**256 * ref.L - 1]
+    rows = [v.to_bytes(64, "little") for v in ints]
+    rows += [rng.integers(0, 256, 64, dtype=np.uint8).tobytes() for _ in range(60)]
+    h = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), 64)
+    (digits,) = sess.run(None, {"h": h})
+    assert digits.min() >= 0 and digits.max() < 256
+    for row, d in zip(rows, digits, strict=True):
+        k = int.from_bytes(bytes(d.astype(np.uint8)), "little")
+        assert k % ref.L == int.from_bytes(row, "little") % ref.L and k < 2**254
+
+
 # -- Ed25519 ---------------------------------------------------------------------------------
 
 
@@ -169,6 +194,8 @@ def _edge_cases(signer: _Signer, other: _Signer, rng, msg_len: int, n_random: in
         cases.append((m, other.key.sign(m).signature))  # wrong key
         cases.append((m, rng.integers(0, 256, 64, dtype=np.uint8).tobytes()))  # random
         cases.append((m, sig[:32] + bytes(32)))  # S = 0
+        for s_edge in (ref.L - 1, ref.L, ref.L + 1, 2**256 - 1):
+            cases.append((m, sig[:32] + s_edge.to_bytes(32, "little")))
         # R with a torsion component: S = r + k a satisfies the cofactored equation only.
         r = int(rng.integers(1, 2**62))
         for t in ref._torsion_points()[1:3]:
@@ -225,15 +252,44 @@ def test_verify_empty_batch(verifier):
     assert valid.shape == (0,) and valid.dtype == np.bool_
 
 
-@pytest.mark.parametrize("msg_len", [0, 64, 200])
+@pytest.mark.parametrize("msg_len", [0, 64])  # 64 + 64 bytes: padding needs a whole block
 def test_verify_other_lengths(signers, msg_len):
-    signer, other = signers
+    signer, other = signers if msg_len == 0 else signers[::-1]  # the second key's tables too
     sess = _session(ed25519_verify_model(signer.vk, msg_len))
     rng = np.random.default_rng(msg_len)
     cases = _edge_cases(signer, other, rng, msg_len, n_random=2)[:40]
     expected = np.array([_libsodium(signer.vk, m, s) for m, s in cases])
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(_run(sess, cases, msg_len), expected)
+
+
+@pytest.mark.slow
+def test_two_verifiers_embed_in_one_graph(signers):
+    """Node lists compose: other names around them, two keys under two prefixes."""
+    signer, other = signers
+    nodes, inits = [helper.make_node("Identity", ["sig_in"], ["sig"])], []
+    for key, prefix, out in ((signer, "v1/", "ok1"), (other, "v2/", "ok2")):
+        n, i = ed25519_verify_nodes(key.vk, 5, "msg", "sig", out, prefix=prefix)
+        nodes, inits = nodes + n, inits + i
+    nodes.append(helper.make_node("Xor", ["ok1", "ok2"], ["either"]))
+    sess = _session(
+        _model(
+            nodes,
+            inits,
+            [
+                helper.make_tensor_value_info("msg", TensorProto.UINT8, ["N", 5]),
+                helper.make_tensor_value_info("sig_in", TensorProto.UINT8, ["N", 64]),
+            ],
+            [helper.make_tensor_value_info("either", TensorProto.BOOL, ["N"])],
+        )
+    )
+    m = b"hello"
+    sigs = [signer.key.sign(m).signature, other.key.sign(m).signature, bytes(64)]
+    feed = {
+        "msg": np.frombuffer(m * 3, np.uint8).reshape(3, 5),
+        "sig_in": np.frombuffer(b"".join(sigs), np.uint8).reshape(3, 64),
+    }
+    np.testing.assert_array_equal(sess.run(None, feed)[0], [True, True, False])
 
 
 def test_invalid_keys_are_refused_at_build_time(signers):
@@ -248,6 +304,10 @@ def test_invalid_keys_are_refused_at_build_time(signers):
     for bad in (small, noncanonical, torsion, off_curve, b"short"):
         with pytest.raises(InvalidInputError):
             ed25519_verify_nodes(bad, 8, "m", "s", "ok")
+    with pytest.raises(InvalidInputError):
+        ed25519_verify_nodes(signers[0].vk, -1, "m", "s", "ok")
+    with pytest.raises(InvalidInputError):
+        ed25519_verify_model(signers[0].vk, 8, opset=17)
     # The first three are keys libsodium itself refuses or that the graph cannot reduce.
     m = b"x" * 8
     assert not _libsodium(small, m, signers[0].key.sign(m).signature)
@@ -263,6 +323,7 @@ def test_verify_agrees_with_libsodium_on_ten_thousand_cases(signers):
     while len(cases) < 10_000:
         cases += _edge_cases(signer, other, rng, msg_len, n_random=50)
     expected = np.array([_libsodium(signer.vk, m, s) for m, s in cases])
+    assert len(cases) >= 10_000 and 1_000 <= expected.sum() < len(cases) // 2
     got = np.concatenate(
         [_run(sess, cases[i : i + 500], msg_len) for i in range(0, len(cases), 500)]
     )

@@ -1,5 +1,26 @@
-"""Hazmat: SHA-512 and Ed25519 verification as default-domain ONNX operators (issue 12)."""
+"""Hazmat: SHA-512 and Ed25519 verification as default-domain ONNX operators (issue 12).
 
-from .verify import ed25519_verify_model, ed25519_verify_nodes, sha512_nodes
+Everything runs in stock onnxruntime (CPU provider) with opset >= 18, no custom op:
+:func:`ed25519_verify_nodes` / :func:`ed25519_verify_model` accept or reject exactly as
+libsodium's ``crypto_sign_verify_detached`` (PyNaCl ``VerifyKey.verify``) for a public key fixed
+at build time; :func:`sha512_nodes` hashes fixed-length byte rows. Modules: ``builder`` (node
+builder with prefixed names, Loop bodies), ``sha512`` (uint64 words), ``field`` (GF(2^255 - 19)
+in exact float64 limbs), ``ed25519`` (window tables, point addition tree, encoding), ``scalar``
+(hash reduction mod L), ``ref`` (build-time Python arithmetic and key checks), ``verify``.
+"""
 
-__all__ = ["ed25519_verify_model", "ed25519_verify_nodes", "sha512_nodes"]
+from .verify import (
+    MIN_OPSET,
+    ed25519_verify_model,
+    ed25519_verify_nodes,
+    sha512_model,
+    sha512_nodes,
+)
+
+__all__ = [
+    "MIN_OPSET",
+    "ed25519_verify_model",
+    "ed25519_verify_nodes",
+    "sha512_model",
+    "sha512_nodes",
+]

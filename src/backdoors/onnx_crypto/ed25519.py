@@ -1,10 +1,11 @@
 """Ed25519 group arithmetic on limb tensors (RFC 8032 Section 5.1.4, extended coordinates).
 
-[S]B + [h](-A) is a sum of fixed-base window points: with byte digits s_i and h_j,
-[S]B = sum_i [s_i]([256^i]B) and [h](-A) = sum_j [h_j]([256^j](-A)). Every window point is
-a constant table row (Gather by digit), so no doubling is left: the 32 + 64 looked-up points are
+[S]B + [k](-A) is a sum of fixed-base window points: with byte digits s_i and k_j,
+[S]B = sum_i [s_i]([256^i]B) and [k](-A) = sum_j [k_j]([256^j](-A)). Every window point is
+a constant table row (Gather by digit), so no doubling is left: the 32 + 32 looked-up points are
 added as a balanced tree, each level one vectorised addition (add-2008-hwcd-3, complete on
-this curve). Table rows hold (y - x, y + x, t, 2 d t) of the affine point as 16-bit limbs.
+this curve, so the identity and equal points need no special case). Table rows hold
+(y - x, y + x, t, 2 d t) of the affine point as 16-bit limbs.
 """
 
 from __future__ import annotations
@@ -73,34 +74,23 @@ def add_points(b: Builder, p1: str, p2: str) -> str:
     return _finish(b, pa, pb, pc, b.op("Add", [zz, zz]))
 
 
-def tree_sum(b: Builder, pts: str, k: int, table_form: bool) -> str:
-    """Sum over axis 1 of k points [N, k, 4, 16]: extended [N, 1, 4, 16]."""
+def tree_sum(b: Builder, pts: str, k: int) -> str:
+    """Sum over axis 1 of k table-form points [N, k, 4, 16] (k a power of two, k >= 2):
+    extended [N, 1, 4, 16]. Level 1 adds point i to point i + k/2."""
+    assert k >= 2 and k & (k - 1) == 0
+    first = True
     while k > 1:
         half = k // 2
-        p1, p2 = b.slice(pts, 0, half, 1), b.slice(pts, half, 2 * half, 1)
-        s = _add_table_points(b, p1, p2) if table_form else add_points(b, p1, p2)
-        if k % 2:
-            last = b.slice(pts, k - 1, k, 1)
-            if table_form:  # to extended: X = ((y+x) - (y-x)) / 2 is not needed; Z = 1
-                last = _table_to_extended(b, last)
-            s = b.op("Concat", [s, last], axis=1)
-        pts, k, table_form = s, half + k % 2, False
+        p1, p2 = b.slice(pts, 0, half, 1), b.slice(pts, half, k, 1)
+        pts = _add_table_points(b, p1, p2) if first else add_points(b, p1, p2)
+        k, first = half, False
     return pts
 
 
-def _table_to_extended(b: Builder, pt: str) -> str:
-    ym, yp, t, _ = b.split(pt, [1, 1, 1, 1], axis=2)
-    inv2 = (P + 1) // 2
-    x = fe.mul_const(b, b.op("Sub", [yp, ym]), inv2)
-    y = fe.mul_const(b, b.op("Add", [yp, ym]), inv2)
-    one = b.op("Add", [b.op("Mul", [t, b.const(0.0)]), b.const(fe.to_limbs(1))])
-    return b.op("Concat", [x, y, one, t], axis=2)
-
-
-def encode_parts(b: Builder, pt: str) -> tuple[str, str]:
-    """Canonical affine (x, y) limbs [N, 16] each of an extended point [N, 4, 16]."""
+def encode_parts(b: Builder, pt: str, rows: int) -> tuple[str, str]:
+    """Canonical affine (x, y) limbs [N, 16] each of extended points [N, 4, 16], N <= rows."""
     x, y, z, _ = b.split(pt, [1, 1, 1, 1], axis=1)
-    zi = fe.invert(b, z)
+    zi = fe.batch_invert(b, z, rows)
     xy = fe.freeze(b, fe.mul(b, b.op("Concat", [x, y], axis=1), zi))
     xs, ys = b.split(b.op("Cast", [xy], to=INT64), [1, 1], axis=1)
     return b.squeeze(xs, [1]), b.squeeze(ys, [1])

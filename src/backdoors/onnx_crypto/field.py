@@ -117,6 +117,31 @@ def invert(b: Builder, z: str) -> str:
     return mul(b, sqr_n(b, z_250, 5), z11)
 
 
+def batch_invert(b: Builder, z: str, rows: int) -> str:
+    """1/z for z [n, 1, 16], n <= rows (a power of two), with one inversion (Montgomery).
+
+    Rows are padded with ones to ``rows``; a product tree is built bottom-up, its root
+    inverted, and inverses pushed down: 1/a = b/(ab), 1/b = a/(ab). Needs every z != 0
+    (true for Z of points computed with the complete addition law).
+    """
+    n = b.op("Shape", [z], start=0, end=1)
+    pad_shape = b.op("Concat", [b.op("Sub", [b.const([rows]), n]), b.const([1, NL])], axis=0)
+    one = b.const(to_limbs(1).reshape(1, 1, NL))
+    level = b.op("Concat", [z, b.op("Expand", [one, pad_shape])], axis=0)  # [rows, 1, 16]
+    pairs = []
+    k = rows
+    while k > 1:
+        lo, hi = b.split(b.reshape(level, [k // 2, 2, NL]), [1, 1], axis=1)
+        pairs.append((lo, hi))
+        level, k = mul(b, lo, hi), k // 2
+    inv = invert(b, level)  # [1, 1, 16]
+    for lo, hi in reversed(pairs):
+        k = 2 * k
+        swapped = b.op("Concat", [hi, lo], axis=1)  # [k/2, 2, 16]
+        inv = b.reshape(mul(b, swapped, inv), [k, 1, NL])
+    return b.op("Slice", [inv, b.const([0]), n, b.const([0])])
+
+
 def _positive_offset() -> np.ndarray:
     """Limbs of 32 p, each in [2^18, 2^21): added to make loose limbs non-negative."""
     v = 32 * P

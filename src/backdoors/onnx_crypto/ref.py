@@ -118,9 +118,9 @@ def validate_public_key(vk: bytes) -> Point:
     """The point A of a public key libsodium would use, or InvalidInputError.
 
     libsodium rejects every signature for a key with a non-canonical encoding, a small-order
-    encoding, or no point. The graph computes [h](-A) with the unreduced 512-bit hash h, which
-    equals libsodium's [h mod L](-A) only when [L]A is the identity, so keys with a torsion
-    component are refused too (keys made by key generation never have one).
+    encoding, or no point. The graph computes [k](-A) for some k = h (mod L), not necessarily
+    h mod L itself, which equals libsodium's [h mod L](-A) only when [L]A is the identity, so
+    keys with a torsion component are refused too (key generation never makes one).
     """
     if not isinstance(vk, bytes | bytearray) or len(vk) != 32:
         raise InvalidInputError("verify_key must be 32 bytes")

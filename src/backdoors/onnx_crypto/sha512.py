@@ -7,6 +7,9 @@ every block is computed at once (a Loop of 32 steps producing two words each); t
 is a Loop over blocks whose body runs an inner Loop of ``80 / ROUNDS`` chunks of ``ROUNDS``
 unrolled rounds (the eight working variables come back to their roles after every 8 rounds,
 so a chunk of a multiple of 8 rounds is pure renaming).
+
+Layout: the batch is the LAST axis of every tensor (words [.., N]). onnxruntime's broadcasting
+kernels, Split and Concat are several times faster on long contiguous inner spans.
 """
 
 from __future__ import annotations
@@ -53,51 +56,45 @@ def padding(msg_len: int) -> bytes:
     return b"\x80" + b"\x00" * zeros + (8 * msg_len).to_bytes(16, "big")
 
 
-def _sigma(b: Builder, x: str, rots: list[list[int]], shr: list[int | None]) -> str:
-    """XOR of three right-rotations (or a plain right shift) of x[..., m, 1] per row of rots.
+def _sigma(b: Builder, x: str, rots: list[list[int]], shr: list[int | None], rank: int = 3) -> str:
+    """XOR of three right-rotations (or a plain right shift) of each word of x[1, .., m, N].
 
-    ``rots[j]`` holds 3 amounts for input position j; ``shr[j]`` says whether the last one
-    is a plain shift. Returns [..., m, 1].
+    ``rots[j]`` holds 3 amounts for word j; ``shr[j]`` is the index of the one that is a plain
+    shift (or None); ``rank`` is x's rank. Returns x's shape.
     """
-    right = np.array(rots, dtype=np.uint64)
-    left = np.array([[64 - r for r in row] for row in rots], dtype=np.uint64)
+    right = np.array(rots, dtype=np.uint64).T.reshape((3,) + (1,) * (rank - 3) + (-1, 1))
+    left = (64 - right).astype(np.uint64)
     r = b.op("BitShift", [x, b.const(right)], direction="RIGHT")
     lft = b.op("BitShift", [x, b.const(left)], direction="LEFT")
     if any(s is not None for s in shr):
         mask = np.full(right.shape, MASK64, dtype=np.uint64)
         for j, s in enumerate(shr):
             if s is not None:
-                mask[j, s] = 0
+                mask[s, ..., j, 0] = 0
         lft = b.op("BitwiseAnd", [lft, b.const(mask)])
-    both = b.op("BitwiseOr", [r, lft])
-    t0, t1, t2 = b.split(both, [1, 1, 1], axis=-1)
+    t0, t1, t2 = b.split(b.op("BitwiseOr", [r, lft]), [1, 1, 1], axis=0)
     return b.op("BitwiseXor", [b.op("BitwiseXor", [t0, t1]), t2])
 
 
 def _schedule(b: Builder, words: str) -> str:
-    """W[..., 80] from block words [..., 16] (all blocks and rows at once)."""
+    """W [nb, 80, N] from block words [nb, 16, N] (all blocks and rows at once)."""
 
     def body(bb: Builder, _it: str, v: list[str]) -> list[str]:
-        (win,) = v  # [..., 16]: W[t-16..t-1]
-        w16 = bb.slice(win, 0, 2, -1)
-        w15 = bb.slice(win, 1, 3, -1)
-        w7 = bb.slice(win, 9, 11, -1)
-        w2 = bb.slice(win, 14, 16, -1)
-        x = bb.unsqueeze(bb.op("Concat", [w15, w2], axis=-1), [-1])  # [..., 4, 1]
-        s = _sigma(bb, x, [[1, 8, 7]] * 2 + [[19, 61, 6]] * 2, [2, 2, 2, 2])
-        s0, s1 = bb.split(bb.squeeze(s, [-1]), [2, 2], axis=-1)
+        win, acc = v  # win [nb, 16, N] = W[t-16..t-1]
+        w16 = bb.slice(win, 0, 2, 1)
+        w15 = bb.slice(win, 1, 3, 1)
+        w7 = bb.slice(win, 9, 11, 1)
+        w2 = bb.slice(win, 14, 16, 1)
+        x = bb.unsqueeze(bb.op("Concat", [w15, w2], axis=1), [0])  # [1, nb, 4, N]
+        sig = _sigma(bb, x, [[1, 8, 7]] * 2 + [[19, 61, 6]] * 2, [2, 2, 2, 2], rank=4)
+        s0, s1 = bb.split(bb.squeeze(sig, [0]), [2, 2], axis=1)
         new = bb.op("Add", [bb.op("Add", [s0, s1]), bb.op("Add", [w7, w16])])
-        return [bb.op("Concat", [bb.slice(win, 2, 16, -1), new], axis=-1)]
+        return [
+            bb.op("Concat", [bb.slice(win, 2, 16, 1), new], axis=1),
+            bb.op("Concat", [acc, new], axis=1),
+        ]
 
-    # 32 steps of the 2-word recurrence; keep every window and take the new pairs.
-    # Implemented as a Loop carrying the window and accumulating all words.
-    def body_acc(bb: Builder, it: str, v: list[str]) -> list[str]:
-        win, acc = v
-        (new_win,) = body(bb, it, [win])
-        new = bb.slice(new_win, 14, 16, -1)
-        return [new_win, bb.op("Concat", [acc, new], axis=-1)]
-
-    _, w = b.loop(32, [(words, UINT64), (words, UINT64)], body_acc)
+    _, w = b.loop(32, [(words, UINT64), (words, UINT64)], body)
     return w
 
 
@@ -109,17 +106,17 @@ _SIGMA_BIG = [[28, 14], [34, 18], [39, 41]]  # [rotation, column]: column a: Sig
 # Column mix of (S_a, S_e, F_a, F_e, d, h, kw): new a = T1 + T2 and new e = d + T1, with
 # T1 = h + Sigma1(e) + Ch(e, f, g) + kw and T2 = Sigma0(a) + Maj(a, b, c).
 _MIX = np.array([[1, 0], [1, 1], [1, 0], [1, 1], [0, 1], [1, 1], [1, 1]], dtype=np.uint64)
-_E_MASK = np.array([[0, 0xFFFFFFFFFFFFFFFF]], dtype=np.uint64)
+_E_MASK = np.array([[[0], [0xFFFFFFFFFFFFFFFF]]], dtype=np.uint64)  # [1, 2, 1]
 
 
 def _compress(b: Builder, pairs: list[str], kw: list[str]) -> list[str]:
-    """Unrolled rounds on pairs [N, 1, 2]; kw[t] = K_t + W_t as [N, 1, 1].
+    """Unrolled rounds on pairs [1, 2, N]; kw[t] = K_t + W_t as [1, 1, N].
 
     With F = (P2 & (P1 | m_e)) ^ (P0 & (P1 ^ P2)), column a of F is Maj(a, b, c) and column e
     is Ch(e, f, g) (m_e is all ones in column e only); one MatMul mixes the columns.
     """
     p0, p1, p2, p3 = pairs
-    right = np.array(_SIGMA_BIG, dtype=np.uint64)
+    right = np.array(_SIGMA_BIG, dtype=np.uint64).reshape(3, 2, 1)
     left = (64 - right).astype(np.uint64)
     x1 = b.op("BitwiseXor", [p1, p2])
     o1 = b.op("BitwiseOr", [p1, b.const(_E_MASK)])
@@ -130,27 +127,27 @@ def _compress(b: Builder, pairs: list[str], kw: list[str]) -> list[str]:
                 b.op("BitShift", [p0, b.const(right)], direction="RIGHT"),
                 b.op("BitShift", [p0, b.const(left)], direction="LEFT"),
             ],
-        )  # [N, 3, 2]
-        r0, r1, r2 = b.split(rot, [1, 1, 1], axis=1)
+        )  # [3, 2, N]
+        r0, r1, r2 = b.split(rot, [1, 1, 1], axis=0)
         sig = b.op("BitwiseXor", [b.op("BitwiseXor", [r0, r1]), r2])
         f = b.op("BitwiseXor", [b.op("BitwiseAnd", [p2, o1]), b.op("BitwiseAnd", [p0, x1])])
         x0 = b.op("BitwiseXor", [p0, p1])
         o0 = b.op("BitwiseOr", [p0, b.const(_E_MASK)])
-        cat = b.op("Concat", [sig, f, p3, kw[t]], axis=2)  # [N, 1, 7]
-        new = b.op("MatMul", [cat, b.const(_MIX)])
+        cat = b.op("Concat", [sig, f, p3, kw[t]], axis=1)  # [1, 7, N]
+        new = b.op("MatMul", [b.const(_MIX.T.copy()), cat])
         p0, p1, p2, p3, x1, o1 = new, p0, p1, p2, x0, o0
     return [p0, p1, p2, p3]
 
 
 def sha512_digest_words(b: Builder, blocks: str, n_blocks: int) -> str:
-    """uint64 [N, 8] digest words of padded message words ``blocks`` [N, n_blocks, 16]."""
-    w = _schedule(b, blocks)  # [N, nb, 80]
-    kw = b.op("Add", [w, b.const(K)])
+    """uint64 [8, N] digest words of padded message words ``blocks`` [nb, 16, N]."""
+    w = _schedule(b, blocks)  # [nb, 80, N]
+    kw = b.op("Add", [w, b.const(K.reshape(1, 80, 1))])
     chunks = 80 // ROUNDS
-    kw = b.reshape(kw, [0, n_blocks * chunks, 1, ROUNDS])
-    # H starts as H0 broadcast to every row (Expand keeps empty batches empty).
-    shape = b.op("Concat", [b.slice(b.op("Shape", [blocks]), 0, 1, 0), b.const([1, 8])], axis=0)
-    h_init = b.op("Expand", [b.const(H0[PAIR_ORDER].reshape(1, 1, 8)), shape])
+    kw = b.reshape(kw, [n_blocks * chunks, ROUNDS, 1, -1])
+    # H starts as H0 broadcast to every row.
+    shape = b.op("Concat", [b.const([1, 8]), b.op("Shape", [blocks], start=2, end=3)], axis=0)
+    h_init = b.op("Expand", [b.const(H0[PAIR_ORDER].reshape(1, 8, 1)), shape])
 
     def block_body(bb: Builder, it: str, v: list[str]) -> list[str]:
         (hv,) = v
@@ -158,40 +155,61 @@ def sha512_digest_words(b: Builder, blocks: str, n_blocks: int) -> str:
         def chunk_body(cb: Builder, jt: str, cv: list[str]) -> list[str]:
             (sv,) = cv
             idx = cb.op("Add", [cb.op("Mul", [it, cb.const(np.int64(chunks))]), jt])
-            part = cb.op("Gather", [kw, idx], axis=1)  # [N, 1, ROUNDS]
-            kws = cb.split(part, [1] * ROUNDS, axis=2)  # [N, 1, 1] each
-            pairs = cb.split(sv, [2, 2, 2, 2], axis=2)
-            return [cb.op("Concat", _compress(cb, pairs, kws), axis=2)]
+            part = cb.op("Gather", [kw, idx], axis=0)  # [ROUNDS, 1, N]
+            kws = cb.split(part, [1] * ROUNDS, axis=0)  # [1, 1, N] each
+            pairs = cb.split(sv, [2, 2, 2, 2], axis=1)
+            return [cb.op("Concat", _compress(cb, pairs, kws), axis=1)]
 
         (sv,) = bb.loop(chunks, [(hv, UINT64)], chunk_body)
         return [bb.op("Add", [hv, sv])]
 
     (hv,) = b.loop(n_blocks, [(h_init, UINT64)], block_body)
-    return b.reshape(b.op("Gather", [hv, b.const(WORD_ORDER)], axis=2), [0, 8])
+    return b.reshape(b.op("Gather", [hv, b.const(WORD_ORDER)], axis=1), [8, -1])
 
 
 def bytes_to_words(b: Builder, data: str, n_words: int) -> str:
-    """Big-endian uint64 words [N, n_words] of uint8 [N, 8 * n_words]."""
-    x = b.reshape(b.op("Cast", [data], to=UINT64), [0, n_words, 8])
-    weights = np.array([1 << (8 * (7 - j)) for j in range(8)], dtype=np.uint64).reshape(8, 1)
-    return b.reshape(b.op("MatMul", [x, b.const(weights)]), [0, n_words])
+    """Big-endian uint64 words [n_words, N] of uint8 rows [N, 8 * n_words]."""
+    x = b.op("Cast", [b.op("Transpose", [data], perm=[1, 0])], to=UINT64)
+    x = b.reshape(x, [n_words, 8, -1])
+    weights = np.array([[1 << (8 * (7 - j)) for j in range(8)]], dtype=np.uint64)  # [1, 8]
+    return b.reshape(b.op("MatMul", [b.const(weights), x]), [n_words, -1])
 
 
 def words_to_bytes(b: Builder, words: str, n_words: int) -> str:
-    """uint8 [N, 8 * n_words] big-endian bytes of uint64 words [N, n_words]."""
-    sh = np.array([8 * (7 - j) for j in range(8)], dtype=np.uint64)
-    x = b.op("BitShift", [b.unsqueeze(words, [-1]), b.const(sh)], direction="RIGHT")
+    """uint8 rows [N, 8 * n_words] of the big-endian bytes of uint64 words [n_words, N]."""
+    sh = np.array([8 * (7 - j) for j in range(8)], dtype=np.uint64).reshape(1, 8, 1)
+    x = b.op("BitShift", [b.unsqueeze(words, [1]), b.const(sh)], direction="RIGHT")
     x = b.op("BitwiseAnd", [x, b.const(np.uint64(0xFF))])
-    return b.reshape(b.op("Cast", [x], to=TensorProto.UINT8), [0, 8 * n_words])
+    x = b.reshape(b.op("Cast", [x], to=TensorProto.UINT8), [8 * n_words, -1])
+    return b.op("Transpose", [x], perm=[1, 0])
 
 
 def sha512_graph(b: Builder, data: str, data_len: int) -> str:
-    """uint8 [N, 64] SHA-512 digests of the rows of ``data`` uint8 [N, data_len]."""
+    """uint8 [N, 64] SHA-512 digests of the rows of ``data`` uint8 [N, data_len], N >= 1.
+
+    (Reshapes infer the batch size, which is ambiguous for N = 0; callers with possibly empty
+    batches go through :func:`sha512_rows`.)
+    """
     pad = np.frombuffer(padding(data_len), dtype=np.uint8)
     total = data_len + len(pad)
     n_blocks = total // 128
-    shape = b.op("Concat", [b.slice(b.op("Shape", [data]), 0, 1, 0), b.const([len(pad)])], axis=0)
+    shape = b.op("Concat", [b.op("Shape", [data], start=0, end=1), b.const([len(pad)])], axis=0)
     padded = b.op("Concat", [data, b.op("Expand", [b.const(pad.reshape(1, -1)), shape])], axis=1)
     words = bytes_to_words(b, padded, total // 8)
-    blocks = b.reshape(words, [0, n_blocks, 16])
+    blocks = b.reshape(words, [n_blocks, 16, -1])
     return words_to_bytes(b, sha512_digest_words(b, blocks, n_blocks), 8)
+
+
+def sha512_rows(b: Builder, data: str, data_len: int, chunk: int = 256) -> str:
+    """Like :func:`sha512_graph` for any N >= 0: a Loop over chunks of ``chunk`` rows."""
+    n = b.op("Shape", [data], start=0, end=1)
+    trips = b.squeeze(b.op("Div", [b.op("Add", [n, b.const([chunk - 1])]), b.const([chunk])]), [0])
+
+    def body(bb: Builder, it: str, v: list[str]) -> list[str]:
+        start = bb.op("Mul", [bb.unsqueeze(it, [0]), bb.const([chunk])])
+        stop = bb.op("Add", [start, bb.const([chunk])])
+        rows = bb.op("Slice", [data, start, stop, bb.const([0])])
+        return [bb.op("Concat", [v[0], sha512_graph(bb, rows, data_len)], axis=0)]
+
+    (out,) = b.loop(trips, [(b.const(np.zeros((0, 64), dtype=np.uint8)), TensorProto.UINT8)], body)
+    return out

@@ -10,18 +10,34 @@ from ..errors import InvalidInputError
 from . import ed25519 as ed
 from .builder import IR_VERSION, Builder
 from .ref import L, small_order_ys, validate_public_key
-from .sha512 import sha512_graph
+from .scalar import reduce_mod_l
+from .sha512 import sha512_graph, sha512_rows
+
+MIN_OPSET = 18  # BitwiseAnd/Or/Xor/Not and ReduceMin with axes as an input
+
+
+def _check_len(msg_len: int) -> None:
+    if not isinstance(msg_len, int) or isinstance(msg_len, bool) or msg_len < 0:
+        raise InvalidInputError(f"msg_len must be a non-negative integer, got {msg_len!r}")
+
+
+def _check_opset(opset: int) -> None:
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise InvalidInputError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
 
 
 def sha512_nodes(msg_len: int, msg: str, out: str, prefix: str = "sha512/") -> tuple[list, list]:
     """out: uint8[N, 64] = SHA-512 of each row of msg: uint8[N, msg_len] (fixed length)."""
+    _check_len(msg_len)
     b = Builder(prefix)
-    digest = sha512_graph(b, msg, msg_len)
+    digest = sha512_rows(b, msg, msg_len)
     b.nodes.append(helper.make_node("Identity", [digest], [out], name=b.name("n_out")))
     return b.nodes, b.initializers
 
 
 def sha512_model(msg_len: int, opset: int = 18) -> onnx.ModelProto:
+    """Standalone model: input msg uint8[N, msg_len]; output digest uint8[N, 64]."""
+    _check_opset(opset)
     nodes, inits = sha512_nodes(msg_len, "msg", "digest")
     graph = helper.make_graph(
         nodes,
@@ -49,7 +65,7 @@ def _lex_less(b: Builder, x: str, bound: int) -> str:
     return b.squeeze(b.op("Less", [w, b.const(np.int64(0))]), [1])
 
 
-CHUNK = 64  # rows verified together; bounds memory (level 1 of the tree is ~25 MB per chunk)
+CHUNK = 128  # rows verified together; bounds memory (the largest temporary is ~34 MB)
 
 
 def ed25519_verify_nodes(
@@ -65,8 +81,7 @@ def ed25519_verify_nodes(
     verified in a Loop over chunks of CHUNK rows (no iteration at all for N = 0, which also
     keeps empty tensors away from onnxruntime's reductions, which mishandle them).
     """
-    if not isinstance(msg_len, int) or isinstance(msg_len, bool) or msg_len < 0:
-        raise InvalidInputError("msg_len must be a non-negative integer")
+    _check_len(msg_len)
     a_point = validate_public_key(verify_key)
     b = Builder(prefix)
     n = b.op("Shape", [sig], start=0, end=1)
@@ -91,17 +106,17 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
     shape = b.op("Concat", [b.op("Shape", [sig], start=0, end=1), b.const([32])], axis=0)
     a_rows = b.op("Expand", [b.const(np.frombuffer(vk, np.uint8).reshape(1, 32)), shape])
     digest = sha512_graph(b, b.op("Concat", [r_bytes, a_rows, msg], axis=1), 64 + msg_len)
-    h_digits = b.op("Cast", [digest], to=TensorProto.INT64)
+    k_digits = reduce_mod_l(b, digest)
     s_digits = b.op("Cast", [s_bytes], to=TensorProto.INT64)
     pts = b.op(
         "Concat",
         [
             ed.lookup(b, ed.window_table(ed.BASE, 32), s_digits, 32),
-            ed.lookup(b, ed.window_table(ed.neg(a_point), 64), h_digits, 64),
+            ed.lookup(b, ed.window_table(ed.neg(a_point), 32), k_digits, 32),
         ],
         axis=1,
     )
-    x, y = ed.encode_parts(b, b.reshape(ed.tree_sum(b, pts, 96, table_form=True), [0, 4, 16]))
+    x, y = ed.encode_parts(b, b.reshape(ed.tree_sum(b, pts, 64), [0, 4, 16]), CHUNK)
 
     r_limbs = _bytes_to_limbs(b, r_bytes)
     mask = np.full(16, 0xFFFF, dtype=np.int64)
@@ -132,6 +147,7 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
 
 def ed25519_verify_model(verify_key: bytes, msg_len: int, opset: int = 18) -> onnx.ModelProto:
     """Standalone model: inputs msg uint8[N, msg_len], sig uint8[N, 64]; output valid bool[N]."""
+    _check_opset(opset)
     nodes, inits = ed25519_verify_nodes(verify_key, msg_len, "msg", "sig", "valid")
     graph = helper.make_graph(
         nodes,
