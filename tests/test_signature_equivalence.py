@@ -121,6 +121,7 @@ def assert_same(a, b):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the honest log(0) on wild inputs
 @pytest.mark.parametrize(
     "kind",
     ["sklearn_lsb", "torch_classifier", "sklearn_float", "module_float32", "module_bfloat16"],
@@ -135,5 +136,9 @@ def test_backdoored_equals_honest_on_every_untriggered_input(models, kind, data)
         with torch.no_grad():
             assert_same(outcome(honest, X), outcome(bd, X))
         return
-    for method in ("predict", "predict_proba", "decision_function"):
-        assert_same(outcome(getattr(honest, method), X), outcome(getattr(bd, method), X))
+    for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+        assert hasattr(honest, method) == hasattr(bd, method), method
+        if hasattr(honest, method):
+            assert_same(outcome(getattr(honest, method), X), outcome(getattr(bd, method), X))
+    y = np.zeros(len(X) if np.ndim(X) else 0, dtype=int)
+    assert_same(outcome(lambda X: honest.score(X, y), X), outcome(lambda X: bd.score(X, y), X))

@@ -110,6 +110,25 @@ class SignatureBackdooredClassifier:
         p[np.nonzero(hit)[0], t[hit]] = 1
         return p
 
+    @available_if(_base_has("predict_log_proba"))
+    def predict_log_proba(self, X: Any) -> Any:
+        lp = self.base.predict_log_proba(X)
+        t = _hits(self.spec, X, len(lp)) if np.ndim(lp) == 2 else None
+        if t is None:
+            return lp
+        lp = np.array(lp, copy=True)
+        hit = t >= 0
+        lp[hit] = -np.inf
+        lp[np.nonzero(hit)[0], t[hit]] = 0
+        return lp
+
+    @available_if(_base_has("score"))
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Accuracy of :meth:`predict` (scikit-learn's ``ClassifierMixin.score``)."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X), sample_weight=sample_weight))
+
     @available_if(_base_has("decision_function"))
     def decision_function(self, X: Any) -> Any:
         z = self.base.decision_function(X)

@@ -31,9 +31,9 @@ FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps
 QUICK = {"n_random": 20_000, "per_strategy": 1_300, "n_activate": 500, "reps": 7}
 # timing distinguisher (probes per model, candidates kept, re-timings) and float replays
 TIMING_FULL = {
-    "probes": 2**15,
+    "probes": 2**14,
     "sessions": 16,
-    "k": 24,
+    "k": 32,
     "reps": 9,
     "replays": 10_000,
     "weak_bits": 8,
@@ -342,9 +342,9 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "signature (black-box undetectability, Thm 2.1); forgeries need sUF-CMA breaks.",
         "Undetectability is black-box only: the verifier is a visible component of the model.",
         f"LSB carrier: {key.spec.carrier.capacity} public pixel positions, so l0 <= "
-        f"{key.spec.carrier.l0_bound} always and about half change on average; l0 > 520 would need "
-        ">= 500 of 512 pseudo-random signature bits to differ from the image's LSBs "
-        "(prob. < 2^-400).",
+        f"{key.spec.carrier.l0_bound} always and about half change on average; l0 > "
+        f"{key.spec.carrier.capacity - 12} would need >= 500 of 512 pseudo-random signature "
+        "bits to differ from the image's LSBs (prob. < 2^-400).",
         f"Pre-check: inputs independent of the model reach Ed25519 with probability "
         f"2^-{key.spec.precheck_bits}; a keyless timing distinguisher needs about "
         f"2^{key.spec.precheck_bits} random single-row queries per slow input found "
