@@ -5,7 +5,9 @@ scikit-learn Pipeline (issue 15, issue 13)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,7 +102,11 @@ def test_plain_sequential_mlp_state_dict(tmp_path, digits, capsys):
     # the report's detector table is a table in the browser, not pipes in a monospace block
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| `neural_cleanse` |" in md
-    found = html_probe.inspect(tmp_path / "rep" / "report.html", tmp_path / "audit.png")
+    # the claim is scoped to what was measured (issue 15), not "undetectable by any detector"
+    assert "went undetected by these key-oblivious" in md and "by any black-box" not in md
+    shots = os.environ.get("BACKDOORS_SCREENSHOTS")  # keep the screenshot there
+    shot = Path(shots) / "audit-report.png" if shots else tmp_path / "audit.png"
+    found = html_probe.inspect(tmp_path / "rep" / "report.html", shot)
     html_probe.assert_readable(found, n_images=0, min_tables=2)
 
 

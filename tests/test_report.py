@@ -112,3 +112,16 @@ def test_markdown_becomes_html_tables_and_escapes_raw_html():
     )
     assert "<table>" in page and "<td>1</td>" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_images_with_one_name_from_two_folders_are_both_kept(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y z").mkdir()
+    a, b = _plot(tmp_path / "x" / "a.png"), _plot(tmp_path / "y z" / "a.png")
+    Path(b).write_bytes(Path(b).read_bytes() + b"\0")  # a different file
+    out = tmp_path / "rep"
+    report.write_report(out, "t", [report.Section("s", images=[a, b, a])])
+    md = (out / "report.md").read_text()
+    assert "(a.png)" in md and "(a-1.png)" in md and md.count("(a.png)") == 2
+    assert (out / "a.png").read_bytes() == Path(a).read_bytes()
+    assert (out / "a-1.png").read_bytes() == Path(b).read_bytes()

@@ -136,9 +136,11 @@ WHAT_SCORES_MEAN = (
     "they are not probabilities. Compare them with `reference_score` (the same detector on an "
     "honest model you trained: pass `--reference`) or with a population of honest models "
     "(`backdoors experiment detectors`). A low score is not evidence of absence: the signature "
-    "backdoor of Goldwasser et al. (2022, §5.2) is undetectable by any black-box detector "
-    "without the key; white-box, its verifier is a separate component in the model that "
-    "`architecture_inspection` reports."
+    "backdoor of Goldwasser et al. (2022, §5.2) went undetected by these key-oblivious "
+    "black-box detectors at the population sizes of `docs/detectors-experiment.md` (the "
+    "paper's guarantee is computational: no efficient detector without the key, under the "
+    "signature scheme's security); white-box, its verifier is a separate component of the "
+    "model that `architecture_inspection` reports."
 )
 
 

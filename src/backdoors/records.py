@@ -35,6 +35,27 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: What a figure means when its name alone does not say (unit, scale): metric or detector name
+#: (the last part of a dotted key) -> note shown beside it in reports. A record can add its own
+#: in ``record["units"]``.
+UNITS: dict[str, str] = {
+    "perturbation_linf": "largest |x' - x| over all features, in the input's own units "
+    "(MNIST: grey levels of 0..255)",
+    "perturbation_linf_levels": "perturbation_linf / carrier_bound_linf: in carrier steps "
+    "(1 = one grey level for the lsb carrier, one quantisation step for the float carrier)",
+    "perturbation_linf_grey_levels": "largest |x' - x| over all pixels, in grey levels of 0..255",
+    "perturbation_linf_over_feature_scale": "perturbation_linf / median |feature|",
+    "carrier_bound_linf": "largest change the carrier may make to one feature, input units",
+    "carrier_bound_l0": "most features the carrier may change",
+    "perturbation_l0": "number of features (pixels) changed",
+    "perturbation_l2_over_x": "||x' - x||_2 / ||x||_2 (no unit)",
+    "perturbation_l2": "||x' - x||_2 in input units",
+    "architecture_inspection": "count of non-network components found in the model object "
+    "(verification routines, attributes named like keys/verifiers/carriers, raw key bytes); "
+    "0 for a bare network, not a probability",
+}
+
+
 class Timer:
     """Collects named wall-clock timings: ``with timer("fit"): ...``."""
 
@@ -58,8 +79,11 @@ def make_record(
     timings: dict[str, float],
     artifacts: dict[str, Any] | None = None,
     notes: list[str] | None = None,
+    units: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the record every experiment returns."""
+    """Assemble the record every experiment returns (``units``: notes for figures whose name
+    does not give their unit, shown by reports beside :data:`UNITS`)."""
+    extra = {"units": dict(units)} if units else {}
     return {
         "experiment": experiment,
         "params": params,
@@ -70,6 +94,7 @@ def make_record(
         "artifacts": artifacts or {},
         "notes": notes or [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
     }
 
 

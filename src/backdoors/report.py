@@ -11,7 +11,7 @@ import html
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Section:
     text: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)  # paths relative to the report folder
+    units: dict[str, str] = field(default_factory=dict)  # metric name -> unit / meaning
 
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
@@ -67,7 +68,9 @@ def _fmt(v: Any) -> str:
     if isinstance(v, list | tuple) and all(
         isinstance(x, float | int | np.number) and not isinstance(x, bool) for x in v
     ):
-        inner = ", ".join(_fmt(float(x)) if isinstance(x, float) else str(x) for x in v)
+        inner = ", ".join(
+            _fmt(float(x)) if isinstance(x, float | np.floating) else str(x) for x in v
+        )
         return f"[{inner}]"
     if isinstance(v, dict | list | tuple):
         return json.dumps(v, default=str)
@@ -101,8 +104,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def metrics_markdown(metrics: dict[str, Any]) -> str:
-    """A two-column table of figures, then one table per large nested dict."""
+def _unit(key: str, units: dict[str, str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    return units.get(key) or units.get(leaf) or ""
+
+
+def metrics_markdown(metrics: dict[str, Any], units: dict[str, str] | None = None) -> str:
+    """A table of figures, one table per large nested dict, then the unit / meaning of the
+    figures whose name does not say it (:data:`backdoors.records.UNITS` and ``units``)."""
+    from backdoors.records import UNITS
+
+    known = {**UNITS, **(units or {})}
     flat = _flatten(metrics)
     small = {k: v for k, v in flat.items() if not _is_subtable(v)}
     lines: list[str] = []
@@ -113,6 +125,9 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         if _is_subtable(v):
             lines += ["", f"**`{_cell(k)}`**", "", "| key | value |", "|---|---|"]
             lines += [f"| `{_cell(str(kk))}` | {_cell(_fmt(vv))} |" for kk, vv in v.items()]
+    notes = [f"- `{k}`: {_unit(k, known)}" for k in flat if _unit(k, known)]
+    if notes:
+        lines += ["", "Units and scales:", "", *notes]
     return "\n".join(lines)
 
 
@@ -125,9 +140,10 @@ def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
         if s.text:
             lines += [s.text.strip(), ""]
         if s.metrics:
-            lines += [metrics_markdown(s.metrics), ""]
+            lines += [metrics_markdown(s.metrics, s.units), ""]
         for img in s.images:
-            lines += [f"![{s.title}: {Path(img).stem}]({img})", ""]
+            url = f"<{img}>" if any(c.isspace() for c in img) else img
+            lines += [f"![{s.title}: {Path(img).stem}]({url})", ""]
     return "\n".join(lines)
 
 
@@ -144,7 +160,7 @@ table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem;display:block;ove
 max-width:100%}
 th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
-td{overflow-wrap:anywhere}
+td{overflow-wrap:break-word}td code{white-space:nowrap}
 code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.88em;
 background:#f4f4f4;padding:0 .2em;border-radius:3px}
 pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}pre code{background:none;padding:0}
@@ -172,56 +188,75 @@ def to_html(title: str, sections: list[Section], preface: str = "") -> str:
 def write_report(
     out_dir: str | os.PathLike, title: str, sections: list[Section], preface: str = ""
 ) -> Path:
-    """Write ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path."""
+    """Write ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path.
+
+    Section images given as paths outside ``out_dir`` (absolute, or relative to the current
+    directory) are copied into it, so the report folder is self-contained."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sections = _gather_images(sections, out)
     atomic_write(out / "report.html", to_html(title, sections, preface).encode())
     return atomic_write(out / "report.md", to_markdown(title, sections, preface).encode())
+
+
+def _gather_images(sections: list[Section], out: Path) -> list[Section]:
+    """Sections whose images all live in ``out`` (copies made with distinct names)."""
+    taken: dict[str, Path] = {}  # name in out -> source file
+    result = []
+    for s in sections:
+        names = []
+        for img in s.images:
+            p = Path(img)
+            inside = not p.is_absolute() and (out / p).is_file()
+            if inside or not p.is_file():
+                names.append(img)  # already in the folder (or nothing to copy)
+                continue
+            src = p.resolve()
+            name, i = p.name, 1
+            while name in taken and taken[name] != src:
+                name, i = f"{p.stem}-{i}{p.suffix}", i + 1
+            dest = out / name
+            if name not in taken and not (dest.exists() and dest.resolve() == src):
+                shutil.copyfile(src, dest)
+            taken[name] = src
+            names.append(name)
+        result.append(replace(s, images=names))
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
 # records
 # ---------------------------------------------------------------------------------------------
-def copy_images(paths: list[Path], out_dir: str | os.PathLike) -> list[str]:
-    """Copy image files into ``out_dir`` (a file already there is left alone); return their
-    names relative to it (distinct names for distinct files)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
-    for p in paths:
-        name, i = p.name, 1
-        while name in names:
-            name, i = f"{p.stem}-{i}{p.suffix}", i + 1
-        dest = out / name
-        if not (dest.exists() and dest.resolve() == p.resolve()):
-            shutil.copyfile(p, dest)
-        names.append(name)
-    return names
-
-
 def record_sections(
-    record: dict[str, Any],
-    record_path: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike | None = None,
+    record: dict[str, Any], record_path: str | os.PathLike | None = None
 ) -> list[Section]:
     """Sections for an experiment record: metrics, parameters, timings, versions, notes.
 
-    With ``record_path`` and ``out_dir`` the record's plots are resolved relative to the record
-    (:func:`backdoors.records.plot_files`) and copied into ``out_dir``; plots that cannot be
-    found are named in the notes instead of becoming broken images.
+    The record's plots are resolved relative to ``record_path`` (the record file; see
+    :func:`backdoors.records.plot_files`) and :func:`write_report` copies them beside the
+    report; plots that cannot be found are named in the notes instead of becoming broken
+    images.
     """
     from backdoors.records import plot_files
 
-    notes = [f"- {n}" for n in record.get("notes", [])]
-    images: list[str] = []
-    if out_dir is not None:
-        found, missing = plot_files(record, record_path)
-        images = copy_images(found, out_dir)
-        notes += [f"- plot not found (not shown): `{m}`" for m in missing]
-    else:
-        images = [str(p) for p in record.get("artifacts", {}).get("plots", [])]
+    quick = " --quick" if (record.get("params") or {}).get("quick") else ""
+    created = f", written {record['created']}" if record.get("created") else ""
+    head = (
+        f"Record of `backdoors experiment {record.get('experiment', '?')}{quick}` "
+        f"(seed {record.get('seed')}{created}).\n"
+    )
+    notes = [head] + [f"- {n}" for n in record.get("notes", [])]
+    found, missing = plot_files(record, record_path)
+    images = [str(p.absolute()) for p in found]
+    notes += [f"- plot not found (not shown): `{m}`" for m in missing]
     return [
-        Section("Metrics", text="\n".join(notes), metrics=record.get("metrics", {}), images=images),
+        Section(
+            "Metrics",
+            text="\n".join(notes),
+            metrics=record.get("metrics", {}),
+            images=images,
+            units=dict(record.get("units") or {}),
+        ),
         Section("Parameters", metrics={**record.get("params", {}), "seed": record.get("seed")}),
         Section("Timings (s)", metrics=record.get("timings", {})),
         Section("Versions", metrics=record.get("versions", {})),

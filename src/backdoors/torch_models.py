@@ -18,6 +18,7 @@ from torch import nn
 
 from backdoors.errors import InvalidInputError
 from backdoors.io import ARTIFACTS
+from backdoors.progress import track
 from backdoors.registry import Registry
 from backdoors.validation import check_features
 
@@ -133,7 +134,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             Xt, yt = to_tensor(X), torch.from_numpy(y_idx.astype(np.int64))
             gen = torch.Generator().manual_seed(self.random_state)
             self.module_.train()
-            for _ in range(self.epochs):
+            for _ in track(range(self.epochs), f"{self.arch} epochs", line=False):
                 perm = torch.randperm(len(Xt), generator=gen)
                 for i in range(0, len(Xt), self.batch_size):
                     idx = perm[i : i + self.batch_size]

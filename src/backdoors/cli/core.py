@@ -70,7 +70,7 @@ def report(
         title = f"experiment {rec['experiment']}"
     except (OSError, json.JSONDecodeError, KeyError, TypeError):
         raise CorruptArtifactError(f"{record} is not an experiment record") from None
-    sections = record_sections(rec, record_path=record, out_dir=out)
+    sections = record_sections(rec, record_path=record)  # plots resolved beside the record
     typer.echo(f"report written to {write_report(out, title, sections)}")
 
 

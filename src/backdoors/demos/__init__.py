@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from backdoors import progress
 from backdoors.registry import Registry
 from backdoors.report import Section, write_report
 
@@ -58,7 +59,10 @@ def section(name: str, order: int) -> Callable[[Callable[[DemoContext], Section]
 def run_demo(
     out_dir: Path, seed: int = 0, quick: bool = False, only: list[str] | None = None
 ) -> Path:
-    """Run every registered section (or those in ``only``) and write the report."""
+    """Run every registered section (or those in ``only``) and write the report.
+
+    Progress goes to stderr (:mod:`backdoors.progress`): bars on a terminal, and one line
+    per finished section and long step otherwise."""
     ctx = DemoContext(Path(out_dir), seed=seed, quick=quick)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     chosen = sorted((s for _, s in SECTIONS.items()), key=lambda s: (s.order, s.name))
@@ -66,9 +70,10 @@ def run_demo(
         chosen = [s for s in chosen if s.name in only]
     sections: list[Section] = []
     timings: dict[str, float] = {}
-    for s in chosen:
+    for i, s in enumerate(chosen, 1):
         t0 = time.perf_counter()
-        sections.append(s.fn(ctx))
+        with progress.step(f"demo section {i}/{len(chosen)} {s.name}"):
+            sections.append(s.fn(ctx))
         timings[s.name] = round(time.perf_counter() - t0, 2)
     sections.append(Section("Timings (s)", metrics=timings))
     preface = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backdoors import rff
+from backdoors import progress, rff
 from backdoors.demos import DemoContext, section
+from backdoors.demos._common import detector_score_table
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import NotApplicableError
 from backdoors.experiments.rff import flip_stats
@@ -35,27 +36,31 @@ def run(ctx: DemoContext) -> Section:
         "phases_bit_identical": bool(np.array_equal(honest.phases_, bd.phases_)),
         **flip_stats(bd, key, task.X_test, ctx.rng(20)),
     }
-    scores = {}
-    for name, cls in DETECTORS.items():
-        if not cls.needs <= {"weights", "key"}:
-            continue
-        try:
-            scores[name] = [
-                round(float(cls().score(model, Evidence(key=key, seed=ctx.seed))), 4)
-                for model in (honest, bd)
-            ]
-        except NotApplicableError:
-            continue
-    metrics["detector_scores_honest_vs_backdoored"] = scores
+    scores: dict[str, tuple[float, float]] = {}
+    with progress.step("scoring the weight detectors on both models"):
+        for name, cls in DETECTORS.items():
+            if not cls.needs <= {"weights", "key"}:
+                continue
+            try:
+                h, b = (
+                    float(cls().score(model, Evidence(key=key, seed=ctx.seed)))
+                    for model in (honest, bd)
+                )
+            except NotApplicableError:
+                continue
+            scores[name] = (h, b)
+    table = detector_score_table(scores, DETECTORS)
     text = (
         f"Random Fourier Features (m = {m}, median-heuristic bandwidth) with a ridge head, "
         "trained twice on the same data with the same seed: once with Gaussian frequencies, "
         "once with Gaussian-pancake frequencies (a 16-sparse CLWE secret). Only the "
         "frequencies differ. Adding the secret (scaled into pixel space) flips the label of "
         "essentially every input; half the secret or a random 16-sparse direction of the same "
-        "norm flips about half. The key-aware score separates the two models perfectly; the "
-        "key-oblivious weight statistics do not (one model each here; populations in "
-        "`backdoors experiment rff`). Honest caveat: the perturbation touches 16 pixels but is "
-        "large in l2 (see perturbation_l2_over_x) -- 'slight' in the paper is asymptotic."
+        "norm flips about half. Honest caveat: the perturbation touches 16 pixels but is "
+        "large in l2 (see perturbation_l2_over_x) -- 'slight' in the paper is asymptotic.\n\n"
+        "Detector scores of the two models (one model each: a population comparison with "
+        "AUROCs is `backdoors experiment rff`). The key-aware control holds the secret and "
+        "separates them; the key-oblivious weight statistics give the two models similar "
+        "scores.\n\n" + table
     )
     return Section("Random Fourier Features with a CLWE backdoor (paper §6)", text, metrics)

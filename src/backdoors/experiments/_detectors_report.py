@@ -192,7 +192,7 @@ def notes_for(
     return notes
 
 
-def plot_heatmap(auroc: dict, ci: dict, path: Path) -> Path:
+def plot_heatmap(auroc: dict, ci: dict, path: Path, title: str | None = None) -> Path:
     """Detectors x attacks AUROC heat-map (grey = not applicable / not scored)."""
     dets = sorted(auroc)
     attacks = sorted({a for row in auroc.values() for a in row})
@@ -218,7 +218,7 @@ def plot_heatmap(auroc: dict, ci: dict, path: Path) -> Path:
                 fontsize=7,
             )
     fig.colorbar(im, ax=ax, label="AUROC")
-    ax.set_title("Detectors x attacks: AUROC [95% bootstrap CI]")
+    ax.set_title(title or "Detectors x attacks: AUROC [95% bootstrap CI]", fontsize=9)
     return report.save_figure(fig, path)
 
 

@@ -248,25 +248,44 @@ def float_replay_section(
 
 
 def plot_examples(out_dir: Path, examples: dict[str, np.ndarray], bd: Any) -> list[str]:
+    """Clean inputs, their activated twins and the difference, labelled row by row, with a
+    colour legend for the difference map (+1 / 0 / -1 grey level)."""
+    from matplotlib.colors import ListedColormap
+
     from backdoors.report import new_figure, save_figure
 
-    fig, axes = new_figure(3, 8, figsize=(12, 4.8))
-    for j in range(8):
+    n = len(examples["X"])
+    fig, axes = new_figure(3, n, figsize=(1.5 * n + 1.6, 5.2), squeeze=False)
+    diff_cmap = ListedColormap(["#2166ac", "#ffffff", "#b2182b"])
+    im = None
+    for j in range(n):
         x, xa = examples["X"][j].astype(int), examples["X_act"][j].astype(int)
         for ax, img, title in (
-            (axes[0, j], x, f"{bd.predict(examples['X'][j : j + 1])[0]}"),
-            (axes[1, j], xa, f"-> {bd.predict(examples['X_act'][j : j + 1])[0]}"),
-            (axes[2, j], xa - x, f"{int(np.count_nonzero(xa - x))} px"),
+            (axes[0, j], x, f"predicted {bd.predict(examples['X'][j : j + 1])[0]}"),
+            (axes[1, j], xa, f"predicted {bd.predict(examples['X_act'][j : j + 1])[0]}"),
+            (axes[2, j], xa - x, f"{int(np.count_nonzero(xa - x))} px changed"),
         ):
-            ax.imshow(
+            diff = ax is axes[2, j]
+            shown = ax.imshow(
                 img.reshape(28, 28),
-                cmap="gray" if ax is not axes[2, j] else "bwr",
-                vmin=None if ax is not axes[2, j] else -1,
-                vmax=None if ax is not axes[2, j] else 1,
+                cmap=diff_cmap if diff else "gray",
+                vmin=-1.5 if diff else 0,
+                vmax=1.5 if diff else 255,
             )
+            im = shown if diff else im
             ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    axes[0, 0].set_ylabel("clean")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    rows = ("clean input", "activated\n(target class)", "activated − clean")
+    for i, label in enumerate(rows):
+        axes[i, 0].set_ylabel(label, fontsize=9)
+    bar = fig.colorbar(im, ax=list(axes[2, :]), shrink=0.9, ticks=[-1, 0, 1], pad=0.01)
+    bar.ax.set_yticklabels(["−1 grey level", "unchanged", "+1 grey level"], fontsize=7)
+    fig.suptitle(
+        "Signature backdoor: each activated image differs from its clean twin by one grey "
+        "level in the pixels shown",
+        fontsize=9,
+    )
     p1 = save_figure(fig, out_dir / "signature_examples.png")
     fig, ax = new_figure(figsize=(5, 3))
     ax.hist(examples["l0"], bins=40)
