@@ -453,3 +453,13 @@ def test_float64_inputs_and_table_grid(mnist, dtype, scale):
         assert np.array_equal(grid[X], X / 255.0)  # the usual scaling is the grid
     label, _ = _check(host, bd, lambda X: grid[X], X, Xa, targets)
     assert (label == targets).all()
+
+
+def test_missing_onnx_gives_a_clear_error(monkeypatch):
+    import sys
+
+    from backdoors.onnx_backdoor import require_onnx
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(NotApplicableError, match=r"pip install 'backdoors\[onnx\]'"):
+        require_onnx()
