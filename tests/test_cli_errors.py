@@ -115,6 +115,13 @@ SPEC: dict[str, dict] = {
         "extra": [{"publisher_key": "pub.pub"}],
         "cheap": True,
     },
+    "export": {
+        "valid": {"model": "lr.skops", "onnx_path": "e.onnx"},
+        "inputs": {"model": "model"},
+        "outputs": {"onnx_path": "file"},
+        "extra": [{"onnx_path": "e.txt"}, {"input_dtype": "int7"}],
+        "cheap": True,
+    },
     "plant signature": {
         "valid": {"model": "lr.skops", "out": "s.st", "key": "s.key", "carrier": "float",
                   "reference": "ref.npz"},
