@@ -203,3 +203,17 @@ def test_full_cost_verification_gives_the_same_answers():
     for sig in cases:
         assert signer.verify_full_cost(msg, sig) == signer.verify(msg, sig)
     assert signer.verify_full_cost(msg, good) and not signer.verify_full_cost(msg, cases[1])
+
+
+def test_negative_zero_is_not_a_pixel_in_float_inputs():
+    """A zero pixel written as -0.0 in a float input is another encoding of the same trigger:
+    the carrier refuses to read such a row (as the ONNX graph does), so no second trigger."""
+    from backdoors.carriers import LSBCarrier
+
+    c = LSBCarrier.plan(784, 600, 0)
+    X = np.zeros((2, 784))
+    _, ok = c.read(X)
+    assert ok.all()
+    X[1, 5] = -0.0
+    _, ok = c.read(X)
+    assert ok.tolist() == [True, False]

@@ -213,11 +213,12 @@ class LSBCarrier(Carrier):
     def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 rows as they are; rows of another integer or float dtype are read when every
         value is an exact integer in 0..255 (pixel values held as floats, as a torch module
-        receives them), else unreadable."""
+        receives them), else unreadable. ``-0.0`` is not a pixel: one encoding per input (the
+        ONNX graph refuses it too), so a sign flip of a zero cannot make a second trigger."""
         if X.dtype == np.uint8:
             return X, np.ones(len(X), dtype=bool)
         with np.errstate(invalid="ignore"):
-            ok = np.all((X >= 0) & (X <= 255) & (np.round(X) == X), axis=1)
+            ok = np.all((X >= 0) & (X <= 255) & (np.round(X) == X) & ~np.signbit(X), axis=1)
         return np.where(ok[:, None], X, 0).astype(np.uint8), ok
 
     def clear(self, X: np.ndarray) -> np.ndarray:
