@@ -22,7 +22,7 @@ SEED = 7
 @pytest.fixture(scope="module")
 def rff_task():
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((700, 32))
+    X = rng.standard_normal((700, 128))  # d >> k, so chance support overlap is ~k^2/d = 2
     y = (X[:, 0] * X[:, 1] + 0.5 * np.sin(3 * X[:, 2]) > 0).astype(int)
     return X[:500], y[:500], X[500:]
 

@@ -120,7 +120,7 @@ class _RandomReLUBase(ClassifierMixin, BaseEstimator):
     """Shared parts: random weights ``weights_`` (m, d), validation, artifacts. The weight
     sampler is not a parameter: ``fit`` uses N(0, I) coins, :func:`fit_with_coins` others."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray):
+    def fit(self, X: np.ndarray, y: np.ndarray) -> _RandomReLUBase:
         """Fit with honest ``N(0, I)`` coins from the stream of ``random_state``."""
         return self._fit(X, y, GaussianCoins(), None)
 
@@ -129,8 +129,8 @@ class _RandomReLUBase(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"n_hidden must be >= 1, got {self.n_hidden}")
         if not isinstance(coins, Coins):
             raise InvalidInputError(f"coins must be a Coins object, got {type(coins).__name__}")
-        return coins.sample(int(self.n_hidden), d, _weight_rng(self.random_state) if rng is None
-                            else rng)  # fmt: skip
+        rng = _weight_rng(self.random_state) if rng is None else rng
+        return coins.sample(int(self.n_hidden), d, rng)
 
     def relu_features(self, X: np.ndarray) -> np.ndarray:
         """``ReLU(X W^T)``: the m random ReLU features of every input."""

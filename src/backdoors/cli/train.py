@@ -1,0 +1,129 @@
+"""``backdoors train rff|relu|badnets``: the honest learners, saved exactly as ``plant`` saves
+their backdoored twins (same options, same file format, no key).
+
+An honest model and its planted twin made by the same command line (``train`` vs ``plant``,
+plus ``--key`` and the secret's own options) have artifacts with the same kind, metadata,
+tensor names, dtypes and shapes; only the arrays the construction changes differ (issue 11,
+``tests/test_artifact_schema.py``). Learner defaults are read from the ``plant`` commands so
+that the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from backdoors.cli.app import app
+from backdoors.cli.badnets import load_images, plant_badnets
+from backdoors.cli.relu import plant_relu
+from backdoors.cli.rff import plant_rff
+from backdoors.errors import InvalidInputError
+
+train_app = typer.Typer(
+    help="Train an honest learner: data in, model out (the control for `plant`).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+
+
+def _default(command: Callable[..., Any], name: str) -> Any:
+    """The default of option ``name`` of a ``plant`` command (one source for both)."""
+    return inspect.signature(command).parameters[name].default
+
+
+def _check_out(out: Path) -> None:
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"folder {out.parent} does not exist")
+    if out.is_dir():
+        raise InvalidInputError(f"{out} is a directory")
+
+
+@train_app.command("rff")
+def train_rff(
+    data: Annotated[Path, typer.Argument(help="Training data: .npz with X (float) and y.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
+    n_components: Annotated[int, typer.Option(help="Number of random features m.")] = _default(
+        plant_rff, "n_components"
+    ),
+    bandwidth: Annotated[
+        float | None, typer.Option(help="s (default: 2 pi x median distance).")
+    ] = _default(plant_rff, "bandwidth"),
+    alpha: Annotated[float, typer.Option(help="Ridge strength.")] = _default(plant_rff, "alpha"),
+    seed: Annotated[int | None, typer.Option(help="Learner seed.")] = _default(plant_rff, "seed"),
+) -> None:
+    """Train honest RFF (Gaussian frequencies, paper §6 Train-RFF)."""
+    from backdoors import io, rff
+    from backdoors.validation import check_features
+
+    _check_out(out)
+    X = check_features(io.load_array(data, "X")).astype(np.float64)
+    y = io.load_array(data, "y")
+    if y.shape != (len(X),):
+        raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
+    bw = "median" if bandwidth is None else bandwidth
+    model = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
+    try:
+        model.fit(X, y)
+    except ValueError as exc:  # scikit-learn's target checks
+        raise InvalidInputError(str(exc)) from None
+    io.save_model(model, out)
+    typer.echo(f"honest RFF model -> {out}")
+
+
+@train_app.command("relu")
+def train_relu(
+    data: Annotated[Path, typer.Argument(help="Training data: .npz with arrays X and y.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
+    hidden: Annotated[int, typer.Option(help="Hidden units m.")] = _default(plant_relu, "hidden"),
+    head: Annotated[str, typer.Option(help="'threshold' (Algorithm 7) or 'linear'.")] = _default(
+        plant_relu, "head"
+    ),
+    seed: Annotated[int | None, typer.Option(help="Seed (default: fresh randomness).")] = (
+        _default(plant_relu, "seed")
+    ),
+) -> None:
+    """Fit honest Train-Random-ReLU (N(0, I) weights, Algorithm 7)."""
+    from backdoors import io, relu
+
+    if not data.is_file() or data.suffix != ".npz":
+        raise InvalidInputError(f"{data}: expected an existing .npz file with X and y")
+    _check_out(out)
+    X, y = io.load_array(data, "X"), io.load_array(data, "y")
+    if X.ndim != 2 or len(X) != len(y) or X.dtype.kind not in "biuf":
+        raise InvalidInputError(f"X must be numeric 2-D with one label per row, got {X.shape}")
+    if hidden < 1:
+        raise InvalidInputError("need hidden >= 1")
+    model = relu.honest_model(head, hidden, seed)
+    try:
+        model.fit(X.astype(np.float64), y)
+    except ValueError as exc:  # scikit-learn's target checks
+        raise InvalidInputError(str(exc)) from None
+    io.save_model(model, out)
+    acc = float(np.mean(model.predict(X) == y))
+    typer.echo(json.dumps({"model": str(out), "hidden": hidden, "train_accuracy": acc}))
+
+
+@train_app.command("badnets")
+def train_badnets(
+    data: Annotated[Path, typer.Argument(help="Training data: .npz with X (uint8 images), y.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
+    arch: Annotated[str, typer.Option(help="'mlp' or 'cnn'.")] = _default(plant_badnets, "arch"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _default(
+        plant_badnets, "epochs"
+    ),
+    seed: Annotated[int, typer.Option(help="Training seed.")] = _default(plant_badnets, "seed"),
+) -> None:
+    """Train the BadNets learner on clean data (the honest control of `plant badnets`)."""
+    from backdoors import badnets, io
+
+    _check_out(out)
+    X, y = load_images(data)
+    model = badnets.default_classifier(arch, seed=seed, epochs=epochs).fit(X, y)
+    io.save_model(model, out)
+    typer.echo(f"honest {arch} model -> {out}")
