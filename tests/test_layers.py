@@ -93,7 +93,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.lattice_cost",
         ),
     ),
-    ("experiments", ("backdoors.experiments",)),
+    ("experiments", ("backdoors.experiments", "backdoors.onnx_backdoor.experiment")),
     ("demos", ("backdoors.demos",)),
     ("cli", ("backdoors.cli",)),
 ]

@@ -146,6 +146,11 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["attack_success"]["toy_patch"] > 0.8 > m["attack_success"]["toy_null"]
     assert abs(m["clean_accuracy_drop"]["toy_patch"]) < 0.1
     assert m["population_sizes"]["toy_patch"] == [6, 6]
+    # the distinguishing advantage: ~1 for the positive control, 0 on identical populations
+    assert m["advantage"]["toy_keyaware"]["toy_patch"] >= 0.99
+    assert m["advantage"]["toy_weight"]["toy_null"] == 0.0
+    adv, lo, hi = m["advantage_heldout"]["toy_keyaware"]["toy_patch"]
+    assert adv == 1.0 and lo <= adv <= hi
     plots = rec["artifacts"]["plots"]
     assert any(p.endswith("auroc_heatmap.png") for p in plots)
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)

@@ -71,9 +71,9 @@ def test_sdp_detects_a_strong_sparse_spike_and_screens_large_d():
 
 def test_heldout_advantage_threshold_from_the_other_half():
     rng = np.random.default_rng(0)
-    far = rs.heldout_advantage(rng.normal(size=200), rng.normal(size=200) - 6)
+    far = metrics.heldout_advantage(rng.normal(size=200), rng.normal(size=200) - 6)
     assert far["advantage"] >= 0.97 and far["orientation"] == -1  # lower = backdoored here
-    same = rs.heldout_advantage(rng.normal(size=400), rng.normal(size=400))
+    same = metrics.heldout_advantage(rng.normal(size=400), rng.normal(size=400))
     lo, hi = same["ci"]
     assert lo <= 0.0 <= hi and abs(same["advantage"]) < 0.15
 

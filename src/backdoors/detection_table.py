@@ -56,6 +56,8 @@ class PairResult:
     auroc: float | None = None
     ci: tuple[float, float] | None = None
     tpr5: float | None = None
+    advantage: float | None = None  # in-sample best threshold (optimistic)
+    advantage_heldout: dict[str, Any] | None = None  # threshold fixed on the other half
     details: list[dict[str, Any]] = field(default_factory=list)  # per scored model
     seconds: float = 0.0
     variant_of: str = ""  # a configuration row of this detector (see variant_results)
@@ -129,6 +131,9 @@ def _finish(res: PairResult) -> PairResult:
         res.auroc, ci = metrics.auroc_with_ci(res.neg, res.pos, n_boot=1000, seed=0)
         res.ci = (float(ci[0]), float(ci[1]))
         res.tpr5 = metrics.tpr_at_fpr(res.neg, res.pos, 0.05)
+        res.advantage = metrics.advantage(res.neg, res.pos)
+        if min(len(res.neg), len(res.pos)) >= 4:
+            res.advantage_heldout = metrics.heldout_advantage(res.neg, res.pos, n_boot=500)
     return res
 
 
@@ -309,24 +314,35 @@ def best_configurations(results: dict[tuple[str, str], PairResult]) -> dict[str,
 
 
 def tables(results: dict[tuple[str, str], PairResult]) -> dict[str, Any]:
-    """The nested metric tables: detector -> attack -> value (scored cells only)."""
+    """The nested metric tables: detector -> attack -> value (scored cells only). ``advantage``
+    is |P[A=1|bd] - P[A=1|honest]| at the best threshold on the same samples (optimistic);
+    ``advantage_heldout`` is [advantage, CI low, CI high] with the threshold and orientation
+    fixed on the even-indexed half and measured on the odd half (unbiased)."""
     auroc: dict[str, dict[str, float]] = {}
     ci: dict[str, dict[str, list[float]]] = {}
     tpr: dict[str, dict[str, float]] = {}
     missing: dict[str, dict[str, str]] = {}
     seconds: dict[str, dict[str, float]] = {}
+    adv: dict[str, dict[str, float]] = {}
+    adv_ho: dict[str, dict[str, list[float]]] = {}
     for (d, a), r in sorted(results.items()):
         seconds.setdefault(d, {})[a] = round(r.seconds, 3)
         if r.status == "scored":
             auroc.setdefault(d, {})[a] = r.auroc
             ci.setdefault(d, {})[a] = list(r.ci)
             tpr.setdefault(d, {})[a] = r.tpr5
+            adv.setdefault(d, {})[a] = r.advantage
+            if r.advantage_heldout is not None:
+                h = r.advantage_heldout
+                adv_ho.setdefault(d, {})[a] = [h["advantage"], *h["ci"]]
         else:
             missing.setdefault(d, {})[a] = f"{r.status}: {r.reason}"
     return {
         "auroc": auroc,
         "auroc_ci": ci,
         "tpr_at_5fpr": tpr,
+        "advantage": adv,
+        "advantage_heldout": adv_ho,
         "not_scored": missing,
         "seconds": seconds,
     }

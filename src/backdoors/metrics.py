@@ -9,6 +9,7 @@ populations and compare them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
@@ -151,3 +152,21 @@ def mean_diff_ci(
     return float(b.mean() - a.mean()), bootstrap_ci(
         lambda x, y: y.mean() - x.mean(), a, b, n_boot=n_boot, seed=seed
     )
+
+
+def heldout_advantage(neg: np.ndarray, pos: np.ndarray, n_boot: int = 1000,
+                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Advantage of ``A = [orientation * (score - threshold) > 0]`` with orientation (the
+    side the even-indexed half's AUROC points to) and threshold (midway between the even
+    half's honest and backdoored medians) fixed on the even-indexed members, measured on the
+    odd-indexed ones. Not the best threshold on the tuning half: the in-sample best over
+    hundreds of thresholds overfits by more than the effect at these sizes."""
+    sign = 1 if auroc(neg[0::2], pos[0::2]) >= 0.5 else -1
+    t = float(np.median(neg[0::2] * sign) + np.median(pos[0::2] * sign)) / 2
+    ne, po = neg[1::2] * sign, pos[1::2] * sign
+
+    def adv(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean(b > t) - np.mean(a > t))
+
+    ci = bootstrap_ci(adv, ne, po, n_boot=n_boot, seed=seed)
+    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": sign * t, "orientation": sign}

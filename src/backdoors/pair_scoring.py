@@ -131,6 +131,9 @@ class PairTable:
             "auroc_ci": [float(ci[0]), float(ci[1])],
             "tpr_at_5fpr": metrics.tpr_at_fpr(neg, pos, 0.05),
             "advantage": metrics.advantage(neg, pos),
+            "advantage_heldout": metrics.heldout_advantage(neg, pos, n_boot=n_boot)
+            if min(len(neg), len(pos)) >= 4
+            else None,
         }
 
 

@@ -149,6 +149,8 @@ def run_table(
         "auroc": tab["auroc"],
         "auroc_ci": tab["auroc_ci"],
         "tpr_at_5fpr": tab["tpr_at_5fpr"],
+        "advantage": tab["advantage"],
+        "advantage_heldout": tab["advantage_heldout"],
         "not_scored": tab["not_scored"],
         **best_configurations(results),
         "detector_levels": {

@@ -102,24 +102,6 @@ def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str,
     return {n_: (np.asarray(a), np.asarray(b)) for n_, (a, b) in out.items()}
 
 
-def heldout_advantage(neg: np.ndarray, pos: np.ndarray, n_boot: int = 1000,
-                      seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """Advantage of ``A = [orientation * (score - threshold) > 0]`` with orientation (the
-    side the even-indexed half's AUROC points to) and threshold (midway between the even
-    half's honest and backdoored medians) fixed on the even-indexed members, measured on the
-    odd-indexed ones. Not the best threshold on the tuning half: the in-sample best over
-    hundreds of thresholds overfits by more than the effect at these sizes."""
-    sign = 1 if metrics.auroc(neg[0::2], pos[0::2]) >= 0.5 else -1
-    t = float(np.median(neg[0::2] * sign) + np.median(pos[0::2] * sign)) / 2
-    ne, po = neg[1::2] * sign, pos[1::2] * sign
-
-    def adv(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.mean(b > t) - np.mean(a > t))
-
-    ci = metrics.bootstrap_ci(adv, ne, po, n_boot=n_boot, seed=seed)
-    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": sign * t, "orientation": sign}
-
-
 def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 1000,
               seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """AUROC (all members) and held-out advantage per statistic; covariance thresholding's
@@ -129,7 +111,7 @@ def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 10
         if "@" in name:
             continue
         a, ci = metrics.auroc_with_ci(neg, pos, n_boot=n_boot, seed=seed)
-        h = heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
+        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
         au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
     out: dict[str, Any] = {"auroc": au, "auroc_ci": au_ci, "advantage": adv, "advantage_ci": adv_ci}
     grid = {n_: v for n_, v in scores.items() if n_.startswith("covariance_thresholding@")}
@@ -138,7 +120,7 @@ def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 10
         best = max(tune, key=lambda n_: tune[n_])
         neg, pos = grid[best]
         a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=n_boot, seed=seed)
-        h = heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
+        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
         name = "covariance_thresholding_tuned"
         au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
         out["covariance_thresholding_tuned_t"] = float(best.split("=")[1])
