@@ -105,3 +105,24 @@ def as_generator(random_state: Any) -> np.random.Generator:
     raise InvalidInputError(
         f"random_state must be None, an int or a Generator, not {random_state!r}"
     )
+
+
+def honest_clone(estimator: Any, default: type, accepted: type, what: str) -> Any:
+    """The coin constructions' first step (``plant(estimator, X, y)``): an unfitted clone of
+    the honest ``estimator`` (an instance of ``accepted``, a dict of ``default``'s parameters,
+    or ``None`` for ``default()``), so the planted model's ``get_params()`` are the honest
+    ones by construction."""
+    from sklearn.base import clone
+
+    if estimator is None:
+        return default()
+    if isinstance(estimator, dict):
+        try:
+            return default(**estimator)
+        except TypeError as exc:
+            raise InvalidInputError(f"not {what} parameters: {exc}") from None
+    if not isinstance(estimator, accepted):
+        raise InvalidInputError(
+            f"plant needs a {what} (or its parameters), got {type(estimator).__name__}"
+        )
+    return clone(estimator)

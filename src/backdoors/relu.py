@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
+from backdoors.contract import honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.sampling import (
     Coins,
@@ -382,21 +383,14 @@ def fit_with_coins(
 
 
 def honest_estimator(estimator: Any = None) -> RandomReLUClassifier | RandomReLUFeaturesClassifier:
-    """An unfitted clone of ``estimator`` (a random-ReLU classifier, a dict of
-    :class:`RandomReLUClassifier` parameters, or ``None`` for the defaults)."""
-    if estimator is None:
-        return RandomReLUClassifier()
-    if isinstance(estimator, dict):
-        try:
-            return RandomReLUClassifier(**estimator)
-        except TypeError as exc:
-            raise InvalidInputError(f"not random-ReLU parameters: {exc}") from None
-    if not isinstance(estimator, _RandomReLUBase):
-        raise InvalidInputError(
-            f"relu.plant needs a random-ReLU classifier (or its parameters), "
-            f"got {type(estimator).__name__}"
-        )
-    return clone(estimator)
+    """An unfitted clone of ``estimator``, its parameters (dict) or the defaults (``None``):
+    :func:`backdoors.contract.honest_clone`."""
+    return honest_clone(
+        estimator,
+        RandomReLUClassifier,
+        _RandomReLUBase,
+        "random-ReLU classifier (RandomReLUClassifier or RandomReLUFeaturesClassifier)",
+    )
 
 
 def honest_model(

@@ -29,11 +29,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import linalg
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
+from backdoors.contract import honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.sampling import (
     Coins,
@@ -357,21 +358,14 @@ def generate(
 
 
 def honest_estimator(estimator: Any = None) -> RandomFourierFeaturesClassifier:
-    """An unfitted clone of ``estimator`` (an RFF classifier, a dict of its parameters, or
-    ``None`` for the defaults)."""
-    if estimator is None:
-        return RandomFourierFeaturesClassifier()
-    if isinstance(estimator, dict):
-        try:
-            return RandomFourierFeaturesClassifier(**estimator)
-        except TypeError as exc:
-            raise InvalidInputError(f"not RFF classifier parameters: {exc}") from None
-    if not isinstance(estimator, RandomFourierFeaturesClassifier):
-        raise InvalidInputError(
-            f"rff.plant needs a RandomFourierFeaturesClassifier (or its parameters), "
-            f"got {type(estimator).__name__}"
-        )
-    return clone(estimator)
+    """An unfitted clone of ``estimator``, its parameters (dict) or the defaults (``None``):
+    :func:`backdoors.contract.honest_clone`."""
+    return honest_clone(
+        estimator,
+        RandomFourierFeaturesClassifier,
+        RandomFourierFeaturesClassifier,
+        "RandomFourierFeaturesClassifier",
+    )
 
 
 #: Default secret sparsity (docs/rff-lattice.md, ``backdoors experiment rff-map``): at d = 784,
