@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grimp  # a dev dependency: the layer contract is always checked
+import networkx as nx
 import pytest
-
-grimp = pytest.importorskip("grimp")
-nx = pytest.importorskip("networkx")
 
 #: Lowest first. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
