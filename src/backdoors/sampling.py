@@ -179,3 +179,24 @@ class SpikedCovarianceCoins(Coins):
         out = np.zeros(d)
         out[np.asarray(self.support)] = self.values
         return out
+
+
+@dataclass(frozen=True)
+class TraceMatchedSpikedCoins(Coins):
+    """``N(0, c (I + theta nu nu^T))`` with ``c = d / (d + theta)``: the spiked coins of
+    :class:`~backdoors.sampling.SpikedCovarianceCoins`, rescaled so ``E||g||^2 = d``."""
+
+    spiked: SpikedCovarianceCoins
+
+    def sample(self, m: int, d: int, rng: np.random.Generator) -> np.ndarray:
+        G = self.spiked.sample(m, d, rng)
+        G *= np.sqrt(d / (d + self.spiked.theta))
+        return G
+
+
+def spiked_coins(
+    support: np.ndarray, values: np.ndarray, theta: float, trace_match: bool = True
+) -> Coins:
+    """The backdoored learner's coins for the secret ``nu`` (support, values) and ``theta``."""
+    c = SpikedCovarianceCoins(tuple(int(i) for i in support), tuple(map(float, values)), theta)
+    return TraceMatchedSpikedCoins(c) if trace_match else c
