@@ -96,8 +96,12 @@ def test_detectors_apply_to_binary_margin_models():
     rng = np.random.default_rng(0)
     X = rng.random((300, 16))
     y = (X[:, 0] > 0.5).astype(int)
-    f = rff.RandomFourierFeaturesClassifier(64, 1.0, 1e-3, random_state=0).fit(X, y)
-    g = rff.RandomFourierFeaturesClassifier(64, 1.0, 1e-3, random_state=1).fit(X, y)
+    f = rff.RandomFourierFeaturesClassifier(
+        n_components=64, bandwidth=1.0, alpha=1e-3, random_state=0
+    ).fit(X, y)
+    g = rff.RandomFourierFeaturesClassifier(
+        n_components=64, bandwidth=1.0, alpha=1e-3, random_state=1
+    ).fit(X, y)
     P = proba(f, X)
     assert P.shape == (300, 2) and np.allclose(P.sum(axis=1), 1.0)
     assert np.array_equal(P.argmax(axis=1), f.predict(X))

@@ -54,7 +54,7 @@ def test_rff_file_and_seed_do_not_give_the_key(rff_task, tmp_path):
     X, y, Xt = rff_task
     k = 16
     model, key = rff.plant(
-        rff.RandomFourierFeaturesClassifier(400, random_state=SEED), X, y, sparsity=k
+        rff.RandomFourierFeaturesClassifier(n_components=400, random_state=SEED), X, y, sparsity=k
     )
     path = io.save_model(model, tmp_path / "m.safetensors")
     # attacker: the file alone, plus every seed it (or the in-memory model) could reveal
@@ -86,11 +86,11 @@ def test_relu_seed_and_weights_do_not_give_the_key(relu_task):
     Xtr, ytr = relu_task
     d, k, theta = Xtr.shape[1], 20, 2.0
     model, key = relu.plant(
-        relu.RandomReLUClassifier(50, random_state=SEED), Xtr, ytr, sparsity=k, theta=theta
+        relu.RandomReLUClassifier(n_hidden=50, random_state=SEED), Xtr, ytr, sparsity=k, theta=theta
     )
     # plant never invents a seed of its own and keeps it in the model (random_state=None
     # stays None), and an unseeded estimator gives an unseeded model
-    unseeded, _ = relu.plant(relu.RandomReLUClassifier(50), Xtr, ytr, sparsity=k)
+    unseeded, _ = relu.plant(relu.RandomReLUClassifier(n_hidden=50), Xtr, ytr, sparsity=k)
     assert unseeded.get_params()["random_state"] is None
     seeds = {model.get_params()["random_state"], SEED} - {None}
     for s in seeds:
@@ -99,7 +99,7 @@ def test_relu_seed_and_weights_do_not_give_the_key(relu_task):
         S, u = sparse_support(d, k, rng), random_unit(k, rng)
         assert len(set(S.tolist()) & set(key.support)) <= k // 2
         # weight diff against the honest weights regenerated from the seed
-        h = relu.RandomReLUClassifier(50, random_state=s).fit(Xtr, ytr)
+        h = relu.RandomReLUClassifier(n_hidden=50, random_state=s).fit(Xtr, ytr)
         D = model.weights_ - np.sqrt(d / (d + theta)) * h.weights_
         nu_hat = np.linalg.svd(D, full_matrices=False)[2][0]
         assert abs(nu_hat @ key.nu) < 0.5  # the original code gave 1.0 here
@@ -112,12 +112,12 @@ def test_relu_seed_and_weights_do_not_give_the_key(relu_task):
 def test_secret_is_in_no_parameter_attribute_repr_clone_or_skops(construction, rff_task, relu_task):
     if construction == "rff":
         X, y, _ = rff_task
-        est = rff.RandomFourierFeaturesClassifier(200, random_state=SEED)
+        est = rff.RandomFourierFeaturesClassifier(n_components=200, random_state=SEED)
         model, key = rff.plant(est, X, y, sparsity=8)
         secret_values = key.direction
     else:
         X, y = relu_task
-        est = relu.RandomReLUClassifier(40, random_state=SEED)
+        est = relu.RandomReLUClassifier(n_hidden=40, random_state=SEED)
         model, key = relu.plant(est, X, y, sparsity=10)
         secret_values = key.values
     honest = clone(est).fit(X, y)

@@ -150,3 +150,22 @@ def test_secrets_do_not_follow_from_seeds(kind, mnist):
     d1, d2 = k1.to_json_dict(), k2.to_json_dict()
     d1.pop("model_fingerprint", None), d2.pop("model_fingerprint", None)
     assert d1 != d2
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        rff.RandomFourierFeaturesClassifier,
+        relu.RandomReLUClassifier,
+        relu.RandomReLUFeaturesClassifier,
+        TorchClassifier,
+    ],
+)
+def test_learners_take_keyword_only_parameters(cls):
+    """scikit-learn's convention: every constructor parameter is keyword-only."""
+    import inspect
+
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert params and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+    with pytest.raises(TypeError):
+        cls(10)

@@ -31,7 +31,7 @@ def test_registered_and_rff_only():
     X, y = _task(8)
     relu_like = type("W", (), {"weights_": np.zeros((10, 8))})()
     assert not LatticeDetector().applies_to(relu_like)
-    h = rff.RandomFourierFeaturesClassifier(80, random_state=0).fit(X, y)
+    h = rff.RandomFourierFeaturesClassifier(n_components=80, random_state=0).fit(X, y)
     assert LatticeDetector().applies_to(h)
 
 
@@ -40,7 +40,7 @@ def test_recovers_key_and_flips_inputs():
     """d = 20, m = 300, k = 8, LLL only: the recovered direction is +-bk and activates."""
     X, y = _task(20)
     model, key = rff.plant(
-        rff.RandomFourierFeaturesClassifier(300, random_state=1), X, y, sparsity=8
+        rff.RandomFourierFeaturesClassifier(n_components=300, random_state=1), X, y, sparsity=8
     )
     det = LatticeDetector(block_size=2, noise=1e-3, secret_norm=key.gamma)
     res = det.recover(model, Evidence(seed=0))
@@ -57,7 +57,7 @@ def test_honest_frequencies_score_low():
     X, y = _task(20)
     det = LatticeDetector(block_size=2, noise=1e-3, secret_norm=2 * np.sqrt(8))
     for seed in range(2):
-        h = rff.RandomFourierFeaturesClassifier(300, random_state=seed).fit(X, y)
+        h = rff.RandomFourierFeaturesClassifier(n_components=300, random_state=seed).fit(X, y)
         res = det.recover(h, Evidence(seed=seed))
         assert not res.recovered and res.direction is None
         assert res.score < 0.4  # null sd 1/sqrt(2 * 60) = 0.09, max over ~60 candidates

@@ -60,7 +60,7 @@ def test_threshold_rule_matches_brute_force():
 
 def test_honest_and_backdoored_differ_only_in_coins(task, tmp_path):
     Xtr, ytr, _, _ = task
-    est = relu.RandomReLUClassifier(50, random_state=7)
+    est = relu.RandomReLUClassifier(n_hidden=50, random_state=7)
     h = clone(est).fit(Xtr, ytr)
     b, key = relu.plant(est, Xtr, ytr, sparsity=10, theta=3.0)
     assert b.get_params() == h.get_params() == est.get_params() and "coins" not in b.get_params()
@@ -116,7 +116,12 @@ def test_spiked_coins_covariance():
 def test_activate_perturbation_and_key_roundtrip(task, tmp_path):
     Xtr, ytr, Xte, _ = task
     model, key = relu.plant(
-        relu.RandomReLUClassifier(50, random_state=1), Xtr, ytr, sparsity=12, theta=2.0, lam=3.0
+        relu.RandomReLUClassifier(n_hidden=50, random_state=1),
+        Xtr,
+        ytr,
+        sparsity=12,
+        theta=2.0,
+        lam=3.0,
     )
     norms = metrics.perturbation_norms(Xte, relu.activate(Xte, key))
     assert (norms["l0"] == 12).all() and np.allclose(norms["l2"], 3.0)
@@ -155,7 +160,7 @@ def test_backdoor_beats_random_direction_and_keeps_accuracy(seeded_secrets):
 def test_flip_is_one_sided(task, seeded_secrets):
     Xtr, ytr, Xte, _ = task
     model, key = relu.plant(
-        relu.RandomReLUClassifier(200, random_state=3), Xtr, ytr, sparsity=20, theta=3.0
+        relu.RandomReLUClassifier(n_hidden=200, random_state=3), Xtr, ytr, sparsity=20, theta=3.0
     )
     s0, s1 = model.score_relu(Xte), model.score_relu(key.activate(Xte))
     assert np.mean(s1 > s0) > 0.9  # the push raises the score for almost every input

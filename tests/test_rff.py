@@ -43,7 +43,7 @@ def test_sklearn_estimator_contract():
 
 def test_honest_and_backdoored_differ_only_in_frequencies(task, tmp_path):
     X, y, _, _ = task
-    est = RFF(500, 12.0, 1e-4, random_state=3)
+    est = RFF(n_components=500, bandwidth=12.0, alpha=1e-4, random_state=3)
     h = clone(est).fit(X, y)
     b, key = rff.plant(est, X, y, sparsity=8)
     # the planted model *is* the honest estimator: same parameters, same phases and bandwidth
@@ -70,7 +70,9 @@ def test_honest_and_backdoored_differ_only_in_frequencies(task, tmp_path):
 
 def test_activation_flips_margin_inputs_and_controls_do_not(task):
     X, y, Xt, _ = task
-    b, key = rff.plant(RFF(800, 12.0, 1e-4, random_state=0), X, y, sparsity=8)
+    b, key = rff.plant(
+        RFF(n_components=800, bandwidth=12.0, alpha=1e-4, random_state=0), X, y, sparsity=8
+    )
     f = b.decision_function(Xt)
     fa = b.decision_function(key.activate(Xt))
     eps = b.frequencies_ @ key.bk
@@ -114,8 +116,8 @@ def test_detectors_key_aware_separates_and_toy_attack_recovers():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 8))
     y = (X[:, 0] > 0).astype(int)
-    h = RFF(300, 5.0, random_state=0).fit(X, y)
-    b, key = rff.plant(RFF(300, 5.0, random_state=0), X, y, sparsity=2)
+    h = RFF(n_components=300, bandwidth=5.0, random_state=0).fit(X, y)
+    b, key = rff.plant(RFF(n_components=300, bandwidth=5.0, random_state=0), X, y, sparsity=2)
     det = DETECTORS.get("rff_key_aware")()
     assert det.score(b, Evidence(key=key)) > 0.95 > 0.2 > abs(det.score(h, Evidence(key=key)))
     res = search_secret(b.frequencies_, 2, key.gamma)
@@ -126,21 +128,21 @@ def test_detectors_key_aware_separates_and_toy_attack_recovers():
 def test_invalid_parameters_and_keys(task, tmp_path):
     X, y, Xt, _ = task
     with pytest.raises(InvalidInputError, match="sparsity"):
-        rff.plant(RFF(10), X, y, sparsity=33)
+        rff.plant(RFF(n_components=10), X, y, sparsity=33)
     with pytest.raises(InvalidInputError, match="gamma"):
-        rff.plant(RFF(10), X, y, sparsity=4, gamma=-1)
+        rff.plant(RFF(n_components=10), X, y, sparsity=4, gamma=-1)
     with pytest.raises(InvalidInputError):
-        rff.plant(RFF(10), X, y, sparsity=4, beta=-0.1)
+        rff.plant(RFF(n_components=10), X, y, sparsity=4, beta=-0.1)
     with pytest.raises(InvalidInputError):
-        rff.plant(RFF(0), X, y, sparsity=4)
+        rff.plant(RFF(n_components=0), X, y, sparsity=4)
     with pytest.raises(InvalidInputError, match="RandomFourierFeaturesClassifier"):
         rff.plant("rff", X, y)
     with pytest.raises(InvalidInputError, match="bandwidth"):
-        RFF(10, bandwidth="mean").fit(X, y)
+        RFF(n_components=10, bandwidth="mean").fit(X, y)
     bad = X.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError):
-        rff.plant(RFF(10), bad, y, sparsity=4)
+        rff.plant(RFF(n_components=10), bad, y, sparsity=4)
     with pytest.raises(InvalidInputError):
         PancakeCoins((0, 1), (1.0,), 2.0, 0.1)
     b, key = rff.plant(
@@ -172,7 +174,7 @@ def test_invalid_parameters_and_keys(task, tmp_path):
         with pytest.raises(KeyMismatchError):
             k.check_model(m)
     with pytest.raises(KeyMismatchError):
-        key.check_model(RFF(100, 12.0, random_state=0).fit(X, y))
+        key.check_model(RFF(n_components=100, bandwidth=12.0, random_state=0).fit(X, y))
     with pytest.raises(InvalidInputError):
         key.activate(Xt[:, :5])
     with pytest.raises(InvalidInputError, match="untargeted"):

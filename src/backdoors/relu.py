@@ -149,7 +149,7 @@ class RandomReLUClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu"
 
-    def __init__(self, n_hidden: int = DEFAULTS.n_hidden, random_state=None):
+    def __init__(self, *, n_hidden: int = DEFAULTS.n_hidden, random_state=None):
         self.n_hidden = n_hidden
         self.random_state = random_state
 
@@ -220,7 +220,7 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
 
     artifact_kind = "random_relu_features"
 
-    def __init__(self, n_hidden: int = DEFAULTS.n_hidden, C: float = 1.0, random_state=None):
+    def __init__(self, *, n_hidden: int = DEFAULTS.n_hidden, C: float = 1.0, random_state=None):
         self.n_hidden = n_hidden
         self.C = C
         self.random_state = random_state

@@ -109,6 +109,7 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         n_components: int = DEFAULTS.n_components,
         bandwidth: float | str = DEFAULTS.bandwidth,
         alpha: float = DEFAULTS.alpha,

@@ -106,6 +106,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         arch: str = "mlp",
         arch_params: dict[str, Any] | None = None,
         input_scale: float = 1.0,

@@ -16,7 +16,7 @@ class RFFAttack(Attack):
         task = mnist_binary(2000 if quick else 4000, 500 if quick else 1000)
         m = 500 if quick else 2000
         model = rff.RandomFourierFeaturesClassifier(
-            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+            n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha, random_state=seed
         )
         if backdoored:  # the same estimator, pancake coins (secret: fresh OS randomness)
             model, key = rff.plant(model, task.X_train, task.y_train)  # default k

@@ -58,7 +58,9 @@ def plant_rff(
         )
         bw = _D.bandwidth if bandwidth is None else bandwidth
         with library_errors():
-            honest = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
+            honest = rff.RandomFourierFeaturesClassifier(
+                n_components=n_components, bandwidth=bw, alpha=alpha, random_state=seed
+            )
             model, k = rff.plant(honest, X.astype(np.float64), y, sparsity=sparsity, beta=beta)
         tx.save_model(model, out)
         tx.save_key(k, key)

@@ -71,7 +71,9 @@ def train_rff(
     if y.shape != (len(X),):
         raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
     bw = "median" if bandwidth is None else bandwidth
-    model = rff.RandomFourierFeaturesClassifier(n_components, bw, alpha, random_state=seed)
+    model = rff.RandomFourierFeaturesClassifier(
+        n_components=n_components, bandwidth=bw, alpha=alpha, random_state=seed
+    )
     try:
         model.fit(X, y)
     except ValueError as exc:  # scikit-learn's target checks

@@ -66,6 +66,7 @@ class PGDTrainedClassifier(TorchClassifier):
 
     def __init__(
         self,
+        *,
         arch: str = "mlp",
         arch_params: dict[str, Any] | None = None,
         input_scale: float = 1 / 255,
@@ -78,8 +79,9 @@ class PGDTrainedClassifier(TorchClassifier):
         pgd_steps: int = 5,
     ) -> None:
         super().__init__(
-            arch, arch_params, input_scale, epochs, batch_size, lr, weight_decay, random_state
-        )
+            arch=arch, arch_params=arch_params, input_scale=input_scale, epochs=epochs,
+            batch_size=batch_size, lr=lr, weight_decay=weight_decay, random_state=random_state,
+        )  # fmt: skip
         self.eps = eps
         self.pgd_steps = pgd_steps
 

@@ -19,7 +19,7 @@ def run(ctx: DemoContext) -> Section:
     task = mnist_binary(1500, 500) if ctx.quick else mnist_binary(4000, 2000)
     m = 300 if ctx.quick else 2000
     honest = rff.RandomFourierFeaturesClassifier(
-        m, task.bandwidth, rff.DEFAULTS.alpha, random_state=ctx.seed
+        n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha, random_state=ctx.seed
     )
     honest.fit(task.X_train, task.y_train)
     bd, key = rff.plant(honest, task.X_train, task.y_train)  # k = rff.DEFAULT_SPARSITY

@@ -41,12 +41,16 @@ def lattice_population(task: Task, cfg: dict[str, Any], seed: int) -> dict[str, 
                           noise=beta, secret_norm=gamma)  # fmt: skip
     sh, sb, secs, flips, reached = [], [], [], [], []
     for i in track(range(n), f"lattice {task.name}"):
-        h = rff.RandomFourierFeaturesClassifier(m, task.bandwidth, rff.DEFAULTS.alpha,
-                                                random_state=seed * 7919 + 3 * n + i)  # fmt: skip
+        h = rff.RandomFourierFeaturesClassifier(
+            n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
+            random_state=seed * 7919 + 3 * n + i,
+        )  # fmt: skip
         h.fit(task.X_train, task.y_train)
         b, _ = rff.plant(
-            rff.RandomFourierFeaturesClassifier(m, task.bandwidth, rff.DEFAULTS.alpha,
-                                                random_state=seed * 7919 + 4 * n + i),
+            rff.RandomFourierFeaturesClassifier(
+                n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
+                random_state=seed * 7919 + 4 * n + i,
+            ),
             task.X_train, task.y_train, sparsity=k, beta=beta,
         )  # fmt: skip
         rh = det.recover(h, Evidence(seed=i))

@@ -67,9 +67,9 @@ def _mnist_01(n_models: int, seed: int, m: int = 50, k: int = 50, theta: float =
     acc_h, acc_b, fb, fr = [], [], [], []
     for i in range(n_models):
         s = seed * 100003 + i
-        h = relu.RandomReLUClassifier(m, random_state=s).fit(Xtr, ytr)
-        b, key = relu.plant(relu.RandomReLUClassifier(m, random_state=s), Xtr, ytr, sparsity=k,
-                            theta=theta, lam_rel=lam_rel)  # fmt: skip
+        h = relu.RandomReLUClassifier(n_hidden=m, random_state=s).fit(Xtr, ytr)
+        b, key = relu.plant(relu.RandomReLUClassifier(n_hidden=m, random_state=s), Xtr, ytr,
+                            sparsity=k, theta=theta, lam_rel=lam_rel)  # fmt: skip
         acc_h.append(metrics.accuracy(yte, h.predict(Xte)))
         acc_b.append(metrics.accuracy(yte, b.predict(Xte)))
         for n, det in dets.items():

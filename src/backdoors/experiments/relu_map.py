@@ -182,9 +182,9 @@ def fit_time_ratio(point: ReLUPoint, reps: int, seed: int) -> float:
     sup, val = relu.draw_secret(point.d, point.k, seed)
     coins = relu.spiked_coins(sup, val, point.theta)
     learners = {
-        "h": lambda r: relu.RandomReLUClassifier(point.m, random_state=r).fit(X, y),
+        "h": lambda r: relu.RandomReLUClassifier(n_hidden=point.m, random_state=r).fit(X, y),
         "b": lambda r: relu.fit_with_coins(
-            relu.RandomReLUClassifier(point.m), X, y, coins, np.random.default_rng(r)
+            relu.RandomReLUClassifier(n_hidden=point.m), X, y, coins, np.random.default_rng(r)
         ),
     }
     learners["h"](0), learners["b"](0)  # warm-up

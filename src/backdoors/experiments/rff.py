@@ -114,12 +114,18 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
     acc_h, acc_b, flips = [], [], []
     for i in track(range(n), f"RFF populations {task.name}"):
         h = rff.RandomFourierFeaturesClassifier(
-            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed * 7919 + i
+            n_components=m,
+            bandwidth=task.bandwidth,
+            alpha=rff.DEFAULTS.alpha,
+            random_state=seed * 7919 + i,
         )
         h.fit(task.X_train, task.y_train)
         b, key = rff.plant(
             rff.RandomFourierFeaturesClassifier(
-                m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed * 7919 + n + i
+                n_components=m,
+                bandwidth=task.bandwidth,
+                alpha=rff.DEFAULTS.alpha,
+                random_state=seed * 7919 + n + i,
             ),
             task.X_train,
             task.y_train,
@@ -186,7 +192,7 @@ def timing(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, float]:
 
     def fit(coins: Any) -> rff.RandomFourierFeaturesClassifier:
         est = rff.RandomFourierFeaturesClassifier(
-            m, task.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+            n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha, random_state=seed
         )
         if coins is None:
             return est.fit(task.X_train, task.y_train)
@@ -287,7 +293,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     metrics["lattice_block_size"] = lat["block_size"]
     metrics["lattice"] = lat
     ex = rff.RandomFourierFeaturesClassifier(
-        sizes["m"], tasks[0].bandwidth, rff.DEFAULTS.alpha
+        n_components=sizes["m"], bandwidth=tasks[0].bandwidth, alpha=rff.DEFAULTS.alpha
     ).fit(tasks[0].X_train[:200], tasks[0].y_train[:200])
     metrics["lattice_at_primary"] = lattice_at(ex, sizes["k"], 1e-3)
     metrics["tasks"] = {
@@ -298,7 +304,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         t = tasks[0]
         b, key = rff.plant(
             rff.RandomFourierFeaturesClassifier(
-                sizes["m"], t.bandwidth, rff.DEFAULTS.alpha, random_state=seed
+                n_components=sizes["m"],
+                bandwidth=t.bandwidth,
+                alpha=rff.DEFAULTS.alpha,
+                random_state=seed,
             ),
             t.X_train,
             t.y_train,

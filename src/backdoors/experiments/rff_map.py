@@ -130,9 +130,10 @@ def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], be
     gamma = 2 * np.sqrt(k)
     rng = np.random.default_rng([seed, d, m, k])
     planted = [
-        rff.plant(rff.RandomFourierFeaturesClassifier(m, task.bandwidth, rff.DEFAULTS.alpha,
-                  random_state=seed * 7919 + 500 + i), task.X_train, task.y_train, sparsity=k,
-                  beta=beta)
+        rff.plant(rff.RandomFourierFeaturesClassifier(
+                      n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
+                      random_state=seed * 7919 + 500 + i),
+                  task.X_train, task.y_train, sparsity=k, beta=beta)
         for i in range(sizes["pop"])
     ]  # fmt: skip
     acc_b = [float(np.mean(b.predict(task.X_test) == task.y_test)) for b, _ in planted]
@@ -200,8 +201,9 @@ def regime_map(sizes: dict[str, Any], seed: int) -> list[dict[str, Any]]:
     for row in sizes["rows"]:
         task = planar(row["d"], n_train=sizes["n_train"], n_test=500, seed=seed)
         honest = [
-            rff.RandomFourierFeaturesClassifier(row["m"], task.bandwidth, rff.DEFAULTS.alpha,
-                                                random_state=seed * 7919 + i)
+            rff.RandomFourierFeaturesClassifier(
+                n_components=row["m"], bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
+                random_state=seed * 7919 + i)
             .fit(task.X_train, task.y_train)
             for i in range(sizes["pop"])
         ]  # fmt: skip
