@@ -19,11 +19,17 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from backdoors.cli._common import (
+    MODEL_SUFFIX_REFUSED,
+    finite,
+    library_errors,
+    load_training,
+    require,
+)
 from backdoors.cli.app import app
 from backdoors.cli.badnets import load_images, plant_badnets
 from backdoors.cli.relu import plant_relu
 from backdoors.cli.rff import plant_rff
-from backdoors.errors import InvalidInputError
 
 train_app = typer.Typer(
     help="Train an honest learner: data in, model out (the control for `plant`).",
@@ -35,17 +41,6 @@ app.add_typer(train_app, name="train")
 def _default(command: Callable[..., Any], name: str) -> Any:
     """The default of option ``name`` of a ``plant`` command (one source for both)."""
     return inspect.signature(command).parameters[name].default
-
-
-def _check_out(out: Path) -> None:
-    """Check (and prove writable) the model path before training: one output, written at
-    the end atomically by ``io.save_model``."""
-    from backdoors.cli._common import MODEL_SUFFIX_REFUSED
-    from backdoors.io import Transaction
-
-    probe = Transaction()
-    probe.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
-    probe.abort()
 
 
 @train_app.command("rff")
@@ -63,22 +58,21 @@ def train_rff(
 ) -> None:
     """Train honest RFF (Gaussian frequencies, paper §6 Train-RFF)."""
     from backdoors import io, rff
-    from backdoors.validation import check_features
 
-    _check_out(out)
-    X = check_features(io.load_array(data, "X")).astype(np.float64)
-    y = io.load_array(data, "y")
-    if y.shape != (len(X),):
-        raise InvalidInputError(f"y must have shape ({len(X)},), got {y.shape}")
-    bw = "median" if bandwidth is None else bandwidth
-    model = rff.RandomFourierFeaturesClassifier(
-        n_components=n_components, bandwidth=bw, alpha=alpha, random_state=seed
-    )
-    try:
-        model.fit(X, y)
-    except ValueError as exc:  # scikit-learn's target checks
-        raise InvalidInputError(str(exc)) from None
-    io.save_model(model, out)
+    require(n_components >= 1, f"--n-components must be >= 1, got {n_components}")
+    require(finite(alpha, bandwidth), "--alpha and --bandwidth must be finite")
+    require(alpha > 0, "need --alpha > 0")
+    require(bandwidth is None or bandwidth > 0, f"--bandwidth must be > 0, got {bandwidth}")
+    with io.Transaction() as tx:  # the same checks and writing as `plant rff`
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        X, y = load_training(data)
+        bw = rff.DEFAULTS.bandwidth if bandwidth is None else bandwidth
+        model = rff.RandomFourierFeaturesClassifier(
+            n_components=n_components, bandwidth=bw, alpha=alpha, random_state=seed
+        )
+        with library_errors():
+            model.fit(X.astype(np.float64), y)
+        tx.save_model(model, out)
     typer.echo(f"honest RFF model -> {out}")
 
 
@@ -97,20 +91,17 @@ def train_relu(
     """Fit honest Train-Random-ReLU (N(0, I) weights, Algorithm 7)."""
     from backdoors import io, relu
 
-    if not data.is_file() or data.suffix != ".npz":
-        raise InvalidInputError(f"{data}: expected an existing .npz file with X and y")
-    _check_out(out)
-    X, y = io.load_array(data, "X"), io.load_array(data, "y")
-    if X.ndim != 2 or len(X) != len(y) or X.dtype.kind not in "biuf":
-        raise InvalidInputError(f"X must be numeric 2-D with one label per row, got {X.shape}")
-    if hidden < 1:
-        raise InvalidInputError("need hidden >= 1")
-    model = relu.honest_model(head, hidden, seed)
-    try:
-        model.fit(X.astype(np.float64), y)
-    except ValueError as exc:  # scikit-learn's target checks
-        raise InvalidInputError(str(exc)) from None
-    io.save_model(model, out)
+    require(hidden >= 1, f"need --hidden >= 1, got {hidden}")
+    require(head in ("threshold", "linear"), f"--head must be threshold or linear, got {head}")
+    with io.Transaction() as tx:  # the same checks and writing as `plant relu`
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        X, y = load_training(data)
+        binary = head != "threshold" or len(np.unique(y)) == 2
+        require(binary, "the threshold head is binary: y needs exactly 2 classes")
+        model = relu.honest_model(head, hidden, seed)
+        with library_errors():
+            model.fit(X.astype(np.float64), y)
+        tx.save_model(model, out)
     acc = float(np.mean(model.predict(X) == y))
     typer.echo(json.dumps({"model": str(out), "hidden": hidden, "train_accuracy": acc}))
 
@@ -128,10 +119,10 @@ def train_badnets(
     """Train the BadNets learner on clean data (the honest control of `plant badnets`)."""
     from backdoors import badnets, io
 
-    if epochs < 1:
-        raise InvalidInputError(f"--epochs must be >= 1, got {epochs}")
-    _check_out(out)
-    X, y = load_images(data)
-    model = badnets.default_classifier(arch, random_state=seed, epochs=epochs).fit(X, y)
-    io.save_model(model, out)
+    require(epochs >= 1, f"--epochs must be >= 1, got {epochs}")
+    with io.Transaction() as tx:  # the same checks and writing as `plant badnets`
+        tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
+        X, y = load_images(data)
+        model = badnets.default_classifier(arch, random_state=seed, epochs=epochs).fit(X, y)
+        tx.save_model(model, out)
     typer.echo(f"honest {arch} model -> {out}")
