@@ -190,3 +190,10 @@ def install(monkeypatch: Any) -> None:
     monkeypatch.setattr(DETECTORS, "_loaded", True)
     monkeypatch.setattr(ATTACKS, "_items", {c.name: c for c in TOY_ATTACKS})
     monkeypatch.setattr(ATTACKS, "_loaded", True)
+
+
+def toy_measure(honest: Any, backdoored: Any) -> dict[str, Any]:
+    """A per-pair measure (module level, so workers can run it): seed and disagreement."""
+    X = backdoored.X_test
+    disagree = np.mean(honest.model.predict(X) != backdoored.model.predict(X))
+    return {"seed": backdoored.seed, "disagreement": float(disagree)}

@@ -223,6 +223,22 @@ def test_scoring_in_workers_gives_the_detection_table_scores():
         score_population(toys.ToyPatchAttack(), 2, [toys.ToyInputFilter()])
 
 
+def test_pair_measures_run_in_the_workers_and_come_back_in_seed_order():
+    """An experiment's per-pair figures (``measure``) are computed next to the scores."""
+    from backdoors.pair_scoring import score_population
+
+    for n_jobs in (1, 2):
+        tab = score_population(
+            toys.ToyPatchAttack(), 3, [toys.ToyWeight()], seed=5, n_jobs=n_jobs,
+            measure=toys.toy_measure,
+        )  # fmt: skip
+        assert tab.measured("seed") == [5, 6, 7]
+        dis = np.array(tab.measured("disagreement"))
+        assert np.all((dis >= 0) & (dis < 0.5))  # same data, a patch backdoor: mostly agree
+        h, b = tab.accuracies()
+        assert h.shape == b.shape == (3,) and np.all(h > 0.8)
+
+
 def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
     """The same population commands on a Dask cluster of two separate worker processes."""
     from distributed import Client, LocalCluster

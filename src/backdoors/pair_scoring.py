@@ -15,6 +15,7 @@ Scheduling is :func:`backdoors.population.run_jobs` (joblib workers or a Dask cl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +40,20 @@ class PairJob:
     detectors: tuple[Detector, ...]
     n_queries: int = 200
     n_train: int | None = 2000
+    measure: Callable[[Built, Built], dict[str, Any]] | None = None
+
+
+#: What an experiment measures on one pair besides detector scores: a module-level function
+#: ``measure(honest, backdoored) -> dict`` run in the worker (flip rates, norms, ...); it must
+#: return small values (numbers, short arrays), never models.
+Measure = Callable[[Built, Built], dict[str, Any]]
 
 
 @dataclass
 class PairScores:
     """What one worker returns: per detector (honest outcome, backdoored outcome) as small
-    dicts, clean accuracies (honest, backdoored) and the backdoor's success on test inputs."""
+    dicts, clean accuracies (honest, backdoored), the backdoor's success on test inputs and
+    what the job's ``measure`` returned."""
 
     seed: int
     outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
@@ -52,6 +61,7 @@ class PairScores:
     attack_success: float = float("nan")
     build_seconds: float = 0.0
     score_seconds: float = 0.0
+    measured: dict[str, Any] = field(default_factory=dict)
 
 
 def _evidence(det: Detector, member: Built, key: Any, job: PairJob) -> Any:
@@ -98,6 +108,8 @@ def score_pair(job: PairJob) -> PairScores:
         float(np.mean(m.model.predict(m.X_test[:n]) == m.y_test[:n])) for m in (honest, planted)
     )
     out.attack_success = _attack_success(planted)
+    if job.measure is not None:
+        out.measured = dict(job.measure(honest, planted))
     out.score_seconds = time.perf_counter() - t1
     return out
 
@@ -116,6 +128,15 @@ class PairTable:
         if not got or any(h["status"] != "scored" or b["status"] != "scored" for h, b in got):
             return None
         return np.array([h["score"] for h, _ in got]), np.array([b["score"] for _, b in got])
+
+    def measured(self, name: str) -> list[Any]:
+        """The ``measure`` entry ``name`` of every pair, in seed order."""
+        return [p.measured[name] for p in self.pairs]
+
+    def accuracies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(honest, backdoored) clean accuracies, one per seed."""
+        acc = np.array([p.accuracy for p in self.pairs], dtype=float).reshape(-1, 2)
+        return acc[:, 0], acc[:, 1]
 
     def summary(self, detector: str, n_boot: int = 1000) -> dict[str, Any]:
         """AUROC with bootstrap 95% CI, TPR at 5% FPR and the in-sample advantage."""
@@ -148,10 +169,12 @@ def score_population(
     scheduler: Any = None,
     n_queries: int = 200,
     n_train: int | None = 2000,
+    measure: Measure | None = None,
+    label: str | None = None,
 ) -> PairTable:
     """Score ``n`` seeds (``seed .. seed + n - 1``) of ``attack`` with model-level ``detectors``
     (registered names or instances), one job per seed; only :class:`PairScores` travel back
-    from the workers."""
+    from the workers. ``measure`` (module-level, see :data:`Measure`) adds per-pair figures."""
     if int(n) < 1:
         raise InvalidInputError(f"population size must be >= 1, got {n}")
     dets = tuple(DETECTORS.get(d)() if isinstance(d, str) else d for d in detectors)
@@ -160,10 +183,12 @@ def score_population(
             raise InvalidInputError(f"{det.name} scores inputs, not models: use detection_table")
     att = as_attack(attack)
     jobs = [
-        PairJob(att, int(seed) + i, bool(quick), dets, n_queries, n_train) for i in range(int(n))
+        PairJob(att, int(seed) + i, bool(quick), dets, n_queries, n_train, measure)
+        for i in range(int(n))
     ]
     t0 = time.perf_counter()
     slots: dict[int, PairScores] = {}
-    for i, res in run_jobs(score_pair, jobs, n_jobs, scheduler, f"scoring {len(jobs)} seeds"):
+    desc = label or f"scoring {len(jobs)} seeds"
+    for i, res in run_jobs(score_pair, jobs, n_jobs, scheduler, desc):
         slots[i] = res
     return PairTable(att.name, [slots[i] for i in range(len(jobs))], time.perf_counter() - t0)
