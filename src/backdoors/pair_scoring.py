@@ -104,10 +104,11 @@ def score_pair(job: PairJob) -> PairScores:
             pair.append({"status": o.status, "score": o.score, "reason": o.reason})
         out.outcomes[det.name] = (pair[0], pair[1])
     n = min(1000, len(planted.X_test))
-    out.accuracy = tuple(  # type: ignore[assignment]
-        float(np.mean(m.model.predict(m.X_test[:n]) == m.y_test[:n])) for m in (honest, planted)
-    )
-    out.attack_success = _attack_success(planted)
+    if n:  # members without test inputs (weights-only members) have no accuracy to report
+        out.accuracy = tuple(  # type: ignore[assignment]
+            float(np.mean(m.model.predict(m.X_test[:n]) == m.y_test[:n])) for m in (honest, planted)
+        )
+        out.attack_success = _attack_success(planted)
     if job.measure is not None:
         out.measured = dict(job.measure(honest, planted))
     out.score_seconds = time.perf_counter() - t1
