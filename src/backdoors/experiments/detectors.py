@@ -42,7 +42,7 @@ from backdoors.experiments.detectors_report import (
     plot_rocs,
     write_detectors_report,
 )
-from backdoors.parallel_speed import SPEED_DETECTORS, speedup
+from backdoors.parallel_speed import SPEED_DETECTORS, SPEED_SEEDS, speedup
 from backdoors.population import Population, build_population, build_populations
 from backdoors.records import Timer, make_record
 from backdoors.scoring import all_detectors
@@ -78,7 +78,13 @@ def speed_tests(attacks: list[Attack], quick: bool, seed: int) -> dict[str, dict
         names = [n for n in names if n == "relu"]
     by_name = {a.name: a for a in attacks}
     return {
-        n: speedup(by_name[n], n=2 if quick else 6, reps=1 if quick else 3, quick=quick, seed=seed)
+        n: speedup(
+            by_name[n],
+            n=2 if quick else SPEED_SEEDS[n],
+            reps=1 if quick else 3,
+            quick=quick,
+            seed=seed,
+        )
         for n in names
     }
 
