@@ -352,5 +352,9 @@ def test_speed_test_runs_without_the_optional_dask(monkeypatch):
         "joblib_1",
         "joblib_2",
     }
+    # the diagnostics say where time goes: per-seed seconds per mode, workers' busy fraction
+    assert set(sp["seconds_per_seed"]) == {"joblib_1", "joblib_2"}
+    assert all(v > 0 for v in sp["seconds_per_seed"].values())
+    assert 0 < sp["worker_busy_fraction"] <= 1.0 and sp["seed_slowdown_2_workers"] > 0
     with pytest.raises(InvalidInputError, match="optional dependency"):
         build_population(toys.ToyPatchAttack(), 1, scheduler="tcp://127.0.0.1:1")

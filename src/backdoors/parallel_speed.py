@@ -89,6 +89,7 @@ def speedup(
     if client is not None:
         modes.append(("dask", {"scheduler": client}))
     times: dict[str, list[float]] = {label: [] for label, _ in modes}
+    busy: dict[str, list[float]] = {label: [] for label, _ in modes}  # summed job seconds
     try:
         # untimed warm-up: data sets loaded in every worker process
         for _, kw in modes:
@@ -99,13 +100,15 @@ def speedup(
                 ctx = one_thread() if label == "joblib_1" else _nothing()
                 with ctx:
                     t = time.perf_counter()
-                    score_population(attack, n, dets, seed=s, quick=quick, **kw)
+                    tab = score_population(attack, n, dets, seed=s, quick=quick, **kw)
                     times[label].append(time.perf_counter() - t)
+                busy[label].append(sum(p.build_seconds + p.score_seconds for p in tab.pairs))
     finally:
         if client is not None:
             client.close()
             cluster.close()
     med = {k: float(np.median(v)) for k, v in times.items()}
+    job = {k: float(np.median(v)) / n for k, v in busy.items()}
     return {
         "attack": name,
         "seeds": n,
@@ -114,6 +117,11 @@ def speedup(
         "detectors_in_workers": dets,
         "median_seconds": med,
         "population_speedup": med["joblib_1"] / med["joblib_2"],
+        # where the rest goes: a seed's own time with 2 busy workers vs 1 (memory/cache
+        # contention), and the workers' busy fraction of the wall time (scheduling, tail)
+        "seconds_per_seed": job,
+        "seed_slowdown_2_workers": job["joblib_2"] / job["joblib_1"],
+        "worker_busy_fraction": job["joblib_2"] * n / (2 * med["joblib_2"]),
         "dask_vs_joblib_time": med["dask"] / med["joblib_2"] if "dask" in med else None,
         "dask_speedup": med["joblib_1"] / med["dask"] if "dask" in med else None,
         "dask_processes": client is not None,
