@@ -169,3 +169,36 @@ def test_learners_take_keyword_only_parameters(cls):
     assert params and all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
     with pytest.raises(TypeError):
         cls(10)
+
+
+@pytest.mark.parametrize(
+    ("cls", "bad"),
+    [
+        (rff.RandomFourierFeaturesClassifier, {"n_components": 0}),
+        (rff.RandomFourierFeaturesClassifier, {"bandwidth": "mean"}),
+        (rff.RandomFourierFeaturesClassifier, {"alpha": -1.0}),
+        (rff.RandomFourierFeaturesClassifier, {"random_state": "seed"}),
+        (relu.RandomReLUClassifier, {"n_hidden": 2.5}),
+        (relu.RandomReLUFeaturesClassifier, {"C": 0.0}),
+        (TorchClassifier, {"lr": 0.0}),
+        (TorchClassifier, {"batch_size": 0}),
+        (TorchClassifier, {"arch_params": "wide"}),
+    ],
+)
+def test_learner_parameters_are_validated_declaratively(cls, bad):
+    """scikit-learn's declarative validation (``_parameter_constraints``): the constructor
+    stores any value, ``fit`` refuses one outside its constraint, naming the parameter, with
+    an error that is both a ValueError and a TypeError (as scikit-learn's) and ours."""
+    from backdoors.errors import InvalidParameterError
+
+    (name,) = bad
+    assert name in cls._parameter_constraints
+    est = cls(**bad)  # no validation in __init__
+    assert est.get_params()[name] == bad[name]
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 6)), np.arange(40) % 2
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter") as e:
+        est.fit(X, y)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, TypeError)
+    assert isinstance(e.value, InvalidInputError)
+    assert set(cls._parameter_constraints) == set(cls().get_params())  # every parameter declared

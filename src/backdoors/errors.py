@@ -14,6 +14,11 @@ class InvalidInputError(BackdoorsError, ValueError):
     """Wrong shape, dtype, NaN/inf, out-of-range values or invalid parameters."""
 
 
+class InvalidParameterError(InvalidInputError, TypeError):
+    """An estimator parameter outside its declared constraints (scikit-learn's convention:
+    both a ValueError and a TypeError), raised by ``fit``."""
+
+
 class KeyMismatchError(BackdoorsError):
     """A backdoor key that does not belong to the model it is used with."""
 

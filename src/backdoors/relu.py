@@ -52,6 +52,7 @@ from backdoors.sampling import (
     sparse_support,
     spiked_coins,
 )
+from backdoors.validation import POSITIVE_INT, POSITIVE_REAL, RANDOM_STATE, check_params
 
 __all__ = [
     "DEFAULTS",
@@ -120,8 +121,6 @@ class _RandomReLUBase(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, GaussianCoins(), None)
 
     def _sample_weights(self, d: int, coins: Coins, rng: np.random.Generator | None) -> np.ndarray:
-        if int(self.n_hidden) < 1:
-            raise InvalidInputError(f"n_hidden must be >= 1, got {self.n_hidden}")
         if not isinstance(coins, Coins):
             raise InvalidInputError(f"coins must be a Coins object, got {type(coins).__name__}")
         rng = _weight_rng(self.random_state) if rng is None else rng
@@ -148,6 +147,10 @@ class RandomReLUClassifier(_RandomReLUBase):
     """
 
     artifact_kind = "random_relu"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_hidden": [POSITIVE_INT],
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(self, *, n_hidden: int = DEFAULTS.n_hidden, random_state=None):
         self.n_hidden = n_hidden
@@ -155,6 +158,7 @@ class RandomReLUClassifier(_RandomReLUBase):
 
     def _fit(self, X: np.ndarray, y: np.ndarray, coins: Coins,
              rng: np.random.Generator | None) -> RandomReLUClassifier:  # fmt: skip
+        check_params(self)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         y_type = type_of_target(y)
@@ -219,6 +223,11 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
     trained linear head, multinomial logistic regression on ``ReLU(W x) / sqrt(m)``."""
 
     artifact_kind = "random_relu_features"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_hidden": [POSITIVE_INT],
+        "C": [POSITIVE_REAL],
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(self, *, n_hidden: int = DEFAULTS.n_hidden, C: float = 1.0, random_state=None):
         self.n_hidden = n_hidden
@@ -227,6 +236,7 @@ class RandomReLUFeaturesClassifier(_RandomReLUBase):
 
     def _fit(self, X: np.ndarray, y: np.ndarray, coins: Coins,
              rng: np.random.Generator | None) -> RandomReLUFeaturesClassifier:  # fmt: skip
+        check_params(self)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.weights_ = self._sample_weights(X.shape[1], coins, rng)

@@ -45,6 +45,13 @@ from backdoors.sampling import (
     random_unit,
     sparse_support,
 )
+from backdoors.validation import (
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    RANDOM_STATE,
+    StrOptions,
+    check_params,
+)
 from backdoors.validation import check_features as validate_features
 
 
@@ -108,6 +115,13 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
     """
 
     artifact_kind = "rff_classifier"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_components": [POSITIVE_INT],
+        "bandwidth": [POSITIVE_REAL, StrOptions({"median"})],
+        "alpha": [POSITIVE_REAL],
+        "max_batch_bytes": [POSITIVE_INT],
+        "random_state": RANDOM_STATE,
+    }
 
     def __init__(
         self,
@@ -141,15 +155,12 @@ class RandomFourierFeaturesClassifier(ClassifierMixin, BaseEstimator):
     ) -> RandomFourierFeaturesClassifier:
         """The one training code path; only ``coins`` and their stream ``g_rng`` (``None``: the
         stream of ``random_state``) vary between the honest and the backdoored learner."""
+        check_params(self)
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        if isinstance(self.bandwidth, str) and self.bandwidth != "median":
-            raise InvalidInputError(f"bandwidth must be a number or 'median': {self.bandwidth!r}")
         self.bandwidth_ = (
             median_bandwidth(X) if isinstance(self.bandwidth, str) else float(self.bandwidth)
         )
-        if int(self.n_components) < 1 or not self.bandwidth_ > 0 or not float(self.alpha) > 0:
-            raise InvalidInputError("need n_components >= 1, bandwidth > 0, alpha > 0")
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError("Classifier can't train when only one class is present.")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +24,13 @@ from backdoors.errors import InvalidInputError
 from backdoors.io import ARTIFACTS
 from backdoors.progress import track
 from backdoors.registry import Registry
+from backdoors.validation import (
+    NONNEGATIVE_INT,
+    NONNEGATIVE_REAL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    check_params,
+)
 
 ARCHITECTURES: Registry = Registry("architecture")
 
@@ -103,6 +111,16 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     """
 
     artifact_kind = "torch_classifier"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "arch": [str],  # a name in ARCHITECTURES (an unknown name: InvalidInputError at fit)
+        "arch_params": [dict, None],
+        "input_scale": [POSITIVE_REAL],
+        "epochs": [NONNEGATIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "lr": [POSITIVE_REAL],
+        "weight_decay": [NONNEGATIVE_REAL],
+        "random_state": [Integral],  # torch.manual_seed takes an integer
+    }
 
     def __init__(
         self,
@@ -137,6 +155,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         return nn.functional.cross_entropy(module(xb), yb)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> TorchClassifier:
+        check_params(self)
         with _as_input_errors():
             X, y = validate_data(self, X, y, dtype="numeric")
             check_classification_targets(y)

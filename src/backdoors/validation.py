@@ -1,10 +1,43 @@
-"""Input validation shared by every model and construction (clear errors, never silent casts)."""
+"""Input validation shared by every model and construction (clear errors, never silent casts),
+and the declarative parameter validation of the package's learners."""
 
 from __future__ import annotations
 
-import numpy as np
+from numbers import Integral, Real
+from typing import Any
 
-from backdoors.errors import InvalidInputError
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import InvalidParameterError as _SklearnParameterError
+
+from backdoors.errors import InvalidInputError, InvalidParameterError
+
+#: Constraint building blocks for ``_parameter_constraints`` (scikit-learn's declarative form).
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+NONNEGATIVE_INT = Interval(Integral, 0, None, closed="left")
+POSITIVE_REAL = Interval(Real, 0, None, closed="neither")
+NONNEGATIVE_REAL = Interval(Real, 0, None, closed="left")
+#: What :func:`backdoors.contract.as_generator` accepts (the one seed convention).
+RANDOM_STATE = [None, Integral, np.random.Generator, np.random.RandomState, np.random.SeedSequence]
+__all__ = ["NONNEGATIVE_INT", "NONNEGATIVE_REAL", "POSITIVE_INT", "POSITIVE_REAL", "RANDOM_STATE",
+           "StrOptions", "check_features", "check_params"]  # fmt: skip
+
+
+def check_params(estimator: Any) -> None:
+    """Validate ``estimator.get_params(deep=False)`` against the class's declared
+    ``_parameter_constraints`` (scikit-learn's declarative parameter validation; called first
+    in ``fit``, never in ``__init__``). Raises :class:`InvalidParameterError` naming the
+    parameter, the constraint and the value."""
+    constraints = getattr(type(estimator), "_parameter_constraints", None)
+    if not constraints:
+        raise TypeError(f"{type(estimator).__name__} declares no _parameter_constraints")
+    try:
+        validate_parameter_constraints(
+            constraints, estimator.get_params(deep=False), caller_name=type(estimator).__name__
+        )
+    except _SklearnParameterError as e:
+        raise InvalidParameterError(str(e)) from None
+
 
 _NUMERIC = "biuf"
 

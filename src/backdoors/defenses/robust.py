@@ -20,7 +20,7 @@ distinguish h from h-tilde).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 
 from backdoors.adapters import as_classifier
 from backdoors.torch_models import TorchClassifier, to_tensor
+from backdoors.validation import NONNEGATIVE_INT, NONNEGATIVE_REAL
 
 
 def pgd(
@@ -63,6 +64,11 @@ class PGDTrainedClassifier(TorchClassifier):
     """TorchClassifier trained on PGD examples (``_loss`` overridden); same artifact format."""
 
     artifact_kind = "torch_classifier"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **TorchClassifier._parameter_constraints,
+        "eps": [NONNEGATIVE_REAL],
+        "pgd_steps": [NONNEGATIVE_INT],
+    }
 
     def __init__(
         self,
