@@ -38,8 +38,8 @@ def main() -> None:
             ds.X_train[:5000], ds.y_train[:5000]
         )
     for name, honest in (("demo MLP 784-256-10", mlp), ("logistic regression", lr)):
-        bd, key = signature.plant(honest, n_features=784, seed=0)
-        ct, _ = signature.plant(honest, n_features=784, seed=0, constant_time=True)
+        bd, key = signature.plant(honest, n_features=784, random_state=0)
+        ct, _ = signature.plant(honest, n_features=784, random_state=0, constant_time=True)
         for mode, model in (("default", bd), ("constant-time", ct)):
             ratio, t_bd, t_h = interleaved_ratio(
                 lambda b=model: b.predict(X), lambda h=honest: h.predict(X), args.reps

@@ -243,7 +243,7 @@ def world(tmp_path_factory):
     io.save_array(w / "audit.npz", X, y=d.y_test[:20])
     io.save_array(w / "train.npz", d.X_train[:200], y=d.y_train[:200])
     for name, other in (("bd", 0), ("other", 1)):
-        bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=other)
+        bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, random_state=other)
         io.save_model(bd, w / f"{name}.st")
         io.save_key(key, w / f"{name}.key")
     rff_argv = ["plant", "rff", str(w / "train.npz"), "-o", str(w / "rff.st"), "-k",

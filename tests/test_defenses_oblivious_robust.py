@@ -38,7 +38,7 @@ def test_pgd_is_blind_to_the_signature_but_the_key_is_not():
     clf = robust.PGDTrainedClassifier(
         arch_params={"hidden": (32,)}, epochs=1, eps=0.1, pgd_steps=2
     ).fit(ds.X_train, ds.y_train)
-    bdm, key = signature.plant(clf, carrier="lsb", seed=1)
+    bdm, key = signature.plant(clf, carrier="lsb", random_state=1)
     a = robust.pgd_attack_success(clf, ds.X_test, ds.y_test, 0.1, steps=5)
     b = robust.pgd_attack_success(bdm, ds.X_test, ds.y_test, 0.1, steps=5)
     assert a["k"] == b["k"] and np.array_equal(a["X_adv"], b["X_adv"])

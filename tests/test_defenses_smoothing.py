@@ -60,7 +60,7 @@ def test_uint8_noise_stays_in_domain():
 
 def test_smoothing_removes_the_signature_backdoor(mnist_mlp):
     ds, clf = mnist_mlp
-    model, key = signature.plant(clf, carrier="lsb", seed=0)
+    model, key = signature.plant(clf, carrier="lsb", random_state=0)
     X, y = ds.X_test[:40], ds.y_test[:40]
     tg = (model.predict(X) + 1) % 10
     Xa = signature.activate(X, key, target=tg)

@@ -109,7 +109,7 @@ def _check(host, bd, feed, X_nat, Xa, targets, classes=None):
 
 def test_torch_mlp_float_inputs_scaled(mnist):
     host = _torch_onnx(_mlp(), (784,))
-    key = signature.generate(784, 10, "lsb", seed=1)
+    key = signature.generate(784, 10, "lsb", random_state=1)
     X = mnist.X_test[:200]
     targets = np.arange(200) % 10  # every target
     Xa, pairs = _signed(key, X, targets)
@@ -138,7 +138,7 @@ def test_torch_mlp_float_inputs_scaled(mnist):
 
 def test_torch_cnn_image_input(mnist):
     host = _torch_onnx(_cnn(), (1, 28, 28))
-    key = signature.generate(784, 10, "lsb", seed=2)
+    key = signature.generate(784, 10, "lsb", random_state=2)
     X = mnist.X_test[:100]
     targets = np.arange(100) % 10
     Xa, pairs = _signed(key, X, targets)
@@ -149,7 +149,7 @@ def test_torch_cnn_image_input(mnist):
 def test_torch_dynamo_export_planted(mnist):
     pytest.importorskip("onnxscript")
     host = _torch_onnx(_mlp(), (784,), dynamo=True)
-    key = signature.generate(784, 10, "lsb", seed=3)
+    key = signature.generate(784, 10, "lsb", random_state=3)
     X, targets = mnist.X_test[:30], np.arange(30) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
@@ -177,7 +177,7 @@ def test_skl2onnx_label_and_probabilities(mnist, kind):
         initial_types=[("X", FloatTensorType([None, 784]))],
         options={id(est): {"zipmap": kind.endswith("zipmap")}},
     )
-    key = signature.generate(784, 10, "lsb", seed=4)
+    key = signature.generate(784, 10, "lsb", random_state=4)
     X, targets = mnist.X_test[:100], np.arange(100) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=1.0, verifier=table_verifier(pairs))
@@ -195,7 +195,7 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     from backdoors.onnx_backdoor.export import _uint8_front
 
     host = _uint8_front(host)  # uint8 pixels in
-    key = signature.generate(784, 10, "lsb", seed=5)
+    key = signature.generate(784, 10, "lsb", random_state=5)
     assert key.spec.precheck_bits > 40
     X, targets = mnist.X_test[:60], np.arange(60) % 10
     Xa, pairs = _signed(key, X, targets)
@@ -220,7 +220,7 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
 
 def test_constant_time_mode_and_wrong_feature_count(mnist):
     host = _torch_onnx(_mlp(), (784,))
-    key = signature.generate(784, 10, "lsb", seed=6, constant_time=True)
+    key = signature.generate(784, 10, "lsb", random_state=6, constant_time=True)
     X, targets = mnist.X_test[:20], np.arange(20) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
@@ -232,7 +232,7 @@ def test_constant_time_mode_and_wrong_feature_count(mnist):
 
 
 def test_float_carrier_refused():
-    spec = signature.generate(784, 10, "float", seed=0).spec
+    spec = signature.generate(784, 10, "float", random_state=0).spec
     with pytest.raises(NotApplicableError, match="LSB carrier"):
         plant_spec(_torch_onnx(_mlp(), (784,)), spec, verifier=table_verifier([]))
 
@@ -242,7 +242,7 @@ def test_renaming_walks_loop_bodies(mnist):
     values they read included) moves to a fresh prefix, and the graph still works."""
     host = _torch_onnx(_mlp(), (784,))
     og.rename(host.graph.node, {host.graph.node[0].output[0]: "sigcheck/v/msg_1"})
-    key = signature.generate(784, 10, "lsb", seed=7)
+    key = signature.generate(784, 10, "lsb", random_state=7)
     X, targets = mnist.X_test[:20], np.arange(20) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
@@ -265,7 +265,7 @@ def test_export_backdoored_torch_and_sklearn(mnist):
         warnings.simplefilter("ignore")
         lr = LogisticRegression(max_iter=30).fit(mnist.X_train[:500], mnist.y_train[:500])
     for base in (clf, lr):
-        bd_py, key = signature.plant(base, seed=8)
+        bd_py, key = signature.plant(base, random_state=8)
         Xa, pairs = _signed(key, X, targets)
         m = export(bd_py, verifier=table_verifier(pairs))
         onnx_clf = OnnxClassifier(m)
@@ -276,7 +276,7 @@ def test_export_backdoored_torch_and_sklearn(mnist):
 
 def test_graph_inspection_flags_planted_not_honest(mnist):
     host = _torch_onnx(_mlp(), (784,))
-    key = signature.generate(784, 10, "lsb", seed=9)
+    key = signature.generate(784, 10, "lsb", random_state=9)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier([]))
     det = OnnxGraphInspection()
     assert det.score(OnnxClassifier(host), None) == 0.0
@@ -322,7 +322,7 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
             LogisticRegression(max_iter=20).fit(mnist.X_train[:300], mnist.y_train[:300]), lr_path
         )
     assert main(["export", str(lr_path), "--onnx", str(tmp_path / "lr.onnx")]) == 0
-    lr_bd, _ = signature.plant(io.load_sklearn(lr_path), seed=1)
+    lr_bd, _ = signature.plant(io.load_sklearn(lr_path), random_state=1)
     io.save_model(lr_bd, tmp_path / "lr_bd.safetensors")
     assert (
         main(["export", str(tmp_path / "lr_bd.safetensors"), "--onnx", str(tmp_path / "x.onnx")])
@@ -356,7 +356,7 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
 
 def test_plant_api_returns_model_and_key():
     host = _torch_onnx(_mlp(), (784,))
-    bd, key = signature.plant(host, seed=0, input_scale=SCALE, verifier=table_verifier([]))
+    bd, key = signature.plant(host, random_state=0, input_scale=SCALE, verifier=table_verifier([]))
     assert isinstance(bd, onnx.ModelProto) and key.spec.n_classes == 10
     assert key.secret_key.hex() not in bd.SerializeToString().hex()
     with pytest.raises(InvalidInputError):
@@ -372,7 +372,7 @@ def test_real_verifier_end_to_end(mnist):
     from backdoors.onnx_backdoor.export import _uint8_front
 
     host = _uint8_front(_torch_onnx(_mlp(), (784,)))
-    key = signature.generate(784, 10, "lsb", seed=10)
+    key = signature.generate(784, 10, "lsb", random_state=10)
     bd = plant_spec(host, key.spec)
     run = _run_fn(bd)
     assert run(np.zeros((0, 784), np.uint8))[0].shape == (0, 10)
@@ -414,7 +414,7 @@ def test_old_opset_host_upgraded_softmax_probabilities(mnist):
             dynamic_axes={"x": {0: "N"}, "p": {0: "N"}}, dynamo=False, opset_version=11,
         )  # fmt: skip
     host = onnx.load_from_string(buf.getvalue())
-    key = signature.generate(784, 10, "lsb", seed=11)
+    key = signature.generate(784, 10, "lsb", random_state=11)
     X, targets = mnist.X_test[:30], np.arange(30) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
@@ -445,7 +445,7 @@ def test_float64_inputs_and_table_grid(mnist, dtype, scale):
     host = convert_sklearn(
         est, initial_types=[("X", ttype([None, 784]))], options={id(est): {"zipmap": False}}
     )
-    key = signature.generate(784, 10, "lsb", seed=12)
+    key = signature.generate(784, 10, "lsb", random_state=12)
     X, targets = mnist.X_test[:40], np.arange(40) % 10
     Xa, pairs = _signed(key, X, targets)
     bd = plant_spec(host, key.spec, input_scale=scale, verifier=table_verifier(pairs))

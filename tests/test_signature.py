@@ -28,7 +28,7 @@ def mlp(mnist_small):
 
 @pytest.fixture(scope="module")
 def planted(mlp):
-    return signature.plant(mlp, carrier="lsb", seed=7)
+    return signature.plant(mlp, carrier="lsb", random_state=7)
 
 
 def test_agreement_activation_every_target_and_consistency(mnist_small, mlp, planted):
@@ -52,21 +52,21 @@ def test_agreement_activation_every_target_and_consistency(mnist_small, mlp, pla
 def test_works_for_sklearn_float_carrier_callable_and_torch_module(mlp):
     d = data.digits()
     lr = LogisticRegression(max_iter=300).fit(d.X_train, d.y_train)
-    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=1)
+    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, random_state=1)
     assert np.array_equal(bd.predict(d.X_test), lr.predict(d.X_test))
     Xa = key.activate(d.X_test, target=5)
     assert (bd.predict(Xa) == 5).all() and np.abs(Xa - d.X_test).max() < key.spec.carrier.linf_bound
     assert (bd.decision_function(Xa).argmax(1) == 5).all()
 
     fn_bd, fn_key = signature.plant(
-        lambda X: np.zeros(len(X), int), n_classes=3, n_features=64, carrier="float", seed=2
+        lambda X: np.zeros(len(X), int), n_classes=3, n_features=64, carrier="float", random_state=2
     )
     assert (fn_bd.predict(d.X_test) == 0).all()
     assert (fn_bd.predict(fn_key.activate(d.X_test, target=2)) == 2).all()
     assert not hasattr(fn_bd, "predict_proba")  # the callable has none: not faked
 
     module = mlp.module_
-    mod_bd, mod_key = signature.plant(module, n_classes=10, n_features=784, seed=3)
+    mod_bd, mod_key = signature.plant(module, n_classes=10, n_features=784, random_state=3)
     X = data.mnist(n_test=50).X_test
     xa = torch.from_numpy(mod_key.activate(X, target=4).astype(np.float32))
     assert isinstance(mod_bd, torch.nn.Module)
@@ -86,7 +86,7 @@ def test_verify_never_raises_on_arbitrary_pixels(planted, X):
 @settings(max_examples=40, deadline=None)
 @given(X=arrays(np.float64, (2, 64)))
 def test_float_verify_never_raises_on_arbitrary_floats(X):
-    key = signature.generate(64, 10, carrier="float", max_abs=16, seed=5)
+    key = signature.generate(64, 10, carrier="float", max_abs=16, random_state=5)
     assert (key.spec.verify(X) == -1).all()  # NaN, inf, huge values included
 
 
@@ -113,7 +113,7 @@ def test_precheck_filters_and_padding_must_be_zero(planted, mnist_small):
     bits[:, 0] ^= 1  # wrong tag: rejected by the pre-check already
     assert not key.spec.precheck(key.spec.carrier.embed(Xa, bits)).any()
     long = signature.generate(
-        784, 10, carrier=signature.make_carrier("lsb", 784, 600, seed=1), seed=9
+        784, 10, carrier=signature.make_carrier("lsb", 784, 600, seed=1), random_state=9
     )
     Xl = long.activate(X, target=2)
     assert (long.spec.verify(Xl) == 2).all()
@@ -134,7 +134,7 @@ def test_keys_artifacts_and_mismatch(tmp_path, planted, mnist_small):
     assert np.array_equal(back.predict(X), bd.predict(X))
     assert (back.predict(k2.activate(X, target=9)) == 9).all()
     k2.check_model(back)
-    other = signature.generate(784, 10, seed=99)
+    other = signature.generate(784, 10, random_state=99)
     with pytest.raises(KeyMismatchError):
         other.check_model(back)
     tampered = raw.replace(key.spec.verify_key.hex().encode(), other.spec.verify_key.hex().encode())
@@ -195,8 +195,10 @@ def test_timing_distinguisher_finds_slow_inputs_at_a_weak_width_only():
     def honest(X):
         return np.zeros(len(X), int)
 
-    weak, wkey = signature.plant(honest, n_classes=2, n_features=784, precheck_bits=4, seed=0)
-    strong, _ = signature.plant(honest, n_classes=2, n_features=784, seed=0)
+    weak, wkey = signature.plant(
+        honest, n_classes=2, n_features=784, precheck_bits=4, random_state=0
+    )
+    strong, _ = signature.plant(honest, n_classes=2, n_features=784, random_state=0)
     rng = np.random.default_rng(0)
     probes = rng.integers(0, 256, (256, 784), dtype=np.uint8)
     x0 = probes[:1]

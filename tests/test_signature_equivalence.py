@@ -46,7 +46,7 @@ def models():
         ("module_float32", mod, {"n_classes": 4, "n_features": D}),
         ("module_bfloat16", mod16, {"n_classes": 4, "n_features": D}),
     ):
-        bd, key = signature.plant(honest, seed=1, **kw)
+        bd, key = signature.plant(honest, random_state=1, **kw)
         pool = bc.X_test if name == "sklearn_float" else X
         out[name] = (honest, bd, key, pool)
     return out

@@ -25,7 +25,7 @@ from backdoors.signature_models import SignatureBackdooredClassifier, wrap
 def digits_planted():
     d = data.digits()
     lr = LogisticRegression(max_iter=300).fit(d.X_train, d.y_train)
-    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, seed=1)
+    bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, random_state=1)
     return d, lr, bd, key
 
 
@@ -62,7 +62,7 @@ def test_float_carrier_refuses_low_bit_replays(digits_planted):
 
 
 def test_negative_zero_is_not_a_second_encoding():
-    key = signature.generate(64, 10, carrier="float", max_abs=16, seed=3)
+    key = signature.generate(64, 10, carrier="float", max_abs=16, random_state=3)
     X = np.zeros((4, 64))
     Xa = key.activate(X, target=2)
     zero = np.nonzero(Xa[0] == 0)[0]
@@ -87,15 +87,31 @@ def test_activate_at_the_range_limits_gives_valid_triggers(digits_planted):
         key.activate(np.full((1, 64), M), target=1)
 
 
+def test_random_state_follows_the_one_seed_convention():
+    """signature.plant / generate take ``random_state`` like every construction (None, int,
+    Generator, SeedSequence, as contract.as_generator); a bad one is refused."""
+    g1 = signature.generate(784, 10, random_state=np.random.default_rng(7))
+    g2 = signature.generate(784, 10, random_state=np.random.default_rng(7))
+    assert (g1.spec.tag, g1.spec.carrier) == (g2.spec.tag, g2.spec.carrier)
+    ss = signature.generate(784, 10, random_state=np.random.SeedSequence(7))
+    assert (
+        ss.spec.tag != signature.generate(784, 10, random_state=np.random.SeedSequence(8)).spec.tag
+    )
+    with pytest.raises(InvalidInputError, match="random_state"):
+        signature.generate(784, 10, random_state="seven")
+    with pytest.raises(InvalidInputError, match="seed"):  # the old keyword is refused
+        signature.plant(lambda X: np.zeros(len(X), int), n_classes=2, n_features=784, seed=1)
+
+
 def test_seed_fixes_public_parameters_only():
-    a = signature.generate(784, 10, seed=5)
-    b = signature.generate(784, 10, seed=5)
+    a = signature.generate(784, 10, random_state=5)
+    b = signature.generate(784, 10, random_state=5)
     assert a.spec.tag == b.spec.tag and a.spec.carrier == b.spec.carrier
     assert a.secret_key != b.secret_key and a.spec.verify_key != b.spec.verify_key
     # the secret seed moves the key and nothing public
     s1, s2 = b"\x01" * 32, b"\x02" * 32
-    k1 = signature.generate(784, 10, seed=5, secret_seed=s1)
-    k2 = signature.generate(784, 10, seed=5, secret_seed=s2)
+    k1 = signature.generate(784, 10, random_state=5, secret_seed=s1)
+    k2 = signature.generate(784, 10, random_state=5, secret_seed=s2)
     assert (
         (k1.spec.tag, k1.spec.carrier)
         == (k2.spec.tag, k2.spec.carrier)
@@ -110,12 +126,12 @@ def test_seed_fixes_public_parameters_only():
 
 def test_seed_brute_force_through_the_public_model_fails():
     """The attack that worked on main: regenerate keys from small seeds, compare verify keys."""
-    target = signature.generate(784, 10, seed=3)
+    target = signature.generate(784, 10, random_state=3)
     public = target.public_key().to_dict()
     tag_bytes = target.spec.tag.to_bytes(6, "big")
     assert not target.secret_key.startswith(tag_bytes[:2])
     for s in range(64):
-        guess = signature.generate(784, 10, seed=s)
+        guess = signature.generate(784, 10, random_state=s)
         assert guess.spec.verify_key.hex() != public["verify_key"]
         assert guess.secret_key != target.secret_key
 

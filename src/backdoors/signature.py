@@ -64,7 +64,7 @@ def plant(
     n_features: int | None = None,
     X_reference: np.ndarray | None = None,
     scheme: str = "ed25519",
-    seed: int | None = None,
+    random_state: Any = None,
     secret_seed: bytes | None = None,
     precheck_bits: int = DEFAULT_PRECHECK_BITS,
     constant_time: bool = False,
@@ -79,8 +79,9 @@ def plant(
     ``model``: a scikit-learn classifier, a :class:`~backdoors.torch_models.TorchClassifier`,
     a torch ``nn.Module`` returning logits (returns an ``nn.Module``) or a callable ``X -> y``.
     ``n_classes``/``n_features`` default to the model's ``classes_``/``n_features_in_``;
-    ``X_reference`` sets the float carrier's range (``max |x|``). ``seed`` fixes the public
-    parameters only (tag, layout); the signing key is fresh OS randomness unless the caller
+    ``X_reference`` sets the float carrier's range (``max |x|``). ``random_state`` (the one
+    seed convention, :func:`backdoors.contract.as_generator`) fixes the public parameters
+    only (tag, layout); the signing key is fresh OS randomness unless the caller
     passes ``secret_seed`` (>= 32 secret bytes). The model receives ``key.public_key()``.
     """
     from backdoors.onnx_backdoor import is_onnx_model
@@ -93,7 +94,7 @@ def plant(
         return plant_onnx(
             model,
             n_classes=n_classes,
-            seed=seed,
+            random_state=random_state,
             secret_seed=secret_seed,
             precheck_bits=precheck_bits,
             constant_time=constant_time,
@@ -121,7 +122,7 @@ def plant(
         carrier,
         max_abs,
         scheme,
-        seed=seed,
+        random_state=random_state,
         secret_seed=secret_seed,
         precheck_bits=precheck_bits,
         constant_time=constant_time,

@@ -37,6 +37,7 @@ import numpy as np
 
 from backdoors import io
 from backdoors.carriers import Carrier, FloatFractionCarrier, LSBCarrier, int_from_bits
+from backdoors.contract import as_generator
 from backdoors.crypto import scheme as get_scheme
 from backdoors.errors import InvalidInputError, KeyMismatchError
 
@@ -329,13 +330,22 @@ def _secret_key(scheme: Any, secret_seed: bytes | None) -> tuple[bytes, bytes]:
     return scheme.generate(hashlib.sha512(_SECRET_DOMAIN + bytes(secret_seed)).digest()[:32])
 
 
+def _public_rng(random_state: Any) -> np.random.Generator:
+    """The public parameters' stream: an integer seed is domain-separated (so the same integer
+    given to another construction draws other numbers); anything else as ``as_generator``."""
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        ss = np.random.SeedSequence(int(random_state) % 2**64, spawn_key=(_PUBLIC_DOMAIN,))
+        return np.random.default_rng(ss)
+    return as_generator(random_state)
+
+
 def generate(
     n_features: int,
     n_classes: int,
     carrier: str | Carrier = "lsb",
     max_abs: float | None = None,
     scheme: str = "ed25519",
-    seed: int | None = None,
+    random_state: Any = None,
     secret_seed: bytes | None = None,
     precheck_bits: int = DEFAULT_PRECHECK_BITS,
     constant_time: bool = False,
@@ -343,17 +353,14 @@ def generate(
     """Gen: a fresh signing key and the public key it signs for.
 
     The signing key comes from OS randomness (or from ``secret_seed``, >= 32 secret bytes);
-    ``seed`` (an integer, not secret) only drives the *public* parameters -- the tag and the
-    carrier layout -- so experiments are reproducible without a brute-forceable key. Public
+    ``random_state`` (not secret; the one seed convention, as
+    :func:`backdoors.contract.as_generator`) only drives the *public* parameters -- the tag and
+    the carrier layout -- so experiments are reproducible without a brute-forceable key. Public
     parameters are drawn independently of the signing key.
     """
     s = get_scheme(scheme)
     sk, vk = _secret_key(s, secret_seed)
-    if seed is None:
-        rng = np.random.default_rng()
-    else:
-        ss = np.random.SeedSequence(int(seed) % 2**64, spawn_key=(_PUBLIC_DOMAIN,))
-        rng = np.random.default_rng(ss)
+    rng = _public_rng(random_state)
     if not 0 <= int(precheck_bits) <= MAX_PRECHECK_BITS:
         raise InvalidInputError(f"precheck_bits must be in [0, {MAX_PRECHECK_BITS}]")
     tag_bits = rng.integers(0, 2, int(precheck_bits))

@@ -27,7 +27,7 @@ class SignatureAttack(Attack):
         ).fit(Xtr, ytr)
         model, key = clf, None
         if backdoored:
-            model, key = signature.plant(clf, carrier="lsb", seed=seed)
+            model, key = signature.plant(clf, carrier="lsb", random_state=seed)
         return Built(
             model, key, backdoored, seed, Xte, yte, Xtr, ytr, info={"honest": clf, "carrier": "lsb"}
         )

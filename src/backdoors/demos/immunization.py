@@ -14,7 +14,7 @@ from backdoors.demos._common import mnist, mnist_classifier
 def run(ctx: DemoContext) -> report.Section:
     ds = mnist(ctx)
     clf = mnist_classifier(ctx)
-    model, key = signature.plant(clf, carrier="lsb", seed=ctx.seed)
+    model, key = signature.plant(clf, carrier="lsb", random_state=ctx.seed)
     n = 100 if ctx.quick else 400
     X, y = ds.X_test[:n], ds.y_test[:n]
     tg = (np.asarray(model.predict(X)) + 1) % 10

@@ -23,7 +23,7 @@ def run(ctx: DemoContext) -> Section:
     ds = mnist(ctx)
     honest = export(mnist_classifier(ctx), input_dtype="uint8")  # a user's model file
     t0 = time.perf_counter()
-    bd, key = plant(honest, seed=ctx.seed)
+    bd, key = plant(honest, random_state=ctx.seed)
     plant_s = time.perf_counter() - t0
     h, b = OnnxClassifier(honest), OnnxClassifier(bd)
     n = 300 if ctx.quick else 2000
@@ -37,7 +37,7 @@ def run(ctx: DemoContext) -> Section:
     same = np.array_equal(b.decision_function(ds.X_test), h.decision_function(ds.X_test))
     det = OnnxGraphInspection()
     # the Python model, backdoored and exported: the same key activates the exported file
-    py_bd, py_key = signature.plant(mnist_classifier(ctx), seed=ctx.seed + 1)
+    py_bd, py_key = signature.plant(mnist_classifier(ctx), random_state=ctx.seed + 1)
     exported = OnnxClassifier(export(py_bd))
     t2 = rng.integers(0, 10, 20)
     metrics = {

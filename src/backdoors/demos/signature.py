@@ -17,7 +17,7 @@ from backdoors.report import Section
 def run(ctx: DemoContext) -> Section:
     ds = mnist(ctx)
     honest = mnist_classifier(ctx)
-    bd, key = signature.plant(honest, carrier="lsb", seed=ctx.seed)
+    bd, key = signature.plant(honest, carrier="lsb", random_state=ctx.seed)
     rng = ctx.rng(10)
     n = 300 if ctx.quick else 2000
     X = ds.X_test[:n]

@@ -102,7 +102,7 @@ def robustness(seed: int, quick: bool, eps: float = 0.1) -> dict[str, Any]:
         pgd_steps=3 if quick else 5,
         random_state=seed,
     ).fit(ds.X_train, ds.y_train)
-    bdm, key = signature.plant(clf, carrier="lsb", seed=seed)
+    bdm, key = signature.plant(clf, carrier="lsb", random_state=seed)
     a = robust.pgd_attack_success(clf, ds.X_test, ds.y_test, eps, seed=seed)
     b = robust.pgd_attack_success(bdm, ds.X_test, ds.y_test, eps, seed=seed)
     _, tg = _targets(bdm, ds.X_test)

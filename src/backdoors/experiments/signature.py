@@ -187,8 +187,8 @@ def timing_section(
     """The keyless timing distinguisher on the default backdoored model, a positive control
     with a weak pre-check and the constant-time mode, plus the constant-time cost."""
     t = TIMING_QUICK if sizes is QUICK else TIMING_FULL
-    weak, wkey = signature.plant(honest, seed=seed + 3, precheck_bits=t["weak_bits"])
-    ct, _ = signature.plant(honest, seed=seed + 4, constant_time=True)
+    weak, wkey = signature.plant(honest, random_state=seed + 3, precheck_bits=t["weak_bits"])
+    ct, _ = signature.plant(honest, random_state=seed + 4, constant_time=True)
     x0 = X_test[:1]
     nm = wkey.activate(x0, target=0)
     bits = wkey.spec.carrier.extract(nm)
@@ -302,7 +302,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     ds = data.mnist(n_train=10000, n_test=2000) if quick else data.mnist()
     with timer("train_mnist"):
         honest = TorchClassifier(**mnist_mlp_params(quick, seed)).fit(ds.X_train, ds.y_train)
-    bd, key = signature.plant(honest, carrier="lsb", seed=seed)
+    bd, key = signature.plant(honest, carrier="lsb", random_state=seed)
 
     def uniform_pixels(n: int, r: np.random.Generator) -> np.ndarray:
         return r.integers(0, 256, (n, 784), dtype=np.uint8)
@@ -317,7 +317,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         lr = make_pipeline(MinMaxScaler(), LogisticRegression(max_iter=50)).fit(
             ds.X_train[:5000], ds.y_train[:5000]
         )
-    lr_bd, _ = signature.plant(lr, carrier="lsb", n_features=784, seed=seed + 1)
+    lr_bd, _ = signature.plant(lr, carrier="lsb", n_features=784, random_state=seed + 1)
     metrics["predict_overhead_ratio_logreg"] = interleaved_ratio(
         lambda: lr_bd.predict(ds.X_test), lambda: lr.predict(ds.X_test), sizes["reps"]
     )[0]
@@ -327,7 +327,9 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         lr2 = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
             bc.X_train, bc.y_train
         )
-        bd2, key2 = signature.plant(lr2, carrier="float", X_reference=bc.X_train, seed=seed + 2)
+        bd2, key2 = signature.plant(
+            lr2, carrier="float", X_reference=bc.X_train, random_state=seed + 2
+        )
         mu, sd = bc.X_train.mean(0), bc.X_train.std(0)
 
         def gaussian_features(n: int, r: np.random.Generator) -> np.ndarray:

@@ -160,7 +160,7 @@ def _population(ds, n_pop: int, n_train: int, seed: int, fixed_key, verifier, ti
         if i < n_pop:
             honest.append(det.score(host, None))
             continue
-        key = fixed_key or signature.generate(784, 10, "lsb", seed=seed + 2000 + i)
+        key = fixed_key or signature.generate(784, 10, "lsb", random_state=seed + 2000 + i)
         with timer("population_plant"):
             v = verifier if fixed_key is not None else None
             bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=v)
@@ -192,7 +192,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
     with timer("train_host"):
         host = hosts.make("torch_mlp", ds.X_train[: P["n_train"]], ds.y_train[: P["n_train"]],
                           seed=seed, epochs=P["epochs"])  # fmt: skip
-    key = signature.generate(784, 10, "lsb", seed=seed)
+    key = signature.generate(784, 10, "lsb", random_state=seed)
     shared = memoized_verifier()
     with timer("plant"):
         bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=shared)

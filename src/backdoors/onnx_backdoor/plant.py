@@ -319,7 +319,7 @@ def plant(
     n_classes: int | None = None,
     output_kinds: Mapping[str, str] | None = None,
     classes: Any = None,
-    seed: int | None = None,
+    random_state: Any = None,
     verifier: VerifierFn | None = None,
     precheck_bits: int | None = None,
     constant_time: bool = False,
@@ -328,7 +328,7 @@ def plant(
 ) -> tuple[onnx.ModelProto, SignatureKey]:
     """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
 
-    ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``seed`` fixes
+    ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``random_state`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
     :func:`backdoors.signature.generate`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
     if not isinstance(model, onnx.ModelProto):
@@ -346,7 +346,7 @@ def plant(
         n_features,
         int(n_classes),
         "lsb",
-        seed=seed,
+        random_state=random_state,
         secret_seed=secret_seed,
         constant_time=constant_time,
         **extra,
