@@ -79,7 +79,7 @@ FULL: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     "betas": (1e-3, 1e-1),
     "rows": [{"d": 24, "m": 300, "k": 8}, {"d": 64, "m": 300, "k": 16}],
-    "pop": 3,
+    "pop": 4,  # as in full mode: the held-out advantage needs >= 4 per side
     "n_train": 400,
     "lattice": {
         "pop": 2,
