@@ -52,8 +52,9 @@ Measure = Callable[[Built, Built], dict[str, Any]]
 @dataclass
 class PairScores:
     """What one worker returns: per detector (honest outcome, backdoored outcome) as small
-    dicts (status, score, reason and the detector's ``details_``), clean accuracies (honest, backdoored), the backdoor's success on test inputs and
-    what the job's ``measure`` returned."""
+    dicts (status, score, reason and the detector's ``details_``), clean accuracies (honest,
+    backdoored), the backdoor's success on test inputs and what the job's ``measure``
+    returned."""
 
     seed: int
     outcomes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=dict)
