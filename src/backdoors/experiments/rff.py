@@ -346,6 +346,11 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "lattice_at_primary gives the status there and the *estimated* block sizes "
         "(backdoors.lattice_cost, an extrapolation). A key counts as recovered only when the "
         "recovered direction, used as the key, flips >= 90% of test inputs.",
+        "Every population goes through pair_scoring.score_population: member i of both sides "
+        "uses seed seed + i, detectors run through scoring.run_detector in the worker, and the "
+        "honest member's control key (rff_key_aware) is the planted key of the same seed. "
+        "advantage_* is the distinguishing advantage (in-sample best threshold); *_heldout "
+        "fixes orientation and threshold on even-indexed seeds and measures on the odd ones.",
     ]
     params = {
         "quick": quick,
@@ -353,6 +358,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "gamma": "2 sqrt(k)",
         "beta": 1e-3,
         "alpha": rff.DEFAULTS.alpha,
+        "seeds": "seed + i (both sides)",
+        "n_jobs": n_jobs,
     }
     return make_record(
         "rff", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes

@@ -261,7 +261,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
                     "points": [[*k, v if v == "all" else list(v)]
                                for k, v in lat["points"].items()]},
         "runnable": RUNNABLE, "detect_auroc": DETECT, "effective_flip": FLIP,
-        "margin_fraction": MARGIN_FRACTION,
+        "margin_fraction": MARGIN_FRACTION, "seeds": "seed + i (both sides)",
     }  # fmt: skip
     notes = [
         "Lattice columns are measured only at params.lattice.points (rank <= 400 runs here); "
@@ -276,6 +276,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "Secrets and planted coins come from OS randomness (rff.plant): reruns differ by "
         "sampling noise; populations are small (models_per_side), so AUROC >= 0.9 only flags "
         "near-perfect separation.",
+        "Each point is one pair_scoring.score_population run (seeds seed + i on both sides; "
+        "the honest members of a row are the same estimators at every beta; the honest "
+        "control key is the planted key of the same seed); the lattice runs on the first "
+        "lattice.models_per_side of those seeds, with its own planted members.",
     ]
     return make_record("rff-map", params, seed, metrics, dict(timer.timings),
                        artifacts={"plots": plots}, notes=notes)  # fmt: skip
