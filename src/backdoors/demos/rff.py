@@ -40,7 +40,8 @@ def measure(honest: Built, backdoored: Built) -> dict[str, Any]:
 @section("rff", order=20)
 def run(ctx: DemoContext) -> Section:
     n_train, n_test, m = (1500, 500, 300) if ctx.quick else (4000, 2000, 2000)
-    attack = RFFAttack(RFFPoint("mnist", None, n_train, n_test, m))  # k = rff.DEFAULT_SPARSITY
+    # k = rff.DEFAULT_SPARSITY
+    attack = RFFAttack(RFFPoint("mnist", n_train=n_train, n_test=n_test, n_components=m))
     names = [n for n, cls in DETECTORS.items() if cls.needs <= {"weights", "key"}]
     with progress.step("training both models and scoring the weight detectors"):
         table = score_population(attack, 1, names, seed=ctx.seed, measure=measure)

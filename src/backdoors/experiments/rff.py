@@ -131,18 +131,21 @@ def weight_detectors() -> list[str]:
     ]
 
 
-def summaries(table: PairTable, names: list[str], n_boot: int = 1000) -> dict[str, dict]:
-    """``{detector: summary}`` of the detectors that scored every member (a detector that
-    does not apply to RFF models is left out; errors are listed under ``"_errors"``)."""
+def summaries(
+    table: PairTable, names: list[str], n_boot: int = 1000
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """(``{detector: summary}`` of the detectors that scored every member, ``{detector:
+    reason}`` of those that failed with an error); a detector that does not apply to RFF
+    models is in neither."""
     out: dict[str, dict] = {}
-    errors = {}
+    errors: dict[str, str] = {}
     for name in names:
         s = table.summary(name, n_boot=n_boot)
         if s["status"] == "scored":
             out[name] = s
         elif any(o["status"] == "error" for p in table.pairs for o in p.outcomes[name]):
             errors[name] = s["reason"]
-    return {**out, "_errors": errors} if errors else out
+    return out, errors
 
 
 def population(
@@ -175,8 +178,7 @@ def population(
             float(np.nanmean(vals)) if key_name != "flip_rate_margin" else float(np.nanmin(vals))
         )
     out["flip_rate_margin_mean"] = float(np.nanmean([f["flip_rate_margin"] for f in flips]))
-    summ = summaries(table, names)
-    errors = summ.pop("_errors", {})
+    summ, errors = summaries(table, names)
     nan = float("nan")
     aware = summ.pop("rff_key_aware", {})
     out["auroc_key_aware"] = aware.get("auroc", nan)
@@ -293,8 +295,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     timer = Timer()
     m, k = sizes["m"], sizes["k"]
     n_tr, n_te = sizes["n_mnist"]
-    points = [RFFPoint("mnist", None, n_tr, n_te, m, k)] + [
-        RFFPoint("planar", d, 1500, 500, m, k, data_seed=seed) for d in sizes["dims"]
+    sized = {"n_components": m, "sparsity": k}
+    points = [RFFPoint("mnist", n_train=n_tr, n_test=n_te, **sized)] + [
+        RFFPoint("planar", d, n_train=1500, n_test=500, data_seed=seed, **sized)
+        for d in sizes["dims"]
     ]
     per_task: dict[str, Any] = {}
     for point in points:
@@ -310,7 +314,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         metrics["toy_attack_success"], metrics["toy_attack_cost"] = toy_attack(sizes, seed)
     with timer("lattice"):
         c = sizes["lattice"]
-        lat_point = RFFPoint("planar", c["d"], 1000, 500, c["m"], c["k"], c["beta"], seed)
+        lat_point = RFFPoint("planar", c["d"], n_train=1000, n_test=500, n_components=c["m"],
+                             sparsity=c["k"], beta=c["beta"], data_seed=seed)  # fmt: skip
         lat = lattice_population(lat_point, c, seed, n_jobs=n_jobs)
     metrics["auroc_key_oblivious"]["lattice"] = lat["auroc"]
     metrics["auroc_key_oblivious_ci"]["lattice"] = lat["auroc_ci"]

@@ -101,7 +101,8 @@ def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
     first ``lattice.pop`` of the same seeds (its own planted members: fresh secrets)."""
     d, m, k = row["d"], row["m"], row["k"]
     gamma = 2 * np.sqrt(k)
-    point = RFFPoint("planar", d, sizes["n_train"], 500, m, k, beta, data_seed=seed)
+    point = RFFPoint("planar", d, n_train=sizes["n_train"], n_test=500, n_components=m,
+                     sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
     names = [*_weight_detectors(), "rff_key_aware"]
     table = score_population(
         RFFAttack(point), sizes["pop"], names, seed=seed, n_jobs=n_jobs, measure=measure_flips,
@@ -110,8 +111,7 @@ def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
     acc_h, acc_b = table.accuracies()
     fl = [p.measured for p in table.pairs]
     gap, gap_ci = mean_diff_ci(acc_h, acc_b, seed=seed)
-    summ = summaries(table, names)
-    summ.pop("_errors", None)
+    summ, errors = summaries(table, names)
     aware = summ.pop("rff_key_aware", {})
     held = {n: s["advantage_heldout"] or {} for n, s in summ.items()}
     primal = required_block_size(d, m, gamma, beta)
@@ -141,6 +141,8 @@ def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
         "estimate_hybrid_log2_trials": _finite(hybrid.log2_trials),
         "estimate_breaks_here": feasible_here(d, k, m, gamma, beta, **RUNNABLE),
     }  # fmt: skip
+    if errors:
+        out["detector_errors"] = errors
     cfg = sizes["lattice"]
     sel = cfg["points"].get((d, m, k))
     if sel is not None and (sel == "all" or beta in sel):
