@@ -352,7 +352,7 @@ def generate(
 ) -> RFFKey:
     """A secret: uniform k-sparse support, uniform unit direction, ``gamma = 2 sqrt(k)``.
     ``random_state=None`` draws from fresh OS randomness (what :func:`plant` does); a seed is
-    for experiments' decoys and toy attacks only."""
+    for the toy attacks and sampler timings of experiments only."""
     if not 1 <= sparsity <= d:
         raise InvalidInputError(f"sparsity k must be in [1, d={d}], got {sparsity}")
     gamma = 2.0 * np.sqrt(sparsity) if gamma is None else float(gamma)

@@ -241,9 +241,15 @@ def lattice_attack(
 class LatticeDetector(_WeightDetector):
     """Key-oblivious primal lattice attack on RFF frequencies; score = best held-out
     half-integer score ``-mean cos(2 pi <g_i, s>)`` of a recovered direction (~0 honest,
-    ~``exp(-2 pi^2 beta^2)`` when the key is found). :meth:`recover` also returns the key."""
+    ~``exp(-2 pi^2 beta^2)`` when the key is found). :meth:`recover` also returns the key.
+
+    With queries (optional), a recovered direction is tried as the key: ``details_`` holds
+    ``recovered_key_flip_rate``, the fraction of queries whose label ``x + bandwidth * s``
+    flips (0 when nothing was recovered), besides ``recovered``, ``reached_block``,
+    ``seconds`` and ``rows`` of the attack."""
 
     name = "lattice"
+    optional = frozenset({"queries"})
 
     def __init__(
         self,
@@ -280,4 +286,23 @@ class LatticeDetector(_WeightDetector):
         )
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        return self.recover(model, evidence).score
+        res = self.recover(model, evidence)
+        self.details_ = {
+            "recovered": res.recovered,
+            "reached_block": res.reached_block,
+            "seconds": res.seconds,
+            "rows": res.rows,
+        }
+        if evidence.X is not None:
+            self.details_["recovered_key_flip_rate"] = recovered_flip_rate(model, res, evidence.X)
+        return res.score
+
+
+def recovered_flip_rate(model: Any, result: LatticeResult, X: np.ndarray) -> float:
+    """Fraction of ``X`` whose label flips under the recovered key ``x + bandwidth * s`` (0 if
+    none was recovered): the proof that a recovery is the backdoor key."""
+    if not result.recovered:
+        return 0.0
+    f0 = np.sign(model.decision_function(X))
+    fa = np.sign(model.decision_function(result.activate(X, model.bandwidth_)))
+    return float(np.mean(fa != f0))

@@ -1,8 +1,11 @@
-"""The lattice detector over honest and backdoored RFF populations (for ``experiment rff``).
+"""The lattice detector over honest and backdoored RFF populations (``experiment rff`` and
+``experiment rff-map``), scored through :func:`backdoors.pair_scoring.score_population`.
 
-Scores ``n`` honest and ``n`` backdoored models with the primal uSVP attack and *proves* each
+Member ``i`` of a population scored with seed ``s`` uses seed ``s + i`` on both sides. The
+registered ``lattice`` detector runs with the test inputs as its queries and *proves* each
 recovery by activation: a backdoored member counts as broken only if ``x + s * direction``
-(the recovered direction, the model's public bandwidth ``s``) flips >= 90% of test inputs.
+(the recovered direction, the model's public bandwidth ``s``) flips >= 90% of them (the
+detector's ``details_``, returned by the worker).
 """
 
 from __future__ import annotations
@@ -11,76 +14,66 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import rff
-from backdoors.detectors import Evidence
+from backdoors.attacks.rff import RFFAttack, RFFPoint
 from backdoors.detectors.lattice import LatticeDetector, rows_for
 from backdoors.errors import NotApplicableError
 from backdoors.lattice_cost import finite as _finite
 from backdoors.lattice_cost import required_block_size, sparse_hybrid
-from backdoors.metrics import auroc_with_ci
-from backdoors.progress import track
-from backdoors.rff_tasks import Task
+from backdoors.pair_scoring import score_population
 
 RECOVERY_FLIP = 0.9
 
 
-def recovered_flip_rate(model: Any, result: Any, X: np.ndarray) -> float:
-    """Fraction of ``X`` whose label flips under the recovered key (0 if none)."""
-    if not result.recovered:
-        return 0.0
-    f0 = np.sign(model.decision_function(X))
-    fa = np.sign(model.decision_function(result.activate(X, model.bandwidth_)))
-    return float(np.mean(fa != f0))
-
-
-def lattice_population(task: Task, cfg: dict[str, Any], seed: int) -> dict[str, Any]:
-    """``cfg``: ``pop``, ``m``, ``k``, ``beta``, ``block_size``, ``max_seconds``."""
-    n, m, k, beta = cfg["pop"], cfg["m"], cfg["k"], cfg["beta"]
+def lattice_population(
+    point: RFFPoint, cfg: dict[str, Any], seed: int, *, n_jobs: int = 1, n_boot: int = 1000
+) -> dict[str, Any]:
+    """``cfg``: ``pop`` (members per side), ``block_size``, ``max_seconds``; the point gives
+    the task, ``m``, ``k`` (required) and ``beta``. AUROC, advantage and recovery rates."""
+    n, k, beta = int(cfg["pop"]), int(point.sparsity), float(point.beta)  # type: ignore[arg-type]
     gamma = 2 * np.sqrt(k)
+    # noise: the auditor's assumed beta sets the embedding scale C ~ gamma / beta (kept finite)
     det = LatticeDetector(block_size=cfg["block_size"], max_seconds=cfg["max_seconds"],
-                          noise=beta, secret_norm=gamma)  # fmt: skip
-    sh, sb, secs, flips, reached = [], [], [], [], []
-    for i in track(range(n), f"lattice {task.name}"):
-        h = rff.RandomFourierFeaturesClassifier(
-            n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
-            random_state=seed * 7919 + 3 * n + i,
-        )  # fmt: skip
-        h.fit(task.X_train, task.y_train)
-        b, _ = rff.plant(
-            rff.RandomFourierFeaturesClassifier(
-                n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
-                random_state=seed * 7919 + 4 * n + i,
-            ),
-            task.X_train, task.y_train, sparsity=k, beta=beta,
-        )  # fmt: skip
-        rh = det.recover(h, Evidence(seed=i))
-        rb = det.recover(b, Evidence(seed=i))
-        sh.append(rh.score)
-        sb.append(rb.score)
-        secs += [rh.seconds, rb.seconds]
-        reached.append(rb.reached_block)
-        flips.append(recovered_flip_rate(b, rb, task.X_test))
-    a, ci = auroc_with_ci(np.array(sh), np.array(sb), n_boot=500, seed=seed)
+                          noise=max(beta, 1e-4), secret_norm=gamma)  # fmt: skip
+    task = point.data()
+    table = score_population(
+        RFFAttack(point), n, [det], seed=seed, n_jobs=n_jobs, n_queries=len(task.X_test),
+        label=f"lattice {task.name} beta={beta:g}",
+    )  # fmt: skip
+    summ = table.summary("lattice", n_boot=n_boot)
+    got = [p.outcomes["lattice"] for p in table.pairs]
+    ok = summ["status"] == "scored"
+    flips = [b["details"].get("recovered_key_flip_rate", 0.0) if ok else np.nan for _, b in got]
+    reached = [[int(o["details"].get("reached_block", 0)) if ok else 0 for o in pair]
+               for pair in got]  # fmt: skip
+    secs = [o["details"].get("seconds", np.nan) if ok else np.nan for pair in got for o in pair]
+    nan = float("nan")
     return {
-        "auroc": a,
-        "auroc_ci": list(ci),
-        "key_recovery_rate": float(np.mean(np.array(flips) >= RECOVERY_FLIP)),
+        "status": summ["status"],
+        "reason": summ.get("reason", ""),
+        "auroc": summ.get("auroc", nan),
+        "auroc_ci": summ.get("auroc_ci", [nan, nan]),
+        "advantage": summ.get("advantage", nan),
+        "advantage_heldout": (summ.get("advantage_heldout") or {}).get("advantage"),
+        "advantage_heldout_ci": (summ.get("advantage_heldout") or {}).get("ci"),
+        "key_recovery_rate": float(np.mean(np.array(flips) >= RECOVERY_FLIP)) if ok else nan,
         "recovered_key_flip_rate": float(np.mean(flips)),
         "seconds_per_model": float(np.mean(secs)),
         "block_size": int(cfg["block_size"]),
-        "block_size_reached_backdoored": reached,
+        "block_size_reached_backdoored": [b for _, b in reached],
+        "max_block_reached": int(max(max(r) for r in reached)),
         "max_seconds": float(cfg["max_seconds"]),
+        "models_per_side": n,
         "task": {
             "name": task.name,
             "d": int(task.X_train.shape[1]),
-            "m": m,
+            "m": point.sizes(False)[2],
             "k": k,
             "beta": beta,
             "gamma": float(gamma),
             "models_per_side": n,
         },
-        "scores_honest": sh,
-        "scores_backdoored": sb,
+        "scores_honest": [h["score"] for h, _ in got],
+        "scores_backdoored": [b["score"] for _, b in got],
     }
 
 

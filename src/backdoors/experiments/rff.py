@@ -1,16 +1,22 @@
 """Experiment ``rff``: the white-box undetectable RFF backdoor, measured (paper §6).
 
-Per task: populations of honest and backdoored learners from independent seeds (same data,
-same code, only the frequency coins differ); accuracy parity, flip rates with controls,
-perturbation norms, every registered weight detector (AUROC with bootstrap CI), the cost of
-being a backdoored learner (sampler and fit time), the toy-regime secret recovery, and the
-primal lattice attack (``lattice`` detector) on its own population at a size where it runs,
-each recovery proven by activating with the recovered key.
+Per task: a population of honest and backdoored learners (:class:`~backdoors.attacks.rff.
+RFFAttack` at one :class:`~backdoors.attacks.rff.RFFPoint`), scored through the one
+evaluation pipeline (:func:`backdoors.pair_scoring.score_population`: member ``i`` of both
+sides uses seed ``seed + i``; same data, same estimator, only the frequency coins differ; every
+detector runs through :func:`backdoors.scoring.run_detector`, and the honest member of a seed
+gets that seed's planted key as its control key). Measured: accuracy parity, flip rates with
+controls, perturbation norms, every registered weight detector (AUROC with bootstrap CI,
+distinguishing advantage in-sample and held out), the cost of being a backdoored learner
+(sampler and fit time), the toy-regime secret recovery, and the primal lattice attack
+(``lattice`` detector) on its own population at a size where it runs, each recovery proven by
+activating with the recovered key. ``BACKDOORS_JOBS`` sets the joblib workers (default 2).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,15 +24,16 @@ from typing import Any
 import numpy as np
 
 from backdoors import rff
-from backdoors.detectors import DETECTORS, Evidence
-from backdoors.errors import NotApplicableError
+from backdoors.attacks import Built
+from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors.detectors import DETECTORS
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_at, lattice_population
 from backdoors.experiments.signature import interleaved_ratio
-from backdoors.metrics import auroc_with_ci, mean_diff_ci
-from backdoors.progress import track
+from backdoors.metrics import mean_diff_ci
+from backdoors.pair_scoring import PairTable, score_population
 from backdoors.records import Timer, make_record
-from backdoors.rff_tasks import Task, mnist_binary, planar
+from backdoors.rff_tasks import Task
 from backdoors.sampling import GaussianCoins
 from backdoors.toy_attack import grid_size, recovered, search_secret
 
@@ -61,7 +68,7 @@ QUICK = {
     "reps": 3,
     "lattice": {
         "d": 24,
-        "pop": 3,
+        "pop": 4,  # >= 4 per side: the held-out advantage needs two halves of two
         "m": 300,
         "k": 8,
         "beta": 1e-3,
@@ -106,55 +113,63 @@ def flip_stats(
     }
 
 
-def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Train the populations and score them with every applicable registered detector."""
-    n, m, k = sizes["pop"], sizes["m"], sizes["k"]
-    rng = np.random.default_rng(seed)
-    scores: dict[str, dict[str, list[float]]] = {}
-    acc_h, acc_b, flips = [], [], []
-    for i in track(range(n), f"RFF populations {task.name}"):
-        h = rff.RandomFourierFeaturesClassifier(
-            n_components=m,
-            bandwidth=task.bandwidth,
-            alpha=rff.DEFAULTS.alpha,
-            random_state=seed * 7919 + i,
-        )
-        h.fit(task.X_train, task.y_train)
-        b, key = rff.plant(
-            rff.RandomFourierFeaturesClassifier(
-                n_components=m,
-                bandwidth=task.bandwidth,
-                alpha=rff.DEFAULTS.alpha,
-                random_state=seed * 7919 + n + i,
-            ),
-            task.X_train,
-            task.y_train,
-            sparsity=k,
-        )
-        acc_h.append(float(np.mean(h.predict(task.X_test) == task.y_test)))
-        acc_b.append(float(np.mean(b.predict(task.X_test) == task.y_test)))
-        flips.append(flip_stats(b, key, task.X_test, rng))
-        decoy = rff.generate(task.X_train.shape[1], k, scale=task.bandwidth, random_state=10**7 + i)
-        for name, cls in DETECTORS.items():
-            if not cls.needs <= {"weights", "key"} or name == "lattice":
-                continue  # white-box weight detectors only (lattice: own population below)
-            det = cls()
-            try:
-                sh = det.score(h, Evidence(key=decoy, seed=i))
-                sb = det.score(b, Evidence(key=key, seed=i))
-            except NotApplicableError:
-                continue
-            scores.setdefault(name, {"honest": [], "backdoored": []})
-            scores[name]["honest"].append(float(sh))
-            scores[name]["backdoored"].append(float(sb))
-    gap, gap_ci = mean_diff_ci(np.array(acc_h), np.array(acc_b), seed=seed)
+def measure_flips(honest: Built, backdoored: Built) -> dict[str, float]:
+    """Per pair, in the worker: :func:`flip_stats` of the backdoored member on its test inputs.
+    The random-direction control draws from the member's seed (its root stream; the learner's
+    coins use the seed's spawned children, :func:`backdoors.rff.coin_streams`)."""
+    rng = np.random.default_rng(backdoored.seed)
+    return flip_stats(backdoored.model, backdoored.key, backdoored.X_test, rng)
+
+
+def weight_detectors() -> list[str]:
+    """Registered white-box detectors that read only the weights (and the key, for the
+    ``rff_key_aware`` control); the lattice attack is scored on its own population."""
+    return [
+        name
+        for name, cls in DETECTORS.items()
+        if cls.needs <= {"weights", "key"} and not cls.per_input and name != "lattice"
+    ]
+
+
+def summaries(
+    table: PairTable, names: list[str], n_boot: int = 1000
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """(``{detector: summary}`` of the detectors that scored every member, ``{detector:
+    reason}`` of those that failed with an error); a detector that does not apply to RFF
+    models is in neither."""
+    out: dict[str, dict] = {}
+    errors: dict[str, str] = {}
+    for name in names:
+        s = table.summary(name, n_boot=n_boot)
+        if s["status"] == "scored":
+            out[name] = s
+        elif any(o["status"] == "error" for p in table.pairs for o in p.outcomes[name]):
+            errors[name] = s["reason"]
+    return out, errors
+
+
+def population(
+    point: RFFPoint, sizes: dict[str, Any], seed: int, *, n_jobs: int = 1, quick: bool = False
+) -> dict[str, Any]:
+    """Score ``sizes['pop']`` seeds (``seed + i``) of ``point`` with every weight detector
+    (:func:`backdoors.pair_scoring.score_population`: both members of a seed built and scored
+    in one worker; the honest member gets the same seed's planted key as its control key)."""
+    names = weight_detectors()
+    task = point.data(quick)
+    table = score_population(
+        RFFAttack(point), sizes["pop"], names, seed=seed, quick=quick, n_jobs=n_jobs,
+        measure=measure_flips, label=f"RFF populations {task.name}",
+    )  # fmt: skip
+    acc_h, acc_b = table.accuracies()
+    flips = [p.measured for p in table.pairs]
+    gap, gap_ci = mean_diff_ci(acc_h, acc_b, seed=seed)
     out: dict[str, Any] = {
         "accuracy_honest": float(np.mean(acc_h)),
         "accuracy_backdoored": float(np.mean(acc_b)),
         "accuracy_gap": gap,
         "accuracy_gap_ci": list(gap_ci),
-        "population": n,
-        "n_components": m,
+        "population": sizes["pop"],
+        "n_components": point.sizes(quick)[2],
         "bandwidth": task.bandwidth,
     }
     for key_name in flips[0]:
@@ -163,16 +178,20 @@ def population(task: Task, sizes: dict[str, Any], seed: int) -> dict[str, Any]:
             float(np.nanmean(vals)) if key_name != "flip_rate_margin" else float(np.nanmin(vals))
         )
     out["flip_rate_margin_mean"] = float(np.nanmean([f["flip_rate_margin"] for f in flips]))
-    aurocs, cis = {}, {}
-    for name, s in scores.items():
-        a, ci = auroc_with_ci(
-            np.array(s["honest"]), np.array(s["backdoored"]), n_boot=500, seed=seed
-        )
-        aurocs[name], cis[name] = a, list(ci)
-    out["auroc_key_aware"] = aurocs.pop("rff_key_aware", float("nan"))
-    out["auroc_key_aware_ci"] = cis.pop("rff_key_aware", [float("nan")] * 2)
-    out["auroc_key_oblivious"], out["auroc_key_oblivious_ci"] = aurocs, cis
-    out["_scores"] = scores
+    summ, errors = summaries(table, names)
+    nan = float("nan")
+    aware = summ.pop("rff_key_aware", {})
+    out["auroc_key_aware"] = aware.get("auroc", nan)
+    out["auroc_key_aware_ci"] = aware.get("auroc_ci", [nan, nan])
+    out["advantage_key_aware"] = aware.get("advantage", nan)
+    out["auroc_key_oblivious"] = {n: s["auroc"] for n, s in summ.items()}
+    out["auroc_key_oblivious_ci"] = {n: s["auroc_ci"] for n, s in summ.items()}
+    out["advantage_key_oblivious"] = {n: s["advantage"] for n, s in summ.items()}
+    held = {n: s["advantage_heldout"] or {} for n, s in summ.items()}
+    out["advantage_key_oblivious_heldout"] = {n: h.get("advantage") for n, h in held.items()}
+    out["advantage_key_oblivious_heldout_ci"] = {n: h.get("ci") for n, h in held.items()}
+    if errors:
+        out["detector_errors"] = errors
     return out
 
 
@@ -270,50 +289,50 @@ def _plots(out_dir: Path, res: dict[str, Any], example: tuple) -> list[str]:
 @EXPERIMENTS.register("rff")
 def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
+    n_jobs = int(os.environ.get("BACKDOORS_JOBS", "2"))
     timer = Timer()
-    tasks = [mnist_binary(*sizes["n_mnist"])] + [planar(d, seed=seed) for d in sizes["dims"]]
+    m, k = sizes["m"], sizes["k"]
+    n_tr, n_te = sizes["n_mnist"]
+    sized = {"n_components": m, "sparsity": k}
+    points = [RFFPoint("mnist", n_train=n_tr, n_test=n_te, **sized)] + [
+        RFFPoint("planar", d, n_train=1500, n_test=500, data_seed=seed, **sized)
+        for d in sizes["dims"]
+    ]
     per_task: dict[str, Any] = {}
-    for task in tasks:
-        with timer(task.name):
-            per_task[task.name] = population(task, sizes, seed)
-    primary = per_task[tasks[0].name]
-    metrics = {k: v for k, v in primary.items() if not k.startswith("_")}
+    for point in points:
+        name = point.data().name
+        with timer(name):
+            per_task[name] = population(point, sizes, seed, n_jobs=n_jobs)
+    primary_task = points[0].data()
+    primary = per_task[primary_task.name]
+    metrics = dict(primary)
     with timer("timing"):
-        metrics.update(timing(tasks[0], sizes, seed))
+        metrics.update(timing(primary_task, sizes, seed))
     with timer("toy_attack"):
         metrics["toy_attack_success"], metrics["toy_attack_cost"] = toy_attack(sizes, seed)
     with timer("lattice"):
-        lat_cfg = sizes["lattice"]
-        lat_task = planar(lat_cfg["d"], n_train=1000, n_test=500, seed=seed)
-        lat = lattice_population(lat_task, lat_cfg, seed)
+        c = sizes["lattice"]
+        lat_point = RFFPoint("planar", c["d"], n_train=1000, n_test=500, n_components=c["m"],
+                             sparsity=c["k"], beta=c["beta"], data_seed=seed)  # fmt: skip
+        lat = lattice_population(lat_point, c, seed, n_jobs=n_jobs)
     metrics["auroc_key_oblivious"]["lattice"] = lat["auroc"]
     metrics["auroc_key_oblivious_ci"]["lattice"] = lat["auroc_ci"]
+    metrics["advantage_key_oblivious"]["lattice"] = lat["advantage"]
+    metrics["advantage_key_oblivious_heldout"]["lattice"] = lat["advantage_heldout"]
+    metrics["advantage_key_oblivious_heldout_ci"]["lattice"] = lat["advantage_heldout_ci"]
     metrics["lattice_key_recovery_rate"] = lat["key_recovery_rate"]
     metrics["lattice_seconds_per_model"] = lat["seconds_per_model"]
     metrics["lattice_block_size"] = lat["block_size"]
     metrics["lattice"] = lat
     ex = rff.RandomFourierFeaturesClassifier(
-        n_components=sizes["m"], bandwidth=tasks[0].bandwidth, alpha=rff.DEFAULTS.alpha
-    ).fit(tasks[0].X_train[:200], tasks[0].y_train[:200])
-    metrics["lattice_at_primary"] = lattice_at(ex, sizes["k"], 1e-3)
-    metrics["tasks"] = {
-        n: {k: v for k, v in r.items() if not k.startswith("_")} for n, r in per_task.items()
-    }
+        n_components=m, bandwidth=primary_task.bandwidth, alpha=rff.DEFAULTS.alpha
+    ).fit(primary_task.X_train[:200], primary_task.y_train[:200])
+    metrics["lattice_at_primary"] = lattice_at(ex, k, 1e-3)
+    metrics["tasks"] = per_task
     plots = []
     if out_dir is not None:
-        t = tasks[0]
-        b, key = rff.plant(
-            rff.RandomFourierFeaturesClassifier(
-                n_components=sizes["m"],
-                bandwidth=t.bandwidth,
-                alpha=rff.DEFAULTS.alpha,
-                random_state=seed,
-            ),
-            t.X_train,
-            t.y_train,
-            sparsity=sizes["k"],
-        )
-        plots = _plots(out_dir, primary, (b, key, t.X_test))
+        b = RFFAttack(points[0]).build(seed, True)
+        plots = _plots(out_dir, primary, (b.model, b.key, b.X_test))
     notes = [
         "Top-level metrics are for MNIST 0-4 vs 5-9 (pixels in [0,1]); per-task results are "
         "under 'tasks'.",
@@ -330,6 +349,11 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "lattice_at_primary gives the status there and the *estimated* block sizes "
         "(backdoors.lattice_cost, an extrapolation). A key counts as recovered only when the "
         "recovered direction, used as the key, flips >= 90% of test inputs.",
+        "Every population goes through pair_scoring.score_population: member i of both sides "
+        "uses seed seed + i, detectors run through scoring.run_detector in the worker, and the "
+        "honest member's control key (rff_key_aware) is the planted key of the same seed. "
+        "advantage_* is the distinguishing advantage (in-sample best threshold); *_heldout "
+        "fixes orientation and threshold on even-indexed seeds and measures on the odd ones.",
     ]
     params = {
         "quick": quick,
@@ -337,6 +361,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "gamma": "2 sqrt(k)",
         "beta": 1e-3,
         "alpha": rff.DEFAULTS.alpha,
+        "seeds": "seed + i (both sides)",
+        "n_jobs": n_jobs,
     }
     return make_record(
         "rff", params, seed, metrics, dict(timer.timings), artifacts={"plots": plots}, notes=notes

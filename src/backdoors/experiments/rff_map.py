@@ -10,7 +10,14 @@ and the feature count m, on the synthetic :func:`~backdoors.rff_tasks.planar` ta
     support-guessing hybrid (:mod:`backdoors.lattice_cost`, an extrapolation);
 (b) the flip rate of the genuine key on inputs past the margin bound and on all inputs;
 (c) the accuracy gap (backdoored - honest) with a bootstrap CI;
-and the AUROC of every other shipped weight detector.
+and the AUROC and distinguishing advantage (in-sample, and held out) of every other shipped
+weight detector.
+
+Every point is one population through the one evaluation pipeline
+(:func:`backdoors.pair_scoring.score_population`: member ``i`` of both sides uses seed
+``seed + i``, detectors run through :func:`backdoors.scoring.run_detector` in the worker, the
+honest member of a seed gets that seed's planted key as its control key). ``BACKDOORS_JOBS``
+sets the joblib workers (default 2).
 
 Verdict per point: *effective* = flip >= 0.99 on margin inputs, margin inputs >= half of all
 inputs (the flip on margin inputs is guaranteed by the bound, so the margin fraction carries
@@ -20,6 +27,7 @@ or the lattice recovered a key.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,22 +35,19 @@ from typing import Any
 import numpy as np
 
 from backdoors import rff
-from backdoors.detectors import DETECTORS, Evidence
-from backdoors.detectors.lattice import LatticeDetector
-from backdoors.errors import NotApplicableError
+from backdoors.attacks.rff import RFFAttack, RFFPoint
 from backdoors.experiments import EXPERIMENTS
-from backdoors.experiments.rff import flip_stats
+from backdoors.experiments._rff_lattice import lattice_population
+from backdoors.experiments.rff import measure_flips, summaries, weight_detectors
 from backdoors.lattice_cost import feasible_here, required_block_size, sparse_hybrid
 from backdoors.lattice_cost import finite as _finite
-from backdoors.metrics import auroc_with_ci, mean_diff_ci
-from backdoors.progress import track
+from backdoors.metrics import mean_diff_ci
+from backdoors.pair_scoring import score_population
 from backdoors.records import Timer, make_record
-from backdoors.rff_tasks import Task, planar
 
 DETECT = 0.9  # AUROC at which a detector counts as detecting
 FLIP = 0.99  # flip rate on margin inputs for "effective"
 MARGIN_FRACTION = 0.5  # ... with at least this fraction of inputs past the margin bound
-RECOVERY_FLIP = 0.9  # a recovered direction counts as the key if it flips this many inputs
 #: What runs here (2 shared cores): BKZ-30 on a rank <= 400 lattice (the outside evaluation's
 #: BKZ-30 on 200 rows took 20-70 s), after at most 2^10 support guesses.
 RUNNABLE = {"max_block": 30, "max_log2_trials": 10.0, "max_rank": 400}
@@ -74,7 +79,7 @@ FULL: dict[str, Any] = {
 QUICK: dict[str, Any] = {
     "betas": (1e-3, 1e-1),
     "rows": [{"d": 24, "m": 300, "k": 8}, {"d": 64, "m": 300, "k": 16}],
-    "pop": 3,
+    "pop": 4,  # as in full mode: the held-out advantage needs >= 4 per side
     "n_train": 400,
     "lattice": {
         "pop": 2,
@@ -86,69 +91,29 @@ QUICK: dict[str, Any] = {
 
 
 def _weight_detectors() -> list[str]:
-    return [
-        n
-        for n, cls in DETECTORS.items()
-        if cls.needs <= {"weights", "key"} and n not in ("lattice", "rff_key_aware")
-    ]
+    return [n for n in weight_detectors() if n != "rff_key_aware"]
 
 
-def _lattice(task: Task, honest: list, planted: list, beta: float, gamma: float,
-             cfg: dict[str, Any], seed: int) -> dict[str, Any]:  # fmt: skip
-    """Lattice detector on the first ``cfg['pop']`` members of each side; recovery is proven
-    by activation with the recovered direction."""
-    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=cfg["max_seconds"],
-                          noise=max(beta, 1e-4), secret_norm=gamma)  # fmt: skip
-    sh, sb, secs, rec, flips, reached = [], [], [], [], [], []
-    for i in range(cfg["pop"]):
-        for model, out in ((honest[i], sh), (planted[i][0], sb)):
-            res = det.recover(model, Evidence(seed=seed + i))
-            out.append(res.score)
-            secs.append(res.seconds)
-            reached.append(res.reached_block)
-            if out is sb:
-                fl = 0.0
-                if res.recovered:
-                    X = task.X_test
-                    f0 = np.sign(model.decision_function(X))
-                    fl = float(np.mean(np.sign(model.decision_function(
-                        res.activate(X, model.bandwidth_))) != f0))  # fmt: skip
-                flips.append(fl)
-                rec.append(fl >= RECOVERY_FLIP)
-    a, ci = auroc_with_ci(np.array(sh), np.array(sb), n_boot=200, seed=seed)
-    return {"auroc": a, "auroc_ci": list(ci), "key_recovery_rate": float(np.mean(rec)),
-            "recovered_key_flip_rate": float(np.mean(flips)), "seconds_per_model":
-            float(np.mean(secs)), "max_block_reached": int(max(reached)),
-            "block_size": cfg["block_size"], "max_seconds": cfg["max_seconds"],
-            "models_per_side": cfg["pop"], "scores_honest": sh,
-            "scores_backdoored": sb}  # fmt: skip
-
-
-def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], beta: float,
-           sizes: dict[str, Any], seed: int) -> dict[str, Any]:  # fmt: skip
+def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
+           n_jobs: int) -> dict[str, Any]:  # fmt: skip
+    """One grid point: ``sizes['pop']`` seeds (``seed + i``) scored through
+    :func:`backdoors.pair_scoring.score_population`; the lattice, where it runs, on the
+    first ``lattice.pop`` of the same seeds (its own planted members: fresh secrets)."""
     d, m, k = row["d"], row["m"], row["k"]
     gamma = 2 * np.sqrt(k)
-    rng = np.random.default_rng([seed, d, m, k])
-    planted = [
-        rff.plant(rff.RandomFourierFeaturesClassifier(
-                      n_components=m, bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
-                      random_state=seed * 7919 + 500 + i),
-                  task.X_train, task.y_train, sparsity=k, beta=beta)
-        for i in range(sizes["pop"])
-    ]  # fmt: skip
-    acc_b = [float(np.mean(b.predict(task.X_test) == task.y_test)) for b, _ in planted]
-    fl = [flip_stats(b, key, task.X_test, rng) for b, key in planted]
-    gap, gap_ci = mean_diff_ci(np.array(acc_h), np.array(acc_b), seed=seed)
-    names = _weight_detectors()
-    au: dict[str, float] = {}
-    for name in [*names, "rff_key_aware"]:
-        det = DETECTORS.get(name)()
-        try:
-            sh = [det.score(h, Evidence(key=planted[i][1], seed=i)) for i, h in enumerate(honest)]
-            sb = [det.score(b, Evidence(key=key, seed=i)) for i, (b, key) in enumerate(planted)]
-        except NotApplicableError:
-            continue
-        au[name] = auroc_with_ci(np.array(sh), np.array(sb), n_boot=200, seed=seed)[0]
+    point = RFFPoint("planar", d, n_train=sizes["n_train"], n_test=500, n_components=m,
+                     sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
+    names = [*_weight_detectors(), "rff_key_aware"]
+    table = score_population(
+        RFFAttack(point), sizes["pop"], names, seed=seed, n_jobs=n_jobs, measure=measure_flips,
+        label=f"rff-map d={d} m={m} k={k} beta={beta:g}",
+    )  # fmt: skip
+    acc_h, acc_b = table.accuracies()
+    fl = [p.measured for p in table.pairs]
+    gap, gap_ci = mean_diff_ci(acc_h, acc_b, seed=seed)
+    summ, errors = summaries(table, names)
+    aware = summ.pop("rff_key_aware", {})
+    held = {n: s["advantage_heldout"] or {} for n, s in summ.items()}
     primal = required_block_size(d, m, gamma, beta)
     hybrid = sparse_hybrid(d, k, m, gamma, beta)
     margin = [f["flip_rate_margin"] for f in fl]
@@ -163,8 +128,11 @@ def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], be
         "flip_rate_random_direction": float(np.mean([f["flip_rate_random_direction"]
                                                      for f in fl])),
         "perturbation_l2_over_x": float(np.mean([f["perturbation_l2_over_x"] for f in fl])),
-        "auroc_key_aware": au.pop("rff_key_aware", float("nan")),
-        "auroc_weight_detectors": au,
+        "auroc_key_aware": aware.get("auroc", float("nan")),
+        "advantage_key_aware": aware.get("advantage", float("nan")),
+        "auroc_weight_detectors": {n: s["auroc"] for n, s in summ.items()},
+        "advantage_weight_detectors": {n: s["advantage"] for n, s in summ.items()},
+        "advantage_weight_detectors_heldout": {n: h.get("advantage") for n, h in held.items()},
         "estimate_primal_block_size": primal.block_size, "estimate_primal_rows": primal.rows,
         "estimate_primal_log2_cost": _finite(primal.log2_cost),
         "estimate_hybrid_log2_cost": _finite(hybrid.log2_cost),
@@ -173,10 +141,12 @@ def _point(task: Task, honest: list, acc_h: list[float], row: dict[str, int], be
         "estimate_hybrid_log2_trials": _finite(hybrid.log2_trials),
         "estimate_breaks_here": feasible_here(d, k, m, gamma, beta, **RUNNABLE),
     }  # fmt: skip
+    if errors:
+        out["detector_errors"] = errors
     cfg = sizes["lattice"]
     sel = cfg["points"].get((d, m, k))
     if sel is not None and (sel == "all" or beta in sel):
-        out["lattice"] = _lattice(task, honest, planted, beta, gamma, cfg, seed)
+        out["lattice"] = lattice_population(point, cfg, seed, n_jobs=n_jobs, n_boot=200)
     out.update(_verdict(out))
     return out
 
@@ -195,22 +165,14 @@ def _verdict(p: dict[str, Any]) -> dict[str, Any]:
                                              and not p["estimate_breaks_here"])}  # fmt: skip
 
 
-def regime_map(sizes: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """All grid points: honest population once per (d, m, k), a planted one per beta."""
+def regime_map(sizes: dict[str, Any], seed: int, n_jobs: int = 1) -> list[dict[str, Any]]:
+    """All grid points, one population per (d, m, k, beta): the honest members of seed
+    ``seed + i`` are the same estimator at every beta of a row (rebuilt in each worker)."""
     pts = []
     for row in sizes["rows"]:
-        task = planar(row["d"], n_train=sizes["n_train"], n_test=500, seed=seed)
-        honest = [
-            rff.RandomFourierFeaturesClassifier(
-                n_components=row["m"], bandwidth=task.bandwidth, alpha=rff.DEFAULTS.alpha,
-                random_state=seed * 7919 + i)
-            .fit(task.X_train, task.y_train)
-            for i in range(sizes["pop"])
-        ]  # fmt: skip
-        acc_h = [float(np.mean(h.predict(task.X_test) == task.y_test)) for h in honest]
-        for beta in track(sizes["betas"], f"rff-map d={row['d']} m={row['m']} k={row['k']}"):
+        for beta in sizes["betas"]:
             t0 = time.perf_counter()
-            pt = _point(task, honest, acc_h, row, beta, sizes, seed)
+            pt = _point(row, beta, sizes, seed, n_jobs)
             pt["seconds"] = time.perf_counter() - t0
             pts.append(pt)
     return pts
@@ -283,7 +245,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     timer = Timer()
     with timer("map"):
-        pts = regime_map(sizes, seed)
+        pts = regime_map(sizes, seed, n_jobs=int(os.environ.get("BACKDOORS_JOBS", "2")))
     window = _window(pts)
     measured = [p for p in pts if p["effective_and_undetected"] and "lattice" in p]
     metrics = {"points": pts, "window": window, "window_exists": bool(window),
@@ -301,7 +263,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
                     "points": [[*k, v if v == "all" else list(v)]
                                for k, v in lat["points"].items()]},
         "runnable": RUNNABLE, "detect_auroc": DETECT, "effective_flip": FLIP,
-        "margin_fraction": MARGIN_FRACTION,
+        "margin_fraction": MARGIN_FRACTION, "seeds": "seed + i (both sides)",
     }  # fmt: skip
     notes = [
         "Lattice columns are measured only at params.lattice.points (rank <= 400 runs here); "
@@ -316,6 +278,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "Secrets and planted coins come from OS randomness (rff.plant): reruns differ by "
         "sampling noise; populations are small (models_per_side), so AUROC >= 0.9 only flags "
         "near-perfect separation.",
+        "Each point is one pair_scoring.score_population run (seeds seed + i on both sides; "
+        "the honest members of a row are the same estimators at every beta; the honest "
+        "control key is the planted key of the same seed); the lattice runs on the first "
+        "lattice.models_per_side of those seeds, with its own planted members.",
     ]
     return make_record("rff-map", params, seed, metrics, dict(timer.timings),
                        artifacts={"plots": plots}, notes=notes)  # fmt: skip
