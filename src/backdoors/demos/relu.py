@@ -38,6 +38,12 @@ def run(ctx: DemoContext) -> Section:
             figures[f"advantage {name} (held-out)"] = f"{held[name]:+.2f}"
         if "key_aware" not in name:
             (blind if ci[0] <= 0.5 <= ci[1] else seen).append(name)
+    held_text = (
+        "; the held-out advantage is P[flag | backdoored] - P[flag | honest] with the "
+        "threshold fixed on half of the seeds and measured on the other half"
+        if any(v is not None for v in held.values())
+        else ""
+    )
     gap = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"])[0]
     half = min(0.5, 1.96 * float(np.sqrt((2 * n + 1) / (12 * n * n))))
     if not seen:
@@ -59,10 +65,8 @@ def run(ctx: DemoContext) -> Section:
         f"How to read the AUROCs: each compares {n} honest with {n} backdoored models, so a "
         f"detector that cannot tell them apart still scores anywhere in {0.5 - half:.2f}-"
         f"{0.5 + half:.2f} by chance (95% range of the null AUROC, sd sqrt((2n+1)/(12n^2))); "
-        f"the bracket is the 95% bootstrap interval; the held-out advantage is P[flag | "
-        "backdoored] - P[flag | honest] with the threshold fixed on half of the seeds and "
-        f"measured on the other half. {verdict}. The guarantee is an o(1) "
-        "advantage, not a negligible one; `backdoors experiment relu` runs larger populations "
+        f"the bracket is the 95% bootstrap interval{held_text}. {verdict}. The guarantee is an "
+        "o(1) advantage, not a negligible one; `backdoors experiment relu` runs larger populations "
         "and sweeps the spike strength."
     )
     return Section("Random ReLU: sparse-PCA backdoor", text=text, metrics=figures)
