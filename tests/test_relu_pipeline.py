@@ -24,7 +24,8 @@ SMALL = ReLUPoint(d=300, m=30, k=15, theta=2.5, n_train=150, n_test=200)
 def spy(monkeypatch):
     """Record every member built (recipe, seed, side) and every detector score, and whether
     that score was computed inside ``scoring.run_detector`` called from ``pair_scoring``."""
-    log = {"built": [], "scored": [], "outside": [], "keys": []}
+    # "alive" keeps every built model referenced, so that ``id(model)`` names one member
+    log = {"built": [], "scored": [], "outside": [], "keys": [], "alive": []}
     inside = []
     real_run = scoring.run_detector
 
@@ -49,6 +50,7 @@ def spy(monkeypatch):
 
         def build(self, seed, backdoored, quick=False, _real=cls.build):
             built = _real(self, seed, backdoored, quick)
+            log["alive"].append(built.model)
             log["built"].append((type(self).__name__, seed, backdoored, id(built.model),
                                  built.key))  # fmt: skip
             return built
@@ -111,7 +113,8 @@ def test_relu_scale_populations_use_disjoint_seed_blocks_through_the_pipeline(sp
     assert sorted(s for s, bd in built if bd) == sorted(seeds)  # both sides of every seed
     assert spy["outside"] == [] and len(spy["scored"]) > 0
     assert out["n_per_side_at_scale"] == 4 and out["n_per_side_large"] == 6
-    assert set(out["advantage"]) == set(rs.STATS) and set(out["auroc_large"]) == set(rs.CHEAP)
+    assert set(out["advantage"]) == {*rs.STATS, "covariance_thresholding_tuned"}
+    assert set(out["auroc_large"]) == set(rs.CHEAP) and out["covariance_thresholding_tuned_t"]
 
 
 def test_weights_only_members_are_reproducible_and_sides_independent():
