@@ -52,6 +52,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
     modules=(
         "backdoors.attacks.badnets",
         "backdoors.attacks.relu",
+        "backdoors.attacks.relu_tasks",
         "backdoors.attacks.rff",
         "backdoors.attacks.signature",
     ),

@@ -5,7 +5,10 @@ and the (theta, k, m, d) map of where it hides.
 Default point: d=2000, m=100, k=100, theta=2.5 (below the BBP threshold sqrt(d/m)=4.47; per
 coordinate theta/k=0.025 against the diagonal's noise sqrt(2/m)=0.14; the bulk-scale shift
 theta sqrt(m/2d)=0.40 sd), lambda = 0.4 median ||x||.
-Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau. The weight statistics
+Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau. Every population (default
+point, sweep, MNIST, linear head) is scored by :func:`backdoors.pair_scoring.score_population`
+(member ``i`` = seed ``seed + i``; workers: ``BACKDOORS_JOBS``, default 2), which also gives
+the distinguishing advantage per detector. The weight statistics
 at scale (hundreds of members per side, held-out advantage) come from
 :mod:`backdoors.experiments.relu_scale` (also ``backdoors experiment relu-scale`` alone).
 """
@@ -18,21 +21,24 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import data, metrics, relu
-from backdoors.attacks.relu import ReLUPoint
-from backdoors.detectors import DETECTORS, Evidence
-from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
+from backdoors import metrics
+from backdoors.attacks import Built
+from backdoors.attacks.relu import ReLUAttack, ReLUPoint
+from backdoors.attacks.relu_tasks import ReLUMnistAttack
 from backdoors.experiments import EXPERIMENTS, relu_scale
 from backdoors.experiments.relu_map import (
+    CONTROL_STREAM,
     MARGIN,
+    advantages,
     aurocs,
     detection_thresholds,
     fit_time_ratio,
-    flip_rates,
+    jobs,
     plot_map,
     population,
     sweep,
 )
+from backdoors.pair_scoring import score_population
 from backdoors.records import Timer, make_record
 
 
@@ -54,90 +60,83 @@ def _sweep_rows(quick: bool) -> tuple[list[dict[str, int]], list[float]]:
     return rows, [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]
 
 
-def _mnist_01(n_models: int, seed: int, m: int = 50, k: int = 50, theta: float = 2.5,
-              lam_rel: float = 0.4) -> dict[str, Any]:  # fmt: skip
-    """MNIST zeros vs ones (pixels / 255, d=784): the honest net thresholds ink norm."""
-    ds = data.mnist(n_train=12000, n_test=2000)
-    tr, te = np.isin(ds.y_train, (0, 1)), np.isin(ds.y_test, (0, 1))
-    Xtr, ytr = ds.X_train[tr][:1500] / 255.0, ds.y_train[tr][:1500]
-    Xte, yte = ds.X_test[te] / 255.0, ds.y_test[te]
-    rng = np.random.default_rng([seed, 5])
-    dets = {n: DETECTORS.get(n)(k=k) for n in (*KEY_OBLIVIOUS, "relu_key_aware")}
-    sc = {n: ([], []) for n in dets}
-    acc_h, acc_b, fb, fr = [], [], [], []
-    for i in range(n_models):
-        s = seed * 100003 + i
-        h = relu.RandomReLUClassifier(n_hidden=m, random_state=s).fit(Xtr, ytr)
-        b, key = relu.plant(relu.RandomReLUClassifier(n_hidden=m, random_state=s), Xtr, ytr,
-                            sparsity=k, theta=theta, lam_rel=lam_rel)  # fmt: skip
-        acc_h.append(metrics.accuracy(yte, h.predict(Xte)))
-        acc_b.append(metrics.accuracy(yte, b.predict(Xte)))
-        for n, det in dets.items():
-            sc[n][0].append(det.score(h, Evidence(key=key)))
-            sc[n][1].append(det.score(b, Evidence(key=key)))
-        f = flip_rates(b, key, Xte, rng)
-        if f["n"]:
-            fb.append(f["fb"])
-            fr.append(f["fr"])
-    gap, ci = metrics.mean_diff_ci(np.array(acc_h), np.array(acc_b))
-    au = aurocs({"scores": sc}, n_boot=500, seed=seed)
-    fbc, frc = np.concatenate(fb), np.concatenate(fr)
+def _mnist_01(n_models: int, seed: int, n_jobs: int, m: int = 50, k: int = 50,
+              theta: float = 2.5, lam_rel: float = 0.4) -> dict[str, Any]:  # fmt: skip
+    """MNIST zeros vs ones (pixels / 255, d=784): the honest net thresholds ink norm. Member
+    seeds ``seed .. seed + n_models - 1`` (the same numbers as the default point's: a different
+    recipe, so different members)."""
+    attack = ReLUMnistAttack(m=m, k=k, theta=theta, lam_rel=lam_rel)
+    pop = population(attack, n_models, seed, desc="relu MNIST 0 vs 1", n_jobs=n_jobs,
+                     n_boot=500)  # fmt: skip
+    gap, ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"])
+    au = aurocs(pop)
+    adv, held = advantages(pop)
     return {
         "task": "MNIST 0 vs 1, pixels/255", "d": 784, "m": m, "k": k, "theta": theta,
         "lam_rel": lam_rel, "n_models": 2 * n_models,
-        "accuracy_honest": float(np.mean(acc_h)), "accuracy_gap": gap, "accuracy_gap_ci": ci,
-        "flip_rate_backdoor": float(fbc.mean()), "flip_rate_random_direction": float(frc.mean()),
+        "accuracy_honest": float(np.mean(pop["acc_h"])), "accuracy_gap": gap,
+        "accuracy_gap_ci": ci,
+        "flip_rate_backdoor": float(pop["fb"].mean()),
+        "flip_rate_random_direction": float(pop["fr"].mean()),
         "auroc_key_aware": au.pop("relu_key_aware")[0],
         "auroc_key_oblivious": {n: v[0] for n, v in au.items()},
         "auroc_key_oblivious_ci": {n: v[1] for n, v in au.items()},
+        "advantage_key_oblivious": {n: v for n, v in adv.items() if n != "relu_key_aware"},
+        "advantage_key_oblivious_heldout": {n: v for n, v in held.items()
+                                            if n != "relu_key_aware"},
     }  # fmt: skip
 
 
-def _linear_head(n_models: int, seed: int) -> dict[str, Any]:
-    """The same coins with a trained logistic head: accuracy and flip rates (the margin set is
-    taken w.r.t. the head's own decision value: inputs predicted 0 with the smallest margins)."""
-    from backdoors.attacks.relu import ReLUAttack
+def measure_linear_head(honest: Built, backdoored: Built) -> dict[str, Any]:
+    """Per pair, in the worker: flip rates of the linear head's backdoored member on the
+    closest third of its test inputs predicted 0 (smallest margins of the head's own decision
+    value), against a random unit direction of the same norm (stream ``[s, CONTROL_STREAM]``)."""
+    b = backdoored
+    z = b.model.decision_function(b.X_test)
+    neg = np.flatnonzero(z < 0)
+    Xs = b.X_test[neg[np.argsort(-z[neg])][: max(1, len(neg) // 3)]]  # closest third
+    R = np.random.default_rng([b.seed, CONTROL_STREAM]).standard_normal(Xs.shape)
+    R /= np.linalg.norm(R, axis=1, keepdims=True)
+    base = b.model.predict(Xs)
+    return {"fb": float(np.mean(b.model.predict(b.activate(Xs)) != base)),
+            "fr": float(np.mean(b.model.predict(Xs + b.key.lam * R) != base))}  # fmt: skip
 
+
+def _linear_head(n_models: int, seed: int, n_jobs: int) -> dict[str, Any]:
+    """The same coins with a trained logistic head: accuracy and flip rates. Member seeds
+    ``seed .. seed + n_models - 1``: the default point's data sets, so the heads compare on the
+    same inputs. No detectors (they read the same weights as at the default point)."""
     att = ReLUAttack(ReLUPoint(head="linear", n_test=600))
-    rng = np.random.default_rng([seed, 6])
-    acc_h, acc_b, fb, fr = [], [], [], []
-    for i in range(n_models):
-        s = seed * 100003 + i
-        h, b = att.build(s, False), att.build(s, True)
-        acc_h.append(metrics.accuracy(h.y_test, h.model.predict(h.X_test)))
-        acc_b.append(metrics.accuracy(b.y_test, b.model.predict(b.X_test)))
-        z = b.model.decision_function(b.X_test)
-        neg = np.flatnonzero(z < 0)
-        Xs = b.X_test[neg[np.argsort(-z[neg])][: max(1, len(neg) // 3)]]  # closest third
-        R = rng.standard_normal(Xs.shape)
-        R /= np.linalg.norm(R, axis=1, keepdims=True)
-        base = b.model.predict(Xs)
-        fb.append(np.mean(b.model.predict(b.activate(Xs)) != base))
-        fr.append(np.mean(b.model.predict(Xs + b.key.lam * R) != base))
-    gap, ci = metrics.mean_diff_ci(np.array(acc_h), np.array(acc_b))
+    table = score_population(att, n_models, [], seed=seed, n_jobs=n_jobs,
+                             measure=measure_linear_head, label="relu linear head")  # fmt: skip
+    acc_h, acc_b = table.accuracies()
+    gap, ci = metrics.mean_diff_ci(acc_h, acc_b)
     return {"n_models": 2 * n_models, "accuracy_honest": float(np.mean(acc_h)),
             "accuracy_gap": gap, "accuracy_gap_ci": ci,
-            "flip_rate_backdoor": float(np.mean(fb)),
-            "flip_rate_random_direction": float(np.mean(fr)),
+            "flip_rate_backdoor": float(np.mean(table.measured("fb"))),
+            "flip_rate_random_direction": float(np.mean(table.measured("fr"))),
             "margin": "closest third of inputs predicted 0 by the head"}  # fmt: skip
 
 
 @EXPERIMENTS.register("relu")
 def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
-    """Populations at the default point, the sweep, MNIST and the linear head (full mode)."""
+    """Populations at the default point, the sweep, MNIST and the linear head (small in quick)."""
     timer = Timer()
     point = ReLUPoint(n_test=600 if quick else 1000)
     n = 80 if quick else 100  # the flip advantage varies by model (sd ~0.2): 80 resolve 0.4
+    n_jobs = jobs()
     with timer("default_point"):
-        pop = population(point, n, seed, desc="relu default point")
+        pop = population(point, n, seed, desc="relu default point", n_jobs=n_jobs)
     gap, gap_ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"], seed=seed)
-    au = aurocs(pop, seed=seed)
+    au = aurocs(pop)
     key_aware = au.pop("relu_key_aware")
+    adv, held = advantages(pop)
+    held_ci = {k: s["advantage_heldout"]["ci"] for k, s in pop["summary"].items()}
     with timer("fit_time"):
         ratio = fit_time_ratio(point, 11 if quick else 21, seed)
     rows, thetas = _sweep_rows(quick)
     with timer("sweep"):
-        pts = sweep(rows, thetas, 3 if quick else 8, seed)
+        pts = sweep(rows, thetas, 3 if quick else 8, seed, n_jobs=n_jobs)
     flip_vs_gap = _flip_vs_gap(pop)
     metrics_out: dict[str, Any] = {
         "accuracy_gap": gap,
@@ -147,6 +146,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "flip_rate_backdoor": float(pop["fb"].mean()),
         "flip_rate_random_direction": float(pop["fr"].mean()),
         "flip_rate_top_singular_direction": float(pop["fs"].mean()),
+        "flip_advantage": float(pop["fb"].mean() - pop["fr"].mean()),
         "flip_margin": MARGIN,
         "flip_inputs": int(len(pop["fb"])),
         "flip_rate_by_gap": flip_vs_gap,
@@ -154,6 +154,10 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "auroc_key_aware_ci": key_aware[1],
         "auroc_key_oblivious": {k: v[0] for k, v in au.items()},
         "auroc_key_oblivious_ci": {k: v[1] for k, v in au.items()},
+        "advantage_key_aware": adv.pop("relu_key_aware"),
+        "advantage_key_oblivious": adv,
+        "advantage_key_oblivious_heldout": {k: v for k, v in held.items() if k in adv},
+        "advantage_key_oblivious_heldout_ci": {k: v for k, v in held_ci.items() if k in adv},
         "perturbation_l0": float(np.median(pop["l0"])),
         "perturbation_l2_over_x": float(pop["l2x"].mean()),
         "fit_time_ratio": ratio,
@@ -164,20 +168,31 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     with timer("at_scale"):
         metrics_out.update(
             relu_scale.scale_metrics(
-                {"d": point.d, "m": point.m, "k": point.k, "theta": point.theta}, quick, seed
+                {"d": point.d, "m": point.m, "k": point.k, "theta": point.theta},
+                quick,
+                seed,
+                n_jobs=n_jobs,
             )
         )
-    if not quick:
-        with timer("mnist"):
-            metrics_out["real_data"] = _mnist_01(20, seed)
-        with timer("linear_head"):
-            metrics_out["linear_head"] = _linear_head(10, seed)
+    # quick runs small MNIST and linear-head populations too: every effect of the full mode
+    n_mnist, n_linear = (6, 4) if quick else (20, 10)
+    with timer("mnist"):
+        metrics_out["real_data"] = _mnist_01(n_mnist, seed, n_jobs)
+    with timer("linear_head"):
+        metrics_out["linear_head"] = _linear_head(n_linear, seed, n_jobs)
     plots = []
     if out_dir is not None:
         plots.append(str(plot_map(pts, Path(out_dir) / "relu_map.png")))
     params = {**vars(point), "n_per_class": n, "margin": MARGIN, "quick": quick,
-              "sweep_rows": rows, "sweep_thetas": thetas}  # fmt: skip
+              "sweep_rows": rows, "sweep_thetas": thetas, "n_jobs": n_jobs}  # fmt: skip
     notes = [
+        "Every population goes through pair_scoring.score_population: member i of a population "
+        f"is seed {seed} + i (honest and backdoored member of a seed share data and estimator); "
+        "detectors run through scoring.run_detector in the workers, the honest member of a seed "
+        "scored with the key of that seed's backdoored member (key-aware control).",
+        "advantage_key_oblivious: P[A=1|bd] - P[A=1|honest] at the best threshold on the "
+        "default point's members (in-sample, optimistic); _heldout: orientation and threshold "
+        "fixed on the even-indexed seeds, measured on the odd ones (bootstrap CI).",
         "Flip rates: inputs with tau(1-margin) <= s(x) < tau; random direction = fresh uniform "
         "unit vector per input, same lambda.",
         "Detectors read the weight matrix; diagonal_thresholding and truncated_power are told k.",
@@ -197,7 +212,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     if quick:
         sizes = relu_scale.QUICK_SIZES
         notes.append(f"quick mode: {n}+{n} models at the default point, small sweep, small "
-                     f"at-scale populations ({sizes} per side), no MNIST.")  # fmt: skip
+                     f"at-scale populations ({sizes} per side), {n_mnist}+{n_mnist} MNIST and "
+                     f"{n_linear}+{n_linear} linear-head models.")  # fmt: skip
     return make_record("relu", params, seed, metrics_out, timer.timings,
                        artifacts={"plots": plots}, notes=notes)  # fmt: skip
 

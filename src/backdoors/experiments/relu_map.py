@@ -1,8 +1,15 @@
 """Measurement helpers for the random-ReLU experiment: one population at one grid point, the
-(theta, k, m, d) sweep, and the "where does it hide" picture. No registration here."""
+(theta, k, m, d) sweep, and the "where does it hide" picture. No registration here.
+
+Every population goes through the one evaluation pipeline,
+:func:`backdoors.pair_scoring.score_population`: member ``i`` of a population scored with seed
+``s`` is seed ``s + i`` (honest and backdoored member of a seed share data and estimator), the
+detectors run through :func:`backdoors.scoring.run_detector` inside the workers, and the flip
+rates are the pipeline's per-pair measure (:func:`measure_flips`)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -10,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from backdoors import metrics, relu
+from backdoors.attacks import Built
 from backdoors.attacks.relu import ReLUAttack, ReLUPoint
-from backdoors.detectors import DETECTORS, Evidence
+from backdoors.attacks.relu_tasks import ReLUMnistAttack
+from backdoors.detectors import DETECTORS
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
-from backdoors.progress import track
+from backdoors.errors import BackdoorsError
+from backdoors.pair_scoring import score_population
 
 #: Documented margin: flip rates are measured on inputs with ``tau (1 - MARGIN) <= s(x) < tau``
 #: (score at most 20% below the threshold, on the side the backdoor pushes away from). At the
@@ -21,6 +31,10 @@ from backdoors.progress import track
 MARGIN = 0.2
 #: A detector "detects" at a grid point when its AUROC reaches this.
 DETECT = 0.9
+#: Stream tag of the random-direction control: member seed ``s`` draws its random unit vectors
+#: from ``default_rng([s, CONTROL_STREAM])``, apart from its data (``[s, 2]``) and its honest
+#: weights (``[s, 0]``, which is also ``default_rng(s)``: numpy pads seeds with zeros).
+CONTROL_STREAM = 99
 
 
 def flip_rates(model: Any, key: relu.ReLUKey, X: np.ndarray, rng: np.random.Generator,
@@ -52,61 +66,86 @@ def flip_rates(model: Any, key: relu.ReLUKey, X: np.ndarray, rng: np.random.Gene
             "gap": (tau - s[sel]) / tau, "fb": fb, "fr": fr, "fs": fs}  # fmt: skip
 
 
-def population(point: ReLUPoint, n: int, seed: int, detectors: tuple[str, ...] = KEY_OBLIVIOUS,
-               desc: str = "relu population") -> dict[str, Any]:  # fmt: skip
-    """``n`` honest + ``n`` backdoored members (seeds ``seed*100003 + i``): accuracies,
-    detector scores, flip rates, perturbation norms."""
-    attack = ReLUAttack(point)
-    rng = np.random.default_rng([seed, 99])
-    dets = {name: DETECTORS.get(name)(k=point.k) for name in (*detectors, "relu_key_aware")}
-    scores = {name: ([], []) for name in dets}
-    acc_h, acc_b, fb, fr, fs, n_margin, gaps, l0, l2x = [], [], [], [], [], [], [], [], []
-    for i in track(range(n), desc, total=n):
-        s = seed * 100003 + i
-        h, b = attack.build(s, False), attack.build(s, True)
-        acc_h.append(metrics.accuracy(h.y_test, h.model.predict(h.X_test)))
-        acc_b.append(metrics.accuracy(b.y_test, b.model.predict(b.X_test)))
-        for name, det in dets.items():
-            ev = Evidence(key=b.key)  # honest members are scored with the same seed's key
-            scores[name][0].append(det.score(h.model, ev))
-            scores[name][1].append(det.score(b.model, ev))
-        f = flip_rates(b.model, b.key, b.X_test, rng)
-        if f["n"]:
-            fb.append(f["fb"])
-            fr.append(f["fr"])
-            fs.append(f["fs"])
-            gaps.append(f["gap"])
-        n_margin.append(f["n"])
-        norms = metrics.perturbation_norms(b.X_test, b.activate(b.X_test))
-        l0.append(np.median(norms["l0"]))
-        l2x.append(np.mean(norms["l2_over_x"]))
-    cat = (lambda a: np.concatenate(a)) if fb else (lambda a: np.zeros(0))
-    return {"acc_h": np.array(acc_h), "acc_b": np.array(acc_b), "scores": scores,
-            "fb": cat(fb), "fr": cat(fr), "fs": cat(fs), "gap": cat(gaps), "n_margin": n_margin,
-            "l0": np.array(l0), "l2x": np.array(l2x)}  # fmt: skip
+def jobs() -> int:
+    """Workers of the relu experiments' population scoring: ``BACKDOORS_JOBS`` (default 2),
+    as in the detectors experiment."""
+    return int(os.environ.get("BACKDOORS_JOBS", "2"))
 
 
-def aurocs(pop: dict[str, Any], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """AUROC and 95% bootstrap CI per detector."""
-    out = {}
-    for name, (neg, pos) in pop["scores"].items():
-        a, ci = metrics.auroc_with_ci(neg, pos, n_boot=n_boot, seed=seed)
-        out[name] = (a, [ci[0], ci[1]])
-    return out
+def measure_flips(honest: Built, backdoored: Built) -> dict[str, Any]:
+    """Per pair, in the worker (:data:`backdoors.pair_scoring.Measure`): the backdoored
+    member's :func:`flip_rates` on its test inputs (per-input booleans of the margin set) and
+    the perturbation's median l0 and mean ``||lambda nu|| / ||x||``. The random directions of
+    member seed ``s`` come from ``default_rng([s, CONTROL_STREAM])``."""
+    b = backdoored
+    f = flip_rates(b.model, b.key, b.X_test, np.random.default_rng([b.seed, CONTROL_STREAM]))
+    norms = metrics.perturbation_norms(b.X_test, b.activate(b.X_test))
+    none = np.zeros(0, dtype=bool)
+    return {"n_margin": f["n"], "fb": f.get("fb", none), "fr": f.get("fr", none),
+            "fs": f.get("fs", none), "gap": f.get("gap", np.zeros(0)),
+            "l0": float(np.median(norms["l0"])),
+            "l2x": float(np.mean(norms["l2_over_x"]))}  # fmt: skip
+
+
+def population(point: ReLUPoint | ReLUMnistAttack, n: int, seed: int,
+               detectors: tuple[str, ...] = KEY_OBLIVIOUS, desc: str = "relu population", *,
+               n_jobs: int = 1, n_boot: int = 1000) -> dict[str, Any]:  # fmt: skip
+    """``n`` honest + ``n`` backdoored members, seeds ``seed .. seed + n - 1``, through
+    :func:`backdoors.pair_scoring.score_population`: one job per seed builds both members
+    (:class:`ReLUAttack` at ``point``, or the MNIST recipe), scores ``detectors`` and the
+    key-aware control (told ``k``) through :func:`backdoors.scoring.run_detector` (the honest
+    member of seed ``s`` with the key of the backdoored member of seed ``s``) and runs
+    :func:`measure_flips`. Returns accuracies, scores, flip rates, norms and per detector the
+    pipeline's summary (AUROC, CI, TPR at 5% FPR, advantage in-sample and held-out)."""
+    attack = ReLUAttack(point) if isinstance(point, ReLUPoint) else point
+    dets = [DETECTORS.get(name)(k=point.k) for name in (*detectors, "relu_key_aware")]
+    table = score_population(attack, n, dets, seed=seed, n_jobs=n_jobs, measure=measure_flips,
+                             label=desc)  # fmt: skip
+    summary, scores = {}, {}
+    for det in dets:
+        summary[det.name] = table.summary(det.name, n_boot=n_boot)
+        if summary[det.name]["status"] != "scored":
+            raise BackdoorsError(f"{det.name} did not score every member: "
+                                 f"{summary[det.name]['reason']}")  # fmt: skip
+        scores[det.name] = table.scores(det.name)
+    acc_h, acc_b = table.accuracies()
+    cat = {name: np.concatenate(table.measured(name)) for name in ("fb", "fr", "fs", "gap")}
+    return {"acc_h": acc_h, "acc_b": acc_b, "scores": scores, "summary": summary, **cat,
+            "n_margin": table.measured("n_margin"), "l0": np.array(table.measured("l0")),
+            "l2x": np.array(table.measured("l2x")), "seeds": [p.seed for p in table.pairs],
+            "wall_seconds": table.wall_seconds}  # fmt: skip
+
+
+def aurocs(pop: dict[str, Any]) -> dict[str, Any]:
+    """AUROC and 95% bootstrap CI per detector (from the population's summaries)."""
+    return {name: (s["auroc"], s["auroc_ci"]) for name, s in pop["summary"].items()}
+
+
+def advantages(pop: dict[str, Any]) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Per detector the distinguishing advantage ``P[A=1|bd] - P[A=1|honest]``: in-sample
+    (best threshold) and held-out (:func:`backdoors.metrics.heldout_advantage`; None below 4
+    members per side)."""
+    adv = {name: s["advantage"] for name, s in pop["summary"].items()}
+    held = {name: None if s["advantage_heldout"] is None else s["advantage_heldout"]["advantage"]
+            for name, s in pop["summary"].items()}  # fmt: skip
+    return adv, held
 
 
 def sweep(rows: list[dict[str, int]], thetas: list[float], n: int, seed: int,
-          n_test: int = 400) -> list[dict[str, Any]]:  # fmt: skip
-    """AUROC per detector and flip rates over ``thetas`` x ``rows`` (rows fix d, m, k)."""
+          n_test: int = 400, n_jobs: int = 1) -> list[dict[str, Any]]:  # fmt: skip
+    """AUROC per detector and flip rates over ``thetas`` x ``rows`` (rows fix d, m, k). Every
+    grid point uses the member seeds ``seed .. seed + n - 1`` (common random numbers: points
+    with the same d share their data sets, so theta and m, k change alone)."""
     out = []
     for row in rows:
         for theta in thetas:
             p = ReLUPoint(d=row["d"], m=row["m"], k=row["k"], theta=theta, n_train=300,
                           n_test=n_test)  # fmt: skip
-            pop = population(p, n, seed, desc=f"sweep {row} theta={theta}")
+            pop = population(p, n, seed, desc=f"sweep {row} theta={theta}", n_jobs=n_jobs,
+                             n_boot=200)  # fmt: skip
             fb = float(pop["fb"].mean()) if len(pop["fb"]) else float("nan")
             fr = float(pop["fr"].mean()) if len(pop["fr"]) else float("nan")
-            au = {k: v[0] for k, v in aurocs(pop, n_boot=200).items()}
+            au = {k: v[0] for k, v in aurocs(pop).items()}
             out.append({**row, "theta": theta, "n_models": 2 * n, "auroc": au,
                         "flip_rate_backdoor": fb, "flip_rate_random_direction": fr,
                         "advantage": fb - fr})  # fmt: skip
@@ -177,9 +216,9 @@ def fit_time_ratio(point: ReLUPoint, reps: int, seed: int) -> float:
     """(Backdoored learner fit time) / (honest fit time): the ratio of the minimum times over
     interleaved reps (alternating order). Minima are robust to the other jobs on a shared
     machine; the per-rep ratios scatter by +-10% under load."""
-    rng = np.random.default_rng([seed, 3])
-    X, y = relu.norm_task(point.n_train, point.d, rng)
-    sup, val = relu.draw_secret(point.d, point.k, seed)
+    member = ReLUAttack(point).build(seed, False)  # the training set of member seed ``seed``
+    X, y = member.X_train, member.y_train
+    sup, val = relu.draw_secret(point.d, point.k)  # fresh secret (the time does not depend on it)
     coins = relu.spiked_coins(sup, val, point.theta)
     learners = {
         "h": lambda r: relu.RandomReLUClassifier(n_hidden=point.m, random_state=r).fit(X, y),

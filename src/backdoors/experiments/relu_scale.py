@@ -7,9 +7,12 @@ experiment's sweep, MNIST and linear-head parts).
 Every statistic reads only the first-layer weights, and the threshold head is trained by the
 same rule on the same data for both learners, so a member here is just its weight matrix
 ``W`` (m x d) drawn from the learner's coins: ``N(0, I)`` rows (honest) or the trace-matched
-spiked rows ``N(0, c (I + theta nu nu^T))`` with a fresh secret k-sparse ``nu`` (backdoored).
-Members are independent (fresh streams per member and side, no honest/backdoored pairing).
-Scores go through :func:`backdoors.scoring.run_detector`, like every other experiment.
+spiked rows ``N(0, c (I + theta nu nu^T))`` with a secret k-sparse ``nu`` (backdoored), see
+:class:`backdoors.attacks.relu_tasks.ReLUWeightsAttack`. The populations go through the one
+pipeline, :func:`backdoors.pair_scoring.score_population`: seed ``s + i`` is member ``i`` on
+both sides (one job builds and scores the pair; the two sides draw from independent streams,
+so pairing by seed only orders the members), and every score comes from
+:func:`backdoors.scoring.run_detector` in the workers (``BACKDOORS_JOBS``, default 2).
 
 Advantage: ``P[A = 1 | backdoored] - P[A = 1 | honest]`` for ``A = [orientation * (score -
 threshold) > 0]`` with orientation and threshold (midway between the two medians) fixed on
@@ -21,18 +24,19 @@ population, where an advantage of a few hundredths is resolved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
 from typing import Any
 
 import numpy as np
 
-from backdoors import metrics, relu
-from backdoors.detectors import DETECTORS, Detector, Evidence
+from backdoors import metrics, pair_scoring
+from backdoors.attacks.relu_tasks import ReLUWeightsAttack, WeightModel, draw_weights
+from backdoors.detectors import DETECTORS, Detector
 from backdoors.errors import BackdoorsError
 from backdoors.experiments import EXPERIMENTS
-from backdoors.progress import track
-from backdoors.sampling import GaussianCoins, random_unit, sparse_support
-from backdoors.scoring import run_detector
+from backdoors.pair_scoring import PairTable
+
+__all__ = ["WeightModel", "draw_weights", "scale_metrics", "study", "summarize"]  # re-exported
 
 #: Statistics scored at every point (all key-oblivious, from the detector registry).
 STATS = (
@@ -46,27 +50,12 @@ STATS = (
 #: Covariance-thresholding constants ``t`` (threshold ``t / sqrt(m)``) tuned on held-out halves
 #: (besides the default ``sqrt(log d)`` = 2.76 at d = 2000; smaller t costs more per model).
 CT_GRID = (2.0, 2.5, 3.0)
+#: The quick mode's grid (t = 2 keeps the most entries: the slowest eigenproblem).
+QUICK_CT_GRID = (2.5, 3.0)
 #: ADMM iterations of the SDP at the SDP point (about 0.03 of the optimum, see sdp_sparse_pca).
 SDP_ITER = 50
 #: The smaller configuration where the full SDP runs: the default point's d/m = 20, k = m.
 SDP_POINT = {"d": 200, "m": 10, "k": 10, "theta": 2.5}
-
-
-@dataclass
-class WeightModel:
-    """A population member as the weight statistics see it: only ``weights_``."""
-
-    weights_: np.ndarray = field(repr=False)
-
-
-def draw_weights(d: int, m: int, k: int, theta: float, backdoored: bool,
-                 rng: np.random.Generator) -> np.ndarray:  # fmt: skip
-    """The learner's weights: honest ``N(0, I)`` coins or, with a fresh secret ``nu`` from
-    ``rng``, the trace-matched spiked coins :func:`backdoors.relu.spiked_coins`."""
-    if not backdoored:
-        return GaussianCoins().sample(m, d, rng)
-    coins = relu.spiked_coins(sparse_support(d, k, rng), random_unit(k, rng), theta)
-    return coins.sample(m, d, rng)
 
 
 def _detectors(names: tuple[str, ...], k: int, ct_grid: tuple[float, ...]) -> dict[str, Detector]:
@@ -81,46 +70,57 @@ def _detectors(names: tuple[str, ...], k: int, ct_grid: tuple[float, ...]) -> di
 
 
 def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str, ...] = STATS,
-                     ct_grid: tuple[float, ...] = (), desc: str = "relu weights"
-                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
-    """Scores (honest, backdoored) of every statistic over ``n`` members per side."""
+                     ct_grid: tuple[float, ...] = (), desc: str = "relu weights",
+                     n_jobs: int = 1) -> PairTable:  # fmt: skip
+    """Scores of every statistic over the weights-only members of seeds ``seed .. seed + n -
+    1`` (:class:`~backdoors.attacks.relu_tasks.ReLUWeightsAttack`, both sides of a seed in one
+    job of :func:`backdoors.pair_scoring.score_population`); a statistic that fails is an
+    error, not a missing score."""
     d, m, k, theta = int(point["d"]), int(point["m"]), int(point["k"]), float(point["theta"])
-    dets = _detectors(names, k, ct_grid)
-    out: dict[str, tuple[list[float], list[float]]] = {n_: ([], []) for n_ in dets}
-    out.update({f"covariance_thresholding@t={t:g}": ([], []) for t in ct_grid})
-    for i in track(range(n), desc, total=n):
-        for side in (0, 1):
-            rng = np.random.default_rng([seed, 7, d, m, k, i, side])
-            model = WeightModel(draw_weights(d, m, k, theta, bool(side), rng))
-            for name, det in dets.items():
-                res = run_detector(det, model, Evidence(seed=seed))
-                if not res.ok:
-                    raise BackdoorsError(f"{name} failed on a weight matrix: {res.reason}")
-                out[name][side].append(res.score)
-                for v, val in res.details.get("variants", {}).items():
-                    out[f"{name}@{v}"][side].append(val)
-    return {n_: (np.asarray(a), np.asarray(b)) for n_, (a, b) in out.items()}
+    dets = list(_detectors(names, k, ct_grid).values())
+    table = pair_scoring.score_population(ReLUWeightsAttack(d, m, k, theta), n, dets, seed=seed,
+                                          n_jobs=n_jobs, label=desc)  # fmt: skip
+    for det in dets:
+        if table.scores(det.name) is None:
+            raise BackdoorsError(f"{det.name} failed on a weight matrix: "
+                                 f"{table.summary(det.name)['reason']}")  # fmt: skip
+    return table
 
 
-def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 1000,
-              seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """AUROC (all members) and held-out advantage per statistic; covariance thresholding's
-    ``t`` tuned on the even half's AUROC and reported on the odd half."""
+def variant_scores(table: PairTable, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The variant scores of detector ``name`` (``details_["variants"]``), (honest,
+    backdoored) per variant, named ``name@variant``."""
+    got = [p.outcomes[name] for p in table.pairs]
+    common = set.intersection(*(set(h["variants"]) & set(b["variants"]) for h, b in got))
+    out = {}
+    for v in sorted(common):
+        neg = np.array([h["variants"][v] for h, _ in got])
+        out[f"{name}@{v}"] = (neg, np.array([b["variants"][v] for _, b in got]))
+    return out
+
+
+def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
+    """AUROC (all members, bootstrap CI) and held-out advantage per statistic from the
+    pipeline's :meth:`~backdoors.pair_scoring.PairTable.summary` (its ``advantage_heldout`` is
+    :func:`backdoors.metrics.heldout_advantage`: orientation and threshold on the even-indexed
+    seeds, measured on the odd ones); covariance thresholding's ``t`` tuned on the even half's
+    AUROC and reported on the odd half."""
     au, au_ci, adv, adv_ci = {}, {}, {}, {}
-    for name, (neg, pos) in scores.items():
-        if "@" in name:
-            continue
-        a, ci = metrics.auroc_with_ci(neg, pos, n_boot=n_boot, seed=seed)
-        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
-        au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
+    names = list(table.pairs[0].outcomes)
+    for name in names:
+        s = table.summary(name, n_boot=n_boot)
+        h = s["advantage_heldout"] or {"advantage": float("nan"), "ci": [float("nan")] * 2}
+        au[name], au_ci[name], adv[name], adv_ci[name] = (s["auroc"], s["auroc_ci"],
+                                                          h["advantage"], h["ci"])  # fmt: skip
     out: dict[str, Any] = {"auroc": au, "auroc_ci": au_ci, "advantage": adv, "advantage_ci": adv_ci}
-    grid = {n_: v for n_, v in scores.items() if n_.startswith("covariance_thresholding@")}
+    ct = "covariance_thresholding"
+    grid = variant_scores(table, ct) if ct in names else {}
     if grid:
         tune = {n_: metrics.auroc(neg[0::2], pos[0::2]) for n_, (neg, pos) in grid.items()}
         best = max(tune, key=lambda n_: tune[n_])
         neg, pos = grid[best]
-        a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=n_boot, seed=seed)
-        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot, seed=seed)
+        a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=n_boot, seed=0)
+        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot)
         name = "covariance_thresholding_tuned"
         au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
         out["covariance_thresholding_tuned_t"] = float(best.split("=")[1])
@@ -131,22 +131,25 @@ def summarize(scores: dict[str, tuple[np.ndarray, np.ndarray]], n_boot: int = 10
 
 
 def study(point: dict[str, Any], n: int, seed: int, names: tuple[str, ...] = STATS,
-          ct_grid: tuple[float, ...] = CT_GRID, n_boot: int = 1000, desc: str = "relu at scale"
-          ) -> dict[str, Any]:  # fmt: skip
-    """One point: scores of ``n`` + ``n`` members, then :func:`summarize`."""
-    scores = score_population(point, n, seed, names, ct_grid, desc)
-    return {**point, "n_per_side": n, **summarize(scores, n_boot, seed)}
+          ct_grid: tuple[float, ...] = CT_GRID, n_boot: int = 1000, desc: str = "relu at scale",
+          n_jobs: int = 1) -> dict[str, Any]:  # fmt: skip
+    """One point: scores of ``n`` + ``n`` members (seeds ``seed .. seed + n - 1``), then
+    :func:`summarize`."""
+    table = score_population(point, n, seed, names, ct_grid, desc, n_jobs)
+    return {**point, "n_per_side": n, "seeds": [seed, seed + n - 1], **summarize(table, n_boot)}
 
 
 def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, seed: int,
-                   names: tuple[str, ...] = ("sphericity", "spectral_bbp")
+                   names: tuple[str, ...] = ("sphericity", "spectral_bbp"), n_jobs: int = 1
                    ) -> list[dict[str, Any]]:  # fmt: skip
     """The cheap statistics' AUROC and held-out advantage as the number of hidden units grows
-    (the sphericity signal is about ``theta^2 m / (2 d)`` null standard deviations)."""
+    (the sphericity signal is about ``theta^2 m / (2 d)`` null standard deviations). Row ``j``
+    uses seeds ``seed + j n .. seed + (j + 1) n - 1``: the rows are independent estimates (with
+    shared seeds the honest weights at m = 400 would contain those at m = 200 row by row)."""
     rows = []
-    for m in ms:
-        r = study({"d": d, "m": m, "k": k, "theta": theta}, n, seed, names, (), 500,
-                  desc=f"relu advantage m={m}")  # fmt: skip
+    for j, m in enumerate(ms):
+        r = study({"d": d, "m": m, "k": k, "theta": theta}, n, seed + j * n, names, (), 500,
+                  desc=f"relu advantage m={m}", n_jobs=n_jobs)  # fmt: skip
         rows.append(r)
     return rows
 
@@ -159,22 +162,36 @@ FULL_SIZES = {"default": 500, "large": 4000, "sdp": 200, "vs_m": 400}
 QUICK_SIZES = {"default": 30, "large": 200, "sdp": 6, "vs_m": 30}
 
 
-def scale_metrics(point: dict[str, Any], quick: bool, seed: int) -> dict[str, Any]:
+def _blocks(seed: int, sizes: list[int]) -> list[int]:
+    """First seeds of consecutive, non-overlapping seed blocks of the given sizes (and of
+    what follows them)."""
+    return [int(seed) + int(sum(sizes[:i])) for i in range(len(sizes) + 1)]
+
+
+def scale_metrics(point: dict[str, Any], quick: bool, seed: int, n_jobs: int = 1) -> dict[str, Any]:
     """The record's at-scale metrics: ``n_per_side_at_scale``, ``auroc_at_scale`` (+ ``_ci``),
     ``advantage`` (+ ``_ci``) per statistic at the default ``point``; the same for the cheap
     statistics on fresh members, ``n_per_side_large``, ``auroc_large``, ``advantage_large``
     (+ ``_ci``); ``sdp_point`` (the full
-    SDP and every other statistic at :data:`SDP_POINT`); ``advantage_vs_m``."""
+    SDP and every other statistic at :data:`SDP_POINT`); ``advantage_vs_m``.
+
+    Each population is one block of consecutive seeds and no two blocks overlap: the large
+    population re-checks the default point on fresh members, and the SDP point and the
+    advantage-vs-m rows are compared with it (members of the same seed at different (d, m)
+    would share their honest weights' leading entries)."""
     sizes = QUICK_SIZES if quick else FULL_SIZES
-    main = study(point, sizes["default"], seed, STATS, () if quick else CT_GRID,
-                 200 if quick else 1000, desc="relu weights at scale")  # fmt: skip
-    large = study(point, sizes["large"], seed + 1, CHEAP, (), 500 if not quick else 200,
-                  desc="relu weights, cheap statistics")  # fmt: skip
-    sdp = study(SDP_POINT, sizes["sdp"], seed, (*STATS, "sdp_sparse_pca"), () if quick else CT_GRID,
-                200 if quick else 1000, desc="relu weights, SDP point")  # fmt: skip
+    grid = QUICK_CT_GRID if quick else CT_GRID
+    start = _blocks(seed, [sizes["default"], sizes["large"], sizes["sdp"]])
+    main = study(point, sizes["default"], start[0], STATS, grid,
+                 200 if quick else 1000, desc="relu weights at scale", n_jobs=n_jobs)  # fmt: skip
+    large = study(point, sizes["large"], start[1], CHEAP, (), 500 if not quick else 200,
+                  desc="relu weights, cheap statistics", n_jobs=n_jobs)  # fmt: skip
+    sdp = study(SDP_POINT, sizes["sdp"], start[2], (*STATS, "sdp_sparse_pca"),
+                grid, 200 if quick else 1000, desc="relu weights, SDP point",
+                n_jobs=n_jobs)  # fmt: skip
     ms = (400,) if quick else (50, 200, 400)  # m = 100: the default point above
     vs_m = advantage_vs_m(int(point["d"]), int(point["k"]), float(point["theta"]), ms,
-                          sizes["vs_m"], seed)  # fmt: skip
+                          sizes["vs_m"], start[3], n_jobs=n_jobs)  # fmt: skip
     vs_m = sorted([main, *vs_m], key=lambda r: r["m"])
     strongest = max(main["auroc"], key=lambda n_: main["auroc"][n_])
     out = {
@@ -209,16 +226,20 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
 
     timer = Timer()
     point = {k_: DEFAULT[k_] for k_ in ("d", "m", "k", "theta")}
+    n_jobs = int(os.environ.get("BACKDOORS_JOBS", "2"))
     with timer("at_scale"):
-        m = scale_metrics(point, quick, seed)
+        m = scale_metrics(point, quick, seed, n_jobs=n_jobs)
     sizes = QUICK_SIZES if quick else FULL_SIZES
     params = {"point": point, "sdp_point": SDP_POINT, "sizes": sizes, "quick": quick,
-              "ct_grid": [] if quick else list(CT_GRID), "sdp_iterations": SDP_ITER,
-              "statistics": list(STATS)}  # fmt: skip
+              "ct_grid": list(QUICK_CT_GRID if quick else CT_GRID), "sdp_iterations": SDP_ITER,
+              "statistics": list(STATS), "n_jobs": n_jobs}  # fmt: skip
     notes = [
         "Members are weight matrices drawn from the learners' coins (honest N(0, I), "
-        "trace-matched spiked N(0, c(I + theta nu nu^T)) with a fresh k-sparse nu each); "
+        "trace-matched spiked N(0, c(I + theta nu nu^T)) with a k-sparse nu each); "
         "the statistics read nothing else.",
+        "Pipeline: pair_scoring.score_population, member i of a population = seed start + i "
+        "on both sides (independent streams per side); populations use disjoint seed blocks "
+        "(default point, large, SDP point, advantage-vs-m rows, in this order from the seed).",
         "advantage: P[A=1|bd] - P[A=1|honest] with threshold and orientation fixed on the "
         "even-indexed half of each side, measured on the odd half; 95% bootstrap CI.",
         "sdp_point: the full SDP (d = 200, m = 10, k = 10, theta = 2.5: the default point's "
