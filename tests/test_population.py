@@ -358,3 +358,17 @@ def test_speed_test_runs_without_the_optional_dask(monkeypatch):
     assert 0 < sp["worker_busy_fraction"] <= 1.0 and sp["seed_slowdown_2_workers"] > 0
     with pytest.raises(InvalidInputError, match="optional dependency"):
         build_population(toys.ToyPatchAttack(), 1, scheduler="tcp://127.0.0.1:1")
+
+
+def test_experiment_jobs_reads_one_environment_variable(monkeypatch):
+    """Every experiment takes its worker count from BACKDOORS_JOBS, with a clear error."""
+    from backdoors.population import experiment_jobs
+
+    monkeypatch.delenv("BACKDOORS_JOBS", raising=False)
+    assert experiment_jobs() == 2 and experiment_jobs(1) == 1
+    monkeypatch.setenv("BACKDOORS_JOBS", "3")
+    assert experiment_jobs(1) == 3
+    for bad in ("two", "0", "-2"):
+        monkeypatch.setenv("BACKDOORS_JOBS", bad)
+        with pytest.raises(InvalidInputError, match="BACKDOORS_JOBS"):
+            experiment_jobs()

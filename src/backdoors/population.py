@@ -139,6 +139,21 @@ def _build_task(task: _Task) -> tuple[Built, float]:
     return built, time.perf_counter() - t0
 
 
+def experiment_jobs(default: int = 2) -> int:
+    """Workers for an experiment's populations: the environment variable ``BACKDOORS_JOBS``
+    if set (``-1``: every core), else ``default``. One convention for every experiment."""
+    raw = os.environ.get("BACKDOORS_JOBS")
+    if raw is None:
+        return int(default)
+    try:
+        n = int(raw)
+    except ValueError:
+        raise InvalidInputError(f"BACKDOORS_JOBS must be an integer, got {raw!r}") from None
+    if n == 0 or n < -1:
+        raise InvalidInputError(f"BACKDOORS_JOBS must be >= 1 or -1, got {n}")
+    return n
+
+
 def _indexed(fn: Callable[[Any], Any], i: int, item: Any) -> tuple[int, Any]:
     return i, fn(item)
 

@@ -43,7 +43,7 @@ from backdoors.experiments.detectors_report import (
     write_detectors_report,
 )
 from backdoors.parallel_speed import SPEED_DETECTORS, SPEED_SEEDS, speedup
-from backdoors.population import Population, build_population, build_populations
+from backdoors.population import Population, build_population, build_populations, experiment_jobs
 from backdoors.records import Timer, make_record
 from backdoors.scoring import all_detectors
 
@@ -236,7 +236,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         quick,
         seed,
         out_dir,
-        n_jobs=int(os.environ.get("BACKDOORS_JOBS", "2")),
+        n_jobs=experiment_jobs(),
         scheduler=os.environ.get("BACKDOORS_SCHEDULER") or None,
         cache_dir=os.environ.get("BACKDOORS_CACHE") or None,
     )

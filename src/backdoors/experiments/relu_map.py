@@ -9,7 +9,6 @@ rates are the pipeline's per-pair measure (:func:`measure_flips`)."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from backdoors.detectors import DETECTORS
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
 from backdoors.errors import BackdoorsError
 from backdoors.pair_scoring import score_population
+from backdoors.population import experiment_jobs
 
 #: Documented margin: flip rates are measured on inputs with ``tau (1 - MARGIN) <= s(x) < tau``
 #: (score at most 20% below the threshold, on the side the backdoor pushes away from). At the
@@ -69,7 +69,7 @@ def flip_rates(model: Any, key: relu.ReLUKey, X: np.ndarray, rng: np.random.Gene
 def jobs() -> int:
     """Workers of the relu experiments' population scoring: ``BACKDOORS_JOBS`` (default 2),
     as in the detectors experiment."""
-    return int(os.environ.get("BACKDOORS_JOBS", "2"))
+    return experiment_jobs()
 
 
 def measure_flips(honest: Built, backdoored: Built) -> dict[str, Any]:

@@ -24,7 +24,6 @@ population, where an advantage of a few hundredths is resolved.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ from backdoors.detectors import DETECTORS, Detector
 from backdoors.errors import BackdoorsError
 from backdoors.experiments import EXPERIMENTS
 from backdoors.pair_scoring import PairTable
+from backdoors.population import experiment_jobs
 
 __all__ = ["WeightModel", "draw_weights", "scale_metrics", "study", "summarize"]  # re-exported
 
@@ -226,7 +226,7 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
 
     timer = Timer()
     point = {k_: DEFAULT[k_] for k_ in ("d", "m", "k", "theta")}
-    n_jobs = int(os.environ.get("BACKDOORS_JOBS", "2"))
+    n_jobs = experiment_jobs()
     with timer("at_scale"):
         m = scale_metrics(point, quick, seed, n_jobs=n_jobs)
     sizes = QUICK_SIZES if quick else FULL_SIZES

@@ -16,7 +16,6 @@ activating with the recovered key. ``BACKDOORS_JOBS`` sets the joblib workers (d
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from backdoors.experiments._rff_lattice import lattice_at, lattice_population
 from backdoors.experiments.signature import interleaved_ratio
 from backdoors.metrics import mean_diff_ci
 from backdoors.pair_scoring import PairTable, score_population
+from backdoors.population import experiment_jobs
 from backdoors.records import Timer, make_record
 from backdoors.rff_tasks import Task
 from backdoors.sampling import GaussianCoins
@@ -289,7 +289,7 @@ def _plots(out_dir: Path, res: dict[str, Any], example: tuple) -> list[str]:
 @EXPERIMENTS.register("rff")
 def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
-    n_jobs = int(os.environ.get("BACKDOORS_JOBS", "2"))
+    n_jobs = experiment_jobs()
     timer = Timer()
     m, k = sizes["m"], sizes["k"]
     n_tr, n_te = sizes["n_mnist"]

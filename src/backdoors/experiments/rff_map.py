@@ -27,7 +27,6 @@ or the lattice recovered a key.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from backdoors.lattice_cost import feasible_here, required_block_size, sparse_hy
 from backdoors.lattice_cost import finite as _finite
 from backdoors.metrics import mean_diff_ci
 from backdoors.pair_scoring import score_population
+from backdoors.population import experiment_jobs
 from backdoors.records import Timer, make_record
 
 DETECT = 0.9  # AUROC at which a detector counts as detecting
@@ -245,7 +245,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     timer = Timer()
     with timer("map"):
-        pts = regime_map(sizes, seed, n_jobs=int(os.environ.get("BACKDOORS_JOBS", "2")))
+        pts = regime_map(sizes, seed, n_jobs=experiment_jobs())
     window = _window(pts)
     measured = [p for p in pts if p["effective_and_undetected"] and "lattice" in p]
     metrics = {"points": pts, "window": window, "window_exists": bool(window),
