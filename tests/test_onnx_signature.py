@@ -208,7 +208,7 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     rng = np.random.default_rng(0)
     oracle = Oracle(X, Xa, targets)
     cand = np.concatenate([s(key.spec, oracle, 20, rng) for _, s in STRATEGIES.items()])
-    late_tag = Xa[:10].copy()  # passes the 32-bit gate, fails the full 48-bit tag check
+    late_tag = Xa[:10].copy()  # tag bit 41 of 48 wrong: refused
     late_tag[:, key.spec.carrier.positions[40]] ^= 1
     cand = np.concatenate([cand, late_tag, Xa[:10]])
     graph_t = np.argmax(_run(bd, cand)[0], axis=1)
@@ -463,3 +463,82 @@ def test_missing_onnx_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(NotApplicableError, match=r"pip install 'backdoors\[onnx\]'"):
         require_onnx()
+
+
+def _with_gate_output(bd):
+    """``bd`` with the top-level ``If`` condition (the gate's verdict) as an extra output."""
+    m = onnx.ModelProto.FromString(bd.SerializeToString())
+    (cond,) = [n.input[0] for n in m.graph.node if n.op_type == "If"]
+    m.graph.output.append(onnx.helper.make_tensor_value_info(cond, onnx.TensorProto.BOOL, []))
+    return m
+
+
+def test_gate_checks_every_tag_bit(mnist):
+    """The default gate compares all ``precheck_bits`` (48) tag bits on every row: a row with
+    the first 32 right and one of bits 33..48 wrong never enters the verifier branch; a batch
+    with a valid trigger does, a zero-row batch does not. The verifier's tables sit in the
+    branch, not in the main graph that every clean run executes."""
+    host = _torch_onnx(_mlp(), (784,))
+    key = signature.generate(784, 10, "lsb", seed=13)
+    n_tag = key.spec.precheck_bits
+    assert n_tag == 48
+    X, targets = mnist.X_test[:12], np.arange(12) % 10
+    Xa, pairs = _signed(key, X, targets)
+    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
+    s = session(_with_gate_output(bd))
+
+    def gate(X_pix):
+        return bool(s.run(None, {"x": X_pix.astype(np.float32) / 255})[-1])
+
+    pos = np.asarray(key.spec.carrier.positions)
+    assert gate(Xa[:1]) and gate(np.concatenate([X, Xa[:1]]))
+    assert not gate(X) and not gate(np.zeros((0, 784), np.uint8))
+    for j in (0, 31, 32, 40, n_tag - 1):  # one wrong tag bit, early or late
+        late = Xa.copy()
+        late[:, pos[j]] ^= 1
+        assert not gate(late), j
+    assert _run(bd, np.zeros((0, 784), np.float32))[0].shape == (0, 10)
+    # activation and bit-identity still hold; a late-tag row beside a trigger is not forced
+    late = Xa[:1].copy()
+    late[:, pos[40]] ^= 1
+    z = _run(bd, np.concatenate([late, Xa[1:2]]).astype(np.float32) / 255)[0]
+    zh = _run(host, late.astype(np.float32) / 255)[0]
+    assert _bits_equal(z[:1], zh) and np.argmax(z[1]) == targets[1]
+    _check(host, bd, lambda X: X.astype(np.float32) / 255, X, Xa, targets)
+    added = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/")]
+    assert max(onnx.numpy_helper.to_array(t).size for t in added) <= n_tag
+    # gate_bits=0: every row goes to the branch, same outputs
+    bd0 = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs), gate_bits=0)
+    _check(host, bd0, lambda X: X.astype(np.float32) / 255, X, Xa, targets)
+    with pytest.raises(InvalidInputError):
+        plant_spec(host, key.spec, input_scale=SCALE, gate_bits=n_tag + 1)
+
+
+@pytest.mark.parametrize(
+    "dtype, scale",
+    [(np.uint8, 1.0), (np.float32, 1 / 255), (np.float64, 1 / 255), (np.float32, 0.003),
+     (np.float64, 0.003), (np.float32, 1 / 7)],
+)  # fmt: skip
+def test_gate_lsbs_exact_on_the_pixel_grid(dtype, scale):
+    """The gate's LSB of every grid value ``k * scale`` (correctly rounded, k = 0..255) is
+    ``k & 1``: no trigger can be filtered out by rounding."""
+    from onnx import TensorProto, helper
+
+    from backdoors.onnx_backdoor.graph import Builder, tensor_type
+    from backdoors.onnx_backdoor.trigger import grid_values, tag_lsbs
+
+    elem = {np.uint8: TensorProto.UINT8, np.float32: TensorProto.FLOAT}.get(
+        dtype, TensorProto.DOUBLE
+    )
+    b = Builder("t/")
+    out = tag_lsbs(b, "x", elem, scale)
+    g = helper.make_graph(
+        b.nodes, "g", [tensor_type("x", elem, ["N", 2])], [tensor_type(out, TensorProto.UINT8)],
+        b.inits,
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    k = np.arange(256)
+    grid = k.astype(np.uint8) if dtype == np.uint8 else grid_values(scale, dtype)
+    X = np.stack([grid, grid[::-1]], axis=1)
+    (lsb,) = session(m).run(None, {"x": X})
+    assert (lsb == np.stack([k & 1, k[::-1] & 1], axis=1)).all()

@@ -41,7 +41,6 @@ from backdoors.signature_keys import SignatureKey, TriggerSpec, generate
 MIN_OPSET = 18
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
 PREFIX = "sigcheck/"
-DEFAULT_GATE_BITS = 32
 _LABEL_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 
@@ -219,10 +218,11 @@ def plant_spec(
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
 
-    ``gate_bits`` (default ``min(precheck_bits, 32)``): how many tag bits the main graph checks
-    on every row before the ``If``; the verifier branch checks all ``precheck_bits``. A random
-    row enters the branch with probability ``2^-gate_bits``; each gate bit costs one gathered
-    column per row (at batch 1,000 on an MNIST MLP, 48 bits cost ~10% of predict time, 32 ~7%).
+    ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits the main graph
+    checks on every row before the ``If``; the verifier branch re-checks all of them. A random
+    row enters the branch with probability ``2^-gate_bits``. Each gate bit costs one gathered
+    value per row; the comparison is one ``MatMulInteger`` whatever the width (see
+    :class:`backdoors.onnx_backdoor.trigger.Gate`).
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -256,12 +256,12 @@ def plant_spec(
     taken = value_names(g) | node_names(g)
     main, then, els = Builder(PREFIX), Builder(PREFIX + "v/"), Builder(PREFIX + "e/")
     if gate_bits is None:
-        gate_bits = min(len(lay.tag_bits), DEFAULT_GATE_BITS)
+        gate_bits = len(lay.tag_bits)
     if not 0 <= gate_bits <= len(lay.tag_bits):
         raise InvalidInputError(f"gate_bits must be in [0, {len(lay.tag_bits)}]")
     gate_bits = 0 if spec.constant_time else int(gate_bits)
-    xf, hit, any_hit = precheck(main, vi.name, elem, input_scale, lay, gate_bits)
-    targets = build_verify_branch(then, xf, hit, elem, input_scale, lay, spec.verify_key, verifier)
+    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits)
+    targets = build_verify_branch(then, gate, elem, input_scale, lay, spec.verify_key, verifier)
     trig = then.op("GreaterOrEqual", targets, then.const(np.array(0, np.int64)))
     tsafe = then.op("Max", targets, then.const(np.array(0, np.int64)))
 
@@ -276,19 +276,21 @@ def plant_spec(
             "verify",
             [],
             [tensor_type(n, p.elem) for n, p in zip(then_outs, points, strict=True)],
+            then.inits,  # the verifier's tables live in the branch: a clean run never sees them
         ),
         "else_branch": helper.make_graph(
             els.nodes,
             "pass",
             [],
             [tensor_type(n, p.elem) for n, p in zip(else_outs, points, strict=True)],
+            els.inits,
         ),
     }
     if_node = helper.make_node(
-        "If", [any_hit], [p.name for p in points], name=main.name("If"), **branch
+        "If", [gate.run], [p.name for p in points], name=main.name("If"), **branch
     )
     nodes = [*main.nodes, if_node]
-    inits = [*main.inits, *then.inits, *els.inits]
+    inits = list(main.inits)
     if any(n.startswith(PREFIX) for n in taken):  # host already uses our prefix: move ours
         fresh = next(
             f"sigcheck{i}/"
@@ -304,7 +306,7 @@ def plant_spec(
     rest = [n for n in g.node if not (n.op_type == "ZipMap" and n.input[0] in host_names)]
     rename(rest, host_names)
     g.ClearField("node")
-    g.node.extend([*nodes[:-1], *rest, nodes[-1], *zipmaps])  # gate first, If after the host
+    g.node.extend([*rest, *nodes, *zipmaps])  # the host, then the gate and the If
     g.initializer.extend(inits)
     if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
         host.opset_import.append(helper.make_opsetid("", MIN_OPSET))

@@ -151,70 +151,86 @@ def _not_minus_zero(b: Builder, x: str, ok: str) -> str:
 
 
 def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
-    """``x2d[:, cols]`` by GatherElements (in onnxruntime about 2.5x faster than Gather on
-    axis 1, which copies element by element)."""
-    n = b.op(
-        "Slice",
-        b.op("Shape", x2d),
-        b.const(np.array([0], np.int64)),
-        b.const(np.array([1], np.int64)),
+    """``x2d[:, cols]`` by GatherElements (in onnxruntime about 2x faster than Gather on axis 1,
+    which copies element by element)."""
+    shape = b.op(
+        "Concat", b.op("Shape", x2d, end=1), b.const(np.array([len(cols)], np.int64)), axis=0
     )
-    shape = b.op("Concat", n, b.const(np.array([len(cols)], np.int64)), axis=0)
     idx = b.op("Expand", b.const(np.asarray(cols, np.int32)[None, :], "cols"), shape)
     return b.op("GatherElements", x2d, idx, axis=1)
 
 
-def tag_gate(b: Builder, xt: str, elem: int, scale: float, bits: np.ndarray) -> str:
-    """Per row of the gathered tag values: 1 where some LSB differs from the tag, else 0.
+def tag_lsbs(b: Builder, xt: str, elem: int, scale: float) -> str:
+    """uint8 LSBs of the pixel values of gathered inputs ``xt``: ``x & 1`` for uint8 pixels,
+    else ``QuantizeLinear`` (``saturate(round(x / scale))``, one vectorised kernel) then ``& 1``.
 
-    Floats: the LSB of ``int(round(x / scale))``, without the grid check: the gate is only a
-    filter (NaN and out-of-range values may pass it), the verifier branch re-checks tag bits
-    and the grid on the rows it gathers."""
-    if elem == TensorProto.UINT8:
-        k, dt_int = xt, np.uint8
-    else:
-        dt, c = NP_OF[elem], _pixel_divisor(scale)
-        if c is not None:
-            k = b.op("Round", b.op("Mul", xt, b.const(np.array(c, dt), "inv")))
-        else:
-            k = b.op("Round", b.op("Div", xt, b.const(np.array(scale, dt), "scale")))
-        k, dt_int = b.cast(k, TensorProto.INT32), np.int32
-    diff = b.op("BitwiseXor", k, b.const(bits.astype(dt_int), "tag"))
-    diff = b.op("BitwiseAnd", diff, b.const(np.array(1, dt_int), "one"))
-    return b.reduce("ReduceMax", diff, [1])
+    Exact on the pixel grid: a grid value ``x = fl(k * scale)`` gives ``x / scale = k (1 + e)``
+    with ``|e| < 2^-22``, far from a rounding boundary for ``k <= 255`` (float64 inputs are
+    rounded to float32 first, which keeps that bound). Off the grid (and for NaN) the bit is
+    arbitrary: the gate is a filter, the verifier branch re-checks the grid and the tag."""
+    if elem != TensorProto.UINT8:
+        if elem == TensorProto.DOUBLE:
+            xt = b.cast(xt, TensorProto.FLOAT)
+        c = _pixel_divisor(scale)
+        q_scale = np.float32(1.0 / c) if c is not None else np.float32(scale)
+        xt = b.op(
+            "QuantizeLinear",
+            xt,
+            b.const(np.array(q_scale, np.float32), "q_scale"),
+            b.const(np.array(0, np.uint8), "q_zero"),
+        )
+    return b.op("BitwiseAnd", xt, b.const(np.array(1, np.uint8), "one"))
 
 
-def precheck(
-    b: Builder, x: str, elem: int, scale: float, lay: Layout, gate_bits: int
-) -> tuple[str, str, str]:
-    """Main-graph part: ``(xf [N,F], rows bool[N], run bool scalar)``.
+@dataclass(frozen=True)
+class Gate:
+    """The pre-check in the main graph, on every row.
 
-    With ``gate_bits > 0`` ``rows`` are the rows whose first ``gate_bits`` tag LSBs match and
-    ``run`` says whether any row matched; with 0 (constant-time mode, or no tag) every row
-    goes to the verifier branch, which runs unless the batch is empty. The branch checks the
-    whole tag either way."""
+    ``score`` (int32 ``[N, 1]``) is ``sum_j w_j b_j`` over the gated tag positions, ``b_j`` the
+    pixel LSB and ``w_j = 1 - 2 t_j`` (``t`` the public tag bits): it is ``>= -sum_j t_j`` and
+    equals that minimum iff ``b = t`` bit for bit, so one ``MatMulInteger`` compares every
+    gated bit at once. ``run`` (bool scalar): some row matches, i.e. ``ReduceMin(score)`` is the
+    minimum (an empty batch reduces to the int32 maximum: no run). With ``score`` None
+    (constant-time mode, or no tag) every row goes to the branch, which runs unless the batch
+    is empty."""
+
+    xf: str
+    run: str
+    score: str | None
+    target: int
+
+    def rows(self, b: Builder) -> str:
+        """bool ``[N]`` rows that enter the verifier (built in the branch ``b``)."""
+        if self.score is None:
+            n = b.op("Shape", self.xf, end=1)
+            return b.op(
+                "ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1])
+            )
+        hit = b.op("Equal", self.score, b.const(np.array(self.target, np.int32), "gate_min"))
+        return b.op("Squeeze", hit, b.const(np.array([1], np.int64), "axis1"))
+
+
+def precheck(b: Builder, x: str, elem: int, scale: float, lay: Layout, gate_bits: int) -> Gate:
+    """Main-graph part: the first ``gate_bits`` tag LSBs of every row against the public tag
+    (``0``: no gate). The branch checks the whole tag either way."""
     xf = b.op("Flatten", x, axis=1)
     if gate_bits > 0:
-        pos, bits = lay.tag_positions[:gate_bits], lay.tag_bits[:gate_bits]
-        bad = tag_gate(b, columns(b, xf, pos), elem, scale, bits)
-        hit = b.op("Not", b.cast(bad, TensorProto.BOOL))
-        n_hits = b.reduce("ReduceSum", b.cast(hit, TensorProto.INT32), None)
-        return xf, hit, b.op("Greater", n_hits, b.const(np.array(0, np.int32)))
-    n = b.op(
-        "Slice",
-        b.op("Shape", xf),
-        b.const(np.array([0], np.int64)),
-        b.const(np.array([1], np.int64)),
-    )
-    every = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
+        pos, bits = lay.tag_positions[:gate_bits], lay.tag_bits[:gate_bits].astype(np.int64)
+        lsb = tag_lsbs(b, columns(b, xf, pos), elem, scale)
+        w = (1 - 2 * bits).astype(np.int8)[:, None]
+        score = b.op("MatMulInteger", lsb, b.const(w, "tag_weights"), hint="gate_score")
+        target = -int(bits.sum())
+        low = b.op("ReduceMin", score, keepdims=0)
+        run = b.op("Equal", low, b.const(np.array(target, np.int32), "gate_min"))
+        return Gate(xf, run, score, target)
+    n = b.op("Shape", xf, end=1)
     nonempty = b.op("Greater", b.op("Squeeze", n), b.const(np.array(0, np.int64)))
-    return xf, every, nonempty
+    return Gate(xf, nonempty, None, 0)
 
 
 def verify_branch(
     b: Builder,
-    xf: str,
-    hit: str,
+    gate: Gate,
     elem: int,
     scale: float,
     lay: Layout,
@@ -223,7 +239,8 @@ def verify_branch(
 ) -> str:
     """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
-    xc = b.op("Compress", xf, hit, axis=0)  # [M, F]
+    hit = gate.rows(b)
+    xc = b.op("Compress", gate.xf, hit, axis=0)  # [M, F]
     pc, ok = pixels(b, xc, elem, scale)
     bits = b.op(
         "BitwiseAnd",
