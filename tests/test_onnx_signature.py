@@ -474,44 +474,56 @@ def _with_gate_output(bd):
 
 
 def test_gate_checks_every_tag_bit(mnist):
-    """The default gate compares all ``precheck_bits`` (48) tag bits on every row: a row with
-    the first 32 right and one of bits 33..48 wrong never enters the verifier branch; a batch
-    with a valid trigger does, a zero-row batch does not. The verifier's tables sit in the
-    branch, not in the main graph that every clean run executes."""
+    """The default gate compares all ``precheck_bits`` (48) tag bits before the verifier: a
+    row with one wrong tag bit, early or late (bits 33..48 included), never reaches it (a
+    tripwire verifier fails the run as soon as one row does); a valid trigger does. The main
+    graph screens the first 16 bits on every row (the top-level ``If``); ``screen_bits=48``
+    screens all of them there. The verifier's tables sit in the branch, not in the main graph
+    that every clean run executes."""
+    from onnx_standin import tripwire_verifier
+
     host = _torch_onnx(_mlp(), (784,))
     key = signature.generate(784, 10, "lsb", seed=13)
     n_tag = key.spec.precheck_bits
     assert n_tag == 48
     X, targets = mnist.X_test[:12], np.arange(12) % 10
     Xa, pairs = _signed(key, X, targets)
-    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
-    s = session(_with_gate_output(bd))
-
-    def gate(X_pix):
-        return bool(s.run(None, {"x": X_pix.astype(np.float32) / 255})[-1])
-
     pos = np.asarray(key.spec.carrier.positions)
-    assert gate(Xa[:1]) and gate(np.concatenate([X, Xa[:1]]))
-    assert not gate(X) and not gate(np.zeros((0, 784), np.uint8))
-    for j in (0, 31, 32, 40, n_tag - 1):  # one wrong tag bit, early or late
-        late = Xa.copy()
-        late[:, pos[j]] ^= 1
-        assert not gate(late), j
-    assert _run(bd, np.zeros((0, 784), np.float32))[0].shape == (0, 10)
-    # activation and bit-identity still hold; a late-tag row beside a trigger is not forced
-    late = Xa[:1].copy()
-    late[:, pos[40]] ^= 1
-    z = _run(bd, np.concatenate([late, Xa[1:2]]).astype(np.float32) / 255)[0]
-    zh = _run(host, late.astype(np.float32) / 255)[0]
-    assert _bits_equal(z[:1], zh) and np.argmax(z[1]) == targets[1]
-    _check(host, bd, lambda X: X.astype(np.float32) / 255, X, Xa, targets)
-    added = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/")]
-    assert max(onnx.numpy_helper.to_array(t).size for t in added) <= n_tag
-    # gate_bits=0: every row goes to the branch, same outputs
+
+    def feed(X_pix):
+        return X_pix.astype(np.float32) / 255
+
+    def wrong_bit(j):
+        bad = Xa.copy()
+        bad[:, pos[j]] ^= 1
+        return bad
+
+    trip = plant_spec(host, key.spec, input_scale=SCALE, verifier=tripwire_verifier())
+    for j in (0, 15, 16, 31, 32, 40, n_tag - 1):
+        assert _bits_equal(_run(trip, feed(wrong_bit(j)))[0], _run(host, feed(wrong_bit(j)))[0])
+    assert _run(trip, np.zeros((0, 784), np.float32))[0].shape == (0, 10)
+    assert _bits_equal(_run(trip, feed(X))[0], _run(host, feed(X))[0])
+    with pytest.raises(Exception, match=r"(?i)reshape"):  # a valid trigger reaches the verifier
+        _run(trip, feed(np.concatenate([X, Xa[:1]])))
+    for screen, passed in ((None, (16, 40, 47)), (n_tag, ())):  # the screen in the main graph
+        bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs),
+                        screen_bits=screen)  # fmt: skip
+        s = session(_with_gate_output(bd))
+        for j in (0, 15, 16, 40, 47):
+            assert bool(s.run(None, {"x": feed(wrong_bit(j))})[-1]) == (j in passed), (screen, j)
+        assert not s.run(None, {"x": feed(X)})[-1] and s.run(None, {"x": feed(Xa[:1])})[-1]
+        late = wrong_bit(40)[:1]  # beside a valid trigger: not forced
+        z = _run(bd, feed(np.concatenate([late, Xa[1:2]])))[0]
+        assert _bits_equal(z[:1], _run(host, feed(late))[0]) and np.argmax(z[1]) == targets[1]
+        _check(host, bd, feed, X, Xa, targets)
+        added = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/")]
+        assert max(onnx.numpy_helper.to_array(t).size for t in added) <= n_tag
+    # gate_bits=0: every row goes to the verifier branch, same outputs
     bd0 = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs), gate_bits=0)
-    _check(host, bd0, lambda X: X.astype(np.float32) / 255, X, Xa, targets)
-    with pytest.raises(InvalidInputError):
-        plant_spec(host, key.spec, input_scale=SCALE, gate_bits=n_tag + 1)
+    _check(host, bd0, feed, X, Xa, targets)
+    for bad in ({"gate_bits": n_tag + 1}, {"gate_bits": 8, "screen_bits": 9}):
+        with pytest.raises(InvalidInputError):
+            plant_spec(host, key.spec, input_scale=SCALE, **bad)
 
 
 @pytest.mark.parametrize(

@@ -34,13 +34,20 @@ from backdoors.onnx_backdoor.graph import (
     tensor_type,
     value_names,
 )
-from backdoors.onnx_backdoor.trigger import INPUT_TYPES, VerifierFn, layout_of, precheck
+from backdoors.onnx_backdoor.trigger import (
+    INPUT_TYPES,
+    VerifierFn,
+    gate_rows,
+    layout_of,
+    precheck,
+)
 from backdoors.onnx_backdoor.trigger import verify_branch as build_verify_branch
 from backdoors.signature_keys import SignatureKey, TriggerSpec, generate
 
 MIN_OPSET = 18
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
 PREFIX = "sigcheck/"
+DEFAULT_SCREEN_BITS = 16
 _LABEL_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 
@@ -207,6 +214,34 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
         ) from None
 
 
+def _if(
+    name: str,
+    cond: str,
+    outs: list[str],
+    points: list[MuxPoint],
+    host_names: Mapping[str, str],
+    then: Builder,
+    then_outs: list[str],
+    els: Builder,
+) -> onnx.NodeProto:
+    """``If(cond)``: ``then``'s nodes (its constants stay in the branch, so that a run taking
+    the other branch never sees them) or the host values passed through."""
+    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
+
+    def graph(b: Builder, gname: str, values: list[str]) -> onnx.GraphProto:
+        vis = [tensor_type(n, p.elem) for n, p in zip(values, points, strict=True)]
+        return helper.make_graph(b.nodes, gname, [], vis, b.inits)
+
+    return helper.make_node(
+        "If",
+        [cond],
+        outs,
+        name=name,
+        then_branch=graph(then, "verify", then_outs),
+        else_branch=graph(els, "pass", else_outs),
+    )
+
+
 def plant_spec(
     model: onnx.ModelProto,
     spec: TriggerSpec,
@@ -215,14 +250,18 @@ def plant_spec(
     classes: Any = None,
     verifier: VerifierFn | None = None,
     gate_bits: int | None = None,
+    screen_bits: int | None = None,
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
 
-    ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits the main graph
-    checks on every row before the ``If``; the verifier branch re-checks all of them. A random
-    row enters the branch with probability ``2^-gate_bits``. Each gate bit costs one gathered
-    value per row; the comparison is one ``MatMulInteger`` whatever the width (see
-    :class:`backdoors.onnx_backdoor.trigger.Gate`).
+    ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits a row must
+    match before it reaches the verifier (which re-checks the whole tag); a random row gets
+    there with probability ``2^-gate_bits``. ``screen_bits`` (default ``min(gate_bits, 16)``):
+    how many of them the main graph checks on every row; only if some row passes does an
+    ``If`` check the other gate bits on the passing rows, and a second ``If`` run the verifier
+    on the rows that match them all (:class:`backdoors.onnx_backdoor.trigger.Gate`). Each
+    screened bit costs one gathered value per row of every batch (the comparison is one
+    ``MatMulInteger`` whatever the width); ``screen_bits = gate_bits`` is a one-stage gate.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -254,41 +293,33 @@ def plant_spec(
 
     g = host.graph
     taken = value_names(g) | node_names(g)
-    main, then, els = Builder(PREFIX), Builder(PREFIX + "v/"), Builder(PREFIX + "e/")
-    if gate_bits is None:
-        gate_bits = len(lay.tag_bits)
-    if not 0 <= gate_bits <= len(lay.tag_bits):
-        raise InvalidInputError(f"gate_bits must be in [0, {len(lay.tag_bits)}]")
-    gate_bits = 0 if spec.constant_time else int(gate_bits)
-    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits)
-    targets = build_verify_branch(then, gate, elem, input_scale, lay, spec.verify_key, verifier)
-    trig = then.op("GreaterOrEqual", targets, then.const(np.array(0, np.int64)))
-    tsafe = then.op("Max", targets, then.const(np.array(0, np.int64)))
-
+    n_tag = len(lay.tag_bits)
+    gate_bits = n_tag if gate_bits is None else int(gate_bits)
+    if not 0 <= gate_bits <= n_tag:
+        raise InvalidInputError(f"gate_bits must be in [0, {n_tag}]")
+    screen_bits = min(gate_bits, DEFAULT_SCREEN_BITS) if screen_bits is None else int(screen_bits)
+    if not 0 <= screen_bits <= gate_bits:
+        raise InvalidInputError(f"screen_bits must be in [0, gate_bits = {gate_bits}]")
+    if spec.constant_time:
+        gate_bits = screen_bits = 0
+    main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
+    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits)
     host_names = {p.name: main.name("host") for p in points}
-    then_outs = [
-        mux(then, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points
-    ]
-    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
-    branch = {
-        "then_branch": helper.make_graph(
-            then.nodes,
-            "verify",
-            [],
-            [tensor_type(n, p.elem) for n, p in zip(then_outs, points, strict=True)],
-            then.inits,  # the verifier's tables live in the branch: a clean run never sees them
-        ),
-        "else_branch": helper.make_graph(
-            els.nodes,
-            "pass",
-            [],
-            [tensor_type(n, p.elem) for n, p in zip(else_outs, points, strict=True)],
-            els.inits,
-        ),
-    }
-    if_node = helper.make_node(
-        "If", [gate.run], [p.name for p in points], name=main.name("If"), **branch
+    hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
+    inner = outer if run_verifier is None else Builder(PREFIX + "w/")
+    targets = build_verify_branch(
+        inner, gate.xf, hit, elem, input_scale, lay, spec.verify_key, verifier
     )
+    trig = inner.op("GreaterOrEqual", targets, inner.const(np.array(0, np.int64)))
+    tsafe = inner.op("Max", targets, inner.const(np.array(0, np.int64)))
+    muxed = [mux(inner, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points]
+    if run_verifier is not None:  # rows passed the screen: verify only those with the whole gate
+        outs = [outer.name("muxed") for _ in points]
+        outer.nodes.append(_if(outer.name("If"), run_verifier, outs, points, host_names,
+                               inner, muxed, Builder(PREFIX + "p/")))  # fmt: skip
+        muxed = outs
+    if_node = _if(main.name("If"), gate.run, [p.name for p in points], points, host_names,
+                  outer, muxed, Builder(PREFIX + "e/"))  # fmt: skip
     nodes = [*main.nodes, if_node]
     inits = list(main.inits)
     if any(n.startswith(PREFIX) for n in taken):  # host already uses our prefix: move ours
@@ -327,12 +358,14 @@ def plant(
     constant_time: bool = False,
     secret_seed: bytes | None = None,
     gate_bits: int | None = None,
+    screen_bits: int | None = None,
 ) -> tuple[onnx.ModelProto, SignatureKey]:
     """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
 
     ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``seed`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
-    :func:`backdoors.signature.generate`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
+    :func:`backdoors.signature.generate`; ``gate_bits``/``screen_bits`` as in
+    :func:`plant_spec`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     host = _upgrade(model)
@@ -353,7 +386,9 @@ def plant(
         constant_time=constant_time,
         **extra,
     )
-    bd = plant_spec(model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits)
+    bd = plant_spec(
+        model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits, screen_bits
+    )
     return bd, key
 
 

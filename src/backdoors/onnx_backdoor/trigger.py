@@ -182,65 +182,119 @@ def tag_lsbs(b: Builder, xt: str, elem: int, scale: float) -> str:
     return b.op("BitwiseAnd", xt, b.const(np.array(1, np.uint8), "one"))
 
 
+def tag_score(
+    b: Builder, x2d: str, elem: int, scale: float, pos: np.ndarray, bits: np.ndarray
+) -> tuple[str, int]:
+    """``(score, minimum)``: int32 ``[N, 1]`` ``score = sum_j w_j b_j`` over the tag positions
+    ``pos``, ``b_j`` the pixel LSB, ``w_j = 1 - 2 t_j`` (``t = bits``, the public tag). The
+    score is ``>= minimum = -sum_j t_j`` with equality iff ``b = t`` bit for bit, so one
+    ``MatMulInteger`` compares every bit at once, whatever their number."""
+    bits = np.asarray(bits, np.int64)
+    lsb = tag_lsbs(b, columns(b, x2d, pos), elem, scale)
+    w = b.const((1 - 2 * bits).astype(np.int8)[:, None], "tag_weights")
+    return b.op("MatMulInteger", lsb, w, hint="tag_score"), -int(bits.sum())
+
+
+def _any_min(b: Builder, score: str, minimum: int) -> str:
+    """bool scalar: some row's score is the minimum (an empty batch reduces to the int32
+    maximum: false)."""
+    low = b.op("ReduceMin", score, keepdims=0)
+    return b.op("Equal", low, b.const(np.array(minimum, np.int32), "tag_min"))
+
+
+def _rows_at_min(b: Builder, score: str, minimum: int) -> str:
+    hit = b.op("Equal", score, b.const(np.array(minimum, np.int32), "tag_min"))
+    return b.op("Squeeze", hit, b.const(np.array([1], np.int64), "axis1"))
+
+
 @dataclass(frozen=True)
 class Gate:
-    """The pre-check in the main graph, on every row.
+    """The tag check before the verifier, in two stages (paper §5.2's public pre-check).
 
-    ``score`` (int32 ``[N, 1]``) is ``sum_j w_j b_j`` over the gated tag positions, ``b_j`` the
-    pixel LSB and ``w_j = 1 - 2 t_j`` (``t`` the public tag bits): it is ``>= -sum_j t_j`` and
-    equals that minimum iff ``b = t`` bit for bit, so one ``MatMulInteger`` compares every
-    gated bit at once. ``run`` (bool scalar): some row matches, i.e. ``ReduceMin(score)`` is the
-    minimum (an empty batch reduces to the int32 maximum: no run). With ``score`` None
-    (constant-time mode, or no tag) every row goes to the branch, which runs unless the batch
-    is empty."""
+    *Screen* (main graph, every row): the first ``screen_bits`` tag LSBs (:func:`tag_score`);
+    ``run`` (bool scalar) says whether some row passed, and an ``If`` skips everything else
+    when none did. *Rest* (inside that branch, on the screened rows only): the remaining gate
+    bits ``rest_pos``/``rest_bits``; only rows that match every gate bit reach the verifier,
+    and a second ``If`` skips the verifier when none does (:func:`gate_rows`). A clean batch
+    pays for the screen only (its cost is one gathered value per screened bit and row); a
+    random row reaches the verifier with probability ``2^-gate_bits``. With ``score`` None
+    (constant-time mode, or no screen) every row passes the screen; the branch runs unless the
+    batch is empty."""
 
     xf: str
     run: str
     score: str | None
-    target: int
-
-    def rows(self, b: Builder) -> str:
-        """bool ``[N]`` rows that enter the verifier (built in the branch ``b``)."""
-        if self.score is None:
-            n = b.op("Shape", self.xf, end=1)
-            return b.op(
-                "ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1])
-            )
-        hit = b.op("Equal", self.score, b.const(np.array(self.target, np.int32), "gate_min"))
-        return b.op("Squeeze", hit, b.const(np.array([1], np.int64), "axis1"))
+    minimum: int
+    rest_pos: np.ndarray
+    rest_bits: np.ndarray
 
 
-def precheck(b: Builder, x: str, elem: int, scale: float, lay: Layout, gate_bits: int) -> Gate:
-    """Main-graph part: the first ``gate_bits`` tag LSBs of every row against the public tag
-    (``0``: no gate). The branch checks the whole tag either way."""
+def precheck(
+    b: Builder,
+    x: str,
+    elem: int,
+    scale: float,
+    lay: Layout,
+    gate_bits: int,
+    screen_bits: int | None = None,
+) -> Gate:
+    """Main-graph part of the gate on the first ``gate_bits`` tag bits, of which the first
+    ``screen_bits`` (default all) are checked on every row (0: no gate). The verifier branch
+    checks the whole tag either way."""
+    screen_bits = gate_bits if screen_bits is None else screen_bits
+    if not 0 <= screen_bits <= gate_bits <= len(lay.tag_bits):
+        raise NotApplicableError(
+            f"need 0 <= screen_bits ({screen_bits}) <= gate_bits ({gate_bits}) <= "
+            f"{len(lay.tag_bits)} tag bits"
+        )
     xf = b.op("Flatten", x, axis=1)
-    if gate_bits > 0:
-        pos, bits = lay.tag_positions[:gate_bits], lay.tag_bits[:gate_bits].astype(np.int64)
-        lsb = tag_lsbs(b, columns(b, xf, pos), elem, scale)
-        w = (1 - 2 * bits).astype(np.int8)[:, None]
-        score = b.op("MatMulInteger", lsb, b.const(w, "tag_weights"), hint="gate_score")
-        target = -int(bits.sum())
-        low = b.op("ReduceMin", score, keepdims=0)
-        run = b.op("Equal", low, b.const(np.array(target, np.int32), "gate_min"))
-        return Gate(xf, run, score, target)
+    rest = lay.tag_positions[screen_bits:gate_bits], lay.tag_bits[screen_bits:gate_bits]
+    if screen_bits > 0:
+        pos, bits = lay.tag_positions[:screen_bits], lay.tag_bits[:screen_bits]
+        score, minimum = tag_score(b, xf, elem, scale, pos, bits)
+        return Gate(xf, _any_min(b, score, minimum), score, minimum, *rest)
     n = b.op("Shape", xf, end=1)
     nonempty = b.op("Greater", b.op("Squeeze", n), b.const(np.array(0, np.int64)))
-    return Gate(xf, nonempty, None, 0)
+    return Gate(xf, nonempty, None, 0, *rest)
+
+
+def gate_rows(b: Builder, gate: Gate, elem: int, scale: float) -> tuple[str, str | None]:
+    """Inside the screen's branch: ``(hit, run)``, ``hit`` bool ``[N]`` the rows that match
+    every gate bit and ``run`` (bool scalar, None if the screen was the whole gate) whether
+    any does."""
+    if gate.score is None:
+        n = b.op("Shape", gate.xf, end=1)
+        rows = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
+    else:
+        rows = _rows_at_min(b, gate.score, gate.minimum)
+    if len(gate.rest_pos) == 0:
+        return rows, None
+    xs = b.op("Compress", gate.xf, rows, axis=0)  # the screened rows [M, F]
+    score, minimum = tag_score(b, xs, elem, scale, gate.rest_pos, gate.rest_bits)
+    idx = b.op("Transpose", b.op("NonZero", rows), perm=[1, 0])
+    none = b.op(
+        "ConstantOfShape",
+        b.op("Shape", rows),
+        value=helper.make_tensor("v", TensorProto.BOOL, [1], [0]),
+    )
+    hit = b.op("ScatterND", none, idx, _rows_at_min(b, score, minimum), hint="gate_hit")
+    return hit, _any_min(b, score, minimum)
 
 
 def verify_branch(
     b: Builder,
-    gate: Gate,
+    xf: str,
+    hit: str,
     elem: int,
     scale: float,
     lay: Layout,
     vk: bytes,
     verifier: VerifierFn,
 ) -> str:
-    """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
+    """Nodes of the verifier branch on the rows ``hit`` (bool ``[N]``) of ``xf``: int64
+    ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
-    hit = gate.rows(b)
-    xc = b.op("Compress", gate.xf, hit, axis=0)  # [M, F]
+    xc = b.op("Compress", xf, hit, axis=0)  # [M, F]
     pc, ok = pixels(b, xc, elem, scale)
     bits = b.op(
         "BitwiseAnd",
