@@ -303,7 +303,8 @@ def plant_spec(
     if spec.constant_time:
         gate_bits = screen_bits = 0
     main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
-    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits)
+    flat = len(vi.type.tensor_type.shape.dim) == 2
+    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits, flat)
     host_names = {p.name: main.name("host") for p in points}
     hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
     inner = outer if run_verifier is None else Builder(PREFIX + "w/")

@@ -237,17 +237,18 @@ def precheck(
     lay: Layout,
     gate_bits: int,
     screen_bits: int | None = None,
+    flat: bool = False,
 ) -> Gate:
     """Main-graph part of the gate on the first ``gate_bits`` tag bits, of which the first
     ``screen_bits`` (default all) are checked on every row (0: no gate). The verifier branch
-    checks the whole tag either way."""
+    checks the whole tag either way. ``flat``: ``x`` is already ``[N, F]`` (no ``Flatten``)."""
     screen_bits = gate_bits if screen_bits is None else screen_bits
     if not 0 <= screen_bits <= gate_bits <= len(lay.tag_bits):
         raise NotApplicableError(
             f"need 0 <= screen_bits ({screen_bits}) <= gate_bits ({gate_bits}) <= "
             f"{len(lay.tag_bits)} tag bits"
         )
-    xf = b.op("Flatten", x, axis=1)
+    xf = x if flat else b.op("Flatten", x, axis=1)
     rest = lay.tag_positions[screen_bits:gate_bits], lay.tag_bits[screen_bits:gate_bits]
     if screen_bits > 0:
         pos, bits = lay.tag_positions[:screen_bits], lay.tag_bits[:screen_bits]
