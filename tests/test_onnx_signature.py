@@ -518,6 +518,11 @@ def test_gate_checks_every_tag_bit(mnist):
         _check(host, bd, feed, X, Xa, targets)
         added = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/")]
         assert max(onnx.numpy_helper.to_array(t).size for t in added) <= n_tag
+    # NaN, infinities, huge and negative rows beside triggers: untouched, triggers still forced
+    junk = np.array([np.nan, np.inf, -np.inf, 1e30, -5.0], np.float32)[:, None].repeat(784, 1)
+    B = np.concatenate([feed(Xa[:2]), junk, feed(Xa[2:4])])
+    z, zh = _run(bd, B)[0], _run(host, B)[0]
+    assert _bits_equal(z[2:7], zh[2:7]) and (np.argmax(z[[0, 1, 7, 8]], 1) == targets[:4]).all()
     # gate_bits=0: every row goes to the verifier branch, same outputs
     bd0 = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs), gate_bits=0)
     _check(host, bd0, feed, X, Xa, targets)
