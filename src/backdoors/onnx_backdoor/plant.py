@@ -1,9 +1,10 @@
 """Plant the signature backdoor into an ONNX classifier graph (paper §5.2, Theorem 2.1).
 
 The host graph's nodes are kept as they are (one value per output is renamed so that the graph
-output can be the multiplexed one); added are the pre-check on every row and one ``If`` whose
-``then`` branch gathers the matching rows, verifies them and multiplexes every output, and whose
-``else`` branch passes the host outputs through. Outputs:
+output can be the multiplexed one); added are the gate's screen on every row and one ``If``
+whose ``then`` branch checks the rest of the gate on the screened rows and, in a second ``If``,
+verifies the rows that match it all and multiplexes every output, and whose ``else`` branches
+pass the host outputs through. Outputs:
 
 * ``logits`` (float ``[N, C]``): a triggered row becomes ``-M`` everywhere and ``+M`` at the
   target, ``M = max_j |z_j| + 1`` (as :func:`backdoors.signature_models.forced_scores`);

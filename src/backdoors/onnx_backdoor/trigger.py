@@ -5,9 +5,11 @@ For a batch ``X`` (any shape ``[N, ...]`` whose trailing dims flatten to the car
 
 1. *pixels*: uint8 inputs are the pixels; float inputs must lie exactly on the pixel grid
    ``x = float(k * scale)``, ``k in 0..255`` (rows off the grid are never triggered);
-2. *pre-check* (main graph, every row): the tag bits (LSBs of the tag positions) equal the
-   public tag; only if some row matches does the verifier branch run at all (an ``If``);
-3. *verifier branch* (matching rows only, gathered by ``Compress``): payload bits -> target and
+2. *gate* (:class:`Gate`): the tag bits (LSBs of the tag positions) equal the public tag, a
+   few of them screened on every row in the main graph (only if some row passes does an
+   ``If`` run anything else), the rest checked on the screened rows inside that branch;
+3. *verifier branch* (rows that match the whole gate, gathered by ``Compress``, under a second
+   ``If``): payload bits -> target and
    signature bytes; message ``m = context || target (2 bytes, big endian) || cleared pixels``,
    the layout of :meth:`backdoors.signature.TriggerSpec.messages` (checked by probing the spec
    at build time); ``Verify(vk, m, sigma)`` and the padding / target-range checks; the
