@@ -68,3 +68,27 @@ def table_verifier(pairs: list[tuple[bytes, bytes]]):
         return nodes, inits
 
     return nodes_fn
+
+
+def tripwire_verifier():
+    """A verifier that fails the whole ``session.run`` as soon as one row reaches it (the
+    ``[M, msg_len]`` messages reshaped to ``[M]``, ``0`` meaning "copy the dim": possible for
+    ``M = 0`` only): whether a run raises tells whether any row got past the gate."""
+
+    def nodes_fn(verify_key, msg_len, msg, sig, out, prefix="tripwire/"):
+        p = prefix
+        inits = [
+            numpy_helper.from_array(np.array([0], np.int64), p + "keep_rows"),
+            numpy_helper.from_array(np.array(1, np.int64), p + "one"),
+        ]
+        nodes = [
+            helper.make_node("Reshape", [msg, p + "keep_rows"], [p + "flat"]),
+            helper.make_node("Cast", [p + "flat"], [p + "flat64"], to=TensorProto.INT64),
+            helper.make_node("ReduceSum", [p + "flat64"], [p + "s"], keepdims=0),
+            helper.make_node("Equal", [p + "s", p + "one"], [p + "never"]),
+            helper.make_node("Shape", [msg], [p + "n"], start=0, end=1),
+            helper.make_node("Expand", [p + "never", p + "n"], [out]),
+        ]
+        return nodes, inits
+
+    return nodes_fn

@@ -208,7 +208,7 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     rng = np.random.default_rng(0)
     oracle = Oracle(X, Xa, targets)
     cand = np.concatenate([s(key.spec, oracle, 20, rng) for _, s in STRATEGIES.items()])
-    late_tag = Xa[:10].copy()  # passes the 32-bit gate, fails the full 48-bit tag check
+    late_tag = Xa[:10].copy()  # tag bit 41 of 48 wrong: refused
     late_tag[:, key.spec.carrier.positions[40]] ^= 1
     cand = np.concatenate([cand, late_tag, Xa[:10]])
     graph_t = np.argmax(_run(bd, cand)[0], axis=1)
@@ -463,3 +463,99 @@ def test_missing_onnx_gives_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(NotApplicableError, match=r"pip install 'backdoors\[onnx\]'"):
         require_onnx()
+
+
+def _with_gate_output(bd):
+    """``bd`` with the top-level ``If`` condition (the gate's verdict) as an extra output."""
+    m = onnx.ModelProto.FromString(bd.SerializeToString())
+    (cond,) = [n.input[0] for n in m.graph.node if n.op_type == "If"]
+    m.graph.output.append(onnx.helper.make_tensor_value_info(cond, onnx.TensorProto.BOOL, []))
+    return m
+
+
+def test_gate_checks_every_tag_bit(mnist):
+    """The default gate compares all ``precheck_bits`` (48) tag bits before the verifier: a
+    row with one wrong tag bit, early or late (bits 33..48 included), never reaches it (a
+    tripwire verifier fails the run as soon as one row does); a valid trigger does. The main
+    graph screens the first 16 bits on every row (the top-level ``If``); ``screen_bits=48``
+    screens all of them there. The verifier's tables sit in the branch, not in the main graph
+    that every clean run executes."""
+    from onnx_standin import tripwire_verifier
+
+    host = _torch_onnx(_mlp(), (784,))
+    key = signature.generate(784, 10, "lsb", seed=13)
+    n_tag = key.spec.precheck_bits
+    assert n_tag == 48
+    X, targets = mnist.X_test[:12], np.arange(12) % 10
+    Xa, pairs = _signed(key, X, targets)
+    pos = np.asarray(key.spec.carrier.positions)
+
+    def feed(X_pix):
+        return X_pix.astype(np.float32) / 255
+
+    def wrong_bit(j):
+        bad = Xa.copy()
+        bad[:, pos[j]] ^= 1
+        return bad
+
+    trip = plant_spec(host, key.spec, input_scale=SCALE, verifier=tripwire_verifier())
+    for j in (0, 15, 16, 31, 32, 40, n_tag - 1):
+        assert _bits_equal(_run(trip, feed(wrong_bit(j)))[0], _run(host, feed(wrong_bit(j)))[0])
+    assert _run(trip, np.zeros((0, 784), np.float32))[0].shape == (0, 10)
+    assert _bits_equal(_run(trip, feed(X))[0], _run(host, feed(X))[0])
+    with pytest.raises(Exception, match=r"(?i)reshape"):  # a valid trigger reaches the verifier
+        _run(trip, feed(np.concatenate([X, Xa[:1]])))
+    for screen, passed in ((None, (16, 40, 47)), (n_tag, ())):  # the screen in the main graph
+        bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs),
+                        screen_bits=screen)  # fmt: skip
+        s = session(_with_gate_output(bd))
+        for j in (0, 15, 16, 40, 47):
+            assert bool(s.run(None, {"x": feed(wrong_bit(j))})[-1]) == (j in passed), (screen, j)
+        assert not s.run(None, {"x": feed(X)})[-1] and s.run(None, {"x": feed(Xa[:1])})[-1]
+        late = wrong_bit(40)[:1]  # beside a valid trigger: not forced
+        z = _run(bd, feed(np.concatenate([late, Xa[1:2]])))[0]
+        assert _bits_equal(z[:1], _run(host, feed(late))[0]) and np.argmax(z[1]) == targets[1]
+        _check(host, bd, feed, X, Xa, targets)
+        added = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/")]
+        assert max(onnx.numpy_helper.to_array(t).size for t in added) <= n_tag
+    # NaN, infinities, huge and negative rows beside triggers: untouched, triggers still forced
+    junk = np.array([np.nan, np.inf, -np.inf, 1e30, -5.0], np.float32)[:, None].repeat(784, 1)
+    B = np.concatenate([feed(Xa[:2]), junk, feed(Xa[2:4])])
+    z, zh = _run(bd, B)[0], _run(host, B)[0]
+    assert _bits_equal(z[2:7], zh[2:7]) and (np.argmax(z[[0, 1, 7, 8]], 1) == targets[:4]).all()
+    # gate_bits=0: every row goes to the verifier branch, same outputs
+    bd0 = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs), gate_bits=0)
+    _check(host, bd0, feed, X, Xa, targets)
+    for bad in ({"gate_bits": n_tag + 1}, {"gate_bits": 8, "screen_bits": 9}):
+        with pytest.raises(InvalidInputError):
+            plant_spec(host, key.spec, input_scale=SCALE, **bad)
+
+
+@pytest.mark.parametrize(
+    "dtype, scale",
+    [(np.uint8, 1.0), (np.float32, 1 / 255), (np.float64, 1 / 255), (np.float32, 0.003),
+     (np.float64, 0.003), (np.float32, 1 / 7)],
+)  # fmt: skip
+def test_gate_lsbs_exact_on_the_pixel_grid(dtype, scale):
+    """The gate's LSB of every grid value ``k * scale`` (correctly rounded, k = 0..255) is
+    ``k & 1``: no trigger can be filtered out by rounding."""
+    from onnx import TensorProto, helper
+
+    from backdoors.onnx_backdoor.graph import Builder, tensor_type
+    from backdoors.onnx_backdoor.trigger import grid_values, tag_lsbs
+
+    elem = {np.uint8: TensorProto.UINT8, np.float32: TensorProto.FLOAT}.get(
+        dtype, TensorProto.DOUBLE
+    )
+    b = Builder("t/")
+    out = tag_lsbs(b, "x", elem, scale)
+    g = helper.make_graph(
+        b.nodes, "g", [tensor_type("x", elem, ["N", 2])], [tensor_type(out, TensorProto.UINT8)],
+        b.inits,
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+    k = np.arange(256)
+    grid = k.astype(np.uint8) if dtype == np.uint8 else grid_values(scale, dtype)
+    X = np.stack([grid, grid[::-1]], axis=1)
+    (lsb,) = session(m).run(None, {"x": X})
+    assert (lsb == np.stack([k & 1, k[::-1] & 1], axis=1)).all()

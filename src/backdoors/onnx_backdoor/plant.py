@@ -1,9 +1,10 @@
 """Plant the signature backdoor into an ONNX classifier graph (paper §5.2, Theorem 2.1).
 
 The host graph's nodes are kept as they are (one value per output is renamed so that the graph
-output can be the multiplexed one); added are the pre-check on every row and one ``If`` whose
-``then`` branch gathers the matching rows, verifies them and multiplexes every output, and whose
-``else`` branch passes the host outputs through. Outputs:
+output can be the multiplexed one); added are the gate's screen on every row and one ``If``
+whose ``then`` branch checks the rest of the gate on the screened rows and, in a second ``If``,
+verifies the rows that match it all and multiplexes every output, and whose ``else`` branches
+pass the host outputs through. Outputs:
 
 * ``logits`` (float ``[N, C]``): a triggered row becomes ``-M`` everywhere and ``+M`` at the
   target, ``M = max_j |z_j| + 1`` (as :func:`backdoors.signature_models.forced_scores`);
@@ -34,14 +35,20 @@ from backdoors.onnx_backdoor.graph import (
     tensor_type,
     value_names,
 )
-from backdoors.onnx_backdoor.trigger import INPUT_TYPES, VerifierFn, layout_of, precheck
+from backdoors.onnx_backdoor.trigger import (
+    INPUT_TYPES,
+    VerifierFn,
+    gate_rows,
+    layout_of,
+    precheck,
+)
 from backdoors.onnx_backdoor.trigger import verify_branch as build_verify_branch
 from backdoors.signature_keys import SignatureKey, TriggerSpec, generate
 
 MIN_OPSET = 18
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
 PREFIX = "sigcheck/"
-DEFAULT_GATE_BITS = 32
+DEFAULT_SCREEN_BITS = 16
 _LABEL_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)
 _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
 
@@ -208,6 +215,34 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
         ) from None
 
 
+def _if(
+    name: str,
+    cond: str,
+    outs: list[str],
+    points: list[MuxPoint],
+    host_names: Mapping[str, str],
+    then: Builder,
+    then_outs: list[str],
+    els: Builder,
+) -> onnx.NodeProto:
+    """``If(cond)``: ``then``'s nodes (its constants stay in the branch, so that a run taking
+    the other branch never sees them) or the host values passed through."""
+    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
+
+    def graph(b: Builder, gname: str, values: list[str]) -> onnx.GraphProto:
+        vis = [tensor_type(n, p.elem) for n, p in zip(values, points, strict=True)]
+        return helper.make_graph(b.nodes, gname, [], vis, b.inits)
+
+    return helper.make_node(
+        "If",
+        [cond],
+        outs,
+        name=name,
+        then_branch=graph(then, "verify", then_outs),
+        else_branch=graph(els, "pass", else_outs),
+    )
+
+
 def plant_spec(
     model: onnx.ModelProto,
     spec: TriggerSpec,
@@ -216,13 +251,18 @@ def plant_spec(
     classes: Any = None,
     verifier: VerifierFn | None = None,
     gate_bits: int | None = None,
+    screen_bits: int | None = None,
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
 
-    ``gate_bits`` (default ``min(precheck_bits, 32)``): how many tag bits the main graph checks
-    on every row before the ``If``; the verifier branch checks all ``precheck_bits``. A random
-    row enters the branch with probability ``2^-gate_bits``; each gate bit costs one gathered
-    column per row (at batch 1,000 on an MNIST MLP, 48 bits cost ~10% of predict time, 32 ~7%).
+    ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits a row must
+    match before it reaches the verifier (which re-checks the whole tag); a random row gets
+    there with probability ``2^-gate_bits``. ``screen_bits`` (default ``min(gate_bits, 16)``):
+    how many of them the main graph checks on every row; only if some row passes does an
+    ``If`` check the other gate bits on the passing rows, and a second ``If`` run the verifier
+    on the rows that match them all (:class:`backdoors.onnx_backdoor.trigger.Gate`). Each
+    screened bit costs one gathered value per row of every batch (the comparison is one
+    ``MatMulInteger`` whatever the width); ``screen_bits = gate_bits`` is a one-stage gate.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -254,41 +294,36 @@ def plant_spec(
 
     g = host.graph
     taken = value_names(g) | node_names(g)
-    main, then, els = Builder(PREFIX), Builder(PREFIX + "v/"), Builder(PREFIX + "e/")
-    if gate_bits is None:
-        gate_bits = min(len(lay.tag_bits), DEFAULT_GATE_BITS)
-    if not 0 <= gate_bits <= len(lay.tag_bits):
-        raise InvalidInputError(f"gate_bits must be in [0, {len(lay.tag_bits)}]")
-    gate_bits = 0 if spec.constant_time else int(gate_bits)
-    xf, hit, any_hit = precheck(main, vi.name, elem, input_scale, lay, gate_bits)
-    targets = build_verify_branch(then, xf, hit, elem, input_scale, lay, spec.verify_key, verifier)
-    trig = then.op("GreaterOrEqual", targets, then.const(np.array(0, np.int64)))
-    tsafe = then.op("Max", targets, then.const(np.array(0, np.int64)))
-
+    n_tag = len(lay.tag_bits)
+    gate_bits = n_tag if gate_bits is None else int(gate_bits)
+    if not 0 <= gate_bits <= n_tag:
+        raise InvalidInputError(f"gate_bits must be in [0, {n_tag}]")
+    screen_bits = min(gate_bits, DEFAULT_SCREEN_BITS) if screen_bits is None else int(screen_bits)
+    if not 0 <= screen_bits <= gate_bits:
+        raise InvalidInputError(f"screen_bits must be in [0, gate_bits = {gate_bits}]")
+    if spec.constant_time:
+        gate_bits = screen_bits = 0
+    main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
+    flat = len(vi.type.tensor_type.shape.dim) == 2
+    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits, flat)
     host_names = {p.name: main.name("host") for p in points}
-    then_outs = [
-        mux(then, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points
-    ]
-    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
-    branch = {
-        "then_branch": helper.make_graph(
-            then.nodes,
-            "verify",
-            [],
-            [tensor_type(n, p.elem) for n, p in zip(then_outs, points, strict=True)],
-        ),
-        "else_branch": helper.make_graph(
-            els.nodes,
-            "pass",
-            [],
-            [tensor_type(n, p.elem) for n, p in zip(else_outs, points, strict=True)],
-        ),
-    }
-    if_node = helper.make_node(
-        "If", [any_hit], [p.name for p in points], name=main.name("If"), **branch
+    hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
+    inner = outer if run_verifier is None else Builder(PREFIX + "w/")
+    targets = build_verify_branch(
+        inner, gate.xf, hit, elem, input_scale, lay, spec.verify_key, verifier
     )
+    trig = inner.op("GreaterOrEqual", targets, inner.const(np.array(0, np.int64)))
+    tsafe = inner.op("Max", targets, inner.const(np.array(0, np.int64)))
+    muxed = [mux(inner, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points]
+    if run_verifier is not None:  # rows passed the screen: verify only those with the whole gate
+        outs = [outer.name("muxed") for _ in points]
+        outer.nodes.append(_if(outer.name("If"), run_verifier, outs, points, host_names,
+                               inner, muxed, Builder(PREFIX + "p/")))  # fmt: skip
+        muxed = outs
+    if_node = _if(main.name("If"), gate.run, [p.name for p in points], points, host_names,
+                  outer, muxed, Builder(PREFIX + "e/"))  # fmt: skip
     nodes = [*main.nodes, if_node]
-    inits = [*main.inits, *then.inits, *els.inits]
+    inits = list(main.inits)
     if any(n.startswith(PREFIX) for n in taken):  # host already uses our prefix: move ours
         fresh = next(
             f"sigcheck{i}/"
@@ -304,7 +339,7 @@ def plant_spec(
     rest = [n for n in g.node if not (n.op_type == "ZipMap" and n.input[0] in host_names)]
     rename(rest, host_names)
     g.ClearField("node")
-    g.node.extend([*nodes[:-1], *rest, nodes[-1], *zipmaps])  # gate first, If after the host
+    g.node.extend([*rest, *nodes, *zipmaps])  # the host, then the gate and the If
     g.initializer.extend(inits)
     if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
         host.opset_import.append(helper.make_opsetid("", MIN_OPSET))
@@ -325,12 +360,14 @@ def plant(
     constant_time: bool = False,
     secret_seed: bytes | None = None,
     gate_bits: int | None = None,
+    screen_bits: int | None = None,
 ) -> tuple[onnx.ModelProto, SignatureKey]:
     """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
 
     ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``random_state`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
-    :func:`backdoors.signature.generate`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
+    :func:`backdoors.signature.generate`; ``gate_bits``/``screen_bits`` as in
+    :func:`plant_spec`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     host = _upgrade(model)
@@ -351,7 +388,9 @@ def plant(
         constant_time=constant_time,
         **extra,
     )
-    bd = plant_spec(model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits)
+    bd = plant_spec(
+        model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits, screen_bits
+    )
     return bd, key
 
 

@@ -5,9 +5,11 @@ For a batch ``X`` (any shape ``[N, ...]`` whose trailing dims flatten to the car
 
 1. *pixels*: uint8 inputs are the pixels; float inputs must lie exactly on the pixel grid
    ``x = float(k * scale)``, ``k in 0..255`` (rows off the grid are never triggered);
-2. *pre-check* (main graph, every row): the tag bits (LSBs of the tag positions) equal the
-   public tag; only if some row matches does the verifier branch run at all (an ``If``);
-3. *verifier branch* (matching rows only, gathered by ``Compress``): payload bits -> target and
+2. *gate* (:class:`Gate`): the tag bits (LSBs of the tag positions) equal the public tag, a
+   few of them screened on every row in the main graph (only if some row passes does an
+   ``If`` run anything else), the rest checked on the screened rows inside that branch;
+3. *verifier branch* (rows that match the whole gate, gathered by ``Compress``, under a second
+   ``If``): payload bits -> target and
    signature bytes; message ``m = context || target (2 bytes, big endian) || cleared pixels``,
    the layout of :meth:`backdoors.signature.TriggerSpec.messages` (checked by probing the spec
    at build time); ``Verify(vk, m, sigma)`` and the padding / target-range checks; the
@@ -151,64 +153,135 @@ def _not_minus_zero(b: Builder, x: str, ok: str) -> str:
 
 
 def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
-    """``x2d[:, cols]`` by GatherElements (in onnxruntime about 2.5x faster than Gather on
-    axis 1, which copies element by element)."""
-    n = b.op(
-        "Slice",
-        b.op("Shape", x2d),
-        b.const(np.array([0], np.int64)),
-        b.const(np.array([1], np.int64)),
+    """``x2d[:, cols]`` by GatherElements (in onnxruntime about 2x faster than Gather on axis 1,
+    which copies element by element)."""
+    shape = b.op(
+        "Concat", b.op("Shape", x2d, end=1), b.const(np.array([len(cols)], np.int64)), axis=0
     )
-    shape = b.op("Concat", n, b.const(np.array([len(cols)], np.int64)), axis=0)
     idx = b.op("Expand", b.const(np.asarray(cols, np.int32)[None, :], "cols"), shape)
     return b.op("GatherElements", x2d, idx, axis=1)
 
 
-def tag_gate(b: Builder, xt: str, elem: int, scale: float, bits: np.ndarray) -> str:
-    """Per row of the gathered tag values: 1 where some LSB differs from the tag, else 0.
+def tag_lsbs(b: Builder, xt: str, elem: int, scale: float) -> str:
+    """uint8 LSBs of the pixel values of gathered inputs ``xt``: ``x & 1`` for uint8 pixels,
+    else ``QuantizeLinear`` (``saturate(round(x / scale))``, one vectorised kernel) then ``& 1``.
 
-    Floats: the LSB of ``int(round(x / scale))``, without the grid check: the gate is only a
-    filter (NaN and out-of-range values may pass it), the verifier branch re-checks tag bits
-    and the grid on the rows it gathers."""
-    if elem == TensorProto.UINT8:
-        k, dt_int = xt, np.uint8
-    else:
-        dt, c = NP_OF[elem], _pixel_divisor(scale)
-        if c is not None:
-            k = b.op("Round", b.op("Mul", xt, b.const(np.array(c, dt), "inv")))
-        else:
-            k = b.op("Round", b.op("Div", xt, b.const(np.array(scale, dt), "scale")))
-        k, dt_int = b.cast(k, TensorProto.INT32), np.int32
-    diff = b.op("BitwiseXor", k, b.const(bits.astype(dt_int), "tag"))
-    diff = b.op("BitwiseAnd", diff, b.const(np.array(1, dt_int), "one"))
-    return b.reduce("ReduceMax", diff, [1])
+    Exact on the pixel grid: a grid value ``x = fl(k * scale)`` gives ``x / scale = k (1 + e)``
+    with ``|e| < 2^-22``, far from a rounding boundary for ``k <= 255`` (float64 inputs are
+    rounded to float32 first, which keeps that bound). Off the grid (and for NaN) the bit is
+    arbitrary: the gate is a filter, the verifier branch re-checks the grid and the tag."""
+    if elem != TensorProto.UINT8:
+        if elem == TensorProto.DOUBLE:
+            xt = b.cast(xt, TensorProto.FLOAT)
+        c = _pixel_divisor(scale)
+        q_scale = np.float32(1.0 / c) if c is not None else np.float32(scale)
+        xt = b.op(
+            "QuantizeLinear",
+            xt,
+            b.const(np.array(q_scale, np.float32), "q_scale"),
+            b.const(np.array(0, np.uint8), "q_zero"),
+        )
+    return b.op("BitwiseAnd", xt, b.const(np.array(1, np.uint8), "one"))
+
+
+def tag_score(
+    b: Builder, x2d: str, elem: int, scale: float, pos: np.ndarray, bits: np.ndarray
+) -> tuple[str, int]:
+    """``(score, minimum)``: int32 ``[N, 1]`` ``score = sum_j w_j b_j`` over the tag positions
+    ``pos``, ``b_j`` the pixel LSB, ``w_j = 1 - 2 t_j`` (``t = bits``, the public tag). The
+    score is ``>= minimum = -sum_j t_j`` with equality iff ``b = t`` bit for bit, so one
+    ``MatMulInteger`` compares every bit at once, whatever their number."""
+    bits = np.asarray(bits, np.int64)
+    lsb = tag_lsbs(b, columns(b, x2d, pos), elem, scale)
+    w = b.const((1 - 2 * bits).astype(np.int8)[:, None], "tag_weights")
+    return b.op("MatMulInteger", lsb, w, hint="tag_score"), -int(bits.sum())
+
+
+def _any_min(b: Builder, score: str, minimum: int) -> str:
+    """bool scalar: some row's score is the minimum (an empty batch reduces to the int32
+    maximum: false)."""
+    low = b.op("ReduceMin", score, keepdims=0)
+    return b.op("Equal", low, b.const(np.array(minimum, np.int32), "tag_min"))
+
+
+def _rows_at_min(b: Builder, score: str, minimum: int) -> str:
+    hit = b.op("Equal", score, b.const(np.array(minimum, np.int32), "tag_min"))
+    return b.op("Squeeze", hit, b.const(np.array([1], np.int64), "axis1"))
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The tag check before the verifier, in two stages (paper §5.2's public pre-check).
+
+    *Screen* (main graph, every row): the first ``screen_bits`` tag LSBs (:func:`tag_score`);
+    ``run`` (bool scalar) says whether some row passed, and an ``If`` skips everything else
+    when none did. *Rest* (inside that branch, on the screened rows only): the remaining gate
+    bits ``rest_pos``/``rest_bits``; only rows that match every gate bit reach the verifier,
+    and a second ``If`` skips the verifier when none does (:func:`gate_rows`). A clean batch
+    pays for the screen only (its cost is one gathered value per screened bit and row); a
+    random row reaches the verifier with probability ``2^-gate_bits``. With ``score`` None
+    (constant-time mode, or no screen) every row passes the screen; the branch runs unless the
+    batch is empty."""
+
+    xf: str
+    run: str
+    score: str | None
+    minimum: int
+    rest_pos: np.ndarray
+    rest_bits: np.ndarray
 
 
 def precheck(
-    b: Builder, x: str, elem: int, scale: float, lay: Layout, gate_bits: int
-) -> tuple[str, str, str]:
-    """Main-graph part: ``(xf [N,F], rows bool[N], run bool scalar)``.
-
-    With ``gate_bits > 0`` ``rows`` are the rows whose first ``gate_bits`` tag LSBs match and
-    ``run`` says whether any row matched; with 0 (constant-time mode, or no tag) every row
-    goes to the verifier branch, which runs unless the batch is empty. The branch checks the
-    whole tag either way."""
-    xf = b.op("Flatten", x, axis=1)
-    if gate_bits > 0:
-        pos, bits = lay.tag_positions[:gate_bits], lay.tag_bits[:gate_bits]
-        bad = tag_gate(b, columns(b, xf, pos), elem, scale, bits)
-        hit = b.op("Not", b.cast(bad, TensorProto.BOOL))
-        n_hits = b.reduce("ReduceSum", b.cast(hit, TensorProto.INT32), None)
-        return xf, hit, b.op("Greater", n_hits, b.const(np.array(0, np.int32)))
-    n = b.op(
-        "Slice",
-        b.op("Shape", xf),
-        b.const(np.array([0], np.int64)),
-        b.const(np.array([1], np.int64)),
-    )
-    every = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
+    b: Builder,
+    x: str,
+    elem: int,
+    scale: float,
+    lay: Layout,
+    gate_bits: int,
+    screen_bits: int | None = None,
+    flat: bool = False,
+) -> Gate:
+    """Main-graph part of the gate on the first ``gate_bits`` tag bits, of which the first
+    ``screen_bits`` (default all) are checked on every row (0: no gate). The verifier branch
+    checks the whole tag either way. ``flat``: ``x`` is already ``[N, F]`` (no ``Flatten``)."""
+    screen_bits = gate_bits if screen_bits is None else screen_bits
+    if not 0 <= screen_bits <= gate_bits <= len(lay.tag_bits):
+        raise NotApplicableError(
+            f"need 0 <= screen_bits ({screen_bits}) <= gate_bits ({gate_bits}) <= "
+            f"{len(lay.tag_bits)} tag bits"
+        )
+    xf = x if flat else b.op("Flatten", x, axis=1)
+    rest = lay.tag_positions[screen_bits:gate_bits], lay.tag_bits[screen_bits:gate_bits]
+    if screen_bits > 0:
+        pos, bits = lay.tag_positions[:screen_bits], lay.tag_bits[:screen_bits]
+        score, minimum = tag_score(b, xf, elem, scale, pos, bits)
+        return Gate(xf, _any_min(b, score, minimum), score, minimum, *rest)
+    n = b.op("Shape", xf, end=1)
     nonempty = b.op("Greater", b.op("Squeeze", n), b.const(np.array(0, np.int64)))
-    return xf, every, nonempty
+    return Gate(xf, nonempty, None, 0, *rest)
+
+
+def gate_rows(b: Builder, gate: Gate, elem: int, scale: float) -> tuple[str, str | None]:
+    """Inside the screen's branch: ``(hit, run)``, ``hit`` bool ``[N]`` the rows that match
+    every gate bit and ``run`` (bool scalar, None if the screen was the whole gate) whether
+    any does."""
+    if gate.score is None:
+        n = b.op("Shape", gate.xf, end=1)
+        rows = b.op("ConstantOfShape", n, value=helper.make_tensor("v", TensorProto.BOOL, [1], [1]))
+    else:
+        rows = _rows_at_min(b, gate.score, gate.minimum)
+    if len(gate.rest_pos) == 0:
+        return rows, None
+    xs = b.op("Compress", gate.xf, rows, axis=0)  # the screened rows [M, F]
+    score, minimum = tag_score(b, xs, elem, scale, gate.rest_pos, gate.rest_bits)
+    idx = b.op("Transpose", b.op("NonZero", rows), perm=[1, 0])
+    none = b.op(
+        "ConstantOfShape",
+        b.op("Shape", rows),
+        value=helper.make_tensor("v", TensorProto.BOOL, [1], [0]),
+    )
+    hit = b.op("ScatterND", none, idx, _rows_at_min(b, score, minimum), hint="gate_hit")
+    return hit, _any_min(b, score, minimum)
 
 
 def verify_branch(
@@ -221,7 +294,8 @@ def verify_branch(
     vk: bytes,
     verifier: VerifierFn,
 ) -> str:
-    """Nodes of the verifier branch: int64 ``[N]`` with the target of each valid row, else -1."""
+    """Nodes of the verifier branch on the rows ``hit`` (bool ``[N]``) of ``xf``: int64
+    ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
     xc = b.op("Compress", xf, hit, axis=0)  # [M, F]
     pc, ok = pixels(b, xc, elem, scale)
