@@ -91,7 +91,7 @@ def main() -> None:
         host = hosts.make("torch_mlp", ds.X_train, ds.y_train, seed=0, epochs=1)
     if args.save_host:
         onnx.save(host, args.save_host)
-    key = signature.generate(784, 10, "lsb", seed=0)
+    key = signature.generate(784, 10, "lsb", random_state=0)
     models = {"host": host}
     for sb in args.screen_bits:
         models[f"screen={sb if sb is not None else 'default'}"] = plant_spec(

@@ -483,7 +483,7 @@ def test_gate_checks_every_tag_bit(mnist):
     from onnx_standin import tripwire_verifier
 
     host = _torch_onnx(_mlp(), (784,))
-    key = signature.generate(784, 10, "lsb", seed=13)
+    key = signature.generate(784, 10, "lsb", random_state=13)
     n_tag = key.spec.precheck_bits
     assert n_tag == 48
     X, targets = mnist.X_test[:12], np.arange(12) % 10
