@@ -26,7 +26,7 @@ from backdoors.metrics import auroc_with_ci
 from backdoors.onnx_backdoor import edge_cases, hosts, scanners
 from backdoors.onnx_backdoor.graph import iter_nodes, opset_of
 from backdoors.onnx_backdoor.hosts import SCALE, scaled
-from backdoors.onnx_backdoor.plant import DEFAULT_SCREEN_BITS, memoized_verifier, plant_spec
+from backdoors.onnx_backdoor.plant import memoized_verifier, plant_spec, screen_bits_for
 from backdoors.onnx_backdoor.runtime import session
 from backdoors.records import Timer, make_record
 
@@ -184,8 +184,10 @@ def _population(ds, n_pop: int, n_train: int, seed: int, fixed_key, verifier, ti
     return np.array(honest), np.array(planted), models
 
 
-def _per_host(models, ds, n: int, rng) -> dict[str, Any]:
-    """Bit-identity and activation on each planted population host."""
+def _per_host(models, ds, n: int, rng, reps: int) -> dict[str, Any]:
+    """Bit-identity, activation and the predict overhead at batch 1,000 (interleaved, median;
+    the backdoor adds a fixed cost per row, so the ratio falls as the host grows) on each
+    planted population host."""
     out: dict[str, Any] = {}
     for kind, host, bd, key in models:
         if kind in out:
@@ -195,8 +197,12 @@ def _per_host(models, ds, n: int, rng) -> dict[str, Any]:
         same = all(_same(_batched(hr, v), _batched(br, v)).all() for v in ins.values())
         t = np.arange(20) % 10
         acc, tgt = _graph_accepts(hr, br, scaled(key.activate(ds.X_test[:20], target=t)))
+        X = scaled(ds.X_test[:1000])
+        tm = _interleaved(lambda X=X, br=br: br(X), lambda X=X, hr=hr: hr(X), reps)
         out[kind] = {"bit_identical": bool(same), "activation_success": float((acc & (tgt == t))
-                     .mean()), "nodes": sum(1 for _ in iter_nodes(bd.graph.node))}  # fmt: skip
+                     .mean()), "nodes": sum(1 for _ in iter_nodes(bd.graph.node)),
+                     "overhead_ratio_1000": tm["ratio"], "overhead_cpu_ratio_1000": tm["cpu_ratio"],
+                     "host_ms_1000": 1e3 * tm["wall_fast"]}  # fmt: skip
     return out
 
 
@@ -273,7 +279,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         neg, pos, models = _population(ds, P["n_pop"], P["pop_train"], seed,
                                        key if reuse else None, shared, timer)  # fmt: skip
         au, ci = auroc_with_ci(neg, pos, seed=seed)
-        per_host = _per_host(models, ds, P["n_per_host"], rng)
+        per_host = _per_host(models, ds, P["n_per_host"], rng, max(21, P["reps"] // 10))
     scans: dict[str, Any] = {"status": "skipped in --quick (each scanner takes seconds)"}
     if not quick:
         with timer("scanners"):
@@ -283,7 +289,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         key.spec,
         {"natural": ds.X_test[: P["n_natural"]],
          "uniform": rng.integers(0, 256, (P["n_uniform"], 784), np.uint8)},
-        min(DEFAULT_SCREEN_BITS, key.spec.precheck_bits),
+        screen_bits_for(key.spec.precheck_bits),
     )  # fmt: skip
     metrics = {
         "onnx_clean_bit_identical": all(clean.values())
@@ -331,7 +337,7 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
         "input_scale": SCALE,
         "precheck_bits": key.spec.precheck_bits,
         "gate_bits": key.spec.precheck_bits,
-        "screen_bits": min(DEFAULT_SCREEN_BITS, key.spec.precheck_bits),
+        "screen_bits": screen_bits_for(key.spec.precheck_bits),
         "host": "torch_mlp (TorchClassifier, exported by torch.onnx.export)",
         "population_kinds": list(KINDS),
         "population_shares_one_key": reuse,
@@ -339,8 +345,8 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
     notes = [
         "Machine shared with other jobs: timing ratios are medians of interleaved repetitions.",
         "A graph 'accepts' a row iff its outputs differ from the host graph's on that row.",
-        "Gate: the main graph screens the first screen_bits tag bits of every row; rows that "
-        "pass are checked on all gate_bits (= precheck_bits) tag bits inside an If, and only "
-        "full matches reach the verifier (a second If).",
+        "Gate: the main graph checks the first screen_bits tag bits of every row (default: all "
+        "gate_bits = precheck_bits, one stage); with a narrower screen, rows that pass are "
+        "checked on all gate_bits inside an If, and only full matches reach the verifier.",
     ]
     return make_record("onnx", params, seed, metrics, timer.timings, notes=notes)
