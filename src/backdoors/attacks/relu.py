@@ -9,6 +9,7 @@ including the weights' RNG stream, is identical.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -33,6 +34,20 @@ class ReLUPoint:
     head: str = "threshold"
 
 
+@lru_cache(maxsize=4)
+def task_data(seed: int, n_train: int, n_test: int, d: int) -> tuple[np.ndarray, ...]:
+    """The norm-threshold task of seed ``seed`` (stream ``[seed, 2]``), shared by the honest
+    and the backdoored member of that seed: generated once per process (the two builds of a
+    pair scored in one worker), read-only so that no member can alter the other's data."""
+    rng = np.random.default_rng([seed, 2])
+    X_tr, y_tr = relu.norm_task(n_train, d, rng)
+    X_te, y_te = relu.norm_task(n_test, d, rng)
+    out = (X_tr, y_tr, X_te, y_te)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
 @register
 class ReLUAttack(Attack):
     """Honest Train-Random-ReLU vs Backdoor-Random-ReLU on the norm-threshold task."""
@@ -44,9 +59,7 @@ class ReLUAttack(Attack):
 
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
         p = self.point
-        rng = np.random.default_rng([int(seed), 2])
-        X_tr, y_tr = relu.norm_task(p.n_train, p.d, rng)
-        X_te, y_te = relu.norm_task(p.n_test, p.d, rng)
+        X_tr, y_tr, X_te, y_te = task_data(int(seed), p.n_train, p.n_test, p.d)
         key = None
         model = relu.honest_model(p.head, p.m, seed)
         if backdoored:  # the same estimator, spiked coins (secret: fresh OS randomness)
