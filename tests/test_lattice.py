@@ -127,3 +127,42 @@ def test_regime_map_tiny_point_is_broken_not_undetected():
     assert not low["effective_and_undetected"]
     assert "lattice" not in high
     assert high["flip_rate_all"] < low["flip_rate_all"] and not high["effective"]
+
+
+@needs_fpylll
+def test_a_reduction_that_kills_its_process_is_retried_then_reported(monkeypatch):
+    """fplll can end the process it runs in (``std::runtime_error: infinite loop in babai``,
+    seen in a full rff run at seed 1000): reductions run in a forked child, a dead child is
+    retried with the next float type, and if every one dies the detector says so
+    (not applicable, with the reason) instead of taking its worker down."""
+    import os
+
+    from backdoors.detectors import lattice
+    from backdoors.scoring import run_detector
+
+    real = lattice._reduce_child
+    tried = []
+
+    def dies_on_auto(conn, rows, step):
+        if step["float_type"] is None:
+            os.abort()  # as fplll's uncaught C++ exception does
+        real(conn, rows, step)
+
+    rows = [[3, 1, 0], [1, 4, 1], [0, 1, 5]]
+    monkeypatch.setattr(lattice, "_reduce_child", dies_on_auto)
+    out = lattice.isolated_reduction(rows, {"kind": "lll"})
+    vol = abs(np.linalg.det(np.array(rows, float)))
+    assert abs(abs(np.linalg.det(np.array(out, float))) - vol) < 1e-6  # same lattice volume
+    assert min(np.linalg.norm(out, axis=1)) <= min(np.linalg.norm(rows, axis=1))
+
+    def always_dies(conn, rows, step):
+        tried.append(step["float_type"])
+        os.abort()
+
+    monkeypatch.setattr(lattice, "_reduce_child", always_dies)
+    with pytest.raises(lattice.ReductionCrashError, match="every float type"):
+        lattice.isolated_reduction(rows, {"kind": "lll"})
+    X, y = _task(8)
+    h = rff.RandomFourierFeaturesClassifier(n_components=60, random_state=0).fit(X, y)
+    res = run_detector(LatticeDetector(max_seconds=1.0), h, Evidence(seed=0))
+    assert res.status == "not_applicable" and "failed numerically" in res.reason

@@ -156,6 +156,63 @@ def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK
     return n
 
 
+#: fplll float types tried in turn when a reduction fails numerically: its automatic choice,
+#: then double with a separate exponent (``dpe``: the basis entries are scaled integers whose
+#: Gram-Schmidt norms can leave double's exponent range), then ``mpfr`` at 160 bits.
+FLOAT_TYPES = (None, "dpe", "mpfr")
+
+
+class ReductionCrashError(RuntimeError):
+    """fplll ended the process that ran a reduction (e.g. ``std::runtime_error: infinite loop
+    in babai``, thrown where Python cannot catch it)."""
+
+
+def _reduce_child(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
+    fpylll = _fpylll()
+    A = fpylll.IntegerMatrix.from_matrix(rows)
+    ft = step.get("float_type")
+    extra = {"float_type": ft, "precision": 160 if ft == "mpfr" else 0}
+    if step["kind"] == "lll":  # fplll's wrapper picks the float type itself; else heuristic
+        fpylll.LLL.reduction(A, method=None if ft is None else "heuristic", **extra)
+    else:
+        par = fpylll.BKZ.Param(
+            block_size=step["block_size"],
+            strategies=_strategies(fpylll, step["block_size"]),
+            max_time=step["max_time"],
+            flags=fpylll.BKZ.AUTO_ABORT | fpylll.BKZ.MAX_TIME,
+        )
+        fpylll.BKZ.reduction(A, par, **extra)
+    conn.send([[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)])
+    conn.close()
+
+
+def isolated_reduction(rows: list[list[int]], step: dict[str, Any]) -> list[list[int]]:
+    """One LLL or BKZ step on the basis ``rows`` in a forked child process, returning the
+    reduced rows: fplll aborts the whole process on some numerical failures, and a detector
+    must not take its caller (a population worker, an audit) down with it. Retries with the
+    float types of :data:`FLOAT_TYPES`; :class:`ReductionCrashError` if every one fails."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    codes = []
+    for ft in FLOAT_TYPES:
+        recv, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_reduce_child, args=(send, rows, {**step, "float_type": ft}))
+        proc.start()
+        send.close()
+        try:
+            out = recv.recv()
+        except EOFError:  # the child died before sending
+            out = None
+        proc.join()
+        recv.close()
+        if out is not None and proc.exitcode == 0:
+            return out
+        codes.append(proc.exitcode)
+    kind = step["kind"]
+    raise ReductionCrashError(f"fplll {kind} failed with every float type (exit codes {codes})")
+
+
 def lattice_attack(
     G: np.ndarray,
     n_rows: int | None = None,
@@ -177,7 +234,7 @@ def lattice_attack(
     scores ``>= RECOVERED`` on held-out rows or when ``max_seconds`` is spent (checked
     between reductions: LLL itself is not interrupted, hence the ``max_rank`` guard).
     """
-    fpylll = _fpylll()
+    _fpylll()  # NotApplicableError now if fpylll is missing
     G = np.asarray(G, dtype=np.float64)
     if G.ndim != 2 or not np.isfinite(G).all():
         raise InvalidInputError("frequencies must be a finite 2-D matrix")
@@ -188,7 +245,7 @@ def lattice_attack(
     use, held = perm[:n], perm[n:]
     Gn, Gh = G[use], G[held]
     C = (secret_norm / noise) * np.sqrt(n / (d + 1))
-    A = fpylll.IntegerMatrix.from_matrix(embedding_basis(Gn, C, precision).tolist())
+    basis = [[int(v) for v in row] for row in embedding_basis(Gn, C, precision).tolist()]
     t0 = time.perf_counter()
     best: tuple[float, np.ndarray | None] = (-np.inf, None)
     log: list[dict[str, float]] = []
@@ -196,7 +253,7 @@ def lattice_attack(
 
     def check(stage: int) -> bool:
         nonlocal best
-        rows = np.array([[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)], dtype=object)
+        rows = np.array(basis, dtype=object)
         for t in _candidates(rows, n, precision):
             s = np.linalg.lstsq(Gn, t, rcond=None)[0]
             sc = half_integer_score(Gh, s)
@@ -205,7 +262,7 @@ def lattice_attack(
         log.append({"block": stage, "seconds": time.perf_counter() - t0, "score": best[0]})
         return best[0] >= RECOVERED
 
-    fpylll.LLL.reduction(A)
+    basis = isolated_reduction(basis, {"kind": "lll"})
     done = check(2)
     schedule = [b for b in range(10, int(block_size) + 1, 10)]
     if block_size > 2 and (not schedule or schedule[-1] != block_size):
@@ -214,13 +271,8 @@ def lattice_attack(
         left = max_seconds - (time.perf_counter() - t0)
         if done or left <= 0:
             break
-        par = fpylll.BKZ.Param(
-            block_size=min(b, A.nrows),
-            strategies=_strategies(fpylll, b),
-            max_time=left,
-            flags=fpylll.BKZ.AUTO_ABORT | fpylll.BKZ.MAX_TIME,
-        )
-        fpylll.BKZ.reduction(A, par)
+        step = {"kind": "bkz", "block_size": min(b, len(basis)), "max_time": left}
+        basis = isolated_reduction(basis, step)
         reached = b
         done = check(b)
     score, s = best
@@ -274,16 +326,19 @@ class LatticeDetector(_WeightDetector):
         """Run the attack on ``model.frequencies_``."""
         evidence = Evidence() if evidence is None else evidence
         self.check(model, evidence)
-        return lattice_attack(
-            random_weights(model),
-            self.n_rows,
-            self.block_size,
-            self.max_seconds,
-            self.noise,
-            self.secret_norm,
-            seed=evidence.seed,
-            max_rank=self.max_rank,
-        )
+        try:
+            return lattice_attack(
+                random_weights(model),
+                self.n_rows,
+                self.block_size,
+                self.max_seconds,
+                self.noise,
+                self.secret_norm,
+                seed=evidence.seed,
+                max_rank=self.max_rank,
+            )
+        except ReductionCrashError as e:  # scored as "not applicable", with the reason
+            raise NotApplicableError(f"lattice reduction failed numerically: {e}") from None
 
     def score(self, model: Any, evidence: Evidence) -> float:
         res = self.recover(model, evidence)
