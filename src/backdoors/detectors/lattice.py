@@ -160,6 +160,8 @@ def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK
 #: then double with a separate exponent (``dpe``: the basis entries are scaled integers whose
 #: Gram-Schmidt norms can leave double's exponent range), then ``mpfr`` at 160 bits.
 FLOAT_TYPES = (None, "dpe", "mpfr")
+#: Seconds a reduction child may take beyond its BKZ budget (LLL has none) before it is killed.
+CHILD_TIMEOUT = 900.0
 
 
 class ReductionCrashError(RuntimeError):
@@ -186,6 +188,24 @@ def _reduce_child(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> Non
     conn.close()
 
 
+def _child_entry(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
+    """The forked child: an abort must end it at once. cysignals' handler would call
+    ``exit()``, whose atexit handlers (e.g. onnxruntime's, with thread pools that do not exist
+    in a fork) can hang, so SIGABRT gets its default action; the child leaves by ``_exit``."""
+    import contextlib
+    import os
+    import signal
+
+    code = 1
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread; keep the handler
+        signal.signal(signal.SIGABRT, signal.SIG_DFL)
+    try:
+        _reduce_child(conn, rows, step)
+        code = 0
+    finally:
+        os._exit(code)
+
+
 def isolated_reduction(rows: list[list[int]], step: dict[str, Any]) -> list[list[int]]:
     """One LLL or BKZ step on the basis ``rows`` in a forked child process, returning the
     reduced rows: fplll aborts the whole process on some numerical failures, and a detector
@@ -197,13 +217,17 @@ def isolated_reduction(rows: list[list[int]], step: dict[str, Any]) -> list[list
     codes = []
     for ft in FLOAT_TYPES:
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_reduce_child, args=(send, rows, {**step, "float_type": ft}))
+        proc = ctx.Process(target=_child_entry, args=(send, rows, {**step, "float_type": ft}))
         proc.start()
         send.close()
-        try:
-            out = recv.recv()
+        out = None
+        try:  # a child that neither answers nor dies within its budget counts as failed
+            if recv.poll(float(step.get("max_time", CHILD_TIMEOUT)) + CHILD_TIMEOUT):
+                out = recv.recv()
         except EOFError:  # the child died before sending
             out = None
+        if out is None and proc.is_alive():
+            proc.kill()
         proc.join()
         recv.close()
         if out is not None and proc.exitcode == 0:
