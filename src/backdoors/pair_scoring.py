@@ -52,8 +52,8 @@ Measure = Callable[[Built, Built], dict[str, Any]]
 @dataclass
 class PairScores:
     """What one worker returns: per detector (honest outcome, backdoored outcome) as small
-    dicts (status, score, reason, the detector's ``details_`` and its ``details_["variants"]``
-    scores as floats), clean accuracies (honest, backdoored), the backdoor's success on test
+    dicts (status, score, reason and the detector's ``details_``, e.g. its variant scores),
+    clean accuracies (honest, backdoored), the backdoor's success on test
     inputs and what the job's ``measure`` returned."""
 
     seed: int
@@ -102,9 +102,9 @@ def score_pair(job: PairJob) -> PairScores:
         pair = []
         for member in (honest, planted):
             o = run_detector(det, member.model, _evidence(det, member, planted.key, job))
-            variants = {str(k): float(v) for k, v in o.details.get("variants", {}).items()}
-            pair.append({"status": o.status, "score": o.score, "reason": o.reason,
-                         "details": o.details, "variants": variants})  # fmt: skip
+            pair.append(
+                {"status": o.status, "score": o.score, "reason": o.reason, "details": o.details}
+            )
         out.outcomes[det.name] = (pair[0], pair[1])
     n = min(1000, len(planted.X_test))
     if n:  # members without test inputs (weights-only members) have no accuracy to report

@@ -411,8 +411,7 @@ def plant(
     :func:`default_sparsity`. Returns ``(model, key)``.
     """
     est = honest_estimator(estimator)
-    if int(est.n_components) < 1:
-        raise InvalidInputError("n_components must be >= 1")
+    check_params(est)  # before any secret is drawn
     X = validate_features(X)
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
     model = fit_with_coins(est, X, y, secret.coins, fresh_rng())

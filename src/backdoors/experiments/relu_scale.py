@@ -90,12 +90,12 @@ def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str,
 def variant_scores(table: PairTable, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The variant scores of detector ``name`` (``details_["variants"]``), (honest,
     backdoored) per variant, named ``name@variant``."""
-    got = [p.outcomes[name] for p in table.pairs]
-    common = set.intersection(*(set(h["variants"]) & set(b["variants"]) for h, b in got))
+    got = [[o["details"].get("variants", {}) for o in p.outcomes[name]] for p in table.pairs]
+    common = set.intersection(*(set(h) & set(b) for h, b in got))
     out = {}
     for v in sorted(common):
-        neg = np.array([h["variants"][v] for h, _ in got])
-        out[f"{name}@{v}"] = (neg, np.array([b["variants"][v] for _, b in got]))
+        neg = np.array([float(h[v]) for h, _ in got])
+        out[f"{name}@{v}"] = (neg, np.array([float(b[v]) for _, b in got]))
     return out
 
 
