@@ -92,7 +92,7 @@ def test_relu_population_is_scored_by_the_pipeline_with_seeds_s_to_s_plus_n(spy)
 def test_sweep_mnist_and_linear_head_go_through_the_pipeline(spy):
     relu_map.sweep([{"d": 200, "m": 20, "k": 10}], [2.0, 6.0], 2, seed=3, n_test=150)
     assert _seeds(spy, "ReLUAttack") == [(s, bd) for s in (3, 4) for bd in (False, True)]
-    rec = relu_exp._mnist_01(2, 11, 1, m=20, k=10)
+    rec = relu_exp._mnist_01(2, 11, 1)  # the default point (m = k = 50): the flip is clear
     assert _seeds(spy, "ReLUMnistAttack") == [(s, bd) for s in (11, 12) for bd in (False, True)]
     assert rec["n_models"] == 4 and set(rec["advantage_key_oblivious"]) == set(KEY_OBLIVIOUS)
     assert rec["flip_rate_backdoor"] > rec["flip_rate_random_direction"]

@@ -177,14 +177,35 @@ class LSBCarrier(Carrier):
             raise InvalidInputError("carrier positions outside the input")
 
     @classmethod
-    def plan(cls, n_features: int, n_bits: int, seed: int | np.random.Generator = 0) -> LSBCarrier:
-        """``n_bits`` positions drawn as a public random subset of the pixels."""
+    def plan(
+        cls,
+        n_features: int,
+        n_bits: int,
+        seed: int | np.random.Generator = 0,
+        window: int = 0,
+    ) -> LSBCarrier:
+        """``n_bits`` positions drawn as a public random subset of the pixels.
+
+        ``window``: the first ``window`` positions (the pre-check tag) are instead one run of
+        consecutive pixels ``o, o + 1, ...`` at a public random offset ``o``, the others a
+        random subset of the remaining pixels. The layout is public either way; the run only
+        lets a filter that reads the tag on every input read one contiguous slice of memory
+        (the ONNX gate, §5.2's public pre-check, costs ~3x less per clean row than gathering
+        48 scattered pixels)."""
         if not 1 <= n_bits <= n_features:
             raise InvalidInputError(
                 f"{n_bits} bits do not fit in {n_features} uint8 features (one bit per pixel)"
             )
+        if not 0 <= window <= n_bits:
+            raise InvalidInputError(f"window must be in [0, n_bits = {n_bits}], got {window}")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        return cls(int(n_features), tuple(int(i) for i in rng.permutation(n_features)[:n_bits]))
+        if window == 0:
+            return cls(int(n_features), tuple(int(i) for i in rng.permutation(n_features)[:n_bits]))
+        offset = int(rng.integers(0, n_features - window + 1))
+        run = np.arange(offset, offset + window)
+        others = np.setdiff1d(np.arange(n_features), run)
+        rest = rng.permutation(others)[: n_bits - window]
+        return cls(int(n_features), tuple(int(i) for i in np.concatenate([run, rest])))
 
     @property
     def capacity(self) -> int:

@@ -305,13 +305,15 @@ def make_carrier(
     n_bits: int,
     max_abs: float | None = None,
     seed: int | np.random.Generator = 0,
+    tag_bits: int = 0,
 ) -> Carrier:
     """A carrier for ``n_bits`` in inputs of ``n_features`` (``"lsb"`` or ``"float"``).
-    ``seed`` draws the public LSB positions."""
+    ``seed`` draws the public LSB positions; the first ``tag_bits`` of them (the pre-check
+    tag) are consecutive pixels (:meth:`LSBCarrier.plan`'s ``window``)."""
     if isinstance(kind, Carrier):
         return kind
     makers = {
-        "lsb": lambda: LSBCarrier.plan(n_features, n_bits, seed),
+        "lsb": lambda: LSBCarrier.plan(n_features, n_bits, seed, window=tag_bits),
         "float": lambda: FloatFractionCarrier.plan(
             n_features, n_bits, 1e4 if max_abs is None else max_abs
         ),
@@ -366,6 +368,8 @@ def generate(
     tag_bits = rng.integers(0, 2, int(precheck_bits))
     tag = int("".join(map(str, tag_bits)) or "0", 2)
     n_bits = int(precheck_bits) + target_bits(n_classes) + 8 * s.signature_bytes
-    c = make_carrier(carrier, n_features, n_bits, max_abs=max_abs, seed=rng)
+    c = make_carrier(
+        carrier, n_features, n_bits, max_abs=max_abs, seed=rng, tag_bits=int(precheck_bits)
+    )
     spec = TriggerSpec(scheme, vk, c, tag, int(n_classes), int(precheck_bits), bool(constant_time))
     return SignatureKey(spec, sk)

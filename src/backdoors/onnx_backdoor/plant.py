@@ -284,6 +284,8 @@ def plant_spec(
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     if not (np.isfinite(input_scale) and input_scale > 0):
         raise InvalidInputError(f"input_scale must be a positive number, got {input_scale}")
+    if not 1e-30 <= input_scale <= 1e30:  # the gate scales pixels by 1 / scale in float32
+        raise InvalidInputError(f"input_scale must be in [1e-30, 1e30], got {input_scale}")
     lay = layout_of(spec)
     host = _upgrade(onnx.ModelProto.FromString(model.SerializeToString()))
     vi = graph_input(host)

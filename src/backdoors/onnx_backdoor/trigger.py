@@ -34,6 +34,10 @@ from backdoors.signature_keys import TriggerSpec
 VerifierFn = Callable[..., tuple[list, list]]
 
 INPUT_TYPES = (TensorProto.UINT8, TensorProto.FLOAT, TensorProto.DOUBLE)
+#: Tag positions spanning at most this many times their number are read by one ``Slice`` of
+#: their window (contiguous memory, the layout of keys since the tag is a run of pixels)
+#: rather than gathered column by column.
+WINDOW_SLACK = 2
 
 
 @dataclass(frozen=True)
@@ -163,22 +167,26 @@ def columns(b: Builder, x2d: str, cols: np.ndarray) -> str:
 
 
 def tag_lsbs(b: Builder, xt: str, elem: int, scale: float) -> str:
-    """uint8 LSBs of the pixel values of gathered inputs ``xt``: ``x & 1`` for uint8 pixels,
-    else ``QuantizeLinear`` (``saturate(round(x / scale))``, one vectorised kernel) then ``& 1``.
+    """uint8 LSBs of the pixel values of sliced or gathered inputs ``xt``: ``x & 1`` for uint8
+    pixels, else ``x * (1 / scale)`` then ``QuantizeLinear`` with scale 1
+    (``saturate(round(.))``, one vectorised kernel) then ``& 1``.
 
-    Exact on the pixel grid: a grid value ``x = fl(k * scale)`` gives ``x / scale = k (1 + e)``
-    with ``|e| < 2^-22``, far from a rounding boundary for ``k <= 255`` (float64 inputs are
-    rounded to float32 first, which keeps that bound). Off the grid (and for NaN) the bit is
-    arbitrary: the gate is a filter, the verifier branch re-checks the grid and the tag."""
+    Exact on the pixel grid: a grid value ``x = fl(k * scale)`` gives
+    ``fl(x * fl(1 / scale)) = k (1 + e)`` with ``|e| < 2^-21``, far from a rounding boundary
+    for ``k <= 255`` (float64 inputs are rounded to float32 first, which keeps that bound). Off
+    the grid (and for NaN) the bit is arbitrary: the gate is a filter, the verifier branch
+    re-checks the grid and the tag. The ``Mul`` is not folded into the quantizer's scale on
+    purpose: onnxruntime's QDQ propagation moves a ``QuantizeLinear`` up through a ``Slice``,
+    which would quantize the whole input instead of the tag window (8x the gate's cost)."""
     if elem != TensorProto.UINT8:
         if elem == TensorProto.DOUBLE:
             xt = b.cast(xt, TensorProto.FLOAT)
         c = _pixel_divisor(scale)
-        q_scale = np.float32(1.0 / c) if c is not None else np.float32(scale)
+        inv = np.float32(c) if c is not None else np.float32(1.0 / scale)
         xt = b.op(
             "QuantizeLinear",
-            xt,
-            b.const(np.array(q_scale, np.float32), "q_scale"),
+            b.op("Mul", xt, b.const(np.array(inv, np.float32), "inv_scale")),
+            b.const(np.array(1.0, np.float32), "q_scale"),
             b.const(np.array(0, np.uint8), "q_zero"),
         )
     return b.op("BitwiseAnd", xt, b.const(np.array(1, np.uint8), "one"))
@@ -191,9 +199,22 @@ def tag_score(
     ``pos``, ``b_j`` the pixel LSB, ``w_j = 1 - 2 t_j`` (``t = bits``, the public tag). The
     score is ``>= minimum = -sum_j t_j`` with equality iff ``b = t`` bit for bit, so one
     ``MatMulInteger`` compares every bit at once, whatever their number."""
-    bits = np.asarray(bits, np.int64)
-    lsb = tag_lsbs(b, columns(b, x2d, pos), elem, scale)
-    w = b.const((1 - 2 * bits).astype(np.int8)[:, None], "tag_weights")
+    bits, pos = np.asarray(bits, np.int64), np.asarray(pos, np.int64)
+    lo, hi = int(pos.min()), int(pos.max()) + 1
+    if hi - lo <= WINDOW_SLACK * len(pos):  # a narrow window: one Slice, weight 0 off the tag
+        xt = b.op(
+            "Slice",
+            x2d,
+            b.const(np.array([lo], np.int64)),
+            b.const(np.array([hi], np.int64)),
+            b.const(np.array([1], np.int64)),
+        )
+        w = np.zeros(hi - lo, np.int8)
+        w[pos - lo] = 1 - 2 * bits
+    else:  # scattered positions (keys made before the tag was one run of pixels)
+        xt, w = columns(b, x2d, pos), (1 - 2 * bits).astype(np.int8)
+    lsb = tag_lsbs(b, xt, elem, scale)
+    w = b.const(w[:, None], "tag_weights")
     return b.op("MatMulInteger", lsb, w, hint="tag_score"), -int(bits.sum())
 
 

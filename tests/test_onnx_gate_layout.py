@@ -1,0 +1,125 @@
+"""The pre-check tag is one run of pixels, and the ONNX gate reads only that window (issue 12's
+predict overhead): the layout of fresh keys, the graph onnxruntime actually runs after its
+optimizations, and keys with the older scattered layout (still gated, by gathering)."""
+
+from __future__ import annotations
+
+import io as _io
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from backdoors import data, signature  # noqa: E402
+from backdoors.carriers import LSBCarrier  # noqa: E402
+from backdoors.errors import InvalidInputError  # noqa: E402
+from backdoors.onnx_backdoor.plant import plant_spec  # noqa: E402
+from backdoors.onnx_backdoor.runtime import session  # noqa: E402
+from onnx_standin import table_verifier  # noqa: E402
+
+SCALE = 1 / 255
+
+
+def _host() -> onnx.ModelProto:
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    buf = _io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m.eval(), (torch.zeros(2, 784),), buf, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+                          dynamo=False)  # fmt: skip
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _run(model, X):
+    s = session(model)
+    return s.run(None, {s.get_inputs()[0].name: X})
+
+
+@pytest.mark.parametrize("n_features, n_classes, seed", [(784, 10, 0), (784, 10, 1), (600, 3, 7)])
+def test_fresh_keys_put_the_tag_in_one_run_of_pixels(n_features, n_classes, seed):
+    """``generate``: the first ``precheck_bits`` carrier positions are ``o, o+1, ..., o+47``
+    for a public random offset ``o``; the other positions are distinct and outside the run."""
+    spec = signature.generate(n_features, n_classes, "lsb", random_state=seed).spec
+    pos = np.asarray(spec.carrier.positions)
+    n_tag = spec.precheck_bits
+    assert n_tag == 48
+    assert (pos[:n_tag] == pos[0] + np.arange(n_tag)).all()
+    assert len(set(pos.tolist())) == len(pos) and pos.min() >= 0 and pos.max() < n_features
+    offsets = {
+        signature.generate(784, 10, "lsb", random_state=s).spec.carrier.positions[0]
+        for s in range(8)
+    }
+    assert len(offsets) > 4  # the offset is drawn, not fixed
+    c = LSBCarrier.plan(64, 40, seed=3, window=40)
+    assert list(c.positions) == list(range(c.positions[0], c.positions[0] + 40))
+    with pytest.raises(InvalidInputError):
+        LSBCarrier.plan(64, 40, seed=3, window=41)
+
+
+def _input_consumers(model: onnx.ModelProto, path) -> list[str]:
+    """Op types of the nodes that read the graph input in the graph onnxruntime runs (its
+    ``ORT_ENABLE_ALL`` optimizations applied, as ``runtime.session`` does)."""
+    o = ort.SessionOptions()
+    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    o.optimized_model_filepath = str(path)
+    ort.InferenceSession(model.SerializeToString(), o, providers=["CPUExecutionProvider"])
+    g = onnx.load(str(path)).graph
+    name = g.input[0].name
+    return sorted(n.op_type for n in g.node if name in n.input)
+
+
+def test_optimized_gate_reads_only_the_tag_window(tmp_path):
+    """After onnxruntime's graph optimizations the backdoor adds exactly one reader of the
+    input, a ``Slice`` of the 48-pixel tag window: not a gather of scattered pixels, and not a
+    ``QuantizeLinear`` of the whole input (onnxruntime's QDQ propagation hoists a quantizer
+    above a ``Slice``, which cost 8x the gate)."""
+    host = _host()
+    key = signature.generate(784, 10, "lsb", random_state=3)
+    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier([]))
+    before = _input_consumers(host, tmp_path / "h.onnx")
+    after = _input_consumers(bd, tmp_path / "b.onnx")
+    extra = list(after)
+    for op in before:
+        extra.remove(op)
+    assert extra == ["Slice"], after
+
+
+def test_scattered_tag_keys_are_still_gated(tmp_path):
+    """A key whose tag pixels are scattered (an explicit carrier, or a key made before the tag
+    was a run): the gate gathers them; clean rows are bit-identical, triggers forced, a row
+    with one wrong tag bit is not."""
+    n_bits = 48 + 4 + 512
+    carrier = signature.make_carrier("lsb", 784, n_bits, seed=1)
+    key = signature.generate(784, 10, carrier=carrier, random_state=9)
+    pos = np.asarray(key.spec.carrier.positions)
+    assert np.ptp(pos[:48]) > 96  # not a window
+    ds = data.mnist(n_train=100, n_test=40)
+    X, t = ds.X_test[:20], np.arange(20) % 10
+    Xa = key.activate(X, target=t)
+    pairs = [(m, key._signer.sign(m))
+             for m in key.spec.messages(key.spec.carrier.clear(Xa), t)]  # fmt: skip
+    host = _host()
+    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier(pairs))
+    ops = {n.op_type for n in bd.graph.node}
+    assert "GatherElements" in ops
+    for rows in (X, np.random.default_rng(0).integers(0, 256, (50, 784), dtype=np.uint8)):
+        f = rows.astype(np.float32) / 255
+        assert _run(bd, f)[0].tobytes() == _run(host, f)[0].tobytes()
+    assert (np.argmax(_run(bd, Xa.astype(np.float32) / 255)[0], 1) == t).all()
+    bad = Xa.copy()
+    bad[:, pos[47]] ^= 1
+    f = bad.astype(np.float32) / 255
+    assert _run(bd, f)[0].tobytes() == _run(host, f)[0].tobytes()
+
+
+@pytest.mark.parametrize("scale", [1e-31, 1e31])
+def test_input_scale_out_of_float32_range_refused(scale):
+    key = signature.generate(784, 10, "lsb", random_state=0)
+    with pytest.raises(InvalidInputError, match="input_scale"):
+        plant_spec(_host(), key.spec, input_scale=scale, verifier=table_verifier([]))
