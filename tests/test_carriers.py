@@ -82,3 +82,15 @@ def test_carrier_validation_and_serialisation():
         LSBCarrier.plan(64, 65)
     with pytest.raises(InvalidInputError, match="bits must"):
         LSB.embed(np.zeros((1, 64), np.uint8), np.full((1, LSB.capacity), 2))
+
+
+def test_lsb_extract_of_a_tag_run_equals_column_indexing():
+    """A carrier whose first bits are a run of pixels reads that run as one slice; every
+    ``(start, stop)`` (in the run, across its end, past it) gives the bits of the columns."""
+    c = LSBCarrier.plan(64, 40, seed=5, window=12)
+    X = np.random.default_rng(1).integers(0, 256, (30, 64), dtype=np.uint8)
+    pos = np.asarray(c.positions)
+    for start, stop in ((0, 12), (0, 1), (2, 9), (0, 13), (5, None), (0, None), (12, 20)):
+        want = (X[:, pos[start:stop]] & 1).astype(np.uint8)
+        got = c.extract(X, start, stop)
+        assert got.dtype == np.uint8 and (got == want).all(), (start, stop)

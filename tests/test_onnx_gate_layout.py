@@ -62,32 +62,79 @@ def test_fresh_keys_put_the_tag_in_one_run_of_pixels(n_features, n_classes, seed
         LSBCarrier.plan(64, 40, seed=3, window=41)
 
 
-def _input_consumers(model: onnx.ModelProto, path) -> list[str]:
-    """Op types of the nodes that read the graph input in the graph onnxruntime runs (its
-    ``ORT_ENABLE_ALL`` optimizations applied, as ``runtime.session`` does)."""
+def _optimized(model: onnx.ModelProto, path) -> onnx.GraphProto:
+    """The graph onnxruntime runs (its ``ORT_ENABLE_ALL`` optimizations applied, as
+    ``runtime.session`` does)."""
     o = ort.SessionOptions()
     o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     o.optimized_model_filepath = str(path)
     ort.InferenceSession(model.SerializeToString(), o, providers=["CPUExecutionProvider"])
-    g = onnx.load(str(path)).graph
-    name = g.input[0].name
-    return sorted(n.op_type for n in g.node if name in n.input)
+    return onnx.load(str(path)).graph
 
 
-def test_optimized_gate_reads_only_the_tag_window(tmp_path):
+def _input_readers(g: onnx.GraphProto) -> list[str]:
+    """Op types of the nodes reading the input, looking through reshapes of it (a 4-D input
+    is flattened first)."""
+    values, readers = {g.input[0].name}, []
+    for n in g.node:  # topological order
+        if not values.intersection(n.input):
+            continue
+        if n.op_type in ("Flatten", "Reshape"):
+            values.update(n.output)
+        else:
+            readers.append(n.op_type)
+    return sorted(readers)
+
+
+def _cnn() -> onnx.ModelProto:
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                            torch.nn.Linear(2 * 26 * 26, 10))  # fmt: skip
+    buf = _io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m.eval(), (torch.zeros(2, 1, 28, 28),), buf, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
+                          dynamo=False)  # fmt: skip
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _float64_host() -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    h = _host()  # a float64 front: Cast to float32, then the float32 host
+    name = h.graph.input[0].name
+    h.graph.input[0].type.tensor_type.elem_type = TensorProto.DOUBLE
+    cast = helper.make_node("Cast", [name], ["x_f32"], to=TensorProto.FLOAT)
+    for n in h.graph.node:
+        n.input[:] = ["x_f32" if i == name else i for i in n.input]
+    h.graph.node.insert(0, cast)
+    return h
+
+
+def _uint8_host() -> onnx.ModelProto:
+    from backdoors.onnx_backdoor.export import _uint8_front
+
+    return _uint8_front(_host())
+
+
+@pytest.mark.parametrize("make, scale", [(_host, SCALE), (_cnn, SCALE), (_float64_host, SCALE),
+                                         (_uint8_host, 1.0)])  # fmt: skip
+def test_optimized_gate_reads_only_the_tag_window(tmp_path, make, scale):
     """After onnxruntime's graph optimizations the backdoor adds exactly one reader of the
-    input, a ``Slice`` of the 48-pixel tag window: not a gather of scattered pixels, and not a
-    ``QuantizeLinear`` of the whole input (onnxruntime's QDQ propagation hoists a quantizer
-    above a ``Slice``, which cost 8x the gate)."""
-    host = _host()
+    input (float32, float64 or uint8; flat or 4-D), a ``Slice`` of the 48-pixel tag window:
+    not a gather of scattered pixels, and not a ``QuantizeLinear`` of the whole input
+    (onnxruntime's QDQ propagation hoists a quantizer above a ``Slice``; that tripled
+    the gate's cost)."""
+    host = make()
     key = signature.generate(784, 10, "lsb", random_state=3)
-    bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier([]))
-    before = _input_consumers(host, tmp_path / "h.onnx")
-    after = _input_consumers(bd, tmp_path / "b.onnx")
+    bd = plant_spec(host, key.spec, input_scale=scale, verifier=table_verifier([]))
+    before = _input_readers(_optimized(host, tmp_path / "h.onnx"))
+    after = _input_readers(_optimized(bd, tmp_path / "b.onnx"))
     extra = list(after)
     for op in before:
         extra.remove(op)
-    assert extra == ["Slice"], after
+    assert extra == ["Slice"], (before, after)
 
 
 def test_scattered_tag_keys_are_still_gated(tmp_path):

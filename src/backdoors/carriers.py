@@ -248,7 +248,10 @@ class LSBCarrier(Carrier):
         return X & mask
 
     def extract(self, X: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return (X[:, self._pos()[start:stop]] & 1).astype(np.uint8)
+        pos = self._pos()[start:stop]
+        if len(pos) > 1 and pos[-1] - pos[0] == len(pos) - 1 and (np.diff(pos) == 1).all():
+            return (X[:, pos[0] : pos[-1] + 1] & 1).astype(np.uint8)  # a run: one slice
+        return (X[:, pos] & 1).astype(np.uint8)
 
     def embed(self, X: np.ndarray, bits: np.ndarray) -> np.ndarray:
         bits = self._check_bits(X, bits)

@@ -50,9 +50,9 @@ OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
 PREFIX = "sigcheck/"
 #: Tag bits the main graph checks on every row; ``None``: all gate bits (a one-stage gate, so a
 #: random row costs anything extra with probability ``2^-gate_bits``, as the Python pre-check).
-#: A smaller screen is faster (~1.03x instead of ~1.07x at batch 1,000 for 16 bits) but a row
-#: that passes it pays for a second stage, a timing difference found after ~``2^screen_bits``
-#: random queries (docs/onnx.md).
+#: A smaller screen reads fewer pixels per row (with the tag a run of pixels, one ``Slice``
+#: either way, so it saves little) but a row that passes it pays for a second stage, a timing
+#: difference found after ~``2^screen_bits`` random queries (docs/onnx.md).
 DEFAULT_SCREEN_BITS: int | None = None
 
 
