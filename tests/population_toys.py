@@ -197,3 +197,19 @@ def toy_measure(honest: Any, backdoored: Any) -> dict[str, Any]:
     X = backdoored.X_test
     disagree = np.mean(honest.model.predict(X) != backdoored.model.predict(X))
     return {"seed": backdoored.seed, "disagreement": float(disagree)}
+
+
+_CACHE: list[np.ndarray] = []  # a per-process cache, like a worker's dataset cache
+_CALLS = [0]
+
+
+def grow_cache(i: int) -> int:
+    """From its second job on, a worker keeps 350 MB (loky's leak heuristic, checked at most
+    once a second, replaces a worker that grew 300 MB past its size after its first job)."""
+    import time
+
+    _CALLS[0] += 1
+    if _CALLS[0] >= 2 and not _CACHE:
+        _CACHE.append(np.ones(350 * 2**20, np.uint8))
+    time.sleep(0.4)
+    return i * i

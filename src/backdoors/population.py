@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,9 @@ from backdoors.model_cache import (
     save_member,
 )
 from backdoors.progress import track
+
+#: joblib/loky's message when it replaces a worker (see :func:`run_jobs`)
+LOKY_RESTART_WARNING = "A worker stopped while some jobs were given to the executor"
 
 
 @dataclass
@@ -193,7 +197,12 @@ def run_jobs(
         return
     par = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
     jobs = (delayed(_indexed)(fn, i, t) for i, t in enumerate(items))
-    yield from track(par(jobs), label, total=len(items))
+    with warnings.catch_warnings():
+        # loky replaces a worker whose memory grew 300 MB past its size after its first job
+        # (a leak heuristic) and says so; ours legitimately keep per-process dataset caches
+        # (MNIST, task data), so the replacement is expected and changes no result.
+        warnings.filterwarnings("ignore", message=LOKY_RESTART_WARNING, category=UserWarning)
+        yield from track(par(jobs), label, total=len(items))
 
 
 # ---------------------------------------------------------------------------------------------
