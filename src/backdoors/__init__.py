@@ -13,7 +13,7 @@ from backdoors.errors import (
     NotApplicableError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BackdoorsError",
