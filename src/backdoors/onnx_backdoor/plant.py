@@ -275,9 +275,10 @@ def plant_spec(
     one-stage gate): how many of them the main graph checks on every row; with fewer, only if
     some row passes does an ``If`` check the other gate bits on the passing rows, and a second
     ``If`` run the verifier on the rows that match them all
-    (:class:`backdoors.onnx_backdoor.trigger.Gate`). Each screened bit costs one gathered
-    value per row of every batch (the comparison is one ``MatMulInteger`` whatever the
-    width); a row past a narrower screen pays for the second stage, which a timing observer
+    (:class:`backdoors.onnx_backdoor.trigger.Gate`). Each screened bit costs one value read
+    per row of every batch (a ``Slice`` of the tag window; the comparison is one
+    ``MatMulInteger`` whatever the width); a row past a narrower screen pays for the second
+    stage, which a timing observer
     finds after ~``2^screen_bits`` random queries.
     """
     if not isinstance(model, onnx.ModelProto):

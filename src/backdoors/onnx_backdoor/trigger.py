@@ -198,7 +198,9 @@ def tag_score(
     """``(score, minimum)``: int32 ``[N, 1]`` ``score = sum_j w_j b_j`` over the tag positions
     ``pos``, ``b_j`` the pixel LSB, ``w_j = 1 - 2 t_j`` (``t = bits``, the public tag). The
     score is ``>= minimum = -sum_j t_j`` with equality iff ``b = t`` bit for bit, so one
-    ``MatMulInteger`` compares every bit at once, whatever their number."""
+    ``MatMulInteger`` compares every bit at once, whatever their number. Positions within a
+    window at most ``WINDOW_SLACK`` times their number (a fresh key's tag: one run) are read by
+    one ``Slice`` of the window, with weight 0 between them; scattered ones by a gather."""
     bits, pos = np.asarray(bits, np.int64), np.asarray(pos, np.int64)
     lo, hi = int(pos.min()), int(pos.max()) + 1
     if hi - lo <= WINDOW_SLACK * len(pos):  # a narrow window: one Slice, weight 0 off the tag
@@ -239,7 +241,7 @@ class Gate:
     when none did. *Rest* (inside that branch, on the screened rows only): the remaining gate
     bits ``rest_pos``/``rest_bits``; only rows that match every gate bit reach the verifier,
     and a second ``If`` skips the verifier when none does (:func:`gate_rows`). A clean batch
-    pays for the screen only (its cost is one gathered value per screened bit and row); a
+    pays for the screen only (one ``Slice`` of the tag window per row, :func:`tag_score`); a
     random row reaches the verifier with probability ``2^-gate_bits``. With ``score`` None
     (constant-time mode, or no screen) every row passes the screen; the branch runs unless the
     batch is empty."""
