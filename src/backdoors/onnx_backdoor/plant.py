@@ -278,8 +278,7 @@ def plant_spec(
     (:class:`backdoors.onnx_backdoor.trigger.Gate`). Each screened bit costs one value read
     per row of every batch (a ``Slice`` of the tag window; the comparison is one
     ``MatMulInteger`` whatever the width); a row past a narrower screen pays for the second
-    stage, which a timing observer
-    finds after ~``2^screen_bits`` random queries.
+    stage, which a timing observer finds after ~``2^screen_bits`` random queries.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")

@@ -177,7 +177,8 @@ def tag_lsbs(b: Builder, xt: str, elem: int, scale: float) -> str:
     the grid (and for NaN) the bit is arbitrary: the gate is a filter, the verifier branch
     re-checks the grid and the tag. The ``Mul`` is not folded into the quantizer's scale on
     purpose: onnxruntime's QDQ propagation moves a ``QuantizeLinear`` up through a ``Slice``,
-    which would quantize the whole input instead of the tag window (8x the gate's cost)."""
+    which would quantize the whole input instead of the tag window (~200 µs instead of ~16
+    per 1,000 MNIST rows)."""
     if elem != TensorProto.UINT8:
         if elem == TensorProto.DOUBLE:
             xt = b.cast(xt, TensorProto.FLOAT)
