@@ -4,9 +4,6 @@ optimizations, and keys with the older scattered layout (still gated, by gatheri
 
 from __future__ import annotations
 
-import io as _io
-import warnings
-
 import numpy as np
 import pytest
 
@@ -19,6 +16,7 @@ from backdoors.carriers import LSBCarrier  # noqa: E402
 from backdoors.errors import InvalidInputError  # noqa: E402
 from backdoors.onnx_backdoor.plant import plant_spec  # noqa: E402
 from backdoors.onnx_backdoor.runtime import session  # noqa: E402
+from onnx_hosts import torch_onnx  # noqa: E402
 from onnx_standin import table_verifier  # noqa: E402
 
 SCALE = 1 / 255
@@ -27,13 +25,7 @@ SCALE = 1 / 255
 def _host() -> onnx.ModelProto:
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
-    buf = _io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(m.eval(), (torch.zeros(2, 784),), buf, input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
-                          dynamo=False)  # fmt: skip
-    return onnx.load_from_string(buf.getvalue())
+    return torch_onnx(m, (784,))
 
 
 def _run(model, X):
@@ -90,13 +82,7 @@ def _cnn() -> onnx.ModelProto:
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                             torch.nn.Linear(2 * 26 * 26, 10))  # fmt: skip
-    buf = _io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(m.eval(), (torch.zeros(2, 1, 28, 28),), buf, input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
-                          dynamo=False)  # fmt: skip
-    return onnx.load_from_string(buf.getvalue())
+    return torch_onnx(m, (1, 28, 28))
 
 
 def _float64_host() -> onnx.ModelProto:

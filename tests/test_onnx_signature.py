@@ -28,6 +28,7 @@ from backdoors.onnx_backdoor import graph as og  # noqa: E402
 from backdoors.onnx_backdoor.export import export  # noqa: E402
 from backdoors.onnx_backdoor.plant import plant, plant_spec  # noqa: E402
 from backdoors.onnx_backdoor.runtime import OnnxClassifier, session  # noqa: E402
+from onnx_hosts import torch_onnx as _torch_onnx  # noqa: E402
 from onnx_standin import table_verifier  # noqa: E402
 
 SCALE = 1 / 255
@@ -36,22 +37,6 @@ SCALE = 1 / 255
 @pytest.fixture(scope="module")
 def mnist():
     return data.mnist(n_train=2000, n_test=300)
-
-
-def _torch_onnx(module, shape, dynamo=False):
-    buf = _io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (torch.zeros(2, *shape),),
-            buf,
-            input_names=["x"],
-            output_names=["logits"],
-            dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}},
-            dynamo=dynamo,
-        )
-    return onnx.load_from_string(buf.getvalue())
 
 
 def _mlp():
