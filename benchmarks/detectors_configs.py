@@ -15,8 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from backdoors.attacks import ATTACKS
 from backdoors.detectors import DETECTORS
+from backdoors.evaluation.recipes import ATTACKS
 from backdoors.experiments.detectors import run_table
 
 DEFAULT_DETECTORS = (

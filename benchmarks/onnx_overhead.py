@@ -29,11 +29,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from backdoors import data, signature
-from backdoors.onnx_backdoor import hosts
-from backdoors.onnx_backdoor.hosts import SCALE, scaled
-from backdoors.onnx_backdoor.plant import plant_spec
-from backdoors.onnx_backdoor.runtime import session
+from backdoors import signature
+from backdoors.experiments.onnx import hosts
+from backdoors.experiments.onnx.hosts import SCALE, scaled
+from backdoors.models import data
+from backdoors.signature.onnx.plant import plant_spec
+from backdoors.signature.onnx.runtime import session
 
 
 def _interleaved(sessions: dict, X: np.ndarray, reps: int, inner: int) -> dict:

@@ -16,8 +16,8 @@ import nacl.signing
 import numpy as np
 import onnxruntime as ort
 
-from backdoors.onnx_crypto import ed25519_verify_model
-from backdoors.onnx_crypto.builder import count_nodes
+from backdoors.hazmat.onnx_crypto import ed25519_verify_model
+from backdoors.hazmat.onnx_crypto.builder import count_nodes
 
 
 def main() -> None:

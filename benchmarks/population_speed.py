@@ -6,8 +6,9 @@ figures issue 13 asks for (goal >= 1.8 on 2 workers). Run on a quiet machine::
     python benchmarks/population_speed.py [rff relu] [--seeds N] [--reps R]
 
 Each timed run scores ``N`` seeds (both members built and scored in the worker, only scores
-return, :mod:`backdoors.pair_scoring`); repetitions of the three modes are interleaved and
-the medians compared (:func:`backdoors.parallel_speed.speedup`).
+return, :mod:`backdoors.evaluation.pair_scoring`); repetitions of the three modes are interleaved
+and
+the medians compared (:func:`backdoors.evaluation.parallel_speed.speedup`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from backdoors.parallel_speed import SPEED_SEEDS, speedup
+from backdoors.evaluation.parallel_speed import SPEED_SEEDS, speedup
 
 
 def main() -> None:

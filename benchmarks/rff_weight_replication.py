@@ -23,11 +23,11 @@ import time
 import numpy as np
 
 from backdoors import metrics, rff
+from backdoors.artifacts.records import make_record
 from backdoors.detectors import DETECTORS, Evidence
+from backdoors.hazmat.sampling import GaussianCoins
 from backdoors.progress import track
-from backdoors.records import make_record
 from backdoors.rff import coin_streams
-from backdoors.sampling import GaussianCoins
 
 
 class _Coins:

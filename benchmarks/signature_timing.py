@@ -17,10 +17,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from backdoors import data, signature
+from backdoors import signature
 from backdoors.demos._common import demo_classifier_params
 from backdoors.experiments.signature import interleaved_ratio, sign_throughput
-from backdoors.torch_models import TorchClassifier
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """TEST-ONLY stand-in for the in-graph Ed25519 verifier (never shipped, never a real check).
 
-``table_verifier(pairs)`` has the interface of ``backdoors.onnx_crypto.ed25519_verify_nodes``
+``table_verifier(pairs)`` has the interface of ``backdoors.hazmat.onnx_crypto.ed25519_verify_nodes``
 but accepts exactly the ``(message, signature)`` pairs in ``pairs`` (signed in Python by the
 test), by comparing bytes inside a ``Loop`` over the table. The ``Loop`` body reads outer-scope
 values (``msg``, ``sig``), like the real verifier's bodies do, so graph merging and renaming

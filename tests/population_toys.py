@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import io
-from backdoors.attacks import Attack, Built
+from backdoors.artifacts import files
 from backdoors.detectors import Detector, Evidence
+from backdoors.evaluation.recipes import Attack, Built
 
 N_FEATURES = 6
 BUILD_CALLS: list[tuple[str, int, bool]] = []  # in-process build log (n_jobs=1 runs)
@@ -177,14 +177,14 @@ TOY_ATTACKS = (ToyPatchAttack, ToyNullAttack)
 @contextmanager
 def key_kind() -> Iterator[None]:
     """The toy key kind, registered only while a test needs to load toy key files."""
-    with io.KEYS.override(PatchKey.key_kind, PatchKey):
+    with files.KEYS.override(PatchKey.key_kind, PatchKey):
         yield
 
 
 def install(monkeypatch: Any) -> None:
     """Replace the attack and detector registries by the toys for one test."""
-    from backdoors.attacks import ATTACKS
     from backdoors.detectors import DETECTORS
+    from backdoors.evaluation.recipes import ATTACKS
 
     monkeypatch.setattr(DETECTORS, "_items", {c.name: c for c in TOY_DETECTORS})
     monkeypatch.setattr(DETECTORS, "_loaded", True)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backdoors import io, relu
+from backdoors import relu
+from backdoors.artifacts import files
 from backdoors.cli import main
 
 #: construction -> (train args, plant-only args, tensors the construction may change)
@@ -33,7 +34,7 @@ def _run(*args) -> None:
 
 
 def _schema(path):
-    kind, tensors, meta = io.read_artifact(path)
+    kind, tensors, meta = files.read_artifact(path)
     return kind, meta, {n: (t.dtype.str, t.shape) for n, t in tensors.items()}, tensors
 
 
@@ -53,13 +54,13 @@ def datasets(tmp_path_factory):
     p = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 16))
-    io.save_array(p / "rff.npz", X, y=(X[:, 0] * X[:, 1] > 0).astype(np.int64))
+    files.save_array(p / "rff.npz", X, y=(X[:, 0] * X[:, 1] > 0).astype(np.int64))
     Xr, yr = relu.norm_task(200, 120, rng)
-    io.save_array(p / "relu.npz", Xr, y=yr)
+    files.save_array(p / "relu.npz", Xr, y=yr)
     imgs = rng.integers(0, 256, (400, 784)).astype(np.uint8)
     labels = (imgs[:, :392].mean(1) > imgs[:, 392:].mean(1)).astype(np.int64)
     labels[::3] = 2
-    io.save_array(p / "img.npz", imgs, y=labels)
+    files.save_array(p / "img.npz", imgs, y=labels)
     return p
 
 
@@ -72,7 +73,7 @@ def test_coin_twins_differ_only_in_their_coins(case, datasets, tmp_path):
     _run("plant", name, data, "-o", tmp_path / "b.st", "--key", tmp_path / "b.key", *train_args,
          *plant_args)  # fmt: skip
     _assert_twins(tmp_path / "h.st", tmp_path / "b.st", allowed)
-    meta = io.read_artifact(tmp_path / "b.st")[2]
+    meta = files.read_artifact(tmp_path / "b.st")[2]
     assert "random_state" not in str(meta) and "coins" not in str(meta)
     if name == "rff":
         assert meta["params"]["bandwidth"] == "median"  # the header tell of the original code
@@ -90,7 +91,7 @@ def badnets_twins(datasets, tmp_path_factory):
 
 def test_badnets_twins_differ_only_in_trained_weights(badnets_twins):
     p = badnets_twins
-    trained = {n for n in io.read_artifact(p / "h.st")[1] if n.startswith("module.")}
+    trained = {n for n in files.read_artifact(p / "h.st")[1] if n.startswith("module.")}
     _assert_twins(p / "h.st", p / "b.st", trained)
 
 
@@ -101,8 +102,8 @@ def test_signature_keeps_the_honest_model_and_adds_only_the_verifier(badnets_twi
     constant-time flag)."""
     honest = badnets_twins / "h.st"
     _run("plant", "signature", honest, "-o", tmp_path / "s.st", "--key", tmp_path / "s.key")
-    kh, th, mh = io.read_artifact(honest)
-    ks, ts, ms = io.read_artifact(tmp_path / "s.st")
+    kh, th, mh = files.read_artifact(honest)
+    ks, ts, ms = files.read_artifact(tmp_path / "s.st")
     assert (kh, ks) == ("torch_classifier", "signature_classifier")
     assert set(ms) == {"base", "spec"} and ms["base"] == {"kind": kh, "meta": mh}
     assert set(ms["spec"]) == {
@@ -112,7 +113,7 @@ def test_signature_keeps_the_honest_model_and_adds_only_the_verifier(badnets_twi
     for n, t in th.items():
         b = ts[f"base/{n}"]
         assert b.dtype == t.dtype and b.shape == t.shape and np.array_equal(b, t), n
-    sk = io.load_key(tmp_path / "s.key").secret_key
+    sk = files.load_key(tmp_path / "s.key").secret_key
     raw = (tmp_path / "s.st").read_bytes()
     assert sk not in raw and sk.hex().encode() not in raw  # the verifier only, never the signer
 
@@ -125,8 +126,8 @@ def test_checksum_net_dtypes_classes_and_embedded_honest_layer(badnets_twins, tm
     honest = badnets_twins / "h.st"
     _run("plant", "checksum-net", honest, "-o", tmp_path / "c.st", "--key", tmp_path / "c.key",
          "--blocks", "16")  # fmt: skip
-    kh, th, mh = io.read_artifact(honest)
-    kc, tc, mc = io.read_artifact(tmp_path / "c.st")
+    kh, th, mh = files.read_artifact(honest)
+    kc, tc, mc = files.read_artifact(tmp_path / "c.st")
     assert (kh, kc) == ("torch_classifier", "checksum_net")
     assert set(mc) == {"layout", "bound", "widths"}
     assert {t.dtype for n, t in tc.items() if n != "classes"} == {np.dtype(np.float32)}
@@ -146,15 +147,15 @@ def test_signature_on_a_skops_model_keeps_its_fitted_arrays(datasets, tmp_path):
     parameters and every fitted array bit for bit, same dtypes."""
     from sklearn.linear_model import LogisticRegression
 
-    X = io.load_array(datasets / "rff.npz", "X")
-    y = io.load_array(datasets / "rff.npz", "y")
-    io.save_sklearn(LogisticRegression().fit(X, y), tmp_path / "lr.skops")
+    X = files.load_array(datasets / "rff.npz", "X")
+    y = files.load_array(datasets / "rff.npz", "y")
+    files.save_sklearn(LogisticRegression().fit(X, y), tmp_path / "lr.skops")
     _run("plant", "signature", tmp_path / "lr.skops", "-o", tmp_path / "s.st", "--key",
          tmp_path / "s.key", "--carrier", "float", "--reference", datasets / "rff.npz")  # fmt: skip
-    honest = io.load_sklearn(tmp_path / "lr.skops")
-    _, ts, ms = io.read_artifact(tmp_path / "s.st")
+    honest = files.load_sklearn(tmp_path / "lr.skops")
+    _, ts, ms = files.read_artifact(tmp_path / "s.st")
     assert set(ts) == {"base_skops"} and ms["base"] == {"kind": "skops"}
-    base = io.sklearn_from_bytes(ts["base_skops"])
+    base = files.sklearn_from_bytes(ts["base_skops"])
     assert type(base) is type(honest) and base.get_params() == honest.get_params()
     fitted = [a for a in vars(honest) if a.endswith("_") and not a.startswith("_")]
     assert fitted and sorted(fitted) == sorted(a for a in vars(base) if a in fitted)
@@ -165,8 +166,8 @@ def test_signature_on_a_skops_model_keeps_its_fitted_arrays(datasets, tmp_path):
 
 def test_new_commands_refuse_bad_input_in_one_line(datasets, tmp_path, capsys):
     rff_data, img = datasets / "rff.npz", datasets / "img.npz"
-    io.save_array(tmp_path / "one.npz", np.ones((20, 4)), y=np.zeros(20, dtype=np.int64))
-    io.save_array(tmp_path / "float_img.npz", np.ones((20, 784)) / 2, y=np.zeros(20, np.int64))
+    files.save_array(tmp_path / "one.npz", np.ones((20, 4)), y=np.zeros(20, dtype=np.int64))
+    files.save_array(tmp_path / "float_img.npz", np.ones((20, 784)) / 2, y=np.zeros(20, np.int64))
     bad = [
         ["train", "rff", tmp_path / "missing.npz", "-o", tmp_path / "m.st"],
         ["train", "rff", tmp_path / "one.npz", "-o", tmp_path / "m.st"],  # one class
@@ -184,7 +185,7 @@ def test_new_commands_refuse_bad_input_in_one_line(datasets, tmp_path, capsys):
     # the RFF backdoor is untargeted: asking activate for a target is an error, not ignored
     _run("plant", "rff", rff_data, "-o", tmp_path / "b.st", "--key", tmp_path / "b.key",
          "--n-components", "50", "--sparsity", "4")  # fmt: skip
-    io.save_array(tmp_path / "x.npy", io.load_array(rff_data, "X")[:5])
+    files.save_array(tmp_path / "x.npy", files.load_array(rff_data, "X")[:5])
     act = ["activate", tmp_path / "b.st", tmp_path / "b.key", tmp_path / "x.npy", "-o",
            tmp_path / "xa.npy", "--target", "1"]  # fmt: skip
     assert main([str(a) for a in act]) == 2 and "untargeted" in capsys.readouterr().err

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import save_file
 
 import population_toys as toys
-from backdoors import io
-from backdoors.audit import audit, load_any_model
+from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.errors import CorruptArtifactError, InvalidInputError
-from backdoors.torch_models import TorchClassifier
+from backdoors.evaluation.audit import audit, load_any_model
+from backdoors.models.torch_models import TorchClassifier
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ def _data(tmp_path, b, train=False):
 
 def test_audit_skops_model_scores_and_lists_reasons(tmp_path, toy_registry, members, capsys):
     _, bd, ref = members
-    io.save_sklearn(bd.model, tmp_path / "bd.skops")
-    io.save_sklearn(ref.model, tmp_path / "ref.skops")
+    files.save_sklearn(bd.model, tmp_path / "bd.skops")
+    files.save_sklearn(ref.model, tmp_path / "ref.skops")
     data = _data(tmp_path, bd)
     out, js = tmp_path / "report", tmp_path / "audit.json"
     code = main(
@@ -98,7 +98,7 @@ def test_torch_state_dict_plus_spec_and_package_models(tmp_path, toy_registry):
     m2 = load_any_model(tmp_path / "net.safetensors")
     np.testing.assert_array_equal(m2.predict(X), clf.predict(X))
     # a model file of this package loads as itself
-    io.save_model(clf, tmp_path / "pkg.safetensors")
+    files.save_model(clf, tmp_path / "pkg.safetensors")
     np.testing.assert_array_equal(
         load_any_model(tmp_path / "pkg.safetensors").predict(X), clf.predict(X)
     )
@@ -124,7 +124,7 @@ def test_bad_inputs_fail_cleanly_without_partial_files(tmp_path, toy_registry, m
     torch.save(clf.module_.state_dict(), tmp_path / "net.pt")
     with pytest.raises(CorruptArtifactError, match="refused"):
         load_any_model(tmp_path / "net.pt")
-    io.save_sklearn(bd.model, tmp_path / "m.skops")
+    files.save_sklearn(bd.model, tmp_path / "m.skops")
     np.savez(tmp_path / "noX.npz", A=bd.X_test)
     np.savez(tmp_path / "mismatch.npz", X=bd.X_test, y=bd.y_test[:-1])
     np.savez(tmp_path / "wrongwidth.npz", X=bd.X_test[:, :3])

@@ -20,10 +20,10 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 import html_probe
-from backdoors import io
-from backdoors.audit import audit, load_any_model
+from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.errors import InvalidInputError
+from backdoors.evaluation.audit import audit, load_any_model
 
 WHITE_BOX = ("neural_cleanse", "weight_stats", "spectral_signatures", "activation_clustering")
 
@@ -175,7 +175,7 @@ def test_sklearn_pipeline_with_the_real_detectors(tmp_path, digits):
     X, y = digits
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
     pipe.fit(X[:500], y[:500])
-    io.save_sklearn(pipe, tmp_path / "pipe.skops")
+    files.save_sklearn(pipe, tmp_path / "pipe.skops")
     loaded = load_any_model(tmp_path / "pipe.skops")
     np.testing.assert_array_equal(loaded.predict(X), pipe.predict(X))
     res = audit(loaded, X[500:], y[500:], X[:500], y[:500])

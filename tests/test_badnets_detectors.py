@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backdoors.attacks import ATTACKS
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import NotApplicableError
+from backdoors.evaluation.recipes import ATTACKS
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,8 @@ def test_detectors_apply_to_binary_margin_models():
 
 
 def test_badnets_plants_in_the_small_cnn_too():
-    from backdoors import badnets, data
+    from backdoors import badnets
+    from backdoors.models import data
 
     ds = data.mnist(n_train=3000, n_test=500)
     clf = badnets.default_classifier("cnn", random_state=0, epochs=5)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from backdoors.carriers import Carrier, FloatFractionCarrier, LSBCarrier
 from backdoors.errors import InvalidInputError
+from backdoors.hazmat.carriers import Carrier, FloatFractionCarrier, LSBCarrier
 
 LSB = LSBCarrier.plan(64, 40, seed=3)
 FLT = FloatFractionCarrier.plan(8, 100, max_abs=1000.0)

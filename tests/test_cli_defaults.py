@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import typer.main
 
-from backdoors import badnets, io, relu, rff
+from backdoors import badnets, relu, rff
+from backdoors.artifacts import files
 from backdoors.cli import _load_commands, main
 from backdoors.cli.app import app
 
@@ -73,7 +74,7 @@ def test_relu_lambda_help_states_what_is_passed(tmp_path, capsys):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 30)) * np.r_[np.ones(100), 2 * np.ones(100)][:, None]
     y = np.r_[np.zeros(100, int), np.ones(100, int)]
-    io.save_array(tmp_path / "d.npz", X, y=y)
+    files.save_array(tmp_path / "d.npz", X, y=y)
     argv = ["plant", "relu", str(tmp_path / "d.npz"), "-o", str(tmp_path / "m.st"), "-k",
             str(tmp_path / "m.key"), "--seed", "0"]  # fmt: skip
     assert main(argv) == 0

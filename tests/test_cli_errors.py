@@ -21,10 +21,11 @@ import pytest
 import typer.main
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, io, records
+from backdoors.artifacts import files, records
+from backdoors.artifacts.transaction import Transaction
 from backdoors.cli import _load_commands, main
 from backdoors.cli.app import app
-from backdoors.transaction import Transaction
+from backdoors.models import data
 
 # ------------------------------------------------------------------------------------------
 # what each command takes. valid: parameter -> value (files of the `world` fixture, by name);
@@ -231,21 +232,21 @@ def _unwritable_folder(world):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from backdoors import signature
-    from backdoors.torch_models import TorchClassifier
+    from backdoors.models.torch_models import TorchClassifier
 
     w = tmp_path_factory.mktemp("world")
     d = data.breast_cancer()
     lr = LogisticRegression(max_iter=5000).fit(d.X_train, d.y_train)
-    io.save_sklearn(lr, w / "lr.skops")
+    files.save_sklearn(lr, w / "lr.skops")
     X = d.X_test[:20]
-    io.save_array(w / "X.npy", X)
-    io.save_array(w / "ref.npz", d.X_train)
-    io.save_array(w / "audit.npz", X, y=d.y_test[:20])
-    io.save_array(w / "train.npz", d.X_train[:200], y=d.y_train[:200])
+    files.save_array(w / "X.npy", X)
+    files.save_array(w / "ref.npz", d.X_train)
+    files.save_array(w / "audit.npz", X, y=d.y_test[:20])
+    files.save_array(w / "train.npz", d.X_train[:200], y=d.y_train[:200])
     for name, other in (("bd", 0), ("other", 1)):
         bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train, random_state=other)
-        io.save_model(bd, w / f"{name}.st")
-        io.save_key(key, w / f"{name}.key")
+        files.save_model(bd, w / f"{name}.st")
+        files.save_key(key, w / f"{name}.key")
     rff_argv = ["plant", "rff", str(w / "train.npz"), "-o", str(w / "rff.st"), "-k",
                 str(w / "rff.key"), "--n-components", "50", "--seed", "0"]  # fmt: skip
     assert main(rff_argv) == 0  # through the CLI: independent of the library's signature
@@ -255,9 +256,9 @@ def world(tmp_path_factory):
     (w / "evil.st").write_bytes((w / "other.st").read_bytes())  # another valid model file
     (w / "evil.st.sig").write_bytes((w / "bd.st.sig").read_bytes())  # with bd's signature
     mlp = TorchClassifier(arch_params={"hidden": (8,)}, epochs=1).fit(d.X_train, d.y_train)
-    io.save_model(mlp, w / "mlp.st")
-    io.write_json(w / "record.json", records.make_record("x", {}, 0, {"m": 1.0}, {}))
-    io.write_json(w / "list.json", [1, 2, 3])
+    files.save_model(mlp, w / "mlp.st")
+    files.write_json(w / "record.json", records.make_record("x", {}, 0, {"m": 1.0}, {}))
+    files.write_json(w / "list.json", [1, 2, 3])
     rng = np.random.default_rng(0)
     (w / "garbage.bin").write_bytes(rng.bytes(2000))
     (w / "text.npy").write_text("0.1, 0.2, 0.3\n0.4, 0.5, 0.6\n")
@@ -294,10 +295,10 @@ def world(tmp_path_factory):
 @pytest.fixture()
 def no_expensive_work(monkeypatch):
     """Bad input must be refused before the expensive part starts: calling it is a failure."""
-    import backdoors.audit
     import backdoors.demos
+    import backdoors.evaluation.audit
+    import backdoors.evaluation.population
     import backdoors.experiments
-    import backdoors.population
 
     def started(*a, **k):
         raise AssertionError("expensive work started before the input was checked")
@@ -305,8 +306,8 @@ def no_expensive_work(monkeypatch):
     for mod, name in (
         (backdoors.demos, "run_demo"),
         (backdoors.experiments, "run"),
-        (backdoors.population, "build_population"),
-        (backdoors.audit, "audit"),
+        (backdoors.evaluation.population, "build_population"),
+        (backdoors.evaluation.audit, "audit"),
     ):
         monkeypatch.setattr(mod, name, started)  # fmt: skip
 
@@ -461,7 +462,7 @@ def test_plant_with_unwritable_key_leaves_no_model(world, capsys):
 
 def test_bugs_are_not_disguised_as_user_errors(world, capsys, monkeypatch):
     """An unexpected exception is a bug: traceback, 'internal error', exit 1 (not 2)."""
-    from backdoors import io as bio
+    from backdoors.artifacts import files as bio
 
     def boom(*a, **k):
         raise ZeroDivisionError("planted bug")

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, io
+from backdoors.artifacts import files as store
 from backdoors.cli import main
+from backdoors.models import data
 
 
 @pytest.fixture()
 def files(tmp_path):
     d = data.breast_cancer()
-    io.save_sklearn(
+    store.save_sklearn(
         LogisticRegression(max_iter=5000).fit(d.X_train, d.y_train), tmp_path / "lr.skops"
     )
-    io.save_array(tmp_path / "X.npy", d.X_test)
-    io.save_array(tmp_path / "ref.npz", d.X_train, y=d.y_train)
+    store.save_array(tmp_path / "X.npy", d.X_test)
+    store.save_array(tmp_path / "ref.npz", d.X_train, y=d.y_train)
     return tmp_path, d
 
 
@@ -110,9 +111,9 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(files, capsys):
     )
     bad = d.X_test.copy()
     bad[0, 0] = np.nan
-    io.save_array(p / "nan.npy", bad)
-    io.save_array(p / "f32.npy", d.X_test.astype(np.float32))
-    io.save_array(p / "wide.npy", np.zeros((3, 31)))
+    store.save_array(p / "nan.npy", bad)
+    store.save_array(p / "f32.npy", d.X_test.astype(np.float32))
+    store.save_array(p / "wide.npy", np.zeros((3, 31)))
     (p / "trunc.st").write_bytes((p / "bd.st").read_bytes()[:200])
     cases = [
         (("activate", p / "bd.st", p / "bd.key", p / "nan.npy"), "NaN"),

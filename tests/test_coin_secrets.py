@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from backdoors import io, relu, rff
-from backdoors.sampling import Coins, random_unit, sparse_support
+from backdoors import relu, rff
+from backdoors.artifacts import files
+from backdoors.hazmat.sampling import Coins, random_unit, sparse_support
 
 SEED = 7
 
@@ -56,10 +57,10 @@ def test_rff_file_and_seed_do_not_give_the_key(rff_task, tmp_path):
     model, key = rff.plant(
         rff.RandomFourierFeaturesClassifier(n_components=400, random_state=SEED), X, y, sparsity=k
     )
-    path = io.save_model(model, tmp_path / "m.safetensors")
+    path = files.save_model(model, tmp_path / "m.safetensors")
     # attacker: the file alone, plus every seed it (or the in-memory model) could reveal
-    _, tensors, meta = io.read_artifact(path)
-    loaded = io.load_model(path)
+    _, tensors, meta = files.read_artifact(path)
+    loaded = files.load_model(path)
     seeds = {
         meta["params"].get("random_state"),
         loaded.get_params()["random_state"],
@@ -128,7 +129,7 @@ def test_secret_is_in_no_parameter_attribute_repr_clone_or_skops(construction, r
     for name, value in vars(model).items():
         assert not isinstance(value, Coins), name
         assert not isinstance(value, tuple | list) or not set(key.support) <= set(value), name
-    raw = io.sklearn_to_bytes(model).tobytes()
+    raw = files.sklearn_to_bytes(model).tobytes()
     for v in secret_values:
         assert repr(v).encode() not in raw and np.float64(v).tobytes() not in raw
     assert b"Coins" not in raw and b"support" not in raw

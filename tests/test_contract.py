@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from backdoors import badnets, contract, data, io, relu, rff, signature
+from backdoors import badnets, contract, relu, rff, signature
+from backdoors.artifacts import files
 from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier
 from backdoors.nets import checksum
-from backdoors.torch_models import TorchClassifier
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,8 @@ FACTORIES = {
 
 
 def test_every_registered_key_kind_is_covered():
-    io.import_kinds()
-    kinds = {k for k, _ in io.KEYS.items() if not k.startswith("test_")}
+    files.import_kinds()
+    kinds = {k for k, _ in files.KEYS.items() if not k.startswith("test_")}
     assert kinds == set(FACTORIES)
 
 
@@ -80,7 +82,7 @@ def test_key_contract(kind, mnist):
     model, key, X, y = FACTORIES[kind](mnist, 0)
     other, _, _, _ = FACTORIES[kind](mnist, 1)
     assert isinstance(key, contract.BackdoorKey)
-    assert key.key_kind == kind and io.KEYS.get(kind) is type(key)
+    assert key.key_kind == kind and files.KEYS.get(kind) is type(key)
     # JSON round trip, equal by its JSON form
     again = type(key).from_json_dict(json.loads(json.dumps(key.to_json_dict())))
     assert again.to_json_dict() == key.to_json_dict()

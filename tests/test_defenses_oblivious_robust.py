@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backdoors import data, signature
-from backdoors.adapters import CallableClassifier
+from backdoors import signature
 from backdoors.defenses import oblivious, robust
 from backdoors.defenses.smoothing import immunize
 from backdoors.errors import InvalidInputError
+from backdoors.models import data
+from backdoors.models.adapters import CallableClassifier
 
 
 def test_oblivious_mitigation_removes_a_large_trigger_that_smoothing_keeps():

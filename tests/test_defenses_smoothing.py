@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backdoors import data, io, signature
-from backdoors.adapters import CallableClassifier
+from backdoors import signature
+from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.defenses import DEFENSES
 from backdoors.defenses.smoothing import immunize, lower_bound, noisy_copies
 from backdoors.errors import InvalidInputError
-from backdoors.torch_models import TorchClassifier
+from backdoors.models import data
+from backdoors.models.adapters import CallableClassifier
+from backdoors.models.torch_models import TorchClassifier
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_smoothing_removes_the_signature_backdoor(mnist_mlp):
 
 def test_artifact_roundtrip_and_cli(mnist_mlp, tmp_path):
     ds, clf = mnist_mlp
-    io.save_model(clf, tmp_path / "m.safetensors")
+    files.save_model(clf, tmp_path / "m.safetensors")
     out = tmp_path / "imm.safetensors"
     assert (
         main(["immunize", str(tmp_path / "m.safetensors"), "--sigma", "-1", "--out", str(out)]) == 2
@@ -93,7 +95,7 @@ def test_artifact_roundtrip_and_cli(mnist_mlp, tmp_path):
         )
         == 0
     )
-    loaded = io.load_model(out)
+    loaded = files.load_model(out)
     ref = immunize(clf, 0.05, n_samples=8, seed=0)
     X = ds.X_test[:20]
     assert np.array_equal(loaded.predict(X), ref.predict(X))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import population_toys as toys
-from backdoors import population
-from backdoors.detection_table import best_configurations, evaluate
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors import activation_clustering as ac
 from backdoors.detectors import spectral_signatures as ss
+from backdoors.evaluation import population
+from backdoors.evaluation.detection_table import best_configurations, evaluate
 
 
 def _net_and_data(split: bool, seed: int = 0):

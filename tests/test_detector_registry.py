@@ -11,9 +11,9 @@ import pytest
 
 from backdoors import relu
 from backdoors.detectors import DETECTORS, Detector, Evidence, register, statistic_id
+from backdoors.evaluation.scoring import run_detector
 from backdoors.experiments.relu_scale import WeightModel
-from backdoors.sampling import Coins
-from backdoors.scoring import run_detector
+from backdoors.hazmat.sampling import Coins
 
 
 def test_register_refuses_a_duplicate_statistic():

@@ -10,11 +10,13 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from backdoors import data, io, metrics
+from backdoors import metrics
+from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier
 from backdoors.registry import Registry
-from backdoors.torch_models import TorchClassifier
 
 
 def test_registry_rejects_unknown_and_duplicates():
@@ -66,7 +68,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "x.bin"
     target.write_bytes(b"old")
     with pytest.raises(BoomError):
-        io.atomic_writer(target, bad_writer)
+        files.atomic_writer(target, bad_writer)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
 
@@ -76,27 +78,27 @@ def test_torch_model_roundtrip_and_tamper_detection(tmp_path):
     X = rng.integers(0, 256, (200, 16), dtype=np.uint8)
     y = (X[:, 0] > 127).astype(int)
     clf = TorchClassifier(arch_params={"hidden": (8,)}, input_scale=1 / 255, epochs=2).fit(X, y)
-    path = io.save_model(clf, tmp_path / "m.safetensors")
-    back = io.load_model(path)
+    path = files.save_model(clf, tmp_path / "m.safetensors")
+    back = files.load_model(path)
     assert np.array_equal(back.decision_function(X), clf.decision_function(X))
     raw = bytearray(path.read_bytes())
     raw[-3] ^= 0xFF  # flip a weight byte
     (tmp_path / "t.safetensors").write_bytes(bytes(raw))
     with pytest.raises(CorruptArtifactError, match="integrity"):
-        io.load_model(tmp_path / "t.safetensors")
+        files.load_model(tmp_path / "t.safetensors")
     (tmp_path / "short.safetensors").write_bytes(bytes(raw[: len(raw) // 2]))
     with pytest.raises(CorruptArtifactError):
-        io.load_model(tmp_path / "short.safetensors")
+        files.load_model(tmp_path / "short.safetensors")
 
 
 def test_skops_roundtrip_without_pickle(tmp_path):
     X = np.random.default_rng(0).normal(size=(60, 3))
     est = LogisticRegression().fit(X, X[:, 0] > 0)
-    io.save_sklearn(est, tmp_path / "lr.skops")
-    assert np.array_equal(io.load_model(tmp_path / "lr.skops").predict(X), est.predict(X))
+    files.save_sklearn(est, tmp_path / "lr.skops")
+    assert np.array_equal(files.load_model(tmp_path / "lr.skops").predict(X), est.predict(X))
     (tmp_path / "bad.skops").write_bytes(b"\x80\x04not a zip")
     with pytest.raises(CorruptArtifactError):
-        io.load_model(tmp_path / "bad.skops")
+        files.load_model(tmp_path / "bad.skops")
 
 
 def test_key_files_are_0600_and_not_overwritten(tmp_path):
@@ -113,17 +115,17 @@ def test_key_files_are_0600_and_not_overwritten(tmp_path):
         def from_json_dict(cls, d):
             return cls(d["v"])
 
-    with io.KEYS.override("dummy-test-key", DummyKey):
-        p = io.save_key(DummyKey(3), tmp_path / "k.json")
+    with files.KEYS.override("dummy-test-key", DummyKey):
+        p = files.save_key(DummyKey(3), tmp_path / "k.json")
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
-        assert io.load_key(p).v == 3
+        assert files.load_key(p).v == 3
         with pytest.raises(InvalidInputError, match="refusing"):
-            io.save_key(DummyKey(4), p)
-    assert "dummy-test-key" not in io.KEYS
+            files.save_key(DummyKey(4), p)
+    assert "dummy-test-key" not in files.KEYS
     assert json.loads(p.read_text())["key"]["v"] == 3
     p.write_text("{ truncated")
     with pytest.raises(CorruptArtifactError):
-        io.load_key(p)
+        files.load_key(p)
 
 
 def test_cli_maps_errors_to_one_line_exit_2(tmp_path, capsys):
@@ -147,7 +149,7 @@ def test_cli_maps_errors_to_one_line_exit_2(tmp_path, capsys):
 def test_skops_refuses_untrusted_types(tmp_path, func):
     """A .skops file that references a function or type outside scikit-learn/numpy/scipy
     (here a FunctionTransformer calling os.system, eval or subprocess) is refused before
-    anything is built, through io.load_model and inside a safetensors model alike."""
+    anything is built, through files.load_model and inside a safetensors model alike."""
     import importlib
 
     from sklearn.pipeline import make_pipeline
@@ -158,12 +160,12 @@ def test_skops_refuses_untrusted_types(tmp_path, func):
     est = make_pipeline(
         FunctionTransformer(getattr(importlib.import_module(mod), name)), LogisticRegression()
     )
-    raw = io.sklearn_to_bytes(est)  # serialising is fine; loading must refuse
+    raw = files.sklearn_to_bytes(est)  # serialising is fine; loading must refuse
     (tmp_path / "evil.skops").write_bytes(raw.tobytes())
     with pytest.raises(CorruptArtifactError, match="refusing to load types"):
-        io.load_model(tmp_path / "evil.skops")
+        files.load_model(tmp_path / "evil.skops")
     with pytest.raises(CorruptArtifactError, match="refusing"):
-        io.sklearn_from_bytes(raw)
+        files.sklearn_from_bytes(raw)
     # the same estimator with a trusted function loads
     ok = make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()).fit(np.abs(X), y)
-    assert io.sklearn_from_bytes(io.sklearn_to_bytes(ok)).predict(np.abs(X)).shape == (40,)
+    assert files.sklearn_from_bytes(files.sklearn_to_bytes(ok)).predict(np.abs(X)).shape == (40,)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from backdoors import rff
+from backdoors.breaks.lattice_cost import delta, required_block_size, usvp_margin
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors.lattice import LatticeDetector, embedding_basis, lattice_attack
 from backdoors.errors import NotApplicableError
-from backdoors.lattice_cost import delta, required_block_size, usvp_margin
 
 needs_fpylll = pytest.mark.skipif(
     importlib.util.find_spec("fpylll") is None, reason="fpylll not installed (extra 'lattice')"
@@ -138,7 +138,7 @@ def test_a_reduction_that_kills_its_process_is_retried_then_reported(monkeypatch
     import os
 
     from backdoors.detectors import lattice
-    from backdoors.scoring import run_detector
+    from backdoors.evaluation.scoring import run_detector
 
     real = lattice._reduce_child
     tried = []

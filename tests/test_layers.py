@@ -13,107 +13,51 @@ import grimp  # a dev dependency: the layer contract is always checked
 import networkx as nx
 import pytest
 
-#: Lowest first. A module belongs to the layer of the longest prefix that names it.
+#: The folders of ``src/backdoors`` are the layers, lowest first; a module's layer is the
+#: layer of the top-level folder that holds it, and the package's top-level modules
+#: (``errors``, ``contract``, ``registry``, ...) are the foundation. Constructions are one
+#: folder each, side by side in one layer.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    (
-        "foundation",
-        (
-            "backdoors",  # the package root only re-exports
-            "backdoors.errors",
-            "backdoors.contract",
-            "backdoors.registry",
-            "backdoors.validation",
-            "backdoors.metrics",
-            "backdoors.progress",
-        ),
-    ),
-    (
-        "hazmat",
-        (
-            "backdoors.hazmat",
-            "backdoors.crypto",
-            "backdoors.carriers",
-            "backdoors.sampling",
-            "backdoors.onnx_crypto",
-        ),
-    ),
-    (
-        "artifacts",
-        (
-            "backdoors.transaction",
-            "backdoors.provenance",
-            "backdoors.io",
-            "backdoors.records",
-            "backdoors.report",
-        ),
-    ),
-    ("models", ("backdoors.data", "backdoors.torch_models", "backdoors.adapters")),
+    ("foundation", ()),
+    ("hazmat", ("hazmat",)),
+    ("artifacts", ("artifacts",)),
+    ("models", ("models",)),
     (
         "constructions",
-        (
-            "backdoors.signature",
-            "backdoors.signature_models",
-            "backdoors.signature_keys",
-            "backdoors.signature_onnx",
-            "backdoors.onnx_backdoor",
-            "backdoors.onnx_models",
-            "backdoors.rff",
-            "backdoors.relu",
-            "backdoors.badnets",
-            "backdoors.nets",
-            "backdoors.defenses",
-            "backdoors.rff_tasks",
-        ),
+        ("signature", "rff", "relu", "badnets", "nets", "defenses", "conditional"),
     ),
-    (
-        "contracts",  # what the evaluation engine is written against
-        ("backdoors.detectors", "backdoors.attacks"),
-    ),
-    (
-        "evaluation",
-        (
-            "backdoors.population",
-            "backdoors.model_cache",
-            "backdoors.scoring",
-            "backdoors.detection_table",
-            "backdoors.pair_scoring",
-            "backdoors.parallel_speed",
-            "backdoors.audit",
-            "backdoors.foreign_models",
-        ),
-    ),
-    (
-        "recipes",  # concrete detectors, attack recipes, attacks on constructions
-        (
-            "backdoors.detectors.",
-            "backdoors.attacks.",
-            "backdoors.forgery",
-            "backdoors.toy_attack",
-            "backdoors.lattice_cost",
-        ),
-    ),
-    ("experiments", ("backdoors.experiments", "backdoors.onnx_backdoor.experiment")),
-    ("demos", ("backdoors.demos",)),
-    ("cli", ("backdoors.cli",)),
+    ("breaks", ("breaks",)),
+    ("detectors", ("detectors",)),
+    ("evaluation", ("evaluation",)),
+    ("experiments", ("experiments",)),
+    ("demos", ("demos",)),
+    ("cli", ("cli",)),
 ]
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "backdoors"
 
 
 def layer_of(module: str) -> int:
-    """Index of the layer whose longest prefix names ``module`` (a prefix ending in ``.``
-    matches submodules only; otherwise the module itself and its submodules)."""
-    best, best_len = None, -1
-    for i, (_, prefixes) in enumerate(LAYERS):
-        for p in prefixes:
-            hit = (
-                module.startswith(p)
-                if p.endswith(".")
-                else (module == p or (module.startswith(p + ".") and p != "backdoors"))
-            )
-            if hit and len(p) > best_len:
-                best, best_len = i, len(p)
-    if best is None:
-        raise AssertionError(f"{module} is in no layer: add it to LAYERS and the docs")
-    return best
+    """Index of the layer of ``module``: its top-level folder's, or the foundation for the
+    package root and its top-level modules."""
+    parts = module.split(".")
+    if parts[0] != "backdoors":
+        raise AssertionError(f"{module} is not in the package")
+    if len(parts) == 1 or (PACKAGE / f"{parts[1]}.py").is_file():
+        return 0
+    for i, (_, folders) in enumerate(LAYERS):
+        if parts[1] in folders:
+            return i
+    raise AssertionError(f"{module}: folder {parts[1]!r} is in no layer: add it to LAYERS and docs")
+
+
+def test_tree_is_the_layers():
+    """Every folder of the package is a layer (or a construction), and the foundation holds
+    modules only: the tree a newcomer reads is the table above."""
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    named = {f for _, fs in LAYERS for f in fs}
+    assert folders <= named, f"folders in no layer: {sorted(folders - named)}"
+    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    assert len(top) <= 8, f"top-level modules beyond the foundation: {top}"
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from backdoors import io
+from backdoors.artifacts import files
 from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.models.torch_models import Scale
 from backdoors.nets import checksum
 from backdoors.nets.compiler import only_linear_relu
-from backdoors.torch_models import Scale
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def test_key_read_back_from_one_activated_pair(planted):
 
 def test_artifact_and_key_round_trip(planted, tmp_path):
     _, model, key = planted
-    io.save_model(model, tmp_path / "m.safetensors")
-    io.save_key(key, tmp_path / "k.json")
-    m2, k2 = io.load_model(tmp_path / "m.safetensors"), io.load_key(tmp_path / "k.json")
+    files.save_model(model, tmp_path / "m.safetensors")
+    files.save_key(key, tmp_path / "k.json")
+    m2, k2 = files.load_model(tmp_path / "m.safetensors"), files.load_key(tmp_path / "k.json")
     k2.check_model(m2)
     X = np.random.default_rng(5).integers(0, 256, (100, 784)).astype(np.uint8)
     assert np.array_equal(m2.decision_function(X), model.decision_function(X))

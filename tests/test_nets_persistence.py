@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from backdoors.models.torch_models import Scale
 from backdoors.nets import checksum, persistence
-from backdoors.torch_models import Scale
 
 
 @pytest.fixture(scope="module")

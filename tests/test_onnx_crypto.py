@@ -12,10 +12,15 @@ import pytest
 from onnx import TensorProto, helper
 
 from backdoors.errors import InvalidInputError
-from backdoors.onnx_crypto import ed25519_verify_model, ed25519_verify_nodes, ref, sha512_nodes
-from backdoors.onnx_crypto import field as fe
-from backdoors.onnx_crypto.builder import IR_VERSION, Builder
-from backdoors.onnx_crypto.scalar import reduce_mod_l
+from backdoors.hazmat.onnx_crypto import (
+    ed25519_verify_model,
+    ed25519_verify_nodes,
+    ref,
+    sha512_nodes,
+)
+from backdoors.hazmat.onnx_crypto import field as fe
+from backdoors.hazmat.onnx_crypto.builder import IR_VERSION, Builder
+from backdoors.hazmat.onnx_crypto.scalar import reduce_mod_l
 
 MSG_LEN = 50  # R || A || M = 114 bytes: the padding spills into a second block
 

@@ -11,11 +11,12 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from backdoors import data, signature  # noqa: E402
-from backdoors.carriers import LSBCarrier  # noqa: E402
+from backdoors import signature  # noqa: E402
 from backdoors.errors import InvalidInputError  # noqa: E402
-from backdoors.onnx_backdoor.plant import plant_spec  # noqa: E402
-from backdoors.onnx_backdoor.runtime import session  # noqa: E402
+from backdoors.hazmat.carriers import LSBCarrier  # noqa: E402
+from backdoors.models import data  # noqa: E402
+from backdoors.signature.onnx.plant import plant_spec  # noqa: E402
+from backdoors.signature.onnx.runtime import session  # noqa: E402
 from onnx_hosts import torch_onnx  # noqa: E402
 from onnx_standin import table_verifier  # noqa: E402
 
@@ -99,7 +100,7 @@ def _float64_host() -> onnx.ModelProto:
 
 
 def _uint8_host() -> onnx.ModelProto:
-    from backdoors.onnx_backdoor.export import _uint8_front
+    from backdoors.signature.onnx.export import _uint8_front
 
     return _uint8_front(_host())
 

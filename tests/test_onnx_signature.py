@@ -3,7 +3,7 @@
 Most tests use the TEST-ONLY table verifier of ``onnx_standin`` (it accepts exactly the pairs
 the test signed) so that carrier extraction, pre-check, message construction, gather/scatter
 and the output multiplexer are checked independently of the in-graph Ed25519; the tests
-marked ``real_verifier`` run the shipped verifier (``backdoors.onnx_crypto``) when present.
+marked ``real_verifier`` run the shipped verifier (``backdoors.hazmat.onnx_crypto``) when present.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from backdoors import data, signature  # noqa: E402
+from backdoors import signature  # noqa: E402
 from backdoors.cli import main  # noqa: E402
 from backdoors.detectors.onnx_graph_inspection import OnnxGraphInspection  # noqa: E402
 from backdoors.errors import InvalidInputError, NotApplicableError  # noqa: E402
-from backdoors.onnx_backdoor import graph as og  # noqa: E402
-from backdoors.onnx_backdoor.export import export  # noqa: E402
-from backdoors.onnx_backdoor.plant import plant, plant_spec  # noqa: E402
-from backdoors.onnx_backdoor.runtime import OnnxClassifier, session  # noqa: E402
+from backdoors.models import data  # noqa: E402
+from backdoors.signature.onnx import graph as og  # noqa: E402
+from backdoors.signature.onnx.export import export  # noqa: E402
+from backdoors.signature.onnx.plant import plant, plant_spec  # noqa: E402
+from backdoors.signature.onnx.runtime import OnnxClassifier, session  # noqa: E402
 from onnx_hosts import torch_onnx as _torch_onnx  # noqa: E402
 from onnx_standin import table_verifier  # noqa: E402
 
@@ -177,7 +178,7 @@ def test_skl2onnx_label_and_probabilities(mnist, kind):
 
 def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     host = _torch_onnx(_mlp(), (784,))
-    from backdoors.onnx_backdoor.export import _uint8_front
+    from backdoors.signature.onnx.export import _uint8_front
 
     host = _uint8_front(host)  # uint8 pixels in
     key = signature.generate(784, 10, "lsb", random_state=5)
@@ -188,7 +189,7 @@ def test_uint8_input_zero_rows_no_match_and_tampering(mnist):
     assert _run(bd, np.zeros((0, 784), np.uint8))[0].shape == (0, 10)
     _check(host, bd, lambda X: X, X, Xa, targets)
     # tampered: the graph agrees with the Python verifier (PyNaCl) row by row
-    from backdoors.forgery import STRATEGIES, Oracle
+    from backdoors.breaks.forgery import STRATEGIES, Oracle
 
     rng = np.random.default_rng(0)
     oracle = Oracle(X, Xa, targets)
@@ -241,7 +242,7 @@ def test_renaming_walks_loop_bodies(mnist):
 def test_export_backdoored_torch_and_sklearn(mnist):
     from sklearn.linear_model import LogisticRegression
 
-    from backdoors.torch_models import TorchClassifier
+    from backdoors.models.torch_models import TorchClassifier
 
     X, targets = mnist.X_test[:40], np.arange(40) % 10
     clf = TorchClassifier(arch_params={"hidden": (16,)}, input_scale=SCALE, epochs=1)
@@ -272,8 +273,8 @@ def test_graph_inspection_flags_planted_not_honest(mnist):
 
 
 def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
-    import backdoors.onnx_backdoor.plant as plant_mod
-    from backdoors import io
+    import backdoors.signature.onnx.plant as plant_mod
+    from backdoors.artifacts import files
 
     monkeypatch.setattr(plant_mod, "default_verifier", lambda: table_verifier([]))
     host = _torch_onnx(_mlp(), (784,))
@@ -292,7 +293,7 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
     assert main(args) == 0
     assert os.stat(tmp_path / "bd.key").st_mode & 0o777 == 0o600
     assert main(args) == 2  # key exists: refused, nothing replaced
-    key = io.load_key(tmp_path / "bd.key")
+    key = files.load_key(tmp_path / "bd.key")
     assert key.spec.carrier.n_features == 784
     bd = onnx.load(tmp_path / "bd.onnx")
     Xf = mnist.X_test[:50].astype(np.float32) / 255
@@ -303,12 +304,12 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        io.save_sklearn(
+        files.save_sklearn(
             LogisticRegression(max_iter=20).fit(mnist.X_train[:300], mnist.y_train[:300]), lr_path
         )
     assert main(["export", str(lr_path), "--onnx", str(tmp_path / "lr.onnx")]) == 0
-    lr_bd, _ = signature.plant(io.load_sklearn(lr_path), random_state=1)
-    io.save_model(lr_bd, tmp_path / "lr_bd.safetensors")
+    lr_bd, _ = signature.plant(files.load_sklearn(lr_path), random_state=1)
+    files.save_model(lr_bd, tmp_path / "lr_bd.safetensors")
     assert (
         main(["export", str(tmp_path / "lr_bd.safetensors"), "--onnx", str(tmp_path / "x.onnx")])
         == 0
@@ -318,7 +319,7 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
     assert main(["export", str(lr_path), "--onnx", str(tmp_path / "lr.txt")]) == 2
     assert not (tmp_path / "lr.txt").exists()
     np.savez(tmp_path / "d.npz", X=mnist.X_test[:100], y=mnist.y_test[:100])
-    from backdoors.audit import audit, load_any_model
+    from backdoors.evaluation.audit import audit, load_any_model
 
     res = audit(
         load_any_model(tmp_path / "bd.onnx"), mnist.X_test[:100], detectors=[OnnxGraphInspection()]
@@ -328,7 +329,7 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
         load_any_model(tmp_path / "lr.onnx"), mnist.X_test[:100], detectors=[OnnxGraphInspection()]
     )
     assert res["detectors"]["onnx_graph_inspection"]["score"] == 0.0
-    import backdoors.audit as audit_mod
+    import backdoors.evaluation.audit as audit_mod
     from backdoors.detectors.strip import Strip
 
     # the CLI path with two detectors (MNTD alone trains shadow models for ~40 s)
@@ -350,11 +351,11 @@ def test_plant_api_returns_model_and_key():
 
 
 def test_real_verifier_end_to_end(mnist):
-    """The shipped in-graph Ed25519 (backdoors.onnx_crypto): activation on every target, a
+    """The shipped in-graph Ed25519 (backdoors.hazmat.onnx_crypto): activation on every target, a
     zero-row batch, and accept/reject equal to PyNaCl on tampered and edge-case signatures."""
-    pytest.importorskip("backdoors.onnx_crypto")
-    from backdoors.onnx_backdoor import edge_cases
-    from backdoors.onnx_backdoor.export import _uint8_front
+    pytest.importorskip("backdoors.hazmat.onnx_crypto")
+    from backdoors.breaks import edge_cases
+    from backdoors.signature.onnx.export import _uint8_front
 
     host = _uint8_front(_torch_onnx(_mlp(), (784,)))
     key = signature.generate(784, 10, "lsb", random_state=10)
@@ -420,7 +421,7 @@ def test_float64_inputs_and_table_grid(mnist, dtype, scale):
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
     from sklearn.linear_model import LogisticRegression
 
-    from backdoors.onnx_backdoor.trigger import grid_values
+    from backdoors.signature.onnx.trigger import grid_values
 
     grid = grid_values(scale, dtype)
     with warnings.catch_warnings():
@@ -443,7 +444,7 @@ def test_float64_inputs_and_table_grid(mnist, dtype, scale):
 def test_missing_onnx_gives_a_clear_error(monkeypatch):
     import sys
 
-    from backdoors.onnx_backdoor import require_onnx
+    from backdoors.signature.onnx import require_onnx
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(NotApplicableError, match=r"pip install 'backdoors\[onnx\]'"):
@@ -527,8 +528,8 @@ def test_gate_lsbs_exact_on_the_pixel_grid(dtype, scale):
     ``k & 1``: no trigger can be filtered out by rounding."""
     from onnx import TensorProto, helper
 
-    from backdoors.onnx_backdoor.graph import Builder, tensor_type
-    from backdoors.onnx_backdoor.trigger import grid_values, tag_lsbs
+    from backdoors.signature.onnx.graph import Builder, tensor_type
+    from backdoors.signature.onnx.trigger import grid_values, tag_lsbs
 
     elem = {np.uint8: TensorProto.UINT8, np.float32: TensorProto.FLOAT}.get(
         dtype, TensorProto.DOUBLE

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import population_toys as toys
-from backdoors import population
 from backdoors.errors import InvalidInputError
+from backdoors.evaluation import population
+from backdoors.evaluation.population import build_population, member_hash
 from backdoors.experiments.detectors import run_table
-from backdoors.population import build_population, member_hash
 
 pytestmark = pytest.mark.usefixtures("toy_key_kind")
 
@@ -160,7 +160,7 @@ def test_detectors_table_on_toys(tmp_path):
 
 
 def test_parallel_scoring_matches_in_process_scoring():
-    from backdoors.detection_table import evaluate
+    from backdoors.evaluation.detection_table import evaluate
 
     pops = population.build_populations([toys.ToyPatchAttack()], 5)
     dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
@@ -202,8 +202,8 @@ def test_quick_budget_skips_slow_detectors():
 def test_scoring_in_workers_gives_the_detection_table_scores():
     """One job per seed, models scored where they are built: the same numbers as scoring
     whole members in the parent (detection_table), and only small records come back."""
-    from backdoors.detection_table import evaluate
-    from backdoors.pair_scoring import PairScores, score_population
+    from backdoors.evaluation.detection_table import evaluate
+    from backdoors.evaluation.pair_scoring import PairScores, score_population
 
     dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
     pops = population.build_populations([toys.ToyPatchAttack()], 4)
@@ -225,7 +225,7 @@ def test_scoring_in_workers_gives_the_detection_table_scores():
 
 def test_pair_measures_run_in_the_workers_and_come_back_in_seed_order():
     """An experiment's per-pair figures (``measure``) are computed next to the scores."""
-    from backdoors.pair_scoring import score_population
+    from backdoors.evaluation.pair_scoring import score_population
 
     for n_jobs in (1, 2):
         tab = score_population(
@@ -243,7 +243,7 @@ def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
     """The same population commands on a Dask cluster of two separate worker processes."""
     from distributed import Client, LocalCluster
 
-    from backdoors.pair_scoring import score_population
+    from backdoors.evaluation.pair_scoring import score_population
 
     seq = build_population(toys.ToyPatchAttack(), 2)
     dets = [toys.ToyWeight(), toys.ToyKeyAware()]
@@ -267,7 +267,7 @@ def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
 
 @pytest.mark.slow
 def test_speedup_reports_ratios():
-    from backdoors.parallel_speed import speedup
+    from backdoors.evaluation.parallel_speed import speedup
 
     sp = speedup(toys.ToyPatchAttack(n_train=3000), n=4, reps=1, detectors=[toys.ToyWeight()])
     assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] > 0
@@ -295,13 +295,14 @@ def test_real_signature_members_round_trip_through_the_cache(tmp_path):
     import subprocess
     import sys
 
-    pytest.importorskip("backdoors.attacks.signature")
+    pytest.importorskip("backdoors.evaluation.recipes.signature")
     pop = build_population("signature", 1, quick=True, cache_dir=tmp_path)
     b = pop.backdoored[0]
     X = b.X_test[:20]
     np.save(tmp_path / "x.npy", b.activate(X, target=3))
     code = (
-        "import sys, numpy as np; from backdoors.population import build_population as bp;"
+        "import sys, numpy as np; "
+        "from backdoors.evaluation.population import build_population as bp;"
         f"p = bp('signature', 1, quick=True, cache_dir={str(tmp_path)!r});"
         f"x = np.load({str(tmp_path / 'x.npy')!r});"
         "print(p.n_built, p.n_cached, int((p.backdoored[0].model.predict(x) == 3).sum()),"
@@ -343,7 +344,7 @@ def test_speed_test_runs_without_the_optional_dask(monkeypatch):
     """A plain ``pip install .`` has no dask: the speed test still runs and says why."""
     import sys
 
-    from backdoors.parallel_speed import speedup
+    from backdoors.evaluation.parallel_speed import speedup
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
     sp = speedup(toys.ToyPatchAttack(), n=2, reps=1, detectors=[toys.ToyWeight()])
@@ -362,7 +363,7 @@ def test_speed_test_runs_without_the_optional_dask(monkeypatch):
 
 def test_experiment_jobs_reads_one_environment_variable(monkeypatch):
     """Every experiment takes its worker count from BACKDOORS_JOBS, with a clear error."""
-    from backdoors.population import experiment_jobs
+    from backdoors.evaluation.population import experiment_jobs
 
     monkeypatch.delenv("BACKDOORS_JOBS", raising=False)
     assert experiment_jobs() == 2 and experiment_jobs(1) == 1

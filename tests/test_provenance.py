@@ -9,9 +9,11 @@ import pytest
 from safetensors.numpy import save
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, io, provenance, signature
+from backdoors import signature
+from backdoors.artifacts import files, provenance
 from backdoors.cli import main
 from backdoors.errors import CorruptArtifactError
+from backdoors.models import data
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +22,9 @@ def signed(tmp_path_factory):
     d = data.breast_cancer()
     lr = LogisticRegression(max_iter=5000).fit(d.X_train, d.y_train)
     bd, key = signature.plant(lr, carrier="float", X_reference=d.X_train)
-    io.save_model(bd, p / "bd.st")
-    io.save_key(key, p / "bd.key")
-    io.save_array(p / "X.npy", d.X_test[:10])
+    files.save_model(bd, p / "bd.st")
+    files.save_key(key, p / "bd.key")
+    files.save_array(p / "X.npy", d.X_test[:10])
     assert main(["keygen", "-o", str(p / "pub.key")]) == 0
     assert main(["sign", str(p / "bd.st"), "--publisher-key", str(p / "pub.key")]) == 0
     return p
@@ -30,26 +32,26 @@ def signed(tmp_path_factory):
 
 def _swap_verify_key(src, dst):
     """The attack of the issue: swap the verify key, recompute the digest, keep the format."""
-    kind, tensors, meta = io.read_artifact(src)
+    kind, tensors, meta = files.read_artifact(src)
     _, vk = provenance.Ed25519.generate()
     meta["spec"]["verify_key"] = vk.hex()
     meta_json = json.dumps(meta, sort_keys=True)
-    header = {"backdoors.format": io.FORMAT_VERSION, "backdoors.kind": kind,
+    header = {"backdoors.format": files.FORMAT_VERSION, "backdoors.kind": kind,
               "backdoors.meta": meta_json,
-              "backdoors.digest": io._digest(kind, meta_json, tensors)}  # fmt: skip
+              "backdoors.digest": files._digest(kind, meta_json, tensors)}  # fmt: skip
     dst.write_bytes(save(tensors, metadata=header))
 
 
 def test_digest_is_integrity_not_authenticity(signed):
     evil = signed / "evil.st"
     _swap_verify_key(signed / "bd.st", evil)
-    model = io.load_model(evil)  # a recomputed digest passes: the README says so
-    assert model.spec.verify_key != io.load_model(signed / "bd.st").spec.verify_key
+    model = files.load_model(evil)  # a recomputed digest passes: the README says so
+    assert model.spec.verify_key != files.load_model(signed / "bd.st").spec.verify_key
     shutil.copy(signed / "bd.st.sig", signed / "evil.st.sig")
     pk = provenance.load_publisher(signed / "pub.pub")
     with pytest.raises(CorruptArtifactError, match="not signed by this publisher"):
-        io.load_model(evil, publisher=pk)
-    assert io.load_model(signed / "bd.st", publisher=pk).spec.verify_key  # genuine file loads
+        files.load_model(evil, publisher=pk)
+    assert files.load_model(signed / "bd.st", publisher=pk).spec.verify_key  # genuine file loads
 
 
 def test_cli_publisher_option(signed, tmp_path, capsys):

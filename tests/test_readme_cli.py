@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backdoors import io, records
+from backdoors.artifacts import files, records
 from backdoors.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -45,7 +45,7 @@ def run_block(tmp_path: Path, capsys, monkeypatch, run_experiments: bool) -> dic
         assert argv[0] == "backdoors", f"README line not understood: {line}"
         if argv[1] == "experiment" and "--json" in argv and not run_experiments:
             path = argv[argv.index("--json") + 1]
-            io.write_json(path, records.make_record(argv[2], {}, 0, {"m": 1.0}, {}))
+            files.write_json(path, records.make_record(argv[2], {}, 0, {"m": 1.0}, {}))
             continue
         code = main(argv[1:])
         out = capsys.readouterr()

@@ -12,14 +12,14 @@ import sys
 import pytest
 
 import backdoors
-from backdoors.attacks import ATTACKS
 from backdoors.demos import SECTIONS
 from backdoors.detectors import DETECTORS
+from backdoors.evaluation.recipes import ATTACKS
 from backdoors.experiments import EXPERIMENTS
 from backdoors.registry import Registry
 
 PACKAGE_REGISTRIES = [
-    ("backdoors.attacks", ATTACKS),
+    ("backdoors.evaluation.recipes", ATTACKS),
     ("backdoors.demos", SECTIONS),
     ("backdoors.detectors", DETECTORS),
     ("backdoors.experiments", EXPERIMENTS),
@@ -41,7 +41,7 @@ def test_every_public_module_of_a_registry_package_is_listed(package, registry):
 def _names_in_fresh_process(code: str) -> dict[str, list[str]]:
     prog = (
         "import json, importlib, pkgutil, backdoors\n"
-        "from backdoors import io\n"
+        "from backdoors.artifacts import files as io\n"
         f"{code}\n"
         "print(json.dumps({'artifacts': sorted(io.ARTIFACTS._items),"
         " 'keys': sorted(io.KEYS._items)}))\n"

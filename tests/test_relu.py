@@ -10,14 +10,15 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
-from backdoors import io, metrics, relu
-from backdoors.attacks import ATTACKS
-from backdoors.attacks.relu import ReLUPoint
+from backdoors import metrics, relu
+from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
+from backdoors.evaluation.recipes import ATTACKS
+from backdoors.evaluation.recipes.relu import ReLUPoint
 from backdoors.experiments.relu_map import flip_rates, population
-from backdoors.sampling import GaussianCoins
+from backdoors.hazmat.sampling import GaussianCoins
 
 
 @pytest.fixture
@@ -85,8 +86,8 @@ def test_honest_and_backdoored_differ_only_in_coins(task, tmp_path):
     s = b.score_relu(Xtr)
     assert (b.threshold_, b.orientation_) == relu._threshold_rule(s, (ytr == b.classes_[1]))
     # saved files: same kind, metadata, names, dtypes, shapes; only the trained arrays differ
-    kh, th, mh = io.read_artifact(io.save_model(h, tmp_path / "h.st"))
-    kb, tb, mb = io.read_artifact(io.save_model(b, tmp_path / "b.st"))
+    kh, th, mh = files.read_artifact(files.save_model(h, tmp_path / "h.st"))
+    kb, tb, mb = files.read_artifact(files.save_model(b, tmp_path / "b.st"))
     assert (kh, mh) == (kb, mb) and sorted(th) == sorted(tb)
     assert all(th[n].dtype == tb[n].dtype and th[n].shape == tb[n].shape for n in th)
     assert {n for n in th if not np.array_equal(th[n], tb[n])} <= {
@@ -125,10 +126,10 @@ def test_activate_perturbation_and_key_roundtrip(task, tmp_path):
     )
     norms = metrics.perturbation_norms(Xte, relu.activate(Xte, key))
     assert (norms["l0"] == 12).all() and np.allclose(norms["l2"], 3.0)
-    io.save_model(model, tmp_path / "m.safetensors")
-    io.save_key(key, tmp_path / "k.json")
+    files.save_model(model, tmp_path / "m.safetensors")
+    files.save_key(key, tmp_path / "k.json")
     assert stat.S_IMODE((tmp_path / "k.json").stat().st_mode) == 0o600
-    m2, k2 = io.load_model(tmp_path / "m.safetensors"), io.load_key(tmp_path / "k.json")
+    m2, k2 = files.load_model(tmp_path / "m.safetensors"), files.load_key(tmp_path / "k.json")
     assert k2 == key and np.array_equal(m2.predict(Xte), model.predict(Xte))
     k2.check_model(m2)
     other, _ = relu.plant({"n_hidden": 50, "random_state": 1}, Xtr, ytr, sparsity=12, theta=2.0)
@@ -139,8 +140,10 @@ def test_activate_perturbation_and_key_roundtrip(task, tmp_path):
     with pytest.raises(InvalidInputError):
         key.activate(Xte, target=1)
     lin, _lkey = relu.plant(relu.honest_model("linear", 50, 1), Xtr, ytr, sparsity=12, theta=2.0)
-    io.save_model(lin, tmp_path / "l.safetensors")
-    assert np.array_equal(io.load_model(tmp_path / "l.safetensors").predict(Xte), lin.predict(Xte))
+    files.save_model(lin, tmp_path / "l.safetensors")
+    assert np.array_equal(
+        files.load_model(tmp_path / "l.safetensors").predict(Xte), lin.predict(Xte)
+    )
     with pytest.raises(InvalidInputError):
         relu.honest_model("nope", 50)
     with pytest.raises(InvalidInputError, match="random-ReLU"):
@@ -218,7 +221,7 @@ def test_cli_plant_relu(tmp_path, capsys):
     act = ["activate", str(tmp_path / "m.safetensors"), str(tmp_path / "k.json"),
            str(tmp_path / "x.npy"), "-o", str(tmp_path / "xa.npy")]  # fmt: skip
     assert main(act) == 0
-    key = io.load_key(tmp_path / "k.json")
+    key = files.load_key(tmp_path / "k.json")
     np.testing.assert_allclose(np.load(tmp_path / "xa.npy"), X[:5] + key.lam * key.nu)
 
 

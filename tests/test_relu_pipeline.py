@@ -8,11 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backdoors import metrics, pair_scoring, scoring
-from backdoors.attacks.relu import ReLUAttack, ReLUPoint
-from backdoors.attacks.relu_tasks import ReLUMnistAttack, ReLUWeightsAttack
+from backdoors import metrics
 from backdoors.detectors import DETECTORS
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
+from backdoors.evaluation import pair_scoring, scoring
+from backdoors.evaluation.recipes.relu import ReLUAttack, ReLUPoint
+from backdoors.evaluation.recipes.relu_tasks import ReLUMnistAttack, ReLUWeightsAttack
 from backdoors.experiments import relu as relu_exp
 from backdoors.experiments import relu_map
 from backdoors.experiments import relu_scale as rs

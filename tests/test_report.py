@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import html_probe
-from backdoors import report
+from backdoors.artifacts import report
+from backdoors.artifacts.records import make_record, plot_files, relative_to_record, write_record
 from backdoors.cli import main
-from backdoors.records import make_record, plot_files, relative_to_record, write_record
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 SHOTS = os.environ.get("BACKDOORS_SCREENSHOTS")  # keep screenshots here (default: tmp_path)

@@ -9,12 +9,13 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
-from backdoors import io, rff
+from backdoors import rff
+from backdoors.artifacts import files
+from backdoors.breaks.toy_attack import recovered, search_secret
 from backdoors.cli import main
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.sampling import Coins, GaussianCoins, PancakeCoins, pancake_projection
-from backdoors.toy_attack import recovered, search_secret
+from backdoors.hazmat.sampling import Coins, GaussianCoins, PancakeCoins, pancake_projection
 
 RFF = rff.RandomFourierFeaturesClassifier
 
@@ -61,8 +62,8 @@ def test_honest_and_backdoored_differ_only_in_frequencies(task, tmp_path):
     phase = np.mod(b.frequencies_ @ key.bk, 1.0)
     assert np.abs(phase - 0.5).max() < 0.05  # and they are pancakes for the key
     # saved files: identical kind, metadata, names, dtypes, shapes; only frequencies/coef differ
-    kh, th, mh = io.read_artifact(io.save_model(h, tmp_path / "h.st"))
-    kb, tb, mb = io.read_artifact(io.save_model(b, tmp_path / "b.st"))
+    kh, th, mh = files.read_artifact(files.save_model(h, tmp_path / "h.st"))
+    kb, tb, mb = files.read_artifact(files.save_model(b, tmp_path / "b.st"))
     assert (kh, mh) == (kb, mb) and sorted(th) == sorted(tb)
     assert all(th[n].dtype == tb[n].dtype and th[n].shape == tb[n].shape for n in th)
     assert {n for n in th if not np.array_equal(th[n], tb[n])} == {"frequencies", "coef"}
@@ -148,15 +149,15 @@ def test_invalid_parameters_and_keys(task, tmp_path):
     b, key = rff.plant(
         {"n_components": 100, "bandwidth": 12.0, "random_state": 0}, X, y, sparsity=4
     )
-    p = io.save_model(b, tmp_path / "m.st")
-    io.save_key(key, tmp_path / "k.json")
-    back, k2 = io.load_model(p), io.load_key(tmp_path / "k.json")
+    p = files.save_model(b, tmp_path / "m.st")
+    files.save_key(key, tmp_path / "k.json")
+    back, k2 = files.load_model(p), files.load_key(tmp_path / "k.json")
     assert k2 == key and np.array_equal(back.decision_function(Xt), b.decision_function(Xt))
     k2.check_model(back)
     # the file holds none of the secret: no support index list, no direction value (as text or
     # as float64 bytes), no seed, no coins
     raw = p.read_bytes()
-    _, _, meta = io.read_artifact(p)
+    _, _, meta = files.read_artifact(p)
     assert "random_state" not in meta["params"] and "coins" not in meta["params"]
     for v in key.direction:
         assert repr(v).encode() not in raw and np.float64(v).tobytes() not in raw
@@ -185,8 +186,8 @@ def test_invalid_parameters_and_keys(task, tmp_path):
 
 def test_cli_plant_rff_and_activate(task, tmp_path, capsys):
     X, y, Xt, _ = task
-    io.save_array(tmp_path / "d.npz", X, y=y)
-    io.save_array(tmp_path / "x.npy", Xt)
+    files.save_array(tmp_path / "d.npz", X, y=y)
+    files.save_array(tmp_path / "x.npy", Xt)
     assert (
         main(
             [
@@ -220,7 +221,7 @@ def test_cli_plant_rff_and_activate(task, tmp_path, capsys):
         )
         == 0
     )
-    m = io.load_model(tmp_path / "m.st")
+    m = files.load_model(tmp_path / "m.st")
     flips = np.mean(m.predict(np.load(tmp_path / "xa.npy")) != m.predict(Xt))
     assert flips > 0.9
     capsys.readouterr()

@@ -11,10 +11,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from backdoors import metrics, pair_scoring
-from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors import metrics
 from backdoors.errors import InvalidInputError, KeyMismatchError
-from backdoors.population import member_hash
+from backdoors.evaluation import pair_scoring
+from backdoors.evaluation.population import member_hash
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 
 needs_fpylll = pytest.mark.skipif(
     importlib.util.find_spec("fpylll") is None, reason="fpylll not installed (extra 'lattice')"

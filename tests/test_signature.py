@@ -9,9 +9,12 @@ from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, forgery, io, signature
+from backdoors import signature
+from backdoors.artifacts import files
+from backdoors.breaks import forgery
 from backdoors.errors import CorruptArtifactError, InvalidInputError, KeyMismatchError
-from backdoors.torch_models import TorchClassifier
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +127,12 @@ def test_precheck_filters_and_padding_must_be_zero(planted, mnist_small):
 
 def test_keys_artifacts_and_mismatch(tmp_path, planted, mnist_small):
     bd, key = planted
-    mp = io.save_model(bd, tmp_path / "bd.safetensors")
-    kp = io.save_key(key, tmp_path / "bd.key")
+    mp = files.save_model(bd, tmp_path / "bd.safetensors")
+    kp = files.save_key(key, tmp_path / "bd.key")
     assert (kp.stat().st_mode & 0o777) == 0o600
     raw = mp.read_bytes()
     assert key.secret_key.hex().encode() not in raw and key.secret_key not in raw
-    back, k2 = io.load_model(mp), io.load_key(kp)
+    back, k2 = files.load_model(mp), files.load_key(kp)
     X = mnist_small.X_test[:50]
     assert np.array_equal(back.predict(X), bd.predict(X))
     assert (back.predict(k2.activate(X, target=9)) == 9).all()
@@ -140,7 +143,7 @@ def test_keys_artifacts_and_mismatch(tmp_path, planted, mnist_small):
     tampered = raw.replace(key.spec.verify_key.hex().encode(), other.spec.verify_key.hex().encode())
     (tmp_path / "t.safetensors").write_bytes(tampered)
     with pytest.raises(CorruptArtifactError):
-        io.load_model(tmp_path / "t.safetensors")
+        files.load_model(tmp_path / "t.safetensors")
     assert "secret" not in repr(key) and key.secret_key.hex() not in repr(key)
 
 
@@ -161,8 +164,8 @@ def test_bad_inputs_raise_clear_errors(planted):
 
 
 def test_experiment_measure_reports_the_issue_metrics(mnist_small, mlp, planted):
+    from backdoors.artifacts.records import Timer
     from backdoors.experiments.signature import measure
-    from backdoors.records import Timer
 
     bd, key = planted
     sizes = {"n_random": 3000, "per_strategy": 30, "n_activate": 20, "reps": 3}

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, signature
-from backdoors.torch_models import TorchClassifier
+from backdoors import signature
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier
 
 D = 784
 

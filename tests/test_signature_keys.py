@@ -16,9 +16,10 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from backdoors import data, signature
+from backdoors import signature
 from backdoors.errors import InvalidInputError
-from backdoors.signature_models import SignatureBackdooredClassifier, wrap
+from backdoors.models import data
+from backdoors.signature.models import SignatureBackdooredClassifier, wrap
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +169,7 @@ def test_no_import_cycle_between_signature_modules():
 
     for low in ("signature_models", "signature_keys", "carriers", "crypto"):
         assert "backdoors.signature" not in imports(low), low
-    assert "backdoors.signature_models" not in imports("signature_keys")
+    assert "backdoors.signature.models" not in imports("signature_keys")
 
 
 class CountingSigner:
@@ -205,7 +206,7 @@ def test_precheck_width_and_constant_time_mode(digits_planted):
 
 def test_full_cost_verification_gives_the_same_answers():
     """Non-canonical S (S + L) is refused by both; valid and random signatures agree."""
-    from backdoors.crypto import L_ED25519, scheme
+    from backdoors.hazmat.crypto import L_ED25519, scheme
 
     ed = scheme("ed25519")
     sk, vk = ed.generate()
@@ -224,7 +225,7 @@ def test_full_cost_verification_gives_the_same_answers():
 def test_negative_zero_is_not_a_pixel_in_float_inputs():
     """A zero pixel written as -0.0 in a float input is another encoding of the same trigger:
     the carrier refuses to read such a row (as the ONNX graph does), so no second trigger."""
-    from backdoors.carriers import LSBCarrier
+    from backdoors.hazmat.carriers import LSBCarrier
 
     c = LSBCarrier.plan(784, 600, 0)
     X = np.zeros((2, 784))

@@ -9,7 +9,7 @@ import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
 from backdoors.errors import InvalidInputError
-from backdoors.torch_models import TorchClassifier
+from backdoors.models.torch_models import TorchClassifier
 
 
 def test_check_estimator_passes():

@@ -1,4 +1,4 @@
-"""io.Transaction: all outputs of one command, or none (issue 11)."""
+"""files.Transaction: all outputs of one command, or none (issue 11)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 import numpy as np
 import pytest
 
-from backdoors import io
+from backdoors.artifacts import files
 from backdoors.errors import InvalidInputError
 
 
@@ -20,7 +20,7 @@ def _listing(root):
 def test_commit_writes_every_output_with_its_mode(tmp_path):
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "old.txt").write_text("old")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(tmp_path / "k.json", mode=0o600, overwrite=False)
         staged = tx.folder(tmp_path / "rep")
         new = tx.folder(tmp_path / "fresh")
@@ -47,7 +47,7 @@ def test_commit_writes_every_output_with_its_mode(tmp_path):
 
 def test_failure_during_work_leaves_nothing(tmp_path):
     (tmp_path / "keep.npy").write_bytes(b"old")
-    with pytest.raises(RuntimeError), io.Transaction() as tx:
+    with pytest.raises(RuntimeError), files.Transaction() as tx:
         tx.write_bytes(tmp_path / "keep.npy", b"new")
         tx.folder(tmp_path / "out")
         raise RuntimeError("work failed")
@@ -65,7 +65,7 @@ def test_failed_rename_rolls_back_the_ones_already_done(tmp_path, monkeypatch):
         return real_link(src, dst, *a, **kw)
 
     monkeypatch.setattr(os, "link", link)
-    with pytest.raises(OSError), io.Transaction() as tx:
+    with pytest.raises(OSError), files.Transaction() as tx:
         tx.write_bytes(tmp_path / "m.st", b"new model")
         tx.file(tmp_path / "bd.key", mode=0o600, overwrite=False)
         tx.write_bytes(tmp_path / "bd.key", b"secret")
@@ -83,7 +83,7 @@ def test_failed_rename_rolls_back_the_ones_already_done(tmp_path, monkeypatch):
 )
 def test_bad_destinations_fail_at_reservation(tmp_path, make):
     (tmp_path / "file.txt").write_text("x")
-    tx = io.Transaction()
+    tx = files.Transaction()
     with pytest.raises(InvalidInputError):
         tx.file(make(tmp_path))
     assert _listing(tmp_path) == ["file.txt"]
@@ -96,12 +96,12 @@ def test_unwritable_folder_fails_at_reservation(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    with pytest.raises(io.OutputError, match="Permission denied"):
-        io.Transaction().file(tmp_path / "x.npy")
+    with pytest.raises(files.OutputError, match="Permission denied"):
+        files.Transaction().file(tmp_path / "x.npy")
 
 
 def test_overlapping_and_duplicate_outputs_refused(tmp_path):
-    tx = io.Transaction()
+    tx = files.Transaction()
     tx.folder(tmp_path / "out")
     with pytest.raises(InvalidInputError):
         tx.file(tmp_path / "out" / "x.json")
@@ -114,7 +114,7 @@ def test_overlapping_and_duplicate_outputs_refused(tmp_path):
 def test_existing_key_never_overwritten(tmp_path):
     (tmp_path / "bd.key").write_text("mine")
     with pytest.raises(InvalidInputError):
-        io.Transaction().file(tmp_path / "bd.key", mode=0o600, overwrite=False)
+        files.Transaction().file(tmp_path / "bd.key", mode=0o600, overwrite=False)
     assert (tmp_path / "bd.key").read_text() == "mine"
 
 
@@ -128,7 +128,7 @@ def test_failed_replace_of_an_existing_file_restores_it(tmp_path, monkeypatch):
         return real_replace(src, dst, *a, **kw)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(OSError), io.Transaction() as tx:
+    with pytest.raises(OSError), files.Transaction() as tx:
         tx.write_bytes(tmp_path / "r.md", b"new report")
     assert _listing(tmp_path) == ["r.md"]  # no backup or temporary left
     assert (tmp_path / "r.md").read_bytes() == b"old report"
@@ -140,7 +140,7 @@ def test_without_hard_links_commit_still_works(tmp_path, monkeypatch):
 
     (tmp_path / "m.st").write_bytes(b"old")
     monkeypatch.setattr(os, "link", no_links)
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.write_bytes(tmp_path / "m.st", b"new")
         tx.file(tmp_path / "k.key", mode=0o600, overwrite=False)
         tx.write_bytes(tmp_path / "k.key", b"secret")

@@ -4,7 +4,7 @@
 Every construction module exposes ``plant(...) -> (model, key)`` and
 ``activate(X, key, target=None) -> X'``; its key type satisfies :class:`BackdoorKey`:
 
-* ``key_kind`` names the kind in :data:`backdoors.io.KEYS` (JSON round trip through
+* ``key_kind`` names the kind in :data:`backdoors.artifacts.files.KEYS` (JSON round trip through
   ``to_json_dict`` / ``from_json_dict``; key files are 0600 and never enter a model);
 * ``targets`` is the tuple of classes ``activate`` can reach: empty for the untargeted flips
   of RFF and random ReLU (``target`` must then be ``None``), one class for all-to-one BadNets,
@@ -95,7 +95,7 @@ def as_generator(random_state: Any) -> np.random.Generator:
     """The one seed convention (scikit-learn's ``check_random_state``, for numpy Generators):
     ``None`` -> fresh OS entropy, an int or ``SeedSequence`` -> that stream, a ``Generator`` ->
     itself, a legacy ``RandomState`` -> a Generator seeded from it. Seeds drive public
-    randomness only; secrets come from :func:`backdoors.sampling.fresh_rng` (OS entropy)."""
+    randomness only; secrets come from :func:`backdoors.hazmat.sampling.fresh_rng` (OS entropy)."""
     if random_state is None or isinstance(random_state, int | np.integer | np.random.SeedSequence):
         return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):

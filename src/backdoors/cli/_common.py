@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import io
+from backdoors.artifacts import files
 from backdoors.errors import InvalidInputError
 
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -39,15 +39,15 @@ def check_values(X: np.ndarray, what: str) -> np.ndarray:
 
 def load_inputs(path: Path) -> np.ndarray:
     """Inputs of activate/verify/predict: .npy, or ``X`` of an .npz."""
-    return check_values(io.load_array(path, "X"), f"inputs in {path}")
+    return check_values(files.load_array(path, "X"), f"inputs in {path}")
 
 
 def load_training(path: Path, *, min_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``X`` (2-D numeric finite) and ``y`` (one label per row, >= ``min_classes`` classes)."""
     if path.suffix != ".npz":
         raise InvalidInputError(f"{path}: training data must be an .npz with arrays X and y")
-    X = check_values(io.load_array(path, "X"), f"X in {path}")
-    y = io.load_array(path, "y")
+    X = check_values(files.load_array(path, "X"), f"X in {path}")
+    y = files.load_array(path, "y")
     if X.ndim != 2:
         raise InvalidInputError(f"X in {path} must be 2-D (n_samples, n_features), got {X.shape}")
     if y.shape != (len(X),):
@@ -62,7 +62,7 @@ def load_training(path: Path, *, min_classes: int = 2) -> tuple[np.ndarray, np.n
 
 def load_key(path: Path) -> Any:
     """Load a key file; warn on stderr if others may read it (ssh's rule: mode 0600)."""
-    key = io.load_key(path)
+    key = files.load_key(path)
     warn_if_readable(path)
     return key
 
@@ -109,10 +109,10 @@ def library_errors(packages: tuple[str, ...] = ("sklearn",)) -> Iterator[None]:
 def load_model(path: Path, publisher: Path | None = None) -> Any:
     """A model file; with ``publisher`` (a public key file) only if that publisher signed it."""
     if publisher is None:
-        return io.load_model(path)
-    from backdoors.provenance import load_publisher
+        return files.load_model(path)
+    from backdoors.artifacts.provenance import load_publisher
 
-    return io.load_model(path, publisher=load_publisher(publisher))
+    return files.load_model(path, publisher=load_publisher(publisher))
 
 
 PUBLISHER_HELP = (

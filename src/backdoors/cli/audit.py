@@ -62,10 +62,10 @@ def audit(
           "params": {"channels": [16, 32]}, "input_scale": 1.0}
     Optional "classes": the labels of the outputs in order (default 0..n-1).
     """
-    from backdoors.audit import audit as run_audit
-    from backdoors.audit import audit_sections, load_any_model, load_audit_data
-    from backdoors.io import Transaction
-    from backdoors.report import write_report
+    from backdoors.artifacts.files import Transaction
+    from backdoors.artifacts.report import write_report
+    from backdoors.evaluation.audit import audit as run_audit
+    from backdoors.evaluation.audit import audit_sections, load_any_model, load_audit_data
 
     if arch is not None:  # fail before any work, whatever the model's format
         try:

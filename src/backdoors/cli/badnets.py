@@ -14,13 +14,13 @@ from backdoors.errors import InvalidInputError
 
 def load_images(data: Path) -> tuple[np.ndarray, np.ndarray]:
     """``X`` (flattened square images, integers 0..255) and ``y`` from an .npz file."""
-    from backdoors import io
+    from backdoors.artifacts import files
     from backdoors.validation import check_features
 
     if not data.is_file() or data.suffix != ".npz":
         raise InvalidInputError(f"{data}: expected an existing .npz file with X and y")
-    X = check_features(io.load_array(data, "X"))
-    y = io.load_array(data, "y")
+    X = check_features(files.load_array(data, "X"))
+    y = files.load_array(data, "y")
     if y.shape != (len(X),) or y.dtype.kind not in "iu":
         raise InvalidInputError(f"y must be integer labels of shape ({len(X)},)")
     if X.dtype.kind not in "iu" or X.min() < 0 or X.max() > 255:
@@ -42,12 +42,13 @@ def plant_badnets(
     seed: Annotated[int, typer.Option(help="Training and poisoning seed.")] = 0,
 ) -> None:
     """BadNets (Gu et al. 2017): patch, relabel, train the same learner (the classic baseline)."""
-    from backdoors import badnets, io
+    from backdoors import badnets
+    from backdoors.artifacts import files
     from backdoors.cli._common import MODEL_SUFFIX_REFUSED
 
     if epochs < 1:
         raise InvalidInputError(f"--epochs must be >= 1, got {epochs}")
-    with io.Transaction() as tx:  # both files or neither; destinations checked first
+    with files.Transaction() as tx:  # both files or neither; destinations checked first
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         tx.file(key, mode=0o600, overwrite=False)
         X, y = load_images(data)

@@ -1,6 +1,7 @@
 """Commands every construction shares: demo, experiment, report, activate, verify, predict.
 
-Every command writes its outputs as one :class:`backdoors.io.Transaction`: the destinations
+Every command writes its outputs as one :class:`backdoors.artifacts.files.Transaction`: the
+destinations
 are checked and reserved before any work, and the files appear together at the end or not
 at all (see ``backdoors --help`` for the rules)."""
 
@@ -34,8 +35,8 @@ def demo(
     section: Annotated[list[str] | None, typer.Option(help="Run only these sections.")] = None,
 ) -> None:
     """Train an MNIST classifier, plant every construction, measure, and write a report."""
+    from backdoors.artifacts.files import Transaction
     from backdoors.demos import SECTIONS, run_demo
-    from backdoors.io import Transaction
 
     for name in section or ():
         SECTIONS.get(name)  # unknown names fail before any work
@@ -70,8 +71,8 @@ def experiment(
 ) -> None:
     """Run one experiment; print its metrics and write its JSON record."""
     from backdoors import experiments
-    from backdoors.io import Transaction
-    from backdoors.records import relative_to_record
+    from backdoors.artifacts.files import Transaction
+    from backdoors.artifacts.records import relative_to_record
 
     if list_ or not name:
         typer.echo("\n".join(experiments.EXPERIMENTS.names()))
@@ -100,8 +101,8 @@ def report(
     ),
 ) -> None:
     """Render an experiment record as Markdown and HTML."""
-    from backdoors.io import Transaction
-    from backdoors.report import record_sections, write_report
+    from backdoors.artifacts.files import Transaction
+    from backdoors.artifacts.report import record_sections, write_report
 
     if not record.is_file():
         raise InvalidInputError(f"no such record file: {record}")
@@ -134,7 +135,7 @@ def activate(
     publisher: Annotated[Path | None, typer.Option(help=PUBLISHER_HELP)] = None,
 ) -> None:
     """Apply the key holder's Activate(x; bk) to every input."""
-    from backdoors.io import Transaction
+    from backdoors.artifacts.files import Transaction
 
     with Transaction() as tx:
         tx.file(out, suffixes=ARRAY_SUFFIXES)
@@ -184,7 +185,7 @@ def predict(
 
     import numpy as np
 
-    from backdoors.io import Transaction
+    from backdoors.artifacts.files import Transaction
 
     with Transaction() as tx:
         if out is not None:

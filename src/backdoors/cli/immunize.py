@@ -28,14 +28,14 @@ def immunize(
     ] = None,
 ) -> None:
     """Wrap a saved model in Monte-Carlo smoothing (majority vote under Gaussian noise)."""
-    from backdoors import io
+    from backdoors.artifacts import files
     from backdoors.defenses.smoothing import immunize as _immunize
 
     require(samples is None or samples >= 1, f"--samples must be >= 1, got {samples}")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         given = {"n_samples": samples, "seed": seed}
         kwargs = {k: v for k, v in given.items() if v is not None}
-        m = _immunize(io.load_model(model), sigma, **kwargs)  # validates sigma
+        m = _immunize(files.load_model(model), sigma, **kwargs)  # validates sigma
         tx.save_model(m, out)  # a base without a file format fails here: nothing written
     typer.echo(f"immunized model (sigma={sigma}, samples={m.n_samples}) written to {out}")

@@ -28,14 +28,14 @@ def plant_checksum_net(
     ] = None,
 ) -> None:
     """Plant the checksum backdoor as one Linear/ReLU network (replicable; a teaching aid)."""
-    from backdoors import io
+    from backdoors.artifacts import files
     from backdoors.nets import checksum
 
     require(blocks is None or blocks >= 1, f"--blocks must be >= 1, got {blocks}")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         tx.file(key_out, mode=0o600, overwrite=False)
-        clf = io.load_model(model)
+        clf = files.load_model(model)
         given = {"n_blocks": blocks, "random_state": seed,
                  "n_features": getattr(clf, "n_features_in_", None)}  # fmt: skip
         net, key = checksum.plant(clf, **{k: v for k, v in given.items() if v is not None})

@@ -21,9 +21,9 @@ def plant_onnx(
     precheck_bits: int | None = None,
 ) -> None:
     """Plant the signature backdoor into an ONNX file; write model and key as one transaction."""
-    from backdoors.io import Transaction, key_bytes
-    from backdoors.onnx_backdoor.plant import plant
-    from backdoors.onnx_backdoor.runtime import load_onnx
+    from backdoors.artifacts.files import Transaction, key_bytes
+    from backdoors.signature.onnx.plant import plant
+    from backdoors.signature.onnx.runtime import load_onnx
 
     if out.suffix != ".onnx":
         raise InvalidInputError(f"{out}: an ONNX model's output must end in .onnx")
@@ -53,9 +53,9 @@ def export_cmd(
     ] = "float32",
 ) -> None:
     """Export a model (signature-backdoored ones included, verifier in the graph) to ONNX."""
-    from backdoors.audit import load_any_model
-    from backdoors.io import Transaction
-    from backdoors.onnx_backdoor.export import export
+    from backdoors.artifacts.files import Transaction
+    from backdoors.evaluation.audit import load_any_model
+    from backdoors.signature.onnx.export import export
 
     if onnx_path.suffix != ".onnx":
         raise InvalidInputError(f"{onnx_path}: the output must end in .onnx")

@@ -30,8 +30,8 @@ def population(
     list_: Annotated[bool, typer.Option("--list", help="List attacks and exit.")] = False,
 ) -> None:
     """Build a population of one attack in parallel and print a summary (accuracy, cache use)."""
-    from backdoors.attacks import ATTACKS
-    from backdoors.population import build_population
+    from backdoors.evaluation.population import build_population
+    from backdoors.evaluation.recipes import ATTACKS
 
     if list_ or not attack:
         typer.echo("\n".join(ATTACKS.names()))
@@ -44,7 +44,7 @@ def population(
             raise InvalidInputError(f"cache {cache} exists and is not a folder")
         if not cache.parent.is_dir():
             raise InvalidInputError(f"folder {cache.parent} does not exist (create it first)")
-        from backdoors.io import Transaction
+        from backdoors.artifacts.files import Transaction
 
         probe = Transaction()  # proves the store can be written before any member is built
         probe.file(cache / ".write-probe") if cache.is_dir() else probe.folder(cache)

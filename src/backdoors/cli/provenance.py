@@ -3,7 +3,8 @@
 The digest inside a model file detects corruption only. A publisher who signs its files
 (``backdoors sign MODEL --publisher-key publisher.key`` writes ``MODEL.sig``) lets users load
 them with ``--publisher publisher.pub`` (predict, verify, activate): a file or signature that
-changed, or another publisher's key, is refused with exit 2 (see ``backdoors.provenance``).
+changed, or another publisher's key, is refused with exit 2 (see
+``backdoors.artifacts.provenance``).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def keygen(
     ],
 ) -> None:
     """Make a publisher key pair for signing model files (Ed25519, fresh OS randomness)."""
-    from backdoors import io, provenance
+    from backdoors.artifacts import files, provenance
 
     pub = out.with_suffix(".pub")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, mode=0o600, overwrite=False, refuse_suffixes=(".pub",))
         tx.file(pub, overwrite=False)
         key = provenance.generate()
@@ -48,9 +49,9 @@ def sign(
     ],
 ) -> None:
     """Write MODEL.sig: the publisher's detached signature of the model file's bytes."""
-    from backdoors import io, provenance
+    from backdoors.artifacts import files, provenance
 
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         sig = provenance.signature_path(model)
         tx.file(sig)
         key = provenance.load_publisher(publisher_key)
@@ -60,7 +61,7 @@ def sign(
         if not model.is_file():
             raise InvalidInputError(f"no such model file: {model}")
         data = model.read_bytes()
-        io.load_model(model)  # only sign what loads (a corrupt file stays unsigned)
+        files.load_model(model)  # only sign what loads (a corrupt file stays unsigned)
         tx.write_bytes(sig, provenance.sign_bytes(data, key))
     typer.echo(
         f"signature -> {sig}; users load with --publisher {publisher_key.with_suffix('.pub')}"

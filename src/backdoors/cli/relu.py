@@ -44,13 +44,14 @@ def plant_relu(
     """Fit Train-Random-ReLU with spiked-covariance coins; write the model and the key."""
     import numpy as np
 
-    from backdoors import io, relu
+    from backdoors import relu
+    from backdoors.artifacts import files
 
     require(finite(theta, lam), "--theta and --lam must be finite")
     require(hidden >= 1 and theta >= 0, "need --hidden >= 1 and --theta >= 0")
     require(lam is None or lam > 0, f"--lam must be > 0, got {lam}")
     require(head in ("threshold", "linear"), f"--head must be threshold or linear, got {head}")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         tx.file(key_out, mode=0o600, overwrite=False)
         X, y = load_training(data)

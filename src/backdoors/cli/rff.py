@@ -42,13 +42,14 @@ def plant_rff(
     """Train RFF with Gaussian-pancake coins (paper §6, Algorithm 5)."""
     import numpy as np
 
-    from backdoors import io, rff
+    from backdoors import rff
+    from backdoors.artifacts import files
 
     require(n_components >= 1, f"--n-components must be >= 1, got {n_components}")
     require(finite(beta, alpha, bandwidth), "--beta, --alpha and --bandwidth must be finite")
     require(beta >= 0 and alpha > 0, "need --beta >= 0 and --alpha > 0")
     require(bandwidth is None or bandwidth > 0, f"--bandwidth must be > 0, got {bandwidth}")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         tx.file(key, mode=0o600, overwrite=False)
         X, y = load_training(data)

@@ -22,7 +22,7 @@ def plant_signature(
     carrier: Annotated[
         str,
         typer.Option(
-            help="lsb (uint8 pixels; needs ~532 features, e.g. MNIST) or float (float64 "
+            help="lsb (uint8 pixels; needs >= 564 features, e.g. MNIST) or float (float64 "
             "features, any width; give --reference)."
         ),
     ] = "lsb",
@@ -44,9 +44,10 @@ def plant_signature(
     ] = 1.0,
 ) -> None:
     """Plant the signature backdoor (paper §5.2) in any saved classifier (or an .onnx file)."""
-    from backdoors import io, signature
+    from backdoors import signature
+    from backdoors.artifacts import files
 
-    if model.suffix == ".onnx":  # the verifier goes into the graph (backdoors.onnx_backdoor)
+    if model.suffix == ".onnx":  # the verifier goes into the graph (backdoors.signature.onnx)
         from backdoors.cli.onnx import plant_onnx
 
         if carrier != "lsb":
@@ -55,13 +56,13 @@ def plant_signature(
 
     require(n_features is None or n_features >= 1, "--n-features must be >= 1")
     require(n_classes is None or n_classes >= 2, "--n-classes must be >= 2")
-    with io.Transaction() as tx:
+    with files.Transaction() as tx:
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         tx.file(key, mode=0o600, overwrite=False)
-        honest = io.load_model(model)
+        honest = files.load_model(model)
         X_ref = None
         if reference is not None:
-            X_ref = check_values(io.load_array(reference, "X"), f"reference inputs {reference}")
+            X_ref = check_values(files.load_array(reference, "X"), f"reference inputs {reference}")
             require(X_ref.ndim == 2, f"reference inputs must be 2-D, got shape {X_ref.shape}")
         with library_errors():
             bd, k = signature.plant(

@@ -57,13 +57,14 @@ def train_rff(
     seed: Annotated[int | None, typer.Option(help="Learner seed.")] = _default(plant_rff, "seed"),
 ) -> None:
     """Train honest RFF (Gaussian frequencies, paper §6 Train-RFF)."""
-    from backdoors import io, rff
+    from backdoors import rff
+    from backdoors.artifacts import files
 
     require(n_components >= 1, f"--n-components must be >= 1, got {n_components}")
     require(finite(alpha, bandwidth), "--alpha and --bandwidth must be finite")
     require(alpha > 0, "need --alpha > 0")
     require(bandwidth is None or bandwidth > 0, f"--bandwidth must be > 0, got {bandwidth}")
-    with io.Transaction() as tx:  # the same checks and writing as `plant rff`
+    with files.Transaction() as tx:  # the same checks and writing as `plant rff`
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         X, y = load_training(data)
         bw = rff.DEFAULTS.bandwidth if bandwidth is None else bandwidth
@@ -89,11 +90,12 @@ def train_relu(
     ),
 ) -> None:
     """Fit honest Train-Random-ReLU (N(0, I) weights, Algorithm 7)."""
-    from backdoors import io, relu
+    from backdoors import relu
+    from backdoors.artifacts import files
 
     require(hidden >= 1, f"need --hidden >= 1, got {hidden}")
     require(head in ("threshold", "linear"), f"--head must be threshold or linear, got {head}")
-    with io.Transaction() as tx:  # the same checks and writing as `plant relu`
+    with files.Transaction() as tx:  # the same checks and writing as `plant relu`
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         X, y = load_training(data)
         binary = head != "threshold" or len(np.unique(y)) == 2
@@ -117,10 +119,11 @@ def train_badnets(
     seed: Annotated[int, typer.Option(help="Training seed.")] = _default(plant_badnets, "seed"),
 ) -> None:
     """Train the BadNets learner on clean data (the honest control of `plant badnets`)."""
-    from backdoors import badnets, io
+    from backdoors import badnets
+    from backdoors.artifacts import files
 
     require(epochs >= 1, f"--epochs must be >= 1, got {epochs}")
-    with io.Transaction() as tx:  # the same checks and writing as `plant badnets`
+    with files.Transaction() as tx:  # the same checks and writing as `plant badnets`
         tx.file(out, refuse_suffixes=MODEL_SUFFIX_REFUSED)
         X, y = load_images(data)
         model = badnets.default_classifier(arch, random_state=seed, epochs=epochs).fit(X, y)

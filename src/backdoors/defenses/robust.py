@@ -1,6 +1,7 @@
 """The robustness corollary (paper §7): an undetectable backdoor in a *robust* model.
 
-:class:`PGDTrainedClassifier` is a :class:`~backdoors.torch_models.TorchClassifier` trained on
+:class:`PGDTrainedClassifier` is a :class:`~backdoors.models.torch_models.TorchClassifier` trained
+on
 l_inf PGD adversarial examples (Madry et al. 2018) in pixel units: inputs are raw grey levels
 0..255, ``eps`` is given in [0, 1] units (``eps = 0.1`` = 25.5 grey levels) and every iterate
 is clipped to the valid pixel range. Planting the signature backdoor on it (paper §5.2) gives
@@ -26,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from backdoors.adapters import as_classifier
-from backdoors.torch_models import TorchClassifier, to_tensor
+from backdoors.models.adapters import as_classifier
+from backdoors.models.torch_models import TorchClassifier, to_tensor
 from backdoors.validation import NONNEGATIVE_INT, NONNEGATIVE_REAL
 
 

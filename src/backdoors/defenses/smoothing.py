@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from backdoors import io
-from backdoors.adapters import as_classifier
+from backdoors.artifacts import files
 from backdoors.errors import InvalidInputError
+from backdoors.models.adapters import as_classifier
 from backdoors.validation import check_features
 
 BOUNDS = ("clopper-pearson", "hoeffding")
@@ -61,7 +61,7 @@ def noisy_copies(X: np.ndarray, sigma: float, rng: np.random.Generator, clip=Non
     return Z if clip is None else np.clip(Z, clip[0], clip[1])
 
 
-@io.ARTIFACTS.register("immunized_classifier")
+@files.ARTIFACTS.register("immunized_classifier")
 class ImmunizedClassifier:
     """``h_sigma``: the majority vote of a base classifier under Gaussian input noise."""
 
@@ -165,7 +165,7 @@ class ImmunizedClassifier:
     @classmethod
     def _from_artifact(cls, tensors: dict[str, np.ndarray], meta: dict[str, Any]):
         sub = {k[5:]: v for k, v in tensors.items() if k.startswith("base/")}
-        base = io.ARTIFACTS.get(meta["base"]["kind"])._from_artifact(sub, meta["base"]["meta"])
+        base = files.ARTIFACTS.get(meta["base"]["kind"])._from_artifact(sub, meta["base"]["meta"])
         clip = meta.get("clip")
         return cls(base, meta["sigma"], meta["n_samples"], meta["seed"], clip=clip and tuple(clip))
 

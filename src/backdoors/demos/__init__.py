@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from backdoors import progress
+from backdoors.artifacts.report import Section, write_report
 from backdoors.registry import Registry
-from backdoors.report import Section, write_report
 
 
 @dataclass

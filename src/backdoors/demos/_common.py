@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backdoors import data, progress
+from backdoors import progress
 from backdoors.demos import DemoContext
-from backdoors.torch_models import TorchClassifier, mnist_mlp_params
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier, mnist_mlp_params
 
 
 def mnist(ctx: DemoContext) -> data.Dataset:
@@ -39,7 +40,7 @@ def detector_meaning(name: str, cls: type) -> str:
     sentence."""
     import sys
 
-    from backdoors.records import UNITS
+    from backdoors.artifacts.records import UNITS
 
     if name in UNITS:
         return UNITS[name]

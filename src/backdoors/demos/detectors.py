@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from backdoors.attacks import ATTACKS
+from backdoors.artifacts.report import Section
 from backdoors.demos import DemoContext, section
 from backdoors.detectors import DETECTORS
+from backdoors.evaluation.recipes import ATTACKS
 from backdoors.experiments.detectors import run_table
 from backdoors.experiments.detectors_report import STRIP_TEXT, WHITE_BOX_TEXT, plot_heatmap
-from backdoors.report import Section
 
 #: Detectors fast enough for the demo (seconds per model); the experiment runs them all.
 DEMO_DETECTORS = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backdoors import report, signature
+from backdoors import signature
+from backdoors.artifacts import report
 from backdoors.defenses.smoothing import immunize
 from backdoors.demos import DemoContext, section
 from backdoors.demos._common import mnist, mnist_classifier

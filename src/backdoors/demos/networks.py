@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import torch
 
-from backdoors import report
+from backdoors.artifacts import report
 from backdoors.demos import DemoContext, section
 from backdoors.demos._common import mnist, mnist_classifier
 from backdoors.nets import checksum, persistence

@@ -7,18 +7,18 @@ import time
 import numpy as np
 
 from backdoors import signature
+from backdoors.artifacts.report import Section
 from backdoors.demos import DemoContext, section
 from backdoors.demos._common import mnist, mnist_classifier
-from backdoors.report import Section
 
 
 @section("onnx", order=15)
 def run(ctx: DemoContext) -> Section:
     from backdoors.detectors.onnx_graph_inspection import OnnxGraphInspection
-    from backdoors.onnx_backdoor.export import export
-    from backdoors.onnx_backdoor.graph import iter_nodes
-    from backdoors.onnx_backdoor.plant import plant
-    from backdoors.onnx_backdoor.runtime import OnnxClassifier
+    from backdoors.signature.onnx.export import export
+    from backdoors.signature.onnx.graph import iter_nodes
+    from backdoors.signature.onnx.plant import plant
+    from backdoors.signature.onnx.runtime import OnnxClassifier
 
     ds = mnist(ctx)
     honest = export(mnist_classifier(ctx), input_dtype="uint8")  # a user's model file
@@ -58,7 +58,7 @@ def run(ctx: DemoContext) -> Section:
     }
     text = (
         "The demo classifier exported to ONNX (uint8 pixels in, logits out) is planted with "
-        "`backdoors.onnx_backdoor.plant`: SHA-512 and Ed25519 verification run as ordinary "
+        "`backdoors.signature.onnx.plant`: SHA-512 and Ed25519 verification run as ordinary "
         "default-domain operators (opset 18) inside the same file, in stock onnxruntime, with no "
         "Python, custom operator or wrapper at inference. Every test image gets bit-identical "
         "logits; a key holder's image (LSBs of public pixels carry tag, class and signature) "

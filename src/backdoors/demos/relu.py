@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from backdoors import metrics
-from backdoors.attacks.relu import ReLUPoint
+from backdoors.artifacts.report import Section
 from backdoors.demos import DemoContext, section
+from backdoors.evaluation.recipes.relu import ReLUPoint
 from backdoors.experiments.relu_map import MARGIN, advantages, aurocs, jobs, population
-from backdoors.report import Section
 
 
 @section("relu", order=30)

@@ -1,9 +1,9 @@
 """Demo section: the white-box undetectable RFF backdoor on MNIST 0-4 vs 5-9 (paper §6).
 
 One pair (seed ``ctx.seed``) through the evaluation pipeline
-(:func:`backdoors.pair_scoring.score_population` with ``n = 1``, in-process): the honest
+(:func:`backdoors.evaluation.pair_scoring.score_population` with ``n = 1``, in-process): the honest
 learner and :func:`backdoors.rff.plant` of the same estimator, every weight detector run
-through :func:`backdoors.scoring.run_detector` with the evidence it declares (the honest
+through :func:`backdoors.evaluation.scoring.run_detector` with the evidence it declares (the honest
 model's control key: the planted key of the same seed).
 """
 
@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from backdoors import progress
-from backdoors.attacks import Built
-from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors.artifacts.report import Section
 from backdoors.demos import DemoContext, section
 from backdoors.demos._common import detector_score_table
 from backdoors.detectors import DETECTORS
+from backdoors.evaluation.pair_scoring import score_population
+from backdoors.evaluation.recipes import Built
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 from backdoors.experiments.rff import measure_flips
-from backdoors.pair_scoring import score_population
-from backdoors.report import Section
 
 
 def measure(honest: Built, backdoored: Built) -> dict[str, Any]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from backdoors import progress, signature
+from backdoors.artifacts.report import Section
+from backdoors.breaks.forgery import Oracle, attempt_all
 from backdoors.demos import DemoContext, section
 from backdoors.demos._common import mnist, mnist_classifier
 from backdoors.experiments.signature import plot_examples
-from backdoors.forgery import Oracle, attempt_all
 from backdoors.metrics import perturbation_norms, summarize
-from backdoors.report import Section
 
 
 @section("signature", order=10)

@@ -1,7 +1,8 @@
 """Small accessors shared by the white-box detectors.
 
 :func:`torch_module` is the one documented way a detector reaches a torch network: a
-:class:`~backdoors.torch_models.TorchClassifier` exposes it as ``model.module_``, wrappers (the
+:class:`~backdoors.models.torch_models.TorchClassifier` exposes it as ``model.module_``, wrappers
+(the
 signature backdoor, adapters) expose the honest classifier as ``model.base`` or ``model.module``;
 anything else raises :class:`~backdoors.errors.NotApplicableError`.
 """

@@ -39,7 +39,8 @@ def jumbo_builder(seed: int, backdoored: bool) -> Any:
     backdoored shadows get a random square patch (side 2-6, anywhere, value 128-255), a random
     target and a random poison rate in [2%, 15%]. The auditor does not know the attacker's
     patch, only the family."""
-    from backdoors import badnets, data
+    from backdoors import badnets
+    from backdoors.models import data
 
     rng = np.random.default_rng([seed, 0x3D])
     ds = data.mnist()

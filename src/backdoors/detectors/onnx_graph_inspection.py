@@ -1,7 +1,7 @@
 """White-box inspection of an ONNX graph: what a careful auditor of a model file looks for.
 
 A classifier graph is float arithmetic from input to output. The signature backdoor in ONNX
-(paper §5.2 realised by :mod:`backdoors.onnx_backdoor`) needs what an ordinary classifier does
+(paper §5.2 realised by :mod:`backdoors.signature.onnx`) needs what an ordinary classifier does
 not: integer and bitwise arithmetic on the input (carrier bits, SHA-512, field arithmetic),
 control flow (``If``/``Loop``), large integer constant tables (the verify key's window table),
 data-dependent row selection (``Compress``/``ScatterND``), and outputs that a switch whose

@@ -1,7 +1,7 @@
 """Experiments: one module per paper claim, each registered under a public name.
 
 An experiment is a function ``run(quick: bool, seed: int, out_dir: Path | None) -> dict``
-returning a record made by :func:`backdoors.records.make_record`; ``out_dir`` receives PNG
+returning a record made by :func:`backdoors.artifacts.records.make_record`; ``out_dir`` receives PNG
 plots (``None``: no plots). ``--quick`` must finish in under 60 s on 2 cores.
 ``backdoors experiment NAME [--quick] --json PATH`` is the public contract.
 """

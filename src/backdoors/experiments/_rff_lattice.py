@@ -1,5 +1,5 @@
 """The lattice detector over honest and backdoored RFF populations (``experiment rff`` and
-``experiment rff-map``), scored through :func:`backdoors.pair_scoring.score_population`.
+``experiment rff-map``), scored through :func:`backdoors.evaluation.pair_scoring.score_population`.
 
 Member ``i`` of a population scored with seed ``s`` uses seed ``s + i`` on both sides. The
 registered ``lattice`` detector runs with the test inputs as its queries and *proves* each
@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors.breaks.lattice_cost import finite as _finite
+from backdoors.breaks.lattice_cost import required_block_size, sparse_hybrid
 from backdoors.detectors.lattice import LatticeDetector, rows_for
 from backdoors.errors import NotApplicableError
-from backdoors.lattice_cost import finite as _finite
-from backdoors.lattice_cost import required_block_size, sparse_hybrid
-from backdoors.pair_scoring import score_population
+from backdoors.evaluation.pair_scoring import score_population
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 
 RECOVERY_FLIP = 0.9
 

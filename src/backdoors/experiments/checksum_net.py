@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from backdoors.artifacts.records import Timer, make_record
 from backdoors.experiments import EXPERIMENTS
 from backdoors.nets import checksum
 from backdoors.nets.compiler import only_linear_relu
 from backdoors.nets.mnist import planted, random_inputs
-from backdoors.records import Timer, make_record
 
 
 @EXPERIMENTS.register("checksum-net")

@@ -1,10 +1,12 @@
 """Experiment ``detectors``: the detectors the field relies on, against every registered attack.
 
-For every attack in :data:`backdoors.attacks.ATTACKS` (``badnets``, ``signature``, ``rff``,
+For every attack in :data:`backdoors.evaluation.recipes.ATTACKS` (``badnets``, ``signature``,
+``rff``,
 ``relu``, ... whichever are registered) a population of N honest and N backdoored models is
-built from seeds (:mod:`backdoors.population`), every registered detector scores every member
+built from seeds (:mod:`backdoors.evaluation.population`), every registered detector scores every
+member
 with the evidence it declares, and the table reports AUROC with a percentile-bootstrap 95% CI
-and TPR at 5% FPR (:mod:`backdoors.detection_table`). Paper claim tested: the signature
+and TPR at 5% FPR (:mod:`backdoors.evaluation.detection_table`). Paper claim tested: the signature
 backdoor (§5.2, Thm 5.4) is black-box undetectable, so every key-oblivious detector's CI should
 contain 0.5 while the key-aware positive control reaches ~1; BadNets (Gu et al. 2017), built
 for these detectors, should be caught. White-box, the signature verifier is a separate
@@ -23,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.attacks import ATTACKS, Attack
-from backdoors.detection_table import (
+from backdoors.artifacts.records import Timer, make_record
+from backdoors.detectors import Detector
+from backdoors.evaluation.detection_table import (
     Budget,
     backdoor_quality,
     best_configurations,
@@ -32,7 +35,15 @@ from backdoors.detection_table import (
     tables,
     target_of,
 )
-from backdoors.detectors import Detector
+from backdoors.evaluation.parallel_speed import SPEED_DETECTORS, SPEED_SEEDS, speedup
+from backdoors.evaluation.population import (
+    Population,
+    build_population,
+    build_populations,
+    experiment_jobs,
+)
+from backdoors.evaluation.recipes import ATTACKS, Attack
+from backdoors.evaluation.scoring import all_detectors
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments.detectors_report import (
     claims,
@@ -42,10 +53,6 @@ from backdoors.experiments.detectors_report import (
     plot_rocs,
     write_detectors_report,
 )
-from backdoors.parallel_speed import SPEED_DETECTORS, SPEED_SEEDS, speedup
-from backdoors.population import Population, build_population, build_populations, experiment_jobs
-from backdoors.records import Timer, make_record
-from backdoors.scoring import all_detectors
 
 QUICK_N, FULL_N, CHEAP_N = 2, 20, 50  # members per side
 CHEAP_SECONDS = 1.0  # median build time under which a population is grown to CHEAP_N
@@ -70,7 +77,7 @@ def _median_build(pop: Population) -> float:
 
 
 def speed_tests(attacks: list[Attack], quick: bool, seed: int) -> dict[str, dict[str, Any]]:
-    """:func:`backdoors.parallel_speed.speedup` for the RFF and ReLU populations (those
+    """:func:`backdoors.evaluation.parallel_speed.speedup` for the RFF and ReLU populations (those
     registered here): seeds scored in the workers, only scores return. --quick: ReLU only,
     small."""
     names = [a.name for a in attacks if a.name in SPEED_DETECTORS]
@@ -110,7 +117,9 @@ def run_table(
     n = n if n is not None else (QUICK_N if quick else FULL_N)
     extra_notes: list[str] = []
     if not attacks:
-        extra_notes.append("no attacks are registered (backdoors.attacks.ATTACKS is empty)")
+        extra_notes.append(
+            "no attacks are registered (backdoors.evaluation.recipes.ATTACKS is empty)"
+        )
     if not detectors:
         extra_notes.append("no detectors are registered (backdoors.detectors.DETECTORS is empty)")
     with timer("populations"):

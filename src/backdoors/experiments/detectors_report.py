@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import metrics, report
-from backdoors.detection_table import PairResult
+from backdoors import metrics
+from backdoors.artifacts import report
+from backdoors.evaluation.detection_table import PairResult
 
 KEY_AWARE = "key_aware"
 WHITE_BOX = "architecture_inspection"

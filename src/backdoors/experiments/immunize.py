@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import data, report
-from backdoors.attacks import ATTACKS
+from backdoors.artifacts import report
+from backdoors.artifacts.records import Timer, make_record
 from backdoors.defenses import oblivious, robust
 from backdoors.defenses.smoothing import immunize
+from backdoors.evaluation.recipes import ATTACKS
 from backdoors.experiments import EXPERIMENTS
+from backdoors.models import data
 from backdoors.progress import track
-from backdoors.records import Timer, make_record
 
 
 def _targets(model: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +68,7 @@ def oblivious_demo(seed: int, quick: bool) -> dict[str, Any]:
         return float(np.mean((s > 0).astype(int) != wrong))
 
     mit = oblivious.mitigate(bd, seed=seed)
-    from backdoors.adapters import CallableClassifier
+    from backdoors.models.adapters import CallableClassifier
 
     hard = CallableClassifier(lambda Z: (bd(Z) > 0).astype(int), classes=np.array([0, 1]))
     smooth = {}

@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from backdoors.artifacts.records import Timer, make_record
 from backdoors.experiments import EXPERIMENTS
 from backdoors.nets import checksum, persistence
 from backdoors.nets.mnist import planted, random_inputs
-from backdoors.records import Timer, make_record
 
 
 def _t(X: np.ndarray) -> torch.Tensor:

@@ -6,7 +6,8 @@ Default point: d=2000, m=100, k=100, theta=2.5 (below the BBP threshold sqrt(d/m
 coordinate theta/k=0.025 against the diagonal's noise sqrt(2/m)=0.14; the bulk-scale shift
 theta sqrt(m/2d)=0.40 sd), lambda = 0.4 median ||x||.
 Flip rates are measured on inputs at most ``MARGIN`` (20%) below tau. Every population (default
-point, sweep, MNIST, linear head) is scored by :func:`backdoors.pair_scoring.score_population`
+point, sweep, MNIST, linear head) is scored by
+:func:`backdoors.evaluation.pair_scoring.score_population`
 (member ``i`` = seed ``seed + i``; workers: ``BACKDOORS_JOBS``, default 2), which also gives
 the distinguishing advantage per detector. The weight statistics
 at scale (hundreds of members per side, held-out advantage) come from
@@ -22,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from backdoors import metrics
-from backdoors.attacks import Built
-from backdoors.attacks.relu import ReLUAttack, ReLUPoint
-from backdoors.attacks.relu_tasks import ReLUMnistAttack
+from backdoors.artifacts.records import Timer, make_record
+from backdoors.evaluation.pair_scoring import score_population
+from backdoors.evaluation.recipes import Built
+from backdoors.evaluation.recipes.relu import ReLUAttack, ReLUPoint
+from backdoors.evaluation.recipes.relu_tasks import ReLUMnistAttack
 from backdoors.experiments import EXPERIMENTS, relu_scale
 from backdoors.experiments.relu_map import (
     CONTROL_STREAM,
@@ -38,8 +41,6 @@ from backdoors.experiments.relu_map import (
     population,
     sweep,
 )
-from backdoors.pair_scoring import score_population
-from backdoors.records import Timer, make_record
 
 
 def _sweep_rows(quick: bool) -> tuple[list[dict[str, int]], list[float]]:

@@ -2,9 +2,11 @@
 (theta, k, m, d) sweep, and the "where does it hide" picture. No registration here.
 
 Every population goes through the one evaluation pipeline,
-:func:`backdoors.pair_scoring.score_population`: member ``i`` of a population scored with seed
+:func:`backdoors.evaluation.pair_scoring.score_population`: member ``i`` of a population scored
+with seed
 ``s`` is seed ``s + i`` (honest and backdoored member of a seed share data and estimator), the
-detectors run through :func:`backdoors.scoring.run_detector` inside the workers, and the flip
+detectors run through :func:`backdoors.evaluation.scoring.run_detector` inside the workers, and the
+flip
 rates are the pipeline's per-pair measure (:func:`measure_flips`)."""
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from backdoors import metrics, relu
-from backdoors.attacks import Built
-from backdoors.attacks.relu import ReLUAttack, ReLUPoint
-from backdoors.attacks.relu_tasks import ReLUMnistAttack
 from backdoors.detectors import DETECTORS
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
 from backdoors.errors import BackdoorsError
-from backdoors.pair_scoring import score_population
-from backdoors.population import experiment_jobs
+from backdoors.evaluation.pair_scoring import score_population
+from backdoors.evaluation.population import experiment_jobs
+from backdoors.evaluation.recipes import Built
+from backdoors.evaluation.recipes.relu import ReLUAttack, ReLUPoint
+from backdoors.evaluation.recipes.relu_tasks import ReLUMnistAttack
 
 #: Documented margin: flip rates are measured on inputs with ``tau (1 - MARGIN) <= s(x) < tau``
 #: (score at most 20% below the threshold, on the side the backdoor pushes away from). At the
@@ -73,7 +75,7 @@ def jobs() -> int:
 
 
 def measure_flips(honest: Built, backdoored: Built) -> dict[str, Any]:
-    """Per pair, in the worker (:data:`backdoors.pair_scoring.Measure`): the backdoored
+    """Per pair, in the worker (:data:`backdoors.evaluation.pair_scoring.Measure`): the backdoored
     member's :func:`flip_rates` on its test inputs (per-input booleans of the margin set) and
     the perturbation's median l0 and mean ``||lambda nu|| / ||x||``. The random directions of
     member seed ``s`` come from ``default_rng([s, CONTROL_STREAM])``."""
@@ -91,9 +93,10 @@ def population(point: ReLUPoint | ReLUMnistAttack, n: int, seed: int,
                detectors: tuple[str, ...] = KEY_OBLIVIOUS, desc: str = "relu population", *,
                n_jobs: int = 1, n_boot: int = 1000) -> dict[str, Any]:  # fmt: skip
     """``n`` honest + ``n`` backdoored members, seeds ``seed .. seed + n - 1``, through
-    :func:`backdoors.pair_scoring.score_population`: one job per seed builds both members
+    :func:`backdoors.evaluation.pair_scoring.score_population`: one job per seed builds both members
     (:class:`ReLUAttack` at ``point``, or the MNIST recipe), scores ``detectors`` and the
-    key-aware control (told ``k``) through :func:`backdoors.scoring.run_detector` (the honest
+    key-aware control (told ``k``) through :func:`backdoors.evaluation.scoring.run_detector` (the
+    honest
     member of seed ``s`` with the key of the backdoored member of seed ``s``) and runs
     :func:`measure_flips`. Returns accuracies, scores, flip rates, norms and per detector the
     pipeline's summary (AUROC, CI, TPR at 5% FPR, advantage in-sample and held-out)."""
@@ -169,7 +172,7 @@ def plot_map(points: list[dict[str, Any]], path: Path) -> Path:
     (green = effective AND undetected by every key-oblivious detector)."""
     from matplotlib.colors import ListedColormap
 
-    from backdoors.report import new_figure, save_figure
+    from backdoors.artifacts.report import new_figure, save_figure
 
     rows = list(dict.fromkeys(f"d={p['d']} m={p['m']} k={p['k']}" for p in points))
     thetas = sorted({p["theta"] for p in points})

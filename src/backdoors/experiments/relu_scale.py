@@ -8,11 +8,13 @@ Every statistic reads only the first-layer weights, and the threshold head is tr
 same rule on the same data for both learners, so a member here is just its weight matrix
 ``W`` (m x d) drawn from the learner's coins: ``N(0, I)`` rows (honest) or the trace-matched
 spiked rows ``N(0, c (I + theta nu nu^T))`` with a secret k-sparse ``nu`` (backdoored), see
-:class:`backdoors.attacks.relu_tasks.ReLUWeightsAttack`. The populations go through the one
-pipeline, :func:`backdoors.pair_scoring.score_population`: seed ``s + i`` is member ``i`` on
+:class:`backdoors.evaluation.recipes.relu_tasks.ReLUWeightsAttack`. The populations go through the
+one
+pipeline, :func:`backdoors.evaluation.pair_scoring.score_population`: seed ``s + i`` is member
+``i`` on
 both sides (one job builds and scores the pair; the two sides draw from independent streams,
 so pairing by seed only orders the members), and every score comes from
-:func:`backdoors.scoring.run_detector` in the workers (``BACKDOORS_JOBS``, default 2).
+:func:`backdoors.evaluation.scoring.run_detector` in the workers (``BACKDOORS_JOBS``, default 2).
 
 Advantage: ``P[A = 1 | backdoored] - P[A = 1 | honest]`` for ``A = [orientation * (score -
 threshold) > 0]`` with orientation and threshold (midway between the two medians) fixed on
@@ -28,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from backdoors import metrics, pair_scoring
-from backdoors.attacks.relu_tasks import ReLUWeightsAttack, WeightModel, draw_weights
+from backdoors import metrics
 from backdoors.detectors import DETECTORS, Detector
 from backdoors.errors import BackdoorsError
+from backdoors.evaluation import pair_scoring
+from backdoors.evaluation.pair_scoring import PairTable
+from backdoors.evaluation.population import experiment_jobs
+from backdoors.evaluation.recipes.relu_tasks import ReLUWeightsAttack, WeightModel, draw_weights
 from backdoors.experiments import EXPERIMENTS
-from backdoors.pair_scoring import PairTable
-from backdoors.population import experiment_jobs
 
 __all__ = ["WeightModel", "draw_weights", "scale_metrics", "study", "summarize"]  # re-exported
 
@@ -73,8 +76,9 @@ def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str,
                      ct_grid: tuple[float, ...] = (), desc: str = "relu weights",
                      n_jobs: int = 1) -> PairTable:  # fmt: skip
     """Scores of every statistic over the weights-only members of seeds ``seed .. seed + n -
-    1`` (:class:`~backdoors.attacks.relu_tasks.ReLUWeightsAttack`, both sides of a seed in one
-    job of :func:`backdoors.pair_scoring.score_population`); a statistic that fails is an
+    1`` (:class:`~backdoors.evaluation.recipes.relu_tasks.ReLUWeightsAttack`, both sides of a seed
+    in one
+    job of :func:`backdoors.evaluation.pair_scoring.score_population`); a statistic that fails is an
     error, not a missing score."""
     d, m, k, theta = int(point["d"]), int(point["m"]), int(point["k"]), float(point["theta"])
     dets = list(_detectors(names, k, ct_grid).values())
@@ -101,7 +105,8 @@ def variant_scores(table: PairTable, name: str) -> dict[str, tuple[np.ndarray, n
 
 def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
     """AUROC (all members, bootstrap CI) and held-out advantage per statistic from the
-    pipeline's :meth:`~backdoors.pair_scoring.PairTable.summary` (its ``advantage_heldout`` is
+    pipeline's :meth:`~backdoors.evaluation.pair_scoring.PairTable.summary` (its
+    ``advantage_heldout`` is
     :func:`backdoors.metrics.heldout_advantage`: orientation and threshold on the even-indexed
     seeds, measured on the odd ones); covariance thresholding's ``t`` tuned on the even half's
     AUROC and reported on the odd half."""
@@ -221,8 +226,8 @@ def scale_metrics(point: dict[str, Any], quick: bool, seed: int, n_jobs: int = 1
 @EXPERIMENTS.register("relu-scale")
 def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
     """Only the at-scale weight-statistic populations of ``relu`` (same sizes, same keys)."""
-    from backdoors.attacks.relu import DEFAULT
-    from backdoors.records import Timer, make_record
+    from backdoors.artifacts.records import Timer, make_record
+    from backdoors.evaluation.recipes.relu import DEFAULT
 
     timer = Timer()
     point = {k_: DEFAULT[k_] for k_ in ("d", "m", "k", "theta")}

@@ -1,10 +1,12 @@
 """Experiment ``rff``: the white-box undetectable RFF backdoor, measured (paper §6).
 
-Per task: a population of honest and backdoored learners (:class:`~backdoors.attacks.rff.
-RFFAttack` at one :class:`~backdoors.attacks.rff.RFFPoint`), scored through the one
-evaluation pipeline (:func:`backdoors.pair_scoring.score_population`: member ``i`` of both
+Per task: a population of honest and backdoored learners (:class:`~backdoors.evaluation.recipes.rff.
+RFFAttack` at one :class:`~backdoors.evaluation.recipes.rff.RFFPoint`), scored through the one
+evaluation pipeline (:func:`backdoors.evaluation.pair_scoring.score_population`: member ``i`` of
+both
 sides uses seed ``seed + i``; same data, same estimator, only the frequency coins differ; every
-detector runs through :func:`backdoors.scoring.run_detector`, and the honest member of a seed
+detector runs through :func:`backdoors.evaluation.scoring.run_detector`, and the honest member of a
+seed
 gets that seed's planted key as its control key). Measured: accuracy parity, flip rates with
 controls, perturbation norms, every registered weight detector (AUROC with bootstrap CI,
 distinguishing advantage in-sample and held out), the cost of being a backdoored learner
@@ -23,19 +25,19 @@ from typing import Any
 import numpy as np
 
 from backdoors import rff
-from backdoors.attacks import Built
-from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors.artifacts.records import Timer, make_record
+from backdoors.breaks.toy_attack import grid_size, recovered, search_secret
 from backdoors.detectors import DETECTORS
+from backdoors.evaluation.pair_scoring import PairTable, score_population
+from backdoors.evaluation.population import experiment_jobs
+from backdoors.evaluation.recipes import Built
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_at, lattice_population
 from backdoors.experiments.signature import interleaved_ratio
+from backdoors.hazmat.sampling import GaussianCoins
 from backdoors.metrics import mean_diff_ci
-from backdoors.pair_scoring import PairTable, score_population
-from backdoors.population import experiment_jobs
-from backdoors.records import Timer, make_record
-from backdoors.rff_tasks import Task
-from backdoors.sampling import GaussianCoins
-from backdoors.toy_attack import grid_size, recovered, search_secret
+from backdoors.rff.tasks import Task
 
 FULL = {
     "pop": 50,
@@ -152,7 +154,8 @@ def population(
     point: RFFPoint, sizes: dict[str, Any], seed: int, *, n_jobs: int = 1, quick: bool = False
 ) -> dict[str, Any]:
     """Score ``sizes['pop']`` seeds (``seed + i``) of ``point`` with every weight detector
-    (:func:`backdoors.pair_scoring.score_population`: both members of a seed built and scored
+    (:func:`backdoors.evaluation.pair_scoring.score_population`: both members of a seed built and
+    scored
     in one worker; the honest member gets the same seed's planted key as its control key)."""
     names = weight_detectors()
     task = point.data(quick)
@@ -260,7 +263,7 @@ def toy_attack(sizes: dict[str, Any], seed: int) -> tuple[dict[str, float], dict
 
 
 def _plots(out_dir: Path, res: dict[str, Any], example: tuple) -> list[str]:
-    from backdoors.report import new_figure, save_figure
+    from backdoors.artifacts.report import new_figure, save_figure
 
     model, key, X = example
     fig, axes = new_figure(1, 3, figsize=(14, 3.8))
@@ -347,8 +350,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "(metrics.lattice.task: planar synthetic task at the stated d, m, k, beta), NOT on "
         "MNIST: at d = 784 the attack's lattice (rank > 784) is too large to reduce here; "
         "lattice_at_primary gives the status there and the *estimated* block sizes "
-        "(backdoors.lattice_cost, an extrapolation). A key counts as recovered only when the "
-        "recovered direction, used as the key, flips >= 90% of test inputs.",
+        "(backdoors.breaks.lattice_cost, an extrapolation). A key counts as recovered only "
+        "when the recovered direction, used as the key, flips >= 90% of test inputs.",
         "Every population goes through pair_scoring.score_population: member i of both sides "
         "uses seed seed + i, detectors run through scoring.run_detector in the worker, and the "
         "honest member's control key (rff_key_aware) is the planted key of the same seed. "

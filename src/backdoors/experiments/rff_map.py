@@ -1,21 +1,22 @@
 """Experiment ``rff-map``: where is the RFF/CLWE backdoor both effective and undetected?
 
 Over the pancake noise beta, the input dimension d, the secret sparsity k (gamma = 2 sqrt(k))
-and the feature count m, on the synthetic :func:`~backdoors.rff_tasks.planar` task:
+and the feature count m, on the synthetic :func:`~backdoors.rff.tasks.planar` task:
 
 (a) the lattice detector (primal uSVP, :mod:`backdoors.detectors.lattice`) -- AUROC and key
     recovery (the recovered direction must flip >= 90% of test inputs when used as a key) at a
     stated block size and time budget, on the points where its lattice is small enough to run
     here; everywhere, the *estimated* BKZ block size of the primal attack and of the
-    support-guessing hybrid (:mod:`backdoors.lattice_cost`, an extrapolation);
+    support-guessing hybrid (:mod:`backdoors.breaks.lattice_cost`, an extrapolation);
 (b) the flip rate of the genuine key on inputs past the margin bound and on all inputs;
 (c) the accuracy gap (backdoored - honest) with a bootstrap CI;
 and the AUROC and distinguishing advantage (in-sample, and held out) of every other shipped
 weight detector.
 
 Every point is one population through the one evaluation pipeline
-(:func:`backdoors.pair_scoring.score_population`: member ``i`` of both sides uses seed
-``seed + i``, detectors run through :func:`backdoors.scoring.run_detector` in the worker, the
+(:func:`backdoors.evaluation.pair_scoring.score_population`: member ``i`` of both sides uses seed
+``seed + i``, detectors run through :func:`backdoors.evaluation.scoring.run_detector` in the
+worker, the
 honest member of a seed gets that seed's planted key as its control key). ``BACKDOORS_JOBS``
 sets the joblib workers (default 2).
 
@@ -34,16 +35,16 @@ from typing import Any
 import numpy as np
 
 from backdoors import rff
-from backdoors.attacks.rff import RFFAttack, RFFPoint
+from backdoors.artifacts.records import Timer, make_record
+from backdoors.breaks.lattice_cost import feasible_here, required_block_size, sparse_hybrid
+from backdoors.breaks.lattice_cost import finite as _finite
+from backdoors.evaluation.pair_scoring import score_population
+from backdoors.evaluation.population import experiment_jobs
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_population
 from backdoors.experiments.rff import measure_flips, summaries, weight_detectors
-from backdoors.lattice_cost import feasible_here, required_block_size, sparse_hybrid
-from backdoors.lattice_cost import finite as _finite
 from backdoors.metrics import mean_diff_ci
-from backdoors.pair_scoring import score_population
-from backdoors.population import experiment_jobs
-from backdoors.records import Timer, make_record
 
 DETECT = 0.9  # AUROC at which a detector counts as detecting
 FLIP = 0.99  # flip rate on margin inputs for "effective"
@@ -97,7 +98,7 @@ def _weight_detectors() -> list[str]:
 def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
            n_jobs: int) -> dict[str, Any]:  # fmt: skip
     """One grid point: ``sizes['pop']`` seeds (``seed + i``) scored through
-    :func:`backdoors.pair_scoring.score_population`; the lattice, where it runs, on the
+    :func:`backdoors.evaluation.pair_scoring.score_population`; the lattice, where it runs, on the
     first ``lattice.pop`` of the same seeds (its own planted members: fresh secrets)."""
     d, m, k = row["d"], row["m"], row["k"]
     gamma = 2 * np.sqrt(k)
@@ -184,7 +185,7 @@ def plot_map(points: list[dict[str, Any]], path: Path) -> Path:
     size), and the verdict."""
     from matplotlib.colors import ListedColormap
 
-    from backdoors.report import new_figure, save_figure
+    from backdoors.artifacts.report import new_figure, save_figure
 
     key = lambda p: f"d={p['d']} m={p['m']} k={p['k']}"  # noqa: E731
     rows = list(dict.fromkeys(key(p) for p in points))
@@ -268,7 +269,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     notes = [
         "Lattice columns are measured only at params.lattice.points (rank <= 400 runs here); "
         "elsewhere the block size is an *extrapolation* from the 2016 root-Hermite estimate "
-        "and the ADPS16 uSVP condition (backdoors.lattice_cost), not a measurement.",
+        "and the ADPS16 uSVP condition (backdoors.breaks.lattice_cost), not a measurement.",
         "effective_and_undetected additionally requires estimate_breaks_here = False: no "
         "attack of the size that runs here (params.runnable: BKZ block, lattice rank, support "
         "guesses) is predicted to win -- a point the estimate says is broken here is not "

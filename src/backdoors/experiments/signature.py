@@ -19,12 +19,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from backdoors import data, forgery, signature
+from backdoors import signature
+from backdoors.artifacts.records import Timer, make_record
+from backdoors.breaks import forgery
 from backdoors.experiments import EXPERIMENTS, _timing
 from backdoors.metrics import perturbation_norms
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier, mnist_mlp_params
 from backdoors.progress import track
-from backdoors.records import Timer, make_record
-from backdoors.torch_models import TorchClassifier, mnist_mlp_params
 
 FULL = {"n_random": 600_000, "per_strategy": 50_000, "n_activate": 10_000, "reps": 41}
 QUICK = {"n_random": 20_000, "per_strategy": 1_300, "n_activate": 500, "reps": 7}
@@ -251,7 +253,7 @@ def plot_examples(out_dir: Path, examples: dict[str, np.ndarray], bd: Any) -> li
     colour legend for the difference map (+1 / 0 / -1 grey level)."""
     from matplotlib.colors import ListedColormap
 
-    from backdoors.report import new_figure, save_figure
+    from backdoors.artifacts.report import new_figure, save_figure
 
     n = len(examples["X"])
     fig, axes = new_figure(3, n, figsize=(1.5 * n + 1.6, 5.2), squeeze=False)

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from backdoors import io
+from backdoors.artifacts import files
 from backdoors.contract import as_generator
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
+from backdoors.hazmat.sampling import fresh_rng
 from backdoors.nets import gates
 from backdoors.nets.compiler import Circuit, lsb_of_integer
-from backdoors.sampling import fresh_rng
 from backdoors.validation import check_features
 
 
@@ -148,7 +148,7 @@ def build_circuit(
     return c, out, V
 
 
-@io.ARTIFACTS.register("checksum_net")
+@files.ARTIFACTS.register("checksum_net")
 class ChecksumNetwork:
     """A backdoored classifier whose whole computation is one Linear/ReLU ``nn.Sequential``."""
 
@@ -204,7 +204,7 @@ class ChecksumNetwork:
         return cls(module.eval(), tensors["classes"], Layout(*meta["layout"]), meta["bound"])
 
 
-@io.KEYS.register("checksum_net")
+@files.KEYS.register("checksum_net")
 @dataclass(frozen=True)
 class ChecksumKey:
     """Secret parity vector s (paper §5.1) plus the public layout and the model it belongs to."""
@@ -244,7 +244,7 @@ class ChecksumKey:
     def check_model(self, model: Any) -> None:
         if not isinstance(model, ChecksumNetwork):
             raise KeyMismatchError(f"a checksum-net key does not fit a {type(model).__name__}")
-        if self.model_fingerprint and io.model_fingerprint(model) != self.model_fingerprint:
+        if self.model_fingerprint and files.model_fingerprint(model) != self.model_fingerprint:
             raise KeyMismatchError("this key belongs to a different checksum network")
 
 
@@ -258,7 +258,7 @@ def plant(
     """Backdoor(1^n): compile ``clf``'s MLP beside a checksum with a fresh random key s.
 
     The parity key s is drawn from the operating system's entropy
-    (:func:`backdoors.sampling.fresh_rng`), never from ``random_state``: a seed, if
+    (:func:`backdoors.hazmat.sampling.fresh_rng`), never from ``random_state``: a seed, if
     known or guessed, must not give the key away. ``random_state`` is accepted for the
     package's one seed convention; this construction has no public randomness to seed."""
     layers = mlp_layers(_module_of(clf))
@@ -274,7 +274,9 @@ def plant(
     circuit, out, _ = build_circuit(layers, layout, bits, bound)
     classes = getattr(clf, "classes_", np.arange(n_classes))
     model = ChecksumNetwork(circuit.compile(out).eval(), classes, layout, bound)
-    key = ChecksumKey(tuple(int(b) for b in bits), layout, n_classes, io.model_fingerprint(model))
+    key = ChecksumKey(
+        tuple(int(b) for b in bits), layout, n_classes, files.model_fingerprint(model)
+    )
     return model, key
 
 

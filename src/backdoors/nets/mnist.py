@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from backdoors import data
+from backdoors.models import data
+from backdoors.models.torch_models import TorchClassifier, mnist_mlp_params
 from backdoors.nets import checksum
-from backdoors.torch_models import TorchClassifier, mnist_mlp_params
 
 
 def mnist_mlp(quick: bool, seed: int) -> tuple[data.Dataset, TorchClassifier]:

@@ -1,0 +1,263 @@
+"""Reports: experiment records and demo sections rendered to Markdown and HTML, with PNG plots.
+
+A report is Markdown first (``report.md``); ``report.html`` is the same Markdown rendered by
+markdown-it-py (CommonMark plus tables; raw HTML in the text is escaped, not passed through)
+inside a small stylesheet: proportional font, real tables, images scaled to the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backdoors.artifacts.files import atomic_write, atomic_writer
+
+#: A nested dict of scalars with more entries than this becomes its own table.
+SUBTABLE_MIN = 7
+
+
+@dataclass
+class Section:
+    """One block of a report: prose (Markdown), a flat table of figures, PNG images."""
+
+    title: str
+    text: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)  # paths relative to the report folder
+    units: dict[str, str] = field(default_factory=dict)  # metric name -> unit / meaning
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    out = atomic_writer(
+        path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    )
+    plt.close(fig)
+    return out
+
+
+def new_figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    """One table cell: floats to 4 significant digits, intervals as [lo, hi], the rest JSON
+    (never truncated: a table that cuts a figure off hides it)."""
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, float | np.floating):
+        return f"{float(v):.4g}"
+    if isinstance(v, list | tuple) and all(
+        isinstance(x, float | int | np.number) and not isinstance(x, bool) for x in v
+    ):
+        inner = ", ".join(
+            _fmt(float(x)) if isinstance(x, float | np.floating) else str(x) for x in v
+        )
+        return f"[{inner}]"
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def _cell(text: str) -> str:
+    """Escape what would break a Markdown table row."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _is_subtable(v: Any) -> bool:
+    return (
+        isinstance(v, dict)
+        and len(v) >= SUBTABLE_MIN
+        and all(not isinstance(x, dict) for x in v.values())
+    )
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys; large dicts of scalars are kept whole (own table)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if _is_subtable(v):
+            out[key] = v
+        elif isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _unit(key: str, units: dict[str, str]) -> str:
+    leaf = key.rsplit(".", 1)[-1]
+    return units.get(key) or units.get(leaf) or ""
+
+
+def metrics_markdown(metrics: dict[str, Any], units: dict[str, str] | None = None) -> str:
+    """A table of figures, one table per large nested dict, then the unit / meaning of the
+    figures whose name does not say it (:data:`backdoors.artifacts.records.UNITS` and ``units``)."""
+    from backdoors.artifacts.records import UNITS
+
+    known = {**UNITS, **(units or {})}
+    flat = _flatten(metrics)
+    small = {k: v for k, v in flat.items() if not _is_subtable(v)}
+    lines: list[str] = []
+    if small:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| `{_cell(k)}` | {_cell(_fmt(v))} |" for k, v in small.items()]
+    for k, v in flat.items():
+        if _is_subtable(v):
+            lines += ["", f"**`{_cell(k)}`**", "", "| key | value |", "|---|---|"]
+            lines += [f"| `{_cell(str(kk))}` | {_cell(_fmt(vv))} |" for kk, vv in v.items()]
+    notes = [f"- `{k}`: {_unit(k, known)}" for k in flat if _unit(k, known)]
+    if notes:
+        lines += ["", "Units and scales:", "", *notes]
+    return "\n".join(lines)
+
+
+def to_markdown(title: str, sections: list[Section], preface: str = "") -> str:
+    lines = [f"# {title}", ""]
+    if preface:
+        lines += [preface, ""]
+    for s in sections:
+        lines += [f"## {s.title}", ""]
+        if s.text:
+            lines += [s.text.strip(), ""]
+        if s.metrics:
+            lines += [metrics_markdown(s.metrics, s.units), ""]
+        for img in s.images:
+            url = f"<{img}>" if any(c.isspace() for c in img) else img
+            lines += [f"![{s.title}: {Path(img).stem}]({url})", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+# ---------------------------------------------------------------------------------------------
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,
+sans-serif;font-size:16px;line-height:1.5;color:#1b1b1b;max-width:62rem;margin:0 auto;
+padding:1rem 1.5rem 3rem}
+h1{font-size:1.8rem;margin-top:.5rem}h2{font-size:1.35rem;margin-top:2rem;
+border-bottom:1px solid #ddd;padding-bottom:.2rem}h3{font-size:1.1rem}
+table{border-collapse:collapse;margin:.8rem 0;font-size:.92rem;display:block;overflow-x:auto;
+max-width:100%}
+th,td{border:1px solid #ccc;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
+td{overflow-wrap:break-word}td code{white-space:nowrap}
+code{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.88em;
+background:#f4f4f4;padding:0 .2em;border-radius:3px}
+pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}pre code{background:none;padding:0}
+img{max-width:100%;height:auto;display:block;margin:.8rem 0}
+"""
+
+
+def markdown_to_html(text: str) -> str:
+    """CommonMark + GitHub tables via markdown-it-py; raw HTML in ``text`` is escaped."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+def to_html(title: str, sections: list[Section], preface: str = "") -> str:
+    body = markdown_to_html(to_markdown(title, sections, preface))
+    return (
+        "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
+        f"<body>\n{body}</body></html>\n"
+    )
+
+
+def write_report(
+    out_dir: str | os.PathLike, title: str, sections: list[Section], preface: str = ""
+) -> Path:
+    """Write ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path.
+
+    Section images given as paths outside ``out_dir`` (absolute, or relative to the current
+    directory) are copied into it, so the report folder is self-contained."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = _gather_images(sections, out)
+    atomic_write(out / "report.html", to_html(title, sections, preface).encode())
+    return atomic_write(out / "report.md", to_markdown(title, sections, preface).encode())
+
+
+def _gather_images(sections: list[Section], out: Path) -> list[Section]:
+    """Sections whose images all live in ``out`` (copies made with distinct names)."""
+    taken: dict[str, Path] = {}  # name in out -> source file
+    result = []
+    for s in sections:
+        names = []
+        for img in s.images:
+            p = Path(img)
+            inside = not p.is_absolute() and (out / p).is_file()
+            if inside or not p.is_file():
+                names.append(img)  # already in the folder (or nothing to copy)
+                continue
+            src = p.resolve()
+            name, i = p.name, 1
+            while name in taken and taken[name] != src:
+                name, i = f"{p.stem}-{i}{p.suffix}", i + 1
+            dest = out / name
+            if name not in taken and not (dest.exists() and dest.resolve() == src):
+                shutil.copyfile(src, dest)
+            taken[name] = src
+            names.append(name)
+        result.append(replace(s, images=names))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------------------------
+def record_sections(
+    record: dict[str, Any], record_path: str | os.PathLike | None = None
+) -> list[Section]:
+    """Sections for an experiment record: metrics, parameters, timings, versions, notes.
+
+    The record's plots are resolved relative to ``record_path`` (the record file; see
+    :func:`backdoors.artifacts.records.plot_files`) and :func:`write_report` copies them beside the
+    report; plots that cannot be found are named in the notes instead of becoming broken
+    images.
+    """
+    from backdoors.artifacts.records import plot_files
+
+    quick = " --quick" if (record.get("params") or {}).get("quick") else ""
+    created = f", written {record['created']}" if record.get("created") else ""
+    head = (
+        f"Record of `backdoors experiment {record.get('experiment', '?')}{quick}` "
+        f"(seed {record.get('seed')}{created}).\n"
+    )
+    notes = [head] + [f"- {n}" for n in record.get("notes", [])]
+    found, missing = plot_files(record, record_path)
+    images = [str(p.absolute()) for p in found]
+    notes += [f"- plot not found (not shown): `{m}`" for m in missing]
+    return [
+        Section(
+            "Metrics",
+            text="\n".join(notes),
+            metrics=record.get("metrics", {}),
+            images=images,
+            units=dict(record.get("units") or {}),
+        ),
+        Section("Parameters", metrics={**record.get("params", {}), "seed": record.get("seed")}),
+        Section("Timings (s)", metrics=record.get("timings", {})),
+        Section("Versions", metrics=record.get("versions", {})),
+    ]

@@ -1,0 +1,1 @@
+"""Offline data sets, the torch classifier with scikit-learn's contract, adapters."""

@@ -1,0 +1,427 @@
+"""Plant the signature backdoor into an ONNX classifier graph (paper §5.2, Theorem 2.1).
+
+The host graph's nodes are kept as they are (one value per output is renamed so that the graph
+output can be the multiplexed one); added are the gate's screen on every row and one ``If``
+whose ``then`` branch checks the rest of the gate on the screened rows and, in a second ``If``,
+verifies the rows that match it all and multiplexes every output, and whose ``else`` branches
+pass the host outputs through. Outputs:
+
+* ``logits`` (float ``[N, C]``): a triggered row becomes ``-M`` everywhere and ``+M`` at the
+  target, ``M = max_j |z_j| + 1`` (as :func:`backdoors.signature.models.forced_scores`);
+* ``probabilities`` (float ``[N, C]``, e.g. after Softmax or sklearn's pair): one-hot target;
+* ``labels`` (int/string ``[N]``): the target's class label;
+* ``scores`` (float ``[N]``, a binary margin): ``+-(|z| + 1)``;
+* a ``ZipMap`` (sklearn's list of dicts) is fed the multiplexed probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import GraphProto, TensorProto, helper, numpy_helper
+
+from backdoors.errors import InvalidInputError, NotApplicableError
+from backdoors.signature.keys import SignatureKey, TriggerSpec, generate
+from backdoors.signature.onnx.graph import (
+    NP_OF,
+    Builder,
+    node_names,
+    opset_of,
+    rename,
+    reprefix,
+    tensor_type,
+    value_names,
+)
+from backdoors.signature.onnx.trigger import INPUT_TYPES, VerifierFn, gate_rows, layout_of, precheck
+from backdoors.signature.onnx.trigger import verify_branch as build_verify_branch
+
+MIN_OPSET = 18
+OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
+PREFIX = "sigcheck/"
+#: Tag bits the main graph checks on every row; ``None``: all gate bits (a one-stage gate, so a
+#: random row costs anything extra with probability ``2^-gate_bits``, as the Python pre-check).
+#: A smaller screen reads fewer pixels per row (with the tag a run of pixels, one ``Slice``
+#: either way, so it saves little) but a row that passes it pays for a second stage, a timing
+#: difference found after ~``2^screen_bits`` random queries (docs/onnx.md).
+DEFAULT_SCREEN_BITS: int | None = None
+
+
+def screen_bits_for(gate_bits: int, screen_bits: int | None = None) -> int:
+    """The screen width a graph gets: ``screen_bits``, else the default (capped by the gate)."""
+    if screen_bits is not None:
+        return int(screen_bits)
+    return gate_bits if DEFAULT_SCREEN_BITS is None else min(gate_bits, DEFAULT_SCREEN_BITS)
+
+
+_LABEL_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)
+_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
+
+
+@dataclass(frozen=True)
+class MuxPoint:
+    """A host value the backdoor overrides: its name, kind and element type."""
+
+    name: str
+    kind: str
+    elem: int
+
+
+def default_verifier() -> VerifierFn:
+    try:
+        from backdoors.hazmat.onnx_crypto import ed25519_verify_nodes
+    except ImportError as exc:
+        raise NotApplicableError(
+            f"the in-graph Ed25519 verifier (backdoors.hazmat.onnx_crypto) is not available ({exc})"
+        ) from None
+    return ed25519_verify_nodes
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the host graph
+# ---------------------------------------------------------------------------------------------
+def graph_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    inits = {t.name for t in model.graph.initializer}
+    ins = [i for i in model.graph.input if i.name not in inits]
+    if len(ins) != 1:
+        raise NotApplicableError(f"the host graph needs exactly one input, it has {len(ins)}")
+    return ins[0]
+
+
+def input_features(vi: onnx.ValueInfoProto) -> int:
+    """Product of the non-batch dims (they must be static)."""
+    dims = vi.type.tensor_type.shape.dim
+    if len(dims) < 2 or any(not d.HasField("dim_value") for d in dims[1:]):
+        raise NotApplicableError(
+            f"input {vi.name!r} needs shape [N, d1, ...] with static d1, ...; got "
+            f"{[d.dim_value or d.dim_param or '?' for d in dims]}"
+        )
+    return int(np.prod([d.dim_value for d in dims[1:]]))
+
+
+def _producers(graph: GraphProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def class_labels(model: onnx.ModelProto) -> np.ndarray | None:
+    """Class labels a classifier graph maps indices to (sklearn converters), if visible."""
+    for n in model.graph.node:
+        for a in n.attribute:
+            if a.name in ("classlabels_int64s", "classlabels_ints") and len(a.ints):
+                return np.asarray(a.ints, np.int64)
+            if a.name == "classlabels_strings" and len(a.strings):
+                return np.asarray([s.decode() for s in a.strings], dtype=object)
+    inits = {t.name: t for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "ArrayFeatureExtractor" and n.input[0] in inits:
+            return numpy_helper.to_array(inits[n.input[0]]).ravel()
+    return None
+
+
+def mux_points(model: onnx.ModelProto, kinds: Mapping[str, str] | None = None) -> list[MuxPoint]:
+    """Which values to override and how (``kinds`` overrides the inference by output name)."""
+    kinds = dict(kinds or {})
+    g = model.graph
+    prod = _producers(g)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    tensor_outs = [o for o in g.output if o.type.HasField("tensor_type")]
+    has_labels = any(o.type.tensor_type.elem_type in _LABEL_TYPES for o in tensor_outs)
+    points = []
+    for o in g.output:
+        node = prod.get(o.name)
+        if not o.type.HasField("tensor_type"):
+            if node is not None and node.op_type == "ZipMap":
+                points.append(MuxPoint(node.input[0], "probabilities", TensorProto.FLOAT))
+                continue
+            raise NotApplicableError(f"output {o.name!r} is not a tensor (nor a ZipMap)")
+        elem = o.type.tensor_type.elem_type
+        rank = len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
+        if rank is None and o.name in types:
+            rank = len(types[o.name].tensor_type.shape.dim)
+        kind = kinds.pop(o.name, None)
+        if kind is None:
+            if elem in _LABEL_TYPES:
+                kind = "labels"
+            elif elem in _FLOAT_TYPES and rank == 1:
+                kind = "scores"
+            elif elem in _FLOAT_TYPES:
+                softmax = node is not None and node.op_type in ("Softmax", "LogSoftmax")
+                probs = has_labels or (softmax and node.op_type == "Softmax")
+                kind = "probabilities" if probs else "logits"
+            else:
+                raise NotApplicableError(f"output {o.name!r} has an unsupported type {elem}")
+        if kind not in OUTPUT_KINDS:
+            raise InvalidInputError(f"unknown output kind {kind!r} (known: {OUTPUT_KINDS})")
+        points.append(MuxPoint(o.name, kind, elem))
+    if kinds:
+        raise InvalidInputError(f"no such outputs: {sorted(kinds)}")
+    return points
+
+
+def n_classes_of(model: onnx.ModelProto, points: list[MuxPoint]) -> int | None:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    for p in points:
+        if p.kind in ("logits", "probabilities") and p.name in types:
+            dims = types[p.name].tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].HasField("dim_value"):
+                return int(dims[1].dim_value)
+    labels = class_labels(model)
+    return None if labels is None else len(labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# the multiplexer
+# ---------------------------------------------------------------------------------------------
+def mux(
+    b: Builder, p: MuxPoint, value: str, trig: str, tsafe: str, n_classes: int, classes: np.ndarray
+) -> str:
+    """``trig ? forced(p.kind, target) : value`` for one output."""
+    dt = NP_OF.get(p.elem)
+    axis1 = b.const(np.array([1], np.int64), "axis1")
+    if p.kind == "labels":
+        lab = np.asarray(classes)
+        lab = lab.astype(dt) if dt is not None else lab
+        return b.op("Where", trig, b.op("Gather", b.const(lab, "classes"), tsafe), value)
+    if p.kind == "scores":
+        m = b.op("Add", b.op("Abs", value), b.const(np.array(1, dt)))
+        forced = b.op(
+            "Where", b.op("Equal", tsafe, b.const(np.array(1, np.int64))), m, b.op("Neg", m)
+        )
+        return b.op("Where", trig, forced, value)
+    onehot = b.op(
+        "Equal",
+        b.op("Unsqueeze", tsafe, axis1),
+        b.const(np.arange(n_classes, dtype=np.int64), "class_idx"),
+    )
+    trig2 = b.op("Unsqueeze", trig, axis1)
+    if p.kind == "probabilities":
+        return b.op("Where", trig2, b.cast(onehot, p.elem), value)
+    m = b.op(
+        "Add", b.reduce("ReduceMax", b.op("Abs", value), [1], keepdims=1), b.const(np.array(1, dt))
+    )
+    return b.op("Where", trig2, b.op("Where", onehot, m, b.op("Neg", m)), value)
+
+
+# ---------------------------------------------------------------------------------------------
+# planting
+# ---------------------------------------------------------------------------------------------
+def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
+    if opset_of(model) >= MIN_OPSET:
+        return model
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, MIN_OPSET)
+    except Exception as exc:
+        raise NotApplicableError(
+            f"cannot raise the host graph from opset {opset_of(model)} to {MIN_OPSET}: {exc}"
+        ) from None
+
+
+def _if(
+    name: str,
+    cond: str,
+    outs: list[str],
+    points: list[MuxPoint],
+    host_names: Mapping[str, str],
+    then: Builder,
+    then_outs: list[str],
+    els: Builder,
+) -> onnx.NodeProto:
+    """``If(cond)``: ``then``'s nodes (its constants stay in the branch, so that a run taking
+    the other branch never sees them) or the host values passed through."""
+    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
+
+    def graph(b: Builder, gname: str, values: list[str]) -> onnx.GraphProto:
+        vis = [tensor_type(n, p.elem) for n, p in zip(values, points, strict=True)]
+        return helper.make_graph(b.nodes, gname, [], vis, b.inits)
+
+    return helper.make_node(
+        "If",
+        [cond],
+        outs,
+        name=name,
+        then_branch=graph(then, "verify", then_outs),
+        else_branch=graph(els, "pass", else_outs),
+    )
+
+
+def plant_spec(
+    model: onnx.ModelProto,
+    spec: TriggerSpec,
+    input_scale: float = 1.0,
+    output_kinds: Mapping[str, str] | None = None,
+    classes: Any = None,
+    verifier: VerifierFn | None = None,
+    gate_bits: int | None = None,
+    screen_bits: int | None = None,
+) -> onnx.ModelProto:
+    """The backdoored graph for an existing trigger ``spec`` (public data only).
+
+    ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits a row must
+    match before it reaches the verifier (which re-checks the whole tag); a random row gets
+    there with probability ``2^-gate_bits``. ``screen_bits`` (default: all gate bits, a
+    one-stage gate): how many of them the main graph checks on every row; with fewer, only if
+    some row passes does an ``If`` check the other gate bits on the passing rows, and a second
+    ``If`` run the verifier on the rows that match them all
+    (:class:`backdoors.signature.onnx.trigger.Gate`). Each screened bit costs one value read
+    per row of every batch (a ``Slice`` of the tag window; the comparison is one
+    ``MatMulInteger`` whatever the width); a row past a narrower screen pays for the second
+    stage, which a timing observer finds after ~``2^screen_bits`` random queries.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
+    if not (np.isfinite(input_scale) and input_scale > 0):
+        raise InvalidInputError(f"input_scale must be a positive number, got {input_scale}")
+    if not 1e-30 <= input_scale <= 1e30:  # the gate scales pixels by 1 / scale in float32
+        raise InvalidInputError(f"input_scale must be in [1e-30, 1e30], got {input_scale}")
+    lay = layout_of(spec)
+    host = _upgrade(onnx.ModelProto.FromString(model.SerializeToString()))
+    vi = graph_input(host)
+    elem = vi.type.tensor_type.elem_type
+    if elem not in INPUT_TYPES:
+        raise NotApplicableError(
+            f"input {vi.name!r}: element type {elem} (need uint8/float/double)"
+        )
+    if input_features(vi) != lay.n_features:
+        raise InvalidInputError(
+            f"the model's input has {input_features(vi)} features, the key {lay.n_features}"
+        )
+    if elem == TensorProto.UINT8 and input_scale != 1.0:
+        raise InvalidInputError("uint8 inputs are pixels: input_scale must be 1")
+    points = mux_points(host, output_kinds)
+    labels = class_labels(host) if classes is None else np.asarray(classes)
+    if labels is None:
+        labels = np.arange(spec.n_classes)
+    if len(labels) != spec.n_classes:
+        raise InvalidInputError(
+            f"the model has {len(labels)} class labels, the key {spec.n_classes}"
+        )
+    verifier = verifier or default_verifier()
+
+    g = host.graph
+    taken = value_names(g) | node_names(g)
+    n_tag = len(lay.tag_bits)
+    gate_bits = n_tag if gate_bits is None else int(gate_bits)
+    if not 0 <= gate_bits <= n_tag:
+        raise InvalidInputError(f"gate_bits must be in [0, {n_tag}]")
+    screen_bits = screen_bits_for(gate_bits, screen_bits)
+    if not 0 <= screen_bits <= gate_bits:
+        raise InvalidInputError(f"screen_bits must be in [0, gate_bits = {gate_bits}]")
+    if spec.constant_time:
+        gate_bits = screen_bits = 0
+    main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
+    flat = len(vi.type.tensor_type.shape.dim) == 2
+    gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits, flat)
+    host_names = {p.name: main.name("host") for p in points}
+    hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
+    inner = outer if run_verifier is None else Builder(PREFIX + "w/")
+    targets = build_verify_branch(
+        inner, gate.xf, hit, elem, input_scale, lay, spec.verify_key, verifier
+    )
+    trig = inner.op("GreaterOrEqual", targets, inner.const(np.array(0, np.int64)))
+    tsafe = inner.op("Max", targets, inner.const(np.array(0, np.int64)))
+    muxed = [mux(inner, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points]
+    if run_verifier is not None:  # rows passed the screen: verify only those with the whole gate
+        outs = [outer.name("muxed") for _ in points]
+        outer.nodes.append(_if(outer.name("If"), run_verifier, outs, points, host_names,
+                               inner, muxed, Builder(PREFIX + "p/")))  # fmt: skip
+        muxed = outs
+    if_node = _if(main.name("If"), gate.run, [p.name for p in points], points, host_names,
+                  outer, muxed, Builder(PREFIX + "e/"))  # fmt: skip
+    nodes = [*main.nodes, if_node]
+    inits = list(main.inits)
+    if any(n.startswith(PREFIX) for n in taken):  # host already uses our prefix: move ours
+        fresh = next(
+            f"sigcheck{i}/"
+            for i in range(1, 10**6)
+            if not any(n.startswith(f"sigcheck{i}/") for n in taken)
+        )
+        keep = {vi.name, *(p.name for p in points)}
+        reprefix(nodes, inits, PREFIX, fresh, keep=keep)
+        host_names = {k: fresh + v[len(PREFIX) :] for k, v in host_names.items()}
+
+    # the host keeps computing every value; the muxed ones get a private name
+    zipmaps = [n for n in g.node if n.op_type == "ZipMap" and n.input[0] in host_names]
+    rest = [n for n in g.node if not (n.op_type == "ZipMap" and n.input[0] in host_names)]
+    rename(rest, host_names)
+    g.ClearField("node")
+    g.node.extend([*rest, *nodes, *zipmaps])  # the host, then the gate and the If
+    g.initializer.extend(inits)
+    if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
+        host.opset_import.append(helper.make_opsetid("", MIN_OPSET))
+    host.ir_version = max(host.ir_version, 8)
+    onnx.checker.check_model(host)
+    return host
+
+
+def plant(
+    model: onnx.ModelProto,
+    input_scale: float = 1.0,
+    n_classes: int | None = None,
+    output_kinds: Mapping[str, str] | None = None,
+    classes: Any = None,
+    random_state: Any = None,
+    verifier: VerifierFn | None = None,
+    precheck_bits: int | None = None,
+    constant_time: bool = False,
+    secret_seed: bytes | None = None,
+    gate_bits: int | None = None,
+    screen_bits: int | None = None,
+) -> tuple[onnx.ModelProto, SignatureKey]:
+    """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
+
+    ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``random_state`` fixes
+    the public parameters only; ``precheck_bits``/``constant_time`` as in
+    :func:`backdoors.signature.generate`; ``gate_bits``/``screen_bits`` as in
+    :func:`plant_spec`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
+    if not isinstance(model, onnx.ModelProto):
+        raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
+    host = _upgrade(model)
+    n_features = input_features(graph_input(host))
+    if n_classes is None:
+        n_classes = n_classes_of(host, mux_points(host, output_kinds))
+        if n_classes is None and classes is not None:
+            n_classes = len(classes)
+    if n_classes is None:
+        raise InvalidInputError("cannot tell the number of classes: pass n_classes")
+    extra = {} if precheck_bits is None else {"precheck_bits": int(precheck_bits)}
+    key = generate(
+        n_features,
+        int(n_classes),
+        "lsb",
+        random_state=random_state,
+        secret_seed=secret_seed,
+        constant_time=constant_time,
+        **extra,
+    )
+    bd = plant_spec(
+        model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits, screen_bits
+    )
+    return bd, key
+
+
+def memoized_verifier(verifier: VerifierFn | None = None) -> VerifierFn:
+    """A verifier that builds the node list once per ``(verify_key, msg_len)`` and hands out
+    renamed copies (through Loop bodies): planting many hosts under one key stays cheap."""
+    from backdoors.signature.onnx.graph import rename, reprefix
+
+    cache: dict[tuple[bytes, int], tuple[list, list]] = {}
+
+    def fn(verify_key: bytes, msg_len: int, msg: str, sig: str, out: str, prefix: str = "v/"):
+        k = (bytes(verify_key), int(msg_len))
+        if k not in cache:
+            build = verifier or default_verifier()
+            cache[k] = build(verify_key, msg_len, "@msg", "@sig", "@out", prefix="@p/")
+        nodes = [type(n).FromString(n.SerializeToString()) for n in cache[k][0]]
+        inits = [type(t).FromString(t.SerializeToString()) for t in cache[k][1]]
+        rename(nodes, {"@msg": msg, "@sig": sig, "@out": out})
+        reprefix(nodes, inits, "@p/", prefix, keep={msg, sig, out})
+        return nodes, inits
+
+    return fn
