@@ -197,7 +197,7 @@ def test_detectors_not_applicable_without_weights():
 
     for name in ("spectral_bbp", "covariance_thresholding", "relu_key_aware"):
         with pytest.raises(NotApplicableError):
-            DETECTORS.get(name)().score(NoWeights(), Evidence())
+            DETECTORS.get(name)().check(NoWeights(), Evidence())
 
 
 def test_cli_plant_relu(tmp_path, capsys):
