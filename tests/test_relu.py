@@ -18,6 +18,7 @@ from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.experiments.relu_map import flip_rates, population
 from backdoors.sampling import GaussianCoins
+from backdoors.scoring import run_detector
 
 
 @pytest.fixture
@@ -177,8 +178,8 @@ def _scores(name, n, **point):
     neg, pos = [], []
     for s in range(n):
         b = att.build(s, True)
-        neg.append(det.score(att.build(s, False).model, Evidence(key=b.key)))
-        pos.append(det.score(b.model, Evidence(key=b.key)))
+        neg.append(run_detector(det, att.build(s, False).model, Evidence(key=b.key)).score)
+        pos.append(run_detector(det, b.model, Evidence(key=b.key)).score)
     return metrics.auroc(neg, pos)
 
 

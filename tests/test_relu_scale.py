@@ -45,6 +45,7 @@ def test_covariance_thresholding_grid_variants_are_the_single_t_scores():
     )
     for t in (1.5, 2.5):
         single = DETECTORS.get("covariance_thresholding")(t=t).score(rs.WeightModel(W), Evidence())
+        single = single.score
         assert variants[f"t={t:g}"] == pytest.approx(single, rel=1e-5)
     # a larger threshold keeps fewer entries: the top eigenvalue falls
     assert variants["t=1.5"] > variants["t=2.5"]

@@ -17,7 +17,8 @@
 
 Checks 2-5 run on the detector's :meth:`~backdoors.detectors.Detector.positive_control`
 (cheap pairs from :mod:`backdoors.detectors.controls`); a detector without one must say why in
-``no_control`` and those checks are reported as skipped.
+``no_control`` and those checks are reported as skipped. A control marked
+``separates=False`` serves checks 2-4 only (``no_control`` says why it is not separated).
 """
 
 from __future__ import annotations
