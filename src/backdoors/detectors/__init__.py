@@ -7,8 +7,8 @@ The contract, for every registered detector:
   :class:`Evidence` (``seed`` is always given).
 * :meth:`Detector.check` decides applicability once, before scoring: it raises
   :class:`~backdoors.errors.NotApplicableError` whose message says what is missing or wrong
-  (``"needs key"``, ``"RFFModel exposes no weights_"``), never a number.
-  :meth:`Detector.score` assumes ``check`` passed and does not call it again.
+  (``"needs key"``, ``"LogisticRegression exposes no random weight matrix (weights_)"``),
+  never a number. :meth:`Detector.score` assumes ``check`` passed and does not call it again.
 * :meth:`Detector.score` *returns* everything it found, as ART's ``detect_poison`` returns its
   report: either the bare score (a float; per input, a 1-D array for ``per_input = True``
   filters) when it has nothing else to say, or a :class:`Report` holding that score and a

@@ -10,15 +10,17 @@
    does not declare is a :class:`Poisoned` object that raises when read; it still scores.
 3. ``no_mutation``: the model (every array, tensor, parameter flag and serialised graph
    reachable from it) and the evidence arrays are unchanged by scoring.
-4. ``deterministic``: the same instance scores the backdoored control, then the honest one,
+4. ``stateless``: the detector instance itself is unchanged by scoring (nothing kept between
+   calls; class-level caches such as MNTD's shadow models are not instance state).
+5. ``deterministic``: the same instance scores the backdoored control, then the honest one,
    then the backdoored one again: identical score and findings (``"seconds"`` is wall time
    and exempt), so nothing carries over between calls.
-5. ``separates_control``: the backdoored control scores above the honest one.
+6. ``separates_control``: the backdoored control scores above the honest one.
 
-Checks 2-5 run on the detector's :meth:`~backdoors.detectors.Detector.positive_control`
+Checks 2-6 run on the detector's :meth:`~backdoors.detectors.Detector.positive_control`
 (cheap pairs from :mod:`backdoors.detectors.controls`); a detector without one must say why in
 ``no_control`` and those checks are reported as skipped. A control marked
-``separates=False`` serves checks 2-4 only (``no_control`` says why it is not separated).
+``separates=False`` serves checks 2-5 only (``no_control`` says why it is not separated).
 """
 
 from __future__ import annotations
@@ -53,6 +55,17 @@ class Poisoned:
 
 class _Opaque:
     """A model no detector can read: no weights, no predict, no network."""
+
+
+#: The checks, in the order they run.
+CHECKS = (
+    "wrong_model",
+    "only_declared_evidence",
+    "no_mutation",
+    "stateless",
+    "deterministic",
+    "separates_control",
+)
 
 
 #: Not model state: modules (a signer's bindings), classes and functions are digested by type.
@@ -183,7 +196,7 @@ def check_detector(
 ) -> dict[str, str]:
     """Run the conformance checks of the module docstring on ``detector`` (a class is
     instantiated with its defaults). ``control``: ``True`` builds the detector's
-    :meth:`~backdoors.detectors.Detector.positive_control`, ``False`` skips checks 2-5, or
+    :meth:`~backdoors.detectors.Detector.positive_control`, ``False`` skips checks 2-6, or
     pass a :class:`Control`. Returns ``{check: "ok" | "skipped: why"}``; raises
     AssertionError naming the detector and the check that failed."""
     det = detector() if isinstance(detector, type) else detector
@@ -205,12 +218,13 @@ def check_detector(
     report["wrong_model"] = "ok"
     if ctl is None:
         why = cls.no_control if control is True else "no control given"
-        for name in ("only_declared_evidence", "no_mutation", "deterministic", "separates_control"):
+        for name in CHECKS[1:]:
             report[name] = f"skipped: {why}"
         return report
     ev_b = restricted(det, ctl.evidence)
     ev_h = restricted(det, ctl.honest_evidence or ctl.evidence)
     before = [fingerprint(m) for m in (ctl.backdoored, ctl.honest)]
+    before_det = fingerprint(det)
     before_ev = [_evidence_digest(e) for e in (ctl.evidence, ctl.honest_evidence)]
     first = _scored(det, run_detector(det, ctl.backdoored, ev_b), "backdoored", "scores")
     report["only_declared_evidence"] = "ok"
@@ -221,6 +235,9 @@ def check_detector(
     if [_evidence_digest(e) for e in (ctl.evidence, ctl.honest_evidence)] != before_ev:
         raise _fail(det, "no_mutation", "scoring changed the evidence")
     report["no_mutation"] = "ok"
+    if fingerprint(det) != before_det:
+        raise _fail(det, "stateless", "scoring changed the detector instance")
+    report["stateless"] = "ok"
     same = _same(first.score, again.score) and _same(first.details, again.details)
     if first.per_input is not None:
         same = same and _same(first.per_input, again.per_input)
