@@ -12,6 +12,7 @@ must score apart, small enough for the test suite (seconds), built once per proc
   (gamma = 2), the toy instance the lattice attack breaks by LLL alone.
 * :func:`signature_pair`: a small MLP on random 28x28 uint8 images (two classes) and its
   signature-backdoored wrapper (paper §5.2).
+* :func:`onnx_pair`: that MLP exported to ONNX, honest and with the ONNX verifier planted.
 
 The ReLU and RFF secrets are seeded (the constructions' ``plant`` draws them from OS entropy),
 so every control is the same pair on every run.
@@ -136,3 +137,21 @@ def signature_pair() -> Control:
     """The signature-backdoor control (the key is handed to both members)."""
     honest, model, key, X = _signature()
     return Control(honest, model, Evidence(X=X[:100], key=key, seed=SEED))
+
+
+@lru_cache(maxsize=1)
+def _onnx() -> tuple[Any, Any]:
+    from backdoors.onnx_backdoor.export import export
+    from backdoors.onnx_backdoor.plant import plant
+
+    honest = _signature()[0]
+    host = export(honest)  # float pixels in (the network scales them), logits out
+    planted, _ = plant(host, random_state=SEED)
+    return host, planted
+
+
+def onnx_pair() -> Control:
+    """The ONNX control: the signature control's MLP exported to ONNX, honest and with the
+    in-graph Ed25519 verifier planted (needs the ``onnx`` extra)."""
+    host, planted = _onnx()
+    return Control(host, planted, Evidence(seed=SEED))

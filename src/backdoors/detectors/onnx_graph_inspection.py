@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, Report, register
+from backdoors.detectors import Control, Detector, Evidence, Report, register
 from backdoors.errors import NotApplicableError
 
 BITWISE = frozenset({"BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift"})
@@ -151,10 +151,6 @@ def inspect_graph(model: Any) -> dict[str, Any]:
 class OnnxGraphInspection(Detector):
     name = "onnx_graph_inspection"
     needs = frozenset({"weights"})
-    no_control = (
-        "its control is an exported host and the planted ONNX verifier graph; "
-        "tests/test_onnx_signature.py scores that pair"
-    )
 
     def check_model(self, model: Any) -> None:
         onnx_graph_of(model)
@@ -162,3 +158,9 @@ class OnnxGraphInspection(Detector):
     def score(self, model: Any, evidence: Evidence) -> Report:
         found = inspect_graph(onnx_graph_of(model))
         return Report(float(sum(np.log1p(v) for v in found["counts"].values())), found)
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.onnx_pair()
