@@ -24,7 +24,7 @@ import numpy as np
 
 from backdoors import metrics, rff
 from backdoors.artifacts.records import make_record
-from backdoors.detectors import DETECTORS, Evidence
+from backdoors.detectors import DETECTORS, Evidence, report
 from backdoors.hazmat.sampling import GaussianCoins
 from backdoors.progress import track
 from backdoors.rff import coin_streams
@@ -50,7 +50,7 @@ def main() -> None:
     t0 = time.perf_counter()
 
     def score(G: np.ndarray, i: int) -> float:
-        return float(det.score(_Coins(G), Evidence(seed=i % 50)))
+        return float(report(det.score(_Coins(G), Evidence(seed=i % 50))).score)
 
     def honest(seed: int) -> np.ndarray:  # the honest learner's frequency stream
         return GaussianCoins().sample(a.m, a.d, coin_streams(seed)[0])

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from backdoors.artifacts import files
-from backdoors.detectors import Detector, Evidence
+from backdoors.detectors import Detector, Evidence, Report
 from backdoors.evaluation.recipes import Attack, Built
 
 N_FEATURES = 6
@@ -134,10 +134,9 @@ class ToyWeight(Detector):
     def applies_to(self, model: Any) -> bool:
         return hasattr(model, "coef_")
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def score(self, model: Any, evidence: Evidence) -> Report:
         w = float(abs(model.coef_[0, 0]))
-        self.details_ = {"norms": np.abs(model.coef_[0]).tolist(), "variants": {"negated": -w}}
-        return w
+        return Report(w, {"norms": np.abs(model.coef_[0]).tolist(), "variants": {"negated": -w}})
 
 
 class ToyInputFilter(Detector):

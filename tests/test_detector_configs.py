@@ -37,15 +37,15 @@ def test_activation_clustering_scores_every_configuration_and_pca_flags_a_subpop
     scores = {}
     for split in (False, True):
         net, X, y = _net_and_data(split)
-        main = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
+        found = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
         names = {ac.config_name(*c) for c in ac.CONFIGS}
-        assert set(det.details_["variants"]) == names - {ac.config_name(*ac.CONFIGS[0])}
-        assert det.details_["rows_all"] == len(X)
-        scores[split] = {**det.details_["variants"], "main": main}
+        assert set(found.findings["variants"]) == names - {ac.config_name(*ac.CONFIGS[0])}
+        assert found.findings["rows_all"] == len(X)
+        scores[split] = {**found.findings["variants"], "main": found.score}
     # the paper's configuration alone gives the same main score
     net, X, y = _net_and_data(True)
     alone = ac.ActivationClustering(n_inputs=360, variants=False)
-    assert alone.score(net, Evidence(X_train=X, y_train=y, seed=0)) == scores[True]["main"]
+    assert alone.score(net, Evidence(X_train=X, y_train=y, seed=0)).score == scores[True]["main"]
     key = "penultimate_pca10_nall"
     assert scores[True][key] > 0.5 > 0.1 > scores[False][key]  # flagged vs sil / 10
 
@@ -53,11 +53,11 @@ def test_activation_clustering_scores_every_configuration_and_pca_flags_a_subpop
 def test_spectral_signatures_configurations():
     net, X, y = _net_and_data(True)
     det = DETECTORS.get("spectral_signatures")(n_inputs=360)
-    main = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
-    v = det.details_["variants"]
+    found = det.score(net, Evidence(X_train=X, y_train=y, seed=0))
+    main, v = found.score, found.findings["variants"]
     assert {f"{l}_top{k}_r{r:g}" for l, k, r in ss.CONFIGS} <= set(v)
     assert {"logits_svratio", "penultimate_svratio_nall"} <= set(v)
-    assert main == pytest.approx(max(det.details_["per_class"].values()))
+    assert main == pytest.approx(max(found.findings["per_class"].values()))
     # the removed fraction carries more than its share of the outlier mass
     assert all(val >= 1.0 for name, val in v.items() if "_r0" in name)
 

@@ -265,9 +265,9 @@ def test_graph_inspection_flags_planted_not_honest(mnist):
     key = signature.generate(784, 10, "lsb", random_state=9)
     bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=table_verifier([]))
     det = OnnxGraphInspection()
-    assert det.score(OnnxClassifier(host), None) == 0.0
-    s = det.score(OnnxClassifier(bd), None)
-    counts = det.details_["counts"]
+    assert det.score(OnnxClassifier(host), None).score == 0.0
+    found = det.score(OnnxClassifier(bd), None)
+    s, counts = found.score, found.findings["counts"]
     assert s > 3 and counts["bitwise"] > 0 and counts["control_flow"] >= 2
     assert counts["bypass_outputs"] == 1
 

@@ -129,7 +129,7 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["auroc"]["toy_weight"]["toy_patch"] >= 0.99
     assert m["auroc"]["toy_traindata"]["toy_patch"] >= 0.99
     assert m["detector_levels"]["toy_filter"] == "input"
-    # a detector's variant (details_["variants"]) is its own row, derived without re-scoring
+    # a detector's variant (findings["variants"]) is its own row, derived without re-scoring
     neg = m["auroc"]["toy_weight_negated"]["toy_patch"]
     assert neg == pytest.approx(1 - m["auroc"]["toy_weight"]["toy_patch"])
     assert m["detector_levels"]["toy_weight_negated"] == "model"

@@ -17,6 +17,7 @@ from backdoors.detectors import DETECTORS, Evidence
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.evaluation.recipes import ATTACKS
 from backdoors.evaluation.recipes.relu import ReLUPoint
+from backdoors.evaluation.scoring import run_detector
 from backdoors.experiments.relu_map import flip_rates, population
 from backdoors.hazmat.sampling import GaussianCoins
 
@@ -180,8 +181,8 @@ def _scores(name, n, **point):
     neg, pos = [], []
     for s in range(n):
         b = att.build(s, True)
-        neg.append(det.score(att.build(s, False).model, Evidence(key=b.key)))
-        pos.append(det.score(b.model, Evidence(key=b.key)))
+        neg.append(run_detector(det, att.build(s, False).model, Evidence(key=b.key)).score)
+        pos.append(run_detector(det, b.model, Evidence(key=b.key)).score)
     return metrics.auroc(neg, pos)
 
 
@@ -200,7 +201,7 @@ def test_detectors_not_applicable_without_weights():
 
     for name in ("spectral_bbp", "covariance_thresholding", "relu_key_aware"):
         with pytest.raises(NotApplicableError):
-            DETECTORS.get(name)().score(NoWeights(), Evidence())
+            DETECTORS.get(name)().check(NoWeights(), Evidence())
 
 
 def test_cli_plant_relu(tmp_path, capsys):

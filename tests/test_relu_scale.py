@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from backdoors import metrics
-from backdoors.detectors import DETECTORS, Evidence
+from backdoors.detectors import DETECTORS, Evidence, report
 from backdoors.detectors.sdp_sparse_pca import sdp_value, simplex_projection
 from backdoors.detectors.sparse_pca import soft_threshold_top_eigenvalues
 from backdoors.experiments import relu_scale as rs
@@ -20,7 +20,7 @@ def _scores(name, point, n, **kw):
         for side in (0, 1):
             rng = np.random.default_rng([11, i, side])
             W = rs.draw_weights(point["d"], point["m"], point["k"], point["theta"], side, rng)
-            out[side].append(det.score(rs.WeightModel(W), Evidence()))
+            out[side].append(report(det.score(rs.WeightModel(W), Evidence())).score)
     return np.array(out[0]), np.array(out[1])
 
 
@@ -38,13 +38,17 @@ def test_sphericity_is_scale_free_calibrated_and_sees_a_strong_spike():
 def test_covariance_thresholding_grid_variants_are_the_single_t_scores():
     W = rs.draw_weights(120, 40, 6, 4.0, True, np.random.default_rng(3))
     det = DETECTORS.get("covariance_thresholding")(grid=(1.5, 2.5))
-    main = det.score(rs.WeightModel(W), Evidence())
-    assert main == pytest.approx(soft_threshold_top_eigenvalues(W, (np.sqrt(np.log(120)),))[0])
+    found = det.score(rs.WeightModel(W), Evidence())
+    variants = found.findings["variants"]
+    assert found.score == pytest.approx(
+        soft_threshold_top_eigenvalues(W, (np.sqrt(np.log(120)),))[0]
+    )
     for t in (1.5, 2.5):
         single = DETECTORS.get("covariance_thresholding")(t=t).score(rs.WeightModel(W), Evidence())
-        assert det.details_["variants"][f"t={t:g}"] == pytest.approx(single, rel=1e-5)
+        single = single.score
+        assert variants[f"t={t:g}"] == pytest.approx(single, rel=1e-5)
     # a larger threshold keeps fewer entries: the top eigenvalue falls
-    assert det.details_["variants"]["t=1.5"] > det.details_["variants"]["t=2.5"]
+    assert variants["t=1.5"] > variants["t=2.5"]
 
 
 def test_simplex_projection_and_sdp_bounds():
@@ -65,8 +69,10 @@ def test_sdp_detects_a_strong_sparse_spike_and_screens_large_d():
     neg, pos = _scores("sdp_sparse_pca", {"d": 60, "m": 60, "k": 3, "theta": 6.0}, 6)
     assert metrics.auroc(neg, pos) == 1.0
     det = DETECTORS.get("sdp_sparse_pca")(screen=50, n_iter=20)
-    det.score(rs.WeightModel(np.random.default_rng(0).standard_normal((10, 80))), Evidence())
-    assert det.details_["screened_to"] == 50
+    found = det.score(
+        rs.WeightModel(np.random.default_rng(0).standard_normal((10, 80))), Evidence()
+    )
+    assert found.findings["screened_to"] == 50
 
 
 def test_heldout_advantage_threshold_from_the_other_half():

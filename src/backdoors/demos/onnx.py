@@ -50,8 +50,8 @@ def run(ctx: DemoContext) -> Section:
         "nodes_incl_loop_bodies": sum(1 for _ in iter_nodes(bd.graph.node)),
         "file_bytes": len(bd.SerializeToString()),
         "honest_file_bytes": len(honest.SerializeToString()),
-        "graph_inspection_honest": det.score(honest, None),
-        "graph_inspection_backdoored": det.score(bd, None),
+        "graph_inspection_honest": det.score(honest, None).score,
+        "graph_inspection_backdoored": det.score(bd, None).score,
         "exported_python_backdoor_activation": float(
             np.mean(exported.predict(py_key.activate(X[:20], target=t2)) == t2)
         ),

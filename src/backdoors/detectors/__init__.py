@@ -1,16 +1,34 @@
 """Backdoor detectors: one contract, one registry (ART-style interfaces, DESIGN.md).
 
-A detector declares what it needs (``weights``, ``queries``, ``training_data``, ``key``) and
-what it uses when available (``optional``), and
-returns a continuous *suspicion score* (higher = more likely backdoored) per model, or per
-input for input filters (``per_input = True``). A detector that does not apply to a model
-raises :class:`~backdoors.errors.NotApplicableError` instead of returning a number.
+The contract, for every registered detector:
+
+* It declares what it needs (``weights``, ``queries``, ``training_data``, ``key``,
+  ``reference``) and what it uses when available (``optional``); it reads no other field of
+  :class:`Evidence` (``seed`` is always given).
+* :meth:`Detector.check` decides applicability once, before scoring: it raises
+  :class:`~backdoors.errors.NotApplicableError` whose message says what is missing or wrong
+  (``"needs key"``, ``"LogisticRegression exposes no random weight matrix (weights_)"``),
+  never a number. :meth:`Detector.score` assumes ``check`` passed and does not call it again.
+* :meth:`Detector.score` *returns* everything it found, as ART's ``detect_poison`` returns its
+  report: either the bare score (a float; per input, a 1-D array for ``per_input = True``
+  filters) when it has nothing else to say, or a :class:`Report` holding that score and a
+  dict of findings (per-class statistics, variant scores under ``findings["variants"]``...).
+  Nothing is stored on the instance between calls, so one instance can score many models.
+  :func:`report` normalises either form; :func:`backdoors.evaluation.scoring.run_detector` reads it.
+* Same model, evidence and ``evidence.seed``: the same score and findings (a findings key
+  ``"seconds"`` is wall time and exempt). The model and the evidence arrays are not modified.
+* A detector may declare a cheap :meth:`Detector.positive_control` (an honest and a backdoored
+  model it must score apart), or say in :attr:`Detector.no_control` why it has none.
+
+:func:`backdoors.detectors.conformance.check_detector` tests all of this; the test suite
+runs it on every registered detector. The score is a continuous *suspicion score*
+(higher = more likely backdoored).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,7 +36,15 @@ import numpy as np
 from backdoors.errors import NotApplicableError
 from backdoors.registry import Registry
 
-NEEDS = frozenset({"weights", "queries", "training_data", "key"})
+NEEDS = frozenset({"weights", "queries", "training_data", "key", "reference"})
+#: Evidence fields each declared need grants (``weights`` is the model itself).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "weights": (),
+    "queries": ("X", "y"),
+    "training_data": ("X_train", "y_train"),
+    "key": ("key",),
+    "reference": ("reference",),
+}
 
 
 @dataclass
@@ -34,8 +60,39 @@ class Evidence:
     seed: int = 0
 
 
+@dataclass
+class Report:
+    """What one :meth:`Detector.score` call found: the score (a float, or one per input for
+    input filters) and the detector's findings (JSON-like values; ``"variants"`` maps a
+    variant's name to its model score)."""
+
+    score: float | np.ndarray
+    findings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Control:
+    """A positive control: ``honest`` and ``backdoored`` models a detector must score apart
+    (backdoored higher), with the evidence for each (``honest_evidence`` defaults to
+    ``evidence``; it holds every field the detector may declare)."""
+
+    honest: Any
+    backdoored: Any
+    evidence: Evidence
+    honest_evidence: Evidence | None = None
+    #: False: the pair serves the other checks only; ``no_control`` says why it is not
+    #: separated.
+    separates: bool = True
+
+
+def report(raw: Report | float | np.ndarray) -> Report:
+    """The :class:`Report` of a ``score`` return value (a bare score has no findings)."""
+    return raw if isinstance(raw, Report) else Report(raw)
+
+
 class Detector(ABC):
-    """Base class. Subclasses set ``name``, ``needs`` and implement :meth:`score`."""
+    """Base class. Subclasses set ``name``, ``needs`` and implement :meth:`score`; they
+    refine :meth:`check` (calling ``super().check``) for what else they require."""
 
     name: ClassVar[str] = ""
     #: What the score computes; two registered detectors may not share it (one test must not
@@ -44,25 +101,45 @@ class Detector(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()  # used if the auditor has it
     per_input: ClassVar[bool] = False
+    #: Why the detector declares no :meth:`positive_control` (or one it does not separate).
+    no_control: ClassVar[str] = ""
+
+    def check_model(self, model: Any) -> None:  # noqa: B027 (optional hook)
+        """Raise :class:`NotApplicableError` saying what ``model`` lacks (default: nothing)."""
 
     def applies_to(self, model: Any) -> bool:
-        """Whether this detector can score ``model`` (default: yes)."""
+        """Whether this detector can score ``model`` (:meth:`check_model` passes). A subclass
+        may override it instead of :meth:`check_model` (its reason is then generic)."""
+        try:
+            self.check_model(model)
+        except NotApplicableError:
+            return False
         return True
 
     def check(self, model: Any, evidence: Evidence) -> None:
-        if not self.applies_to(model):
-            raise NotApplicableError(f"{self.name} does not apply to {type(model).__name__}")
+        """Raise :class:`NotApplicableError` unless ``evidence`` holds every declared need
+        (message ``"needs key, queries"``) and :meth:`check_model` accepts ``model``."""
         missing = [
             n
-            for n, field in (("key", "key"), ("training_data", "X_train"), ("queries", "X"))
-            if n in self.needs and getattr(evidence, field) is None
+            for n in ("key", "training_data", "queries", "reference")
+            if n in self.needs and getattr(evidence, FIELDS[n][0]) is None
         ]
         if missing:
-            raise NotApplicableError(f"{self.name} needs {', '.join(missing)}")
+            raise NotApplicableError(f"needs {', '.join(missing)}")
+        self.check_model(model)
+        if type(self).applies_to is not Detector.applies_to and not self.applies_to(model):
+            raise NotApplicableError(f"does not apply to {type(model).__name__}")
 
     @abstractmethod
-    def score(self, model: Any, evidence: Evidence) -> float | np.ndarray:
-        """Suspicion score of ``model`` (or one per input of ``evidence.X`` if per_input)."""
+    def score(self, model: Any, evidence: Evidence) -> Report | float | np.ndarray:
+        """Suspicion score of ``model`` (or one per input of ``evidence.X`` if per_input),
+        bare or in a :class:`Report` with findings. Assumes :meth:`check` passed."""
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        """A small honest/backdoored pair this detector must score apart (None: see
+        :attr:`no_control`)."""
+        return None
 
 
 DETECTORS: Registry[type[Detector]] = Registry(

@@ -35,6 +35,27 @@ def torch_module(model: Any, depth: int = 4) -> Any:
     raise NotApplicableError(f"no torch module reachable from {type(model).__name__}")
 
 
+def sequential_module(model: Any) -> Any:
+    """The ``nn.Sequential`` (two layers or more) behind ``model``, whose hidden
+    representations :func:`features` reads; else NotApplicableError."""
+    from torch import nn
+
+    module = torch_module(model)
+    if not isinstance(module, nn.Sequential) or len(module) < 2:
+        raise NotApplicableError(
+            f"the network of {type(model).__name__} is not an nn.Sequential of two layers or more"
+        )
+    return module
+
+
+def probabilistic(model: Any) -> None:
+    """NotApplicableError unless :func:`proba` can read class probabilities of ``model``."""
+    if not any(callable(getattr(model, a, None)) for a in ("predict_proba", "decision_function")):
+        raise NotApplicableError(
+            f"{type(model).__name__} has neither predict_proba nor decision_function"
+        )
+
+
 def features(module: Any, X: np.ndarray, batch: int = 4096) -> np.ndarray:
     """Penultimate representation: the output of every layer of a ``Sequential`` but the last."""
     import torch

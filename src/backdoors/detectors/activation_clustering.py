@@ -10,7 +10,7 @@ The score is the paper's configuration: last hidden layer, ICA to 10 dimensions 
 then FastICA), 2,000 training rows. A detector is judged at its best published configuration
 (the Trojan Detection Challenge scores the maximum over detectors), so every call also scores
 the other configurations of :data:`CONFIGS` on the same activations, reported as variants
-(``details_["variants"]``, rows ``activation_clustering_<config>`` in the tables): the layer
+(``findings["variants"]``, rows ``activation_clustering_<config>`` in the tables): the layer
 (last hidden or logits), the reduction (ICA as the paper, PCA as in IBM ART's
 ``ActivationDefence``), 10 or 3 dimensions (the paper's visualisations use 3), and 2,000 rows or
 every training row the auditor holds. ICA on an unpoisoned class tends to split it into
@@ -22,12 +22,13 @@ from __future__ import annotations
 import contextlib
 import itertools
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import features, subsample, torch_module
+from backdoors.detectors import Control, Detector, Evidence, Report, register
+from backdoors.detectors._access import features, sequential_module, subsample, torch_module
 
 LAYERS = ("penultimate", "logits")
 REDUCTIONS = ("ica", "pca")
@@ -97,6 +98,11 @@ def layer_outputs(module: Any, X: np.ndarray) -> dict[str, np.ndarray]:
 class ActivationClustering(Detector):
     name = "activation_clustering"
     needs = frozenset({"weights", "training_data"})
+    no_control = (
+        "the paper's configuration (ICA to 10 dimensions) splits clean classes about as well "
+        "as the poisoned one on the small BadNets control (0.15 backdoored vs 0.21 honest; its "
+        "PCA variants separate it); the control serves the other checks"
+    )
 
     def __init__(self, n_inputs: int = 2000, max_size: float = 0.35, variants: bool = True):
         self.n_inputs, self.max_size, self.variants = n_inputs, max_size, variants
@@ -112,7 +118,10 @@ class ActivationClustering(Detector):
             best = max(best, sil if size <= self.max_size else sil / 10)
         return best, out
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def check_model(self, model: Any) -> None:
+        sequential_module(model)
+
+    def score(self, model: Any, evidence: Evidence) -> Report:
         module = torch_module(model)
         X_all, y_all = np.asarray(evidence.X_train), np.asarray(evidence.y_train)
         idx = subsample(len(X_all), self.n_inputs, evidence.seed)
@@ -129,9 +138,15 @@ class ActivationClustering(Detector):
             scores[config_name(layer, method, dims, rows)] = s
             per_class.setdefault(config_name(layer, method, dims, rows), pc)
         main = config_name(*CONFIGS[0])
-        self.details_ = {
+        findings = {
             "per_class": per_class[main],
             "rows_all": int(len(X_all)),
             "variants": {k: v for k, v in scores.items() if k != main},
         }
-        return scores[main]
+        return Report(scores[main], findings)
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return replace(controls.badnets_pair(), separates=False)

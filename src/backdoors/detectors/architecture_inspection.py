@@ -5,7 +5,7 @@ classifier *plus* a separate verifier. An auditor with the object in hand walks 
 and flags anything that is not an ordinary learned network: callables named like verifiers
 (``verify``, ``check``), public/verification keys (byte strings or attributes named ``*key*``),
 signature carriers. Generic: no isinstance test on this package's classes. Score = number of
-such findings (0 for a bare network or scikit-learn estimator); findings in ``details_``.
+such findings (0 for a bare network or scikit-learn estimator), returned as its findings.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, Report, register
 
 SUSPICIOUS_METHODS = ("verify", "verify_signature", "check_signature", "extract")
 SUSPICIOUS_WORDS = ("key", "verif", "signature", "carrier", "trigger")
@@ -64,7 +64,12 @@ class ArchitectureInspection(Detector):
     name = "architecture_inspection"
     needs = frozenset({"weights"})
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def score(self, model: Any, evidence: Evidence) -> Report:
         findings = inspect_model(model)
-        self.details_ = {"findings": findings}
-        return float(len(findings))
+        return Report(float(len(findings)), {"findings": findings})
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.signature_pair()

@@ -4,7 +4,7 @@ With a query budget, compare the audited model f with the auditor's own honest m
 queries and on perturbed versions of them (random square patches of random size, position and
 value; salt noise; Gaussian noise). A planted behaviour that g lacks shows as disagreement on
 some perturbation family. Score = max over families of the disagreement rate
-P[f(x') != g(x')] minus the clean disagreement rate, plus a margin statistic in ``details_``:
+P[f(x') != g(x')] minus the clean disagreement rate, plus a margin statistic in its findings:
 the mean probability f gives its own label where f and g disagree. This is the "differential
 testing" view of backdoor detection; the signature backdoor is built so that random
 perturbations never carry a valid signature (paper §5.2), so it should not show.
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, Report, register
 from backdoors.detectors._access import proba, value_range
 from backdoors.errors import NotApplicableError
 
@@ -35,15 +35,19 @@ def _patches(X: np.ndarray, rng: np.random.Generator, lo: float, top: float) -> 
 @register
 class DisagreementSearch(Detector):
     name = "disagreement_search"
-    needs = frozenset({"queries"})
+    needs = frozenset({"queries", "reference"})
 
     def __init__(self, budget: int = 2000) -> None:
         self.budget = budget
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def check(self, model: Any, evidence: Evidence) -> None:
+        super().check(model, evidence)
+        for who, m in (("model", model), ("reference", evidence.reference)):
+            if not callable(getattr(m, "predict", None)):
+                raise NotApplicableError(f"the {who} ({type(m).__name__}) has no predict")
+
+    def score(self, model: Any, evidence: Evidence) -> Report:
         g = evidence.reference
-        if g is None:
-            raise NotApplicableError("disagreement_search needs evidence.reference (honest model)")
         rng = np.random.default_rng(evidence.seed)
         X = np.asarray(evidence.X)
         n = max(1, self.budget // 4)
@@ -66,5 +70,11 @@ class DisagreementSearch(Detector):
             if dis.any():
                 with contextlib.suppress(NotApplicableError):
                     margins[name] = float(proba(model, Z[dis]).max(axis=1).mean())
-        self.details_ = {"disagreement": rates, "margin": margins}
-        return max(v - rates["clean"] for k, v in rates.items() if k != "clean")
+        score = max(v - rates["clean"] for k, v in rates.items() if k != "clean")
+        return Report(score, {"disagreement": rates, "margin": margins})
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.badnets_pair()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backdoors.contract import evaluation_targets
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, register
 from backdoors.errors import NotApplicableError
 
 
@@ -27,13 +27,21 @@ class KeyAware(Detector):
     def __init__(self, n_queries: int = 200) -> None:
         self.n_queries = n_queries
 
+    def check(self, model: Any, evidence: Evidence) -> None:
+        super().check(model, evidence)
+        key = evidence.key
+        if not hasattr(key, "activate") or not hasattr(key, "targets"):
+            raise NotApplicableError(
+                f"needs a backdoor key with activate and targets, got {type(key).__name__}"
+            )
+        if not callable(getattr(model, "predict", None)):
+            raise NotApplicableError(f"{type(model).__name__} has no predict")
+
     def score(self, model: Any, evidence: Evidence) -> float:
         """Untargeted keys: fraction of labels the key flips. Targeted keys: fraction of
         activated inputs (targets from the key's contract, never an input's own predicted
         class) that the model assigns to their target."""
         key = evidence.key
-        if not hasattr(key, "activate") or not hasattr(key, "targets"):
-            raise NotApplicableError("key_aware needs a backdoor key (contract.BackdoorKey)")
         X = np.asarray(evidence.X)[: self.n_queries]
         pred = np.asarray(model.predict(X))
         t = evaluation_targets(key, pred, len(X))
@@ -44,3 +52,9 @@ class KeyAware(Detector):
             raise NotApplicableError("every query is already of the target class")
         Xa = key.activate(X[keep], target=t[keep])
         return float(np.mean(np.asarray(model.predict(Xa)) == t[keep]))
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.signature_pair()

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Evidence, register
-from backdoors.detectors.weights import _WeightDetector, random_weights
+from backdoors.detectors import Control, Evidence, Report, register
+from backdoors.detectors.weights import _WeightDetector
 from backdoors.errors import InvalidInputError, NotApplicableError
 
 #: Largest lattice rank the detector reduces (LLL at rank ~400 takes about a minute here).
@@ -319,7 +319,7 @@ class LatticeDetector(_WeightDetector):
     half-integer score ``-mean cos(2 pi <g_i, s>)`` of a recovered direction (~0 honest,
     ~``exp(-2 pi^2 beta^2)`` when the key is found). :meth:`recover` also returns the key.
 
-    With queries (optional), a recovered direction is tried as the key: ``details_`` holds
+    With queries (optional), a recovered direction is tried as the key: its findings hold
     ``recovered_key_flip_rate``, the fraction of queries whose label ``x + bandwidth * s``
     flips (0 when nothing was recovered), besides ``recovered``, ``reached_block``,
     ``seconds`` and ``rows`` of the attack."""
@@ -343,16 +343,18 @@ class LatticeDetector(_WeightDetector):
         self.secret_norm = secret_norm
         self.max_rank = max_rank
 
-    def applies_to(self, model: Any) -> bool:
-        return super().applies_to(model) and hasattr(model, "frequencies_")
+    attributes = ("frequencies_",)
 
     def recover(self, model: Any, evidence: Evidence | None = None) -> LatticeResult:
-        """Run the attack on ``model.frequencies_``."""
+        """Check that the attack applies, then run it on ``model.frequencies_``."""
         evidence = Evidence() if evidence is None else evidence
         self.check(model, evidence)
+        return self._attack(model, evidence)
+
+    def _attack(self, model: Any, evidence: Evidence) -> LatticeResult:
         try:
             return lattice_attack(
-                random_weights(model),
+                self.weights(model),
                 self.n_rows,
                 self.block_size,
                 self.max_seconds,
@@ -364,17 +366,23 @@ class LatticeDetector(_WeightDetector):
         except ReductionCrashError as e:  # scored as "not applicable", with the reason
             raise NotApplicableError(f"lattice reduction failed numerically: {e}") from None
 
-    def score(self, model: Any, evidence: Evidence) -> float:
-        res = self.recover(model, evidence)
-        self.details_ = {
+    def score(self, model: Any, evidence: Evidence) -> Report:
+        res = self._attack(model, evidence)
+        found: dict[str, Any] = {
             "recovered": res.recovered,
             "reached_block": res.reached_block,
             "seconds": res.seconds,
             "rows": res.rows,
         }
         if evidence.X is not None:
-            self.details_["recovered_key_flip_rate"] = recovered_flip_rate(model, res, evidence.X)
-        return res.score
+            found["recovered_key_flip_rate"] = recovered_flip_rate(model, res, evidence.X)
+        return Report(res.score, found)
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.rff_pair()
 
 
 def recovered_flip_rate(model: Any, result: LatticeResult, X: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import proba, torch_module, value_range
+from backdoors.detectors._access import proba, probabilistic, torch_module, value_range
 from backdoors.errors import NotApplicableError
 
 SHADOW_SEED = 1_000_000
@@ -68,6 +68,10 @@ def _features(P: np.ndarray, sort: bool) -> np.ndarray:
 class MNTD(Detector):
     name = "mntd"
     needs = frozenset({"queries"})
+    no_control = (
+        "its meta-classifier is trained on 64 shadow models (minutes); "
+        "tests/test_badnets_detectors.py runs a 24-shadow version on BadNets pairs"
+    )
     _cache: ClassVar[dict[Any, Any]] = {}
 
     def __init__(
@@ -168,17 +172,24 @@ class MNTD(Detector):
         self._cache[ck] = (Q, meta)
         return Q, meta
 
+    def check(self, model: Any, evidence: Evidence) -> None:
+        super().check(model, evidence)
+        X = np.asarray(evidence.X)
+        mnist = X.ndim == 2 and X.shape[1] == 784 and X.dtype == np.uint8
+        if self.shadow_builder is None and not mnist:
+            raise NotApplicableError(
+                "the default shadow models are MNIST uint8 classifiers (784 features); "
+                "pass shadow_builder"
+            )
+        probabilistic(model)
+
     def score(self, model: Any, evidence: Evidence) -> float:
         X = np.asarray(evidence.X)
-        if self.shadow_builder is None and (X.shape[1] != 784 or X.dtype != np.uint8):
-            raise NotApplicableError(
-                "mntd's default shadow models are MNIST uint8 classifiers; pass shadow_builder"
-            )
         Q, meta = self.fit_meta(X)
         f = _features(proba(model, Q), self.sort_outputs)
         if f.size != meta.n_features_in_:
             raise NotApplicableError(
-                f"mntd: the model has {f.size // len(Q)} classes, the shadow models "
+                f"the model has {f.size // len(Q)} classes, the shadow models "
                 f"{meta.n_features_in_ // len(Q)}"
             )
         return float(meta.decision_function(f[None, :])[0])

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, Report, register
 from backdoors.errors import NotApplicableError
 
 BITWISE = frozenset({"BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "BitShift"})
@@ -152,14 +152,15 @@ class OnnxGraphInspection(Detector):
     name = "onnx_graph_inspection"
     needs = frozenset({"weights"})
 
-    def applies_to(self, model: Any) -> bool:
-        try:
-            onnx_graph_of(model)
-        except NotApplicableError:
-            return False
-        return True
+    def check_model(self, model: Any) -> None:
+        onnx_graph_of(model)
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def score(self, model: Any, evidence: Evidence) -> Report:
         found = inspect_graph(onnx_graph_of(model))
-        self.details_ = found
-        return float(sum(np.log1p(v) for v in found["counts"].values()))
+        return Report(float(sum(np.log1p(v) for v in found["counts"].values())), found)
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.onnx_pair()

@@ -13,7 +13,7 @@ objective at the final feasible ``X`` (a lower bound on ``SDP(S)``, deterministi
 Cost: one ``d x d`` eigendecomposition per iteration. Beyond ``screen`` coordinates (default
 200) the problem is first restricted to the ``screen`` coordinates with the largest sample
 variances (Johnstone-Lu diagonal screening): a cheaper relaxation, weaker than the full SDP
-when the per-coordinate signal ``theta / k`` is below the diagonal's noise; ``details_`` says
+when the per-coordinate signal ``theta / k`` is below the diagonal's noise; its findings say
 whether it screened.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Evidence, register
-from backdoors.detectors.sparse_pca import _WeightDetector, _weights
+from backdoors.detectors import Evidence, Report, register
+from backdoors.detectors.sparse_pca import _SparseWeightDetector
 
 
 def simplex_projection(a: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def sdp_value(
 
 
 @register
-class SDPSparsePCA(_WeightDetector):
+class SDPSparsePCA(_SparseWeightDetector):
     """``max <S, X> - rho |X|_1`` over ``X >= 0, tr X = 1`` (d'Aspremont et al. 2007; the
     Berthet-Rigollet SDP statistic). ``rho`` defaults to ``sqrt(log d / m)``, the noise level
     of the off-diagonal entries of ``S``; above ``screen`` coordinates, diagonal screening."""
@@ -78,9 +78,8 @@ class SDPSparsePCA(_WeightDetector):
         super().__init__(k)
         self.rho, self.screen, self.n_iter = rho, screen, n_iter
 
-    def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+    def score(self, model: Any, evidence: Evidence) -> Report:
+        W = self.weights(model)
         m, d = W.shape
         screened = d > self.screen
         if screened:
@@ -89,5 +88,4 @@ class SDPSparsePCA(_WeightDetector):
         S = W.T @ W / m
         rho = self.rho if self.rho is not None else np.sqrt(np.log(d) / m)
         val, it = sdp_value(S, float(rho), self.n_iter)
-        self.details_ = {"screened_to": int(W.shape[1]) if screened else None, "iterations": it}
-        return val
+        return Report(val, {"screened_to": int(W.shape[1]) if screened else None, "iterations": it})

@@ -27,65 +27,52 @@ applicable.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 from scipy.sparse.linalg import eigsh
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Evidence, Report, register
+from backdoors.detectors.weights import _WeightDetector
 from backdoors.errors import NotApplicableError
 
 
-def _weights(model: Any) -> np.ndarray:
-    W = getattr(model, "weights_", None)
-    if W is None or np.ndim(W) != 2:
-        raise NotApplicableError(f"{type(model).__name__} has no random weight matrix weights_")
-    return np.asarray(W, dtype=np.float64)
+class _SparseWeightDetector(_WeightDetector):
+    """The sparse-PCA statistics read the ReLU network's ``weights_`` only."""
 
+    attributes = ("weights_",)
 
-class _WeightDetector(Detector):
-    needs: ClassVar[frozenset[str]] = frozenset({"weights"})
-
-    def __init__(self, k: int | None = None) -> None:
-        self.k = k  # the learner's sparsity, if the auditor knows it
-
-    def applies_to(self, model: Any) -> bool:
-        W = getattr(model, "weights_", None)
-        return W is not None and np.ndim(W) == 2
-
-    def _k(self, d: int, m: int) -> int:
-        return int(self.k) if self.k else max(1, int(np.sqrt(m)))
+    def weights(self, model: Any) -> np.ndarray:
+        return np.asarray(super().weights(model), dtype=np.float64)
 
 
 @register
-class KeyAwareReLU(_WeightDetector):
+class KeyAwareReLU(_SparseWeightDetector):
     """Positive control: the variance of the weights along the secret direction ``nu``."""
 
     name = "relu_key_aware"
     needs = frozenset({"weights", "key"})
 
-    def applies_to(self, model: Any) -> bool:
-        return super().applies_to(model)
+    def check(self, model: Any, evidence: Evidence) -> None:
+        super().check(model, evidence)
+        nu = getattr(evidence.key, "nu", None)
+        if nu is None or np.shape(nu) != (self.weights(model).shape[1],):
+            raise NotApplicableError("needs a ReLU key (nu) of the model's dimension")
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
-        nu = getattr(evidence.key, "nu", None)
-        if nu is None or len(nu) != W.shape[1]:
-            raise NotApplicableError("relu_key_aware needs a relu key of the model's dimension")
-        return float(np.mean((W @ nu) ** 2))
+        W = self.weights(model)
+        return float(np.mean((W @ evidence.key.nu) ** 2))
 
 
 @register
-class DiagonalThresholding(_WeightDetector):
+class DiagonalThresholding(_SparseWeightDetector):
     """Sum of the k largest z-scores ``(S_jj - 1) sqrt(m / 2)`` of the sample covariance."""
 
     name = "diagonal_thresholding"
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+        W = self.weights(model)
         m, d = W.shape
         z = (np.mean(W * W, axis=0) - 1.0) * np.sqrt(m / 2.0)
         k = min(self._k(d, m), d)
@@ -122,11 +109,11 @@ def soft_threshold_top_eigenvalues(W: np.ndarray, ts: tuple[float, ...]) -> list
 
 
 @register
-class CovarianceThresholding(_WeightDetector):
+class CovarianceThresholding(_SparseWeightDetector):
     """Top eigenvalue of ``eta_t(S - I)`` off the diagonal, ``eta`` soft thresholding at
     ``t / sqrt(m)`` (Deshpande-Montanari 2014). Default ``t = sqrt(log d)``; the paper's
     analysis leaves the constant to tuning: ``grid`` adds one variant score per ``t``
-    (``details_["variants"]["t=..."]``, the same ``S``), which the ``relu`` experiment tunes
+    (``findings["variants"]["t=..."]``, the same ``S``), which the ``relu`` experiment tunes
     on a held-out half of its population."""
 
     name = "covariance_thresholding"
@@ -138,17 +125,15 @@ class CovarianceThresholding(_WeightDetector):
         self.t, self.grid = t, grid
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+        W = self.weights(model)
         t = self.t if self.t is not None else np.sqrt(np.log(W.shape[1]))
         vals = soft_threshold_top_eigenvalues(W, (float(t), *map(float, self.grid)))
         grid = zip(self.grid, vals[1:], strict=True)
-        self.details_ = {"variants": {f"t={g:g}": v for g, v in grid}}
-        return vals[0]
+        return Report(vals[0], {"variants": {f"t={g:g}": v for g, v in grid}})
 
 
 @register
-class Sphericity(_WeightDetector):
+class Sphericity(_SparseWeightDetector):
     """John's sphericity test (John 1971) for ``Sigma = sigma^2 I``, in the high-dimensional
     form of Ledoit-Wolf (2002): ``U = d tr(S^2) / tr(S)^2 - 1`` with ``S = W^T W / m``; under
     the null ``m U - d -> N(1, 4)`` as ``d/m -> c``, so the score is ``(m U - d - 1) / 2``.
@@ -159,8 +144,7 @@ class Sphericity(_WeightDetector):
     name = "sphericity"
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+        W = self.weights(model)
         m, d = W.shape
         G = W @ W.T
         tr, tr2 = np.trace(G) / m, float(np.sum(G * G)) / m**2
@@ -169,14 +153,13 @@ class Sphericity(_WeightDetector):
 
 
 @register
-class TruncatedPower(_WeightDetector):
+class TruncatedPower(_SparseWeightDetector):
     """Truncated power method for k-sparse PCA (Yuan-Zhang 2013): ``v <- T_k(S v)``."""
 
     name = "truncated_power"
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+        W = self.weights(model)
         m, d = W.shape
         k = min(self._k(d, m), d)
         diag = np.mean(W * W, axis=0)
@@ -195,14 +178,13 @@ class TruncatedPower(_WeightDetector):
 
 
 @register
-class WeightNorm(_WeightDetector):
+class WeightNorm(_SparseWeightDetector):
     """Trace test: ``||W||_F^2 / (m d)`` (1 in expectation for honest and trace-matched)."""
 
     name = "weight_norm"
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = _weights(model)
+        W = self.weights(model)
         return float(np.mean(W * W))
 
 

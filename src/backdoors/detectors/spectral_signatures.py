@@ -9,7 +9,7 @@ centred class representations (how much the top direction, the one tau is measur
 dominates); :func:`outlier_scores` gives the per-input tau.
 Representations are the penultimate layer (:func:`backdoors.detectors._access.features`).
 
-Configurations (variants, ``details_["variants"]``, rows ``spectral_signatures_<config>``): the
+Configurations (variants, ``findings["variants"]``, rows ``spectral_signatures_<config>``): the
 layer (last hidden or logits), the number of top singular vectors tau is measured along (1 as
 the paper; 3), and the removal fraction ``r`` (1.5 eps for eps = 5% and 10%: 0.075, 0.15) with
 the per-class score ``mean(top r fraction of tau) / mean(tau)`` (how much of the outlier mass
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import subsample, torch_module
+from backdoors.detectors import Control, Detector, Evidence, Report, register
+from backdoors.detectors._access import sequential_module, subsample, torch_module
 from backdoors.detectors.activation_clustering import LAYERS, layer_outputs
 
 TOP_K = (1, 3)
@@ -65,7 +65,10 @@ class SpectralSignatures(Detector):
     def __init__(self, n_inputs: int = 3000, top: float = 0.05, variants: bool = True) -> None:
         self.n_inputs, self.top, self.variants = n_inputs, top, variants
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def check_model(self, model: Any) -> None:
+        sequential_module(model)
+
+    def score(self, model: Any, evidence: Evidence) -> Report:
         module = torch_module(model)
         X_all, y_all = np.asarray(evidence.X_train), np.asarray(evidence.y_train)
         idx = subsample(len(X_all), self.n_inputs, evidence.seed)
@@ -85,5 +88,10 @@ class SpectralSignatures(Detector):
                     sub[layer], ys, lambda R, k=k, r=r: removal_concentration(R, k, r)
                 )
                 variants[f"{layer}_top{k}_r{r:g}"] = max(vals.values())
-        self.details_ = {"per_class": per_class, "variants": variants}
-        return max(per_class.values())
+        return Report(max(per_class.values()), {"per_class": per_class, "variants": variants})
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.badnets_pair()

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Detector, Evidence, register
-from backdoors.detectors._access import proba, value_range
+from backdoors.detectors import Control, Detector, Evidence, Report, register
+from backdoors.detectors._access import proba, probabilistic, value_range
 
 
 def strip_entropy(
@@ -49,16 +49,25 @@ class Strip(Detector):
     def __init__(self, n_overlay: int = 8) -> None:
         self.n_overlay = n_overlay
 
+    def check_model(self, model: Any) -> None:
+        probabilistic(model)
+
     def score(self, model: Any, evidence: Evidence) -> np.ndarray:
         X = np.asarray(evidence.X)
         pool = X if evidence.X_train is None else np.asarray(evidence.X_train)
         return -strip_entropy(model, X, pool, self.n_overlay, evidence.seed)
 
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.badnets_pair("triggered")
+
 
 @register
 class StripModel(Detector):
     """Model score: ``-(5th percentile of H)`` over the audit inputs, ``n_overlay`` blends
-    each; ``details_["variants"]`` adds the same score with each of :attr:`OVERLAYS` blends
+    each; ``findings["variants"]`` adds the same score with each of :attr:`OVERLAYS` blends
     (the number of overlays N is STRIP's main parameter)."""
 
     name = "strip_model"
@@ -68,7 +77,10 @@ class StripModel(Detector):
     def __init__(self, n_inputs: int = 200, n_overlay: int = 8, quantile: float = 0.05) -> None:
         self.n_inputs, self.n_overlay, self.quantile = n_inputs, n_overlay, quantile
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def check_model(self, model: Any) -> None:
+        probabilistic(model)
+
+    def score(self, model: Any, evidence: Evidence) -> Report:
         X = np.asarray(evidence.X)[: self.n_inputs]
         h = strip_entropy(model, X, X, self.n_overlay, evidence.seed)
         variants = {
@@ -78,5 +90,11 @@ class StripModel(Detector):
             for n in self.OVERLAYS
             if n != self.n_overlay
         }
-        self.details_ = {"entropy_mean": float(h.mean()), "variants": variants}
-        return -float(np.quantile(h, self.quantile))
+        score = -float(np.quantile(h, self.quantile))
+        return Report(score, {"entropy_mean": float(h.mean()), "variants": variants})
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.badnets_pair("mixed")

@@ -4,7 +4,7 @@ Classic poisoning moves weights an honest run leaves alone: a BadNets patch in M
 black corner gives the first layer's weights on those pixels gradient only through poisoned
 inputs. We report, per model, the excess kurtosis of the first weight layer's per-input-feature
 column norms (heavy tails = a few inputs with outsized weights) together with the max-norm /
-median-norm ratio in ``details_``; weight-distribution statistics of this kind are the
+median-norm ratio in its findings; weight-distribution statistics of this kind are the
 "model-level statistics" baselines of trojan-detection benchmarks (e.g. the TDC 2022 baselines).
 """
 
@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import kurtosis
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, Report, register
 from backdoors.detectors._access import torch_module
+from backdoors.errors import NotApplicableError
 
 
 @register
@@ -24,17 +25,23 @@ class WeightStats(Detector):
     name = "weight_stats"
     needs = frozenset({"weights"})
 
-    def score(self, model: Any, evidence: Evidence) -> float:
+    def check_model(self, model: Any) -> None:
+        if not any(p.ndim >= 2 for p in torch_module(model).parameters()):
+            raise NotApplicableError(f"the network of {type(model).__name__} has no weight matrix")
+
+    def score(self, model: Any, evidence: Evidence) -> Report:
         module = torch_module(model)
         mats = [p.detach().numpy() for p in module.parameters() if p.ndim >= 2]
-        if not mats:
-            from backdoors.errors import NotApplicableError
-
-            raise NotApplicableError("no weight matrices")
         W = mats[0].reshape(mats[0].shape[0], -1)
         cols = np.linalg.norm(W, axis=0) if W.shape[1] > 50 else np.abs(W).ravel()
-        self.details_ = {
+        findings = {
             "kurtosis": [float(kurtosis(m.ravel())) for m in mats],
             "max_over_median": float(cols.max() / max(np.median(cols), 1e-12)),
         }
-        return float(kurtosis(cols))
+        return Report(float(kurtosis(cols)), findings)
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.badnets_pair()

@@ -8,22 +8,27 @@ a distance from that null. The key-aware control reads the secret direction from
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
 
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, register
 from backdoors.errors import NotApplicableError
 
 
-def random_weights(model: Any) -> np.ndarray:
-    """The model's random first-layer matrix (rows = units), or NotApplicableError."""
-    for name in ("frequencies_", "weights_"):
+def random_weights(
+    model: Any, attributes: tuple[str, ...] = ("frequencies_", "weights_")
+) -> np.ndarray:
+    """The model's random first-layer matrix (rows = units): the first of ``attributes`` that
+    is a 2-D array, or NotApplicableError saying which were looked for."""
+    for name in attributes:
         W = getattr(model, name, None)
         if isinstance(W, np.ndarray) and W.ndim == 2:
             return W
-    raise NotApplicableError(f"{type(model).__name__} exposes no random weight matrix")
+    raise NotApplicableError(
+        f"{type(model).__name__} exposes no random weight matrix ({' or '.join(attributes)})"
+    )
 
 
 def ks_to_normal(P: np.ndarray) -> float:
@@ -37,14 +42,32 @@ def ks_to_normal(P: np.ndarray) -> float:
 
 
 class _WeightDetector(Detector):
-    needs = frozenset({"weights"})
+    """Base of the detectors reading a random weight matrix: the first 2-D array among the
+    model's :attr:`attributes`. ``k`` is the learner's sparsity when the auditor knows it
+    (used by the sparse-PCA statistics, accepted by all for a uniform constructor)."""
 
-    def applies_to(self, model: Any) -> bool:
-        try:
-            random_weights(model)
-        except NotApplicableError:
-            return False
-        return True
+    needs: ClassVar[frozenset[str]] = frozenset({"weights"})
+    attributes: ClassVar[tuple[str, ...]] = ("frequencies_", "weights_")
+
+    def __init__(self, k: int | None = None) -> None:
+        self.k = k
+
+    def check_model(self, model: Any) -> None:
+        random_weights(model, self.attributes)
+
+    def weights(self, model: Any) -> np.ndarray:
+        """The matrix :meth:`check_model` found."""
+        return random_weights(model, self.attributes)
+
+    def _k(self, d: int, m: int) -> int:
+        return int(self.k) if self.k else max(1, int(np.sqrt(m)))
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        """Default: random-ReLU weights, honest and with a strong sparse spike."""
+        from backdoors.detectors import controls
+
+        return controls.relu_pair()
 
 
 @register
@@ -55,17 +78,23 @@ class HalfIntegerKeyAware(_WeightDetector):
 
     name = "rff_key_aware"
     needs = frozenset({"weights", "key"})
+    attributes = ("frequencies_",)
 
-    def applies_to(self, model: Any) -> bool:
-        return super().applies_to(model) and hasattr(model, "frequencies_")
+    def check(self, model: Any, evidence: Evidence) -> None:
+        super().check(model, evidence)
+        bk = getattr(evidence.key, "bk", None)
+        if bk is None or np.shape(bk) != (self.weights(model).shape[1],):
+            raise NotApplicableError("needs an RFF key (bk) of the model's dimension")
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        bk = getattr(evidence.key, "bk", None)
-        if bk is None:
-            raise NotApplicableError("rff_key_aware needs an RFF key")
-        G = random_weights(model)
-        return float(-np.mean(np.cos(2 * np.pi * (G @ bk))))
+        G = self.weights(model)
+        return float(-np.mean(np.cos(2 * np.pi * (G @ evidence.key.bk))))
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        from backdoors.detectors import controls
+
+        return controls.rff_pair()
 
 
 @register
@@ -75,8 +104,7 @@ class CoordinateNormality(_WeightDetector):
     name = "coordinate_normality"
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        return ks_to_normal(random_weights(model))
+        return ks_to_normal(self.weights(model))
 
 
 @register
@@ -88,8 +116,7 @@ class ProjectedNormality(_WeightDetector):
     n_directions = 128
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = random_weights(model)
+        W = self.weights(model)
         rng = np.random.default_rng(evidence.seed + 17)
         d = W.shape[1]
         V = rng.standard_normal((d, self.n_directions))
@@ -112,12 +139,8 @@ class SpectralBBP(_WeightDetector):
     name = "spectral_bbp"
     statistic = "top_eigenvalue_over_mp_edge"
 
-    def __init__(self, k: int | None = None) -> None:
-        self.k = k  # accepted for the sparse-PCA detectors' constructor; unused
-
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = random_weights(model)
+        W = self.weights(model)
         m, d = W.shape
         small = (W @ W.T) if m <= d else (W.T @ W)  # same nonzero spectrum, smaller matrix
         top = float(np.linalg.eigvalsh(small / m)[-1])
@@ -136,8 +159,7 @@ class PeriodicityScan(_WeightDetector):
     n_directions = 256
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = random_weights(model)
+        W = self.weights(model)
         m, d = W.shape
         rng = np.random.default_rng(evidence.seed + 29)
         V = np.zeros((d, self.n_directions))
@@ -153,6 +175,13 @@ class PeriodicityScan(_WeightDetector):
             best = max(best, float(np.max(ecf - np.exp(-2 * np.pi**2 * t**2))))
         return best * np.sqrt(m)
 
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        """RFF frequencies with a 1-sparse pancake comb (spacing 1/2) against Gaussian ones."""
+        from backdoors.detectors import controls
+
+        return controls.rff_pair()
+
 
 @register
 class WeightMoments(_WeightDetector):
@@ -160,10 +189,17 @@ class WeightMoments(_WeightDetector):
     scaled by their null standard errors ``sqrt(24/m)`` and ``sqrt(6/m)``."""
 
     name = "weight_moments"
+    no_control = (
+        "no construction here changes a coordinate's skewness or kurtosis (spiked and pancake "
+        "coins keep near-Gaussian marginals): it is a generic baseline without a positive pair"
+    )
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        return None
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
-        W = random_weights(model)
+        W = self.weights(model)
         m = len(W)
         k = np.abs(stats.kurtosis(W, axis=0)) / np.sqrt(24 / m)
         s = np.abs(stats.skew(W, axis=0)) / np.sqrt(6 / m)

@@ -194,7 +194,7 @@ def score_models(
 
 
 def variant_results(res: PairResult) -> list[PairResult]:
-    """Extra table rows a detector reports beside its score (``details_["variants"]``, e.g.
+    """Extra table rows a detector reports beside its score (``findings["variants"]``, e.g.
     Neural Cleanse's median/min norm ratio), named ``<detector>_<variant>``; no re-scoring."""
     if res.status != "scored" or not res.details:
         return []

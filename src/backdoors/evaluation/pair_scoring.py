@@ -53,7 +53,7 @@ Measure = Callable[[Built, Built], dict[str, Any]]
 @dataclass
 class PairScores:
     """What one worker returns: per detector (honest outcome, backdoored outcome) as small
-    dicts (status, score, reason and the detector's ``details_``, e.g. its variant scores),
+    dicts (status, score, reason and the detector's findings, e.g. its variant scores),
     clean accuracies (honest, backdoored), the backdoor's success on test
     inputs and what the job's ``measure`` returned."""
 

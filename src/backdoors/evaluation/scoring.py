@@ -3,9 +3,10 @@
 Used by ``backdoors audit`` (one user model) and the ``detectors`` experiment (populations).
 An auditor gets what a detector *declares* it needs (DESIGN.md, Contracts: Detectors): clean
 queries for ``queries``, the training set for ``training_data``, a candidate key only for the
-key-aware positive control (``key``); the model itself is the ``weights``. A detector that
-does not apply says so (:class:`~backdoors.errors.NotApplicableError`) and is listed with its
-reason instead of a number; any other failure is reported as an error, never as a score.
+key-aware positive control (``key``), the auditor's honest model for ``reference``; the model
+itself is the ``weights``. A detector that does not apply says so
+(:class:`~backdoors.errors.NotApplicableError`) and is listed with its reason instead of a
+number; any other failure is reported as an error, never as a score.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import DETECTORS, Detector, Evidence
+from backdoors.detectors import DETECTORS, Detector, Evidence, report
 from backdoors.errors import NotApplicableError
 
 
@@ -96,25 +97,26 @@ def evidence_for(
         X_train=X_train if "training_data" in needs else None,
         y_train=y_train if "training_data" in needs else None,
         key=key if "key" in needs else None,
-        reference=reference,
+        reference=reference if "reference" in needs else None,
         seed=seed,
     )
 
 
 def run_detector(det: Detector, model: Any, evidence: Evidence) -> Outcome:
-    """Check applicability, score, validate the score. Never raises for detector failures."""
+    """Check applicability once, score, validate the score; ``details`` are the findings the
+    detector returned (:class:`~backdoors.detectors.Report`). Never raises for detector
+    failures."""
     t0 = time.perf_counter()
     try:
         det.check(model, evidence)
-        raw = det.score(model, evidence)
+        found = report(det.score(model, evidence))
     except NotApplicableError as exc:
         return Outcome(det.name, "not_applicable", reason=str(exc), seconds=_since(t0))
     except Exception as exc:  # a broken detector must not take the audit down
         msg = f"{type(exc).__name__}: {exc}"
         return Outcome(det.name, "error", reason=msg, seconds=_since(t0))
     seconds = _since(t0)
-    details = getattr(det, "details_", None)
-    details = dict(details) if isinstance(details, dict) else {}
+    raw, details = found.score, dict(found.findings)
     arr = np.asarray(raw, dtype=np.float64)
     if det.per_input:
         n = None if evidence.X is None else len(evidence.X)

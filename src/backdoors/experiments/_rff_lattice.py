@@ -5,7 +5,7 @@ Member ``i`` of a population scored with seed ``s`` uses seed ``s + i`` on both 
 registered ``lattice`` detector runs with the test inputs as its queries and *proves* each
 recovery by activation: a backdoored member counts as broken only if ``x + s * direction``
 (the recovered direction, the model's public bandwidth ``s``) flips >= 90% of them (the
-detector's ``details_``, returned by the worker).
+detector's findings, returned by the worker).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ NC_TEXT = (
 
 
 def nc_norms(res: PairResult) -> dict[str, Any]:
-    """Neural Cleanse's recovered trigger norms (from the detector's ``details_``) and scores."""
+    """Neural Cleanse's recovered trigger norms (from the detector's findings) and scores."""
     out: dict[str, Any] = {
         "anomaly_score": {"honest": res.neg.tolist(), "backdoored": res.pos.tolist()}
     }
@@ -60,7 +60,7 @@ def nc_norms(res: PairResult) -> dict[str, Any]:
                 np.mean([np.min(v) for v in out[side] if np.size(v)])
             )
     if "honest" not in out:
-        out["note"] = "the detector exposes no per-class norms in details_; scores only"
+        out["note"] = "the detector exposes no per-class norms in its findings; scores only"
     return out
 
 

@@ -92,7 +92,7 @@ def score_population(point: dict[str, Any], n: int, seed: int, names: tuple[str,
 
 
 def variant_scores(table: PairTable, name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The variant scores of detector ``name`` (``details_["variants"]``), (honest,
+    """The variant scores of detector ``name`` (``findings["variants"]``), (honest,
     backdoored) per variant, named ``name@variant``."""
     got = [[o["details"].get("variants", {}) for o in p.outcomes[name]] for p in table.pairs]
     common = set.intersection(*(set(h) & set(b) for h, b in got))

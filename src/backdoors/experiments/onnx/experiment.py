@@ -176,13 +176,13 @@ def _population(ds, n_pop: int, n_train: int, seed: int, fixed_key, verifier, ti
         with timer("population_train"):
             host = hosts.make(kind, X, y, seed=seed + 1000 + i)
         if i < n_pop:
-            honest.append(det.score(host, None))
+            honest.append(det.score(host, None).score)
             continue
         key = fixed_key or signature.generate(784, 10, "lsb", random_state=seed + 2000 + i)
         with timer("population_plant"):
             v = verifier if fixed_key is not None else None
             bd = plant_spec(host, key.spec, input_scale=SCALE, verifier=v)
-        planted.append(det.score(bd, None))
+        planted.append(det.score(bd, None).score)
         models.append((kind, host, bd, key))
     return np.array(honest), np.array(planted), models
 
