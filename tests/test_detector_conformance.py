@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from backdoors.detectors import DETECTORS, Control, Detector, Evidence, Report
-from backdoors.detectors.conformance import CHECKS, check_detector
 from backdoors.detectors.neural_cleanse import NeuralCleanse
+from backdoors.evaluation.conformance import CHECKS, check_detector
 
 #: Controls of more than a few seconds (three Neural Cleanse runs over 10 classes; three
 #: activation-clustering runs over 9 configurations).

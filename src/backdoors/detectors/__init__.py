@@ -20,7 +20,7 @@ The contract, for every registered detector:
 * A detector may declare a cheap :meth:`Detector.positive_control` (an honest and a backdoored
   model it must score apart), or say in :attr:`Detector.no_control` why it has none.
 
-:func:`backdoors.detectors.conformance.check_detector` tests all of this; the test suite
+:func:`backdoors.evaluation.conformance.check_detector` tests all of this; the test suite
 runs it on every registered detector. The score is a continuous *suspicion score*
 (higher = more likely backdoored).
 """

@@ -147,6 +147,6 @@ class ActivationClustering(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return replace(controls.badnets_pair(), separates=False)

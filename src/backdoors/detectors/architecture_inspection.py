@@ -70,6 +70,6 @@ class ArchitectureInspection(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.signature_pair()

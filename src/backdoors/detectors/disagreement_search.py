@@ -75,6 +75,6 @@ class DisagreementSearch(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.badnets_pair()

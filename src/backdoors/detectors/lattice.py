@@ -380,7 +380,7 @@ class LatticeDetector(_WeightDetector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.rff_pair()
 

@@ -161,6 +161,6 @@ class OnnxGraphInspection(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.onnx_pair()

@@ -59,7 +59,7 @@ class Strip(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.badnets_pair("triggered")
 
@@ -95,6 +95,6 @@ class StripModel(Detector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.badnets_pair("mixed")

@@ -65,7 +65,7 @@ class _WeightDetector(Detector):
     @classmethod
     def positive_control(cls) -> Control | None:
         """Default: random-ReLU weights, honest and with a strong sparse spike."""
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.relu_pair()
 
@@ -92,7 +92,7 @@ class HalfIntegerKeyAware(_WeightDetector):
 
     @classmethod
     def positive_control(cls) -> Control | None:
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.rff_pair()
 
@@ -178,7 +178,7 @@ class PeriodicityScan(_WeightDetector):
     @classmethod
     def positive_control(cls) -> Control | None:
         """RFF frequencies with a 1-sparse pancake comb (spacing 1/2) against Gaussian ones."""
-        from backdoors.detectors import controls
+        from backdoors.detectors import _controls as controls
 
         return controls.rff_pair()
 

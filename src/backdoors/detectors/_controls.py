@@ -1,4 +1,4 @@
-"""Cheap positive controls for :func:`~backdoors.detectors.conformance.check_detector`.
+"""Cheap positive controls for :func:`~backdoors.evaluation.conformance.check_detector`.
 
 Each builder returns an honest and a backdoored model that a detector of the matching kind
 must score apart, small enough for the test suite (seconds), built once per process:

@@ -18,7 +18,7 @@
 6. ``separates_control``: the backdoored control scores above the honest one.
 
 Checks 2-6 run on the detector's :meth:`~backdoors.detectors.Detector.positive_control`
-(cheap pairs from :mod:`backdoors.detectors.controls`); a detector without one must say why in
+(cheap pairs from :mod:`backdoors.detectors._controls`); a detector without one must say why in
 ``no_control`` and those checks are reported as skipped. A control marked
 ``separates=False`` serves checks 2-5 only (``no_control`` says why it is not separated).
 """
