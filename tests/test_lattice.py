@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from backdoors import rff
-from backdoors.breaks.lattice_cost import delta, required_block_size, usvp_margin
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors.lattice import LatticeDetector, embedding_basis, lattice_attack
 from backdoors.errors import NotApplicableError
+from backdoors.rff.lattice_cost import delta, required_block_size, usvp_margin
 
 needs_fpylll = pytest.mark.skipif(
     importlib.util.find_spec("fpylll") is None, reason="fpylll not installed (extra 'lattice')"

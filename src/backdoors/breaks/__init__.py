@@ -1,2 +1,2 @@
 """Attacks on the constructions: forgery strategies, edge-case signatures, support
-search on toy sizes, lattice cost estimates."""
+search on toy sizes."""

@@ -9,7 +9,7 @@ Cost ``C(d, k) * N_grid(k) * m`` with ``N_grid ~ (5 gamma)^(k-1)``: the search i
 k = 1, 2, seconds at k = 3, and hopeless beyond. That cost bounds *this* search only, not the
 backdoor's security: the primal lattice attack (:mod:`backdoors.detectors.lattice`) needs no
 support search and recovers k = 16 secrets at d = 64, beta = 1e-3 in under a minute, and
-:mod:`backdoors.breaks.lattice_cost` estimates it (and a support-guessing hybrid) elsewhere.
+:mod:`backdoors.rff.lattice_cost` estimates it (and a support-guessing hybrid) elsewhere.
 """
 
 from __future__ import annotations

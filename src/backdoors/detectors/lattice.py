@@ -16,7 +16,7 @@ Gaussian rows any fixed direction scores ``N(0, 1/(2 m_hold))``).
 
 This is the attack of Song-Zadik-Bruna (2021) and Zadik-Song-Wein-Bruna (2022) on low-noise
 CLWE in its primal-uSVP form (success condition of Alkim-Ducas-Poeppelmann-Schwabe 2016,
-verified by Albrecht-Goepfert-Virdia-Wunderer 2017; see :mod:`backdoors.breaks.lattice_cost`).
+verified by Albrecht-Goepfert-Virdia-Wunderer 2017; see :mod:`backdoors.rff.lattice_cost`).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK
         raise NotApplicableError(
             f"lattice attack at d={d}, m={m} needs d < n rows <= {max_rank - 1} plus {hold} "
             f"held out (got n={n}); the lattice would be too large to reduce here -- see "
-            "backdoors.breaks.lattice_cost for the estimated block size"
+            "backdoors.rff.lattice_cost for the estimated block size"
         )
     return n
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.breaks.lattice_cost import finite as _finite
-from backdoors.breaks.lattice_cost import required_block_size, sparse_hybrid
 from backdoors.detectors.lattice import LatticeDetector, rows_for
 from backdoors.errors import NotApplicableError
 from backdoors.evaluation.pair_scoring import score_population
 from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
+from backdoors.rff.lattice_cost import finite as _finite
+from backdoors.rff.lattice_cost import required_block_size, sparse_hybrid
 
 RECOVERY_FLIP = 0.9
 

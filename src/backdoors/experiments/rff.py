@@ -350,7 +350,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "(metrics.lattice.task: planar synthetic task at the stated d, m, k, beta), NOT on "
         "MNIST: at d = 784 the attack's lattice (rank > 784) is too large to reduce here; "
         "lattice_at_primary gives the status there and the *estimated* block sizes "
-        "(backdoors.breaks.lattice_cost, an extrapolation). A key counts as recovered only "
+        "(backdoors.rff.lattice_cost, an extrapolation). A key counts as recovered only "
         "when the recovered direction, used as the key, flips >= 90% of test inputs.",
         "Every population goes through pair_scoring.score_population: member i of both sides "
         "uses seed seed + i, detectors run through scoring.run_detector in the worker, and the "

@@ -7,7 +7,7 @@ and the feature count m, on the synthetic :func:`~backdoors.rff.tasks.planar` ta
     recovery (the recovered direction must flip >= 90% of test inputs when used as a key) at a
     stated block size and time budget, on the points where its lattice is small enough to run
     here; everywhere, the *estimated* BKZ block size of the primal attack and of the
-    support-guessing hybrid (:mod:`backdoors.breaks.lattice_cost`, an extrapolation);
+    support-guessing hybrid (:mod:`backdoors.rff.lattice_cost`, an extrapolation);
 (b) the flip rate of the genuine key on inputs past the margin bound and on all inputs;
 (c) the accuracy gap (backdoored - honest) with a bootstrap CI;
 and the AUROC and distinguishing advantage (in-sample, and held out) of every other shipped
@@ -36,8 +36,6 @@ import numpy as np
 
 from backdoors import rff
 from backdoors.artifacts.records import Timer, make_record
-from backdoors.breaks.lattice_cost import feasible_here, required_block_size, sparse_hybrid
-from backdoors.breaks.lattice_cost import finite as _finite
 from backdoors.evaluation.pair_scoring import score_population
 from backdoors.evaluation.population import experiment_jobs
 from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
@@ -45,6 +43,8 @@ from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_population
 from backdoors.experiments.rff import measure_flips, summaries, weight_detectors
 from backdoors.metrics import mean_diff_ci
+from backdoors.rff.lattice_cost import feasible_here, required_block_size, sparse_hybrid
+from backdoors.rff.lattice_cost import finite as _finite
 
 DETECT = 0.9  # AUROC at which a detector counts as detecting
 FLIP = 0.99  # flip rate on margin inputs for "effective"
@@ -269,7 +269,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     notes = [
         "Lattice columns are measured only at params.lattice.points (rank <= 400 runs here); "
         "elsewhere the block size is an *extrapolation* from the 2016 root-Hermite estimate "
-        "and the ADPS16 uSVP condition (backdoors.breaks.lattice_cost), not a measurement.",
+        "and the ADPS16 uSVP condition (backdoors.rff.lattice_cost), not a measurement.",
         "effective_and_undetected additionally requires estimate_breaks_here = False: no "
         "attack of the size that runs here (params.runnable: BKZ block, lattice rank, support "
         "guesses) is predicted to win -- a point the estimate says is broken here is not "
