@@ -34,7 +34,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
-from backdoors.contract import honest_clone
+from backdoors.contract import check_target, honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.sampling import (
     Coins,
@@ -270,7 +270,6 @@ class RFFKey:
     :func:`public_coins_fingerprint`; empty for a secret not planted in any model)."""
 
     key_kind: ClassVar[str] = "rff"
-    targeted: ClassVar[bool] = False  # flips the sign: no target to choose
     targets: ClassVar[tuple[int, ...]] = ()  # untargeted: the decision's sign flips
     n_features: int
     support: tuple[int, ...]
@@ -297,15 +296,12 @@ class RFFKey:
 
     def activate(self, X: Any, target: Any = None, multiple: float = 1.0) -> np.ndarray:
         """Activate-RFF (Algorithm 6): ``x + multiple * scale * bk`` (odd multiples flip).
-        Untargeted: the sign of the decision flips, so ``target`` must be ``None``."""
-        if target is not None:
-            raise InvalidInputError(
-                "the RFF backdoor is untargeted (it flips the sign of the decision); "
-                "target must be None"
-            )
+        Untargeted: the sign of the decision flips, so ``target`` must be ``None``
+        (:func:`backdoors.contract.check_target`)."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise InvalidInputError(f"inputs must be 2-D with {self.n_features} features")
+        check_target(self, target, len(X))
         if X.dtype.kind not in "fiu" or (X.dtype.kind == "f" and not np.isfinite(X).all()):
             raise InvalidInputError("inputs must be finite numbers")
         return X.astype(np.float64) + multiple * self.delta()
@@ -402,15 +398,20 @@ def plant(
     sparsity: int | None = None,
     gamma: float | None = None,
     beta: float = DEFAULTS.beta,
+    random_state: Any = None,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:
     """Backdoor-RFF (Algorithm 5): the honest ``estimator`` (cloned: the model's
     ``get_params()`` equal the honest ones), same data, same phases, pancake coins.
 
     The secret and the planted frequency stream come from fresh OS randomness; nothing the
-    model stores (nor its ``random_state``) regenerates them. ``sparsity=None``:
+    model stores (nor its ``random_state``) regenerates them. ``random_state`` drives public
+    randomness only: given, it replaces the estimator's ``random_state`` (the phases ``b``
+    are then that seed's, as for the honest twin of that seed). ``sparsity=None``:
     :func:`default_sparsity`. Returns ``(model, key)``.
     """
     est = honest_estimator(estimator)
+    if random_state is not None:
+        est.set_params(random_state=random_state)
     check_params(est)  # before any secret is drawn
     X = validate_features(X)
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
