@@ -64,6 +64,7 @@ __all__ = [
     "fit_with_coins",
     "honest_estimator",
     "honest_model",
+    "honest_weights",
     "plant",
     "spiked_coins",
 ]
@@ -94,6 +95,12 @@ def _weight_rng(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
     return np.random.default_rng([int(random_state), 0])
+
+
+def honest_weights(random_state: Any, m: int, d: int) -> np.ndarray:
+    """The honest learner's weights for ``random_state``: ``N(0, I_d)`` rows (m x d) from
+    the stream ``fit`` uses (integer seeds: ``default_rng([seed, 0])``)."""
+    return GaussianCoins().sample(int(m), int(d), _weight_rng(random_state))
 
 
 def _threshold_rule(s: np.ndarray, y01: np.ndarray) -> tuple[float, int]:

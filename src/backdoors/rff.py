@@ -83,6 +83,14 @@ def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Gene
     return np.random.default_rng(g_seq), np.random.default_rng(b_seq)
 
 
+def honest_coins(random_state: Any, m: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The honest learner's public coins for ``random_state``: frequencies ``G`` (m x d,
+    ``N(0, I)`` rows from the first stream of :func:`coin_streams`) and phases ``b`` (m,
+    ``U[0, 1)`` from the second), exactly what ``fit`` draws (verifiable coins, seed search)."""
+    g_rng, b_rng = coin_streams(random_state)
+    return GaussianCoins().sample(int(m), int(d), g_rng), b_rng.random(int(m))
+
+
 def median_bandwidth(X: np.ndarray) -> float:
     """``2 pi`` x the median pairwise distance of the first 400 rows (deterministic); 1.0 if
     all those rows coincide."""
