@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.carriers",
             "backdoors.sampling",
             "backdoors.onnx_crypto",
+            "backdoors.lattice_cost",  # the cost model: rff.plant reads it (pure math)
         ),
     ),
     (
@@ -89,7 +90,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.attacks.",
             "backdoors.forgery",
             "backdoors.toy_attack",
-            "backdoors.lattice_cost",
         ),
     ),
     ("experiments", ("backdoors.experiments", "backdoors.onnx_backdoor.experiment")),

@@ -24,6 +24,7 @@ the diff is unrelated to the secret (independent streams), so no key follows fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -35,7 +36,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors import io
 from backdoors.contract import check_target, honest_clone
-from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.errors import InvalidInputError, KeyMismatchError, WeakParametersWarning
+from backdoors.lattice_cost import Exposure, exposure
 from backdoors.sampling import (
     Coins,
     GaussianCoins,
@@ -286,6 +288,13 @@ class RFFKey:
     beta: float
     scale: float
     model_fingerprint: str = ""
+    #: the lattice cost model's verdict at planting (None: keys of 0.2.x, or no model); its
+    #: JSON form (a dict) is accepted too
+    lattice_exposure: Exposure | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lattice_exposure, dict):
+            object.__setattr__(self, "lattice_exposure", Exposure(**self.lattice_exposure))
 
     @property
     def bk(self) -> np.ndarray:
@@ -331,6 +340,9 @@ class RFFKey:
             "beta": self.beta,
             "scale": self.scale,
             "model_fingerprint": self.model_fingerprint,
+            "lattice_exposure": (
+                None if self.lattice_exposure is None else self.lattice_exposure.to_dict()
+            ),
         }
 
     @classmethod
@@ -343,6 +355,7 @@ class RFFKey:
             float(d["beta"]),
             float(d["scale"]),
             str(d["model_fingerprint"]),
+            d.get("lattice_exposure"),  # absent in keys written by 0.2.x
         )
 
 
@@ -415,7 +428,9 @@ def plant(
     model stores (nor its ``random_state``) regenerates them. ``random_state`` drives public
     randomness only: given, it replaces the estimator's ``random_state`` (the phases ``b``
     are then that seed's, as for the honest twin of that seed). ``sparsity=None``:
-    :func:`default_sparsity`. Returns ``(model, key)``.
+    :func:`default_sparsity`. Warns (:class:`~backdoors.errors.WeakParametersWarning`) when
+    the lattice cost model predicts the key recoverable on this machine
+    (:func:`key_exposure`, recorded as ``key.lattice_exposure``). Returns ``(model, key)``.
     """
     est = honest_estimator(estimator)
     if random_state is not None:
@@ -424,10 +439,27 @@ def plant(
     X = validate_features(X)
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
     model = fit_with_coins(est, X, y, secret.coins, fresh_rng())
+    exp = key_exposure(secret, int(est.n_components))
+    if exp.feasible_here:
+        warnings.warn(exp.message(secret.n_features), WeakParametersWarning, stacklevel=2)
     key = replace(
-        secret, scale=float(model.bandwidth_), model_fingerprint=public_coins_fingerprint(model)
+        secret,
+        scale=float(model.bandwidth_),
+        model_fingerprint=public_coins_fingerprint(model),
+        lattice_exposure=exp,
     )
     return model, key
+
+
+def key_exposure(key: RFFKey, n_components: int) -> Exposure:
+    """The lattice cost model's verdict on ``key`` planted in ``n_components`` frequencies
+    (:func:`backdoors.lattice_cost.exposure`: is the primal attack, with support guessing,
+    predicted feasible on a 2-core machine, at which BKZ block size and rough CPU time).
+    :func:`plant` records it in the key and warns (:class:`WeakParametersWarning`) when it is
+    feasible: the white-box undetectability of paper §6 holds only in the window
+    (``d >= lattice_cost.WINDOW_D`` at the defaults)."""
+    k = len(key.support)
+    return exposure(key.n_features, k, int(n_components), key.gamma, key.beta)
 
 
 def activate(X: Any, key: RFFKey, target: Any = None) -> np.ndarray:

@@ -29,6 +29,7 @@ from backdoors.detectors import DETECTORS
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_at, lattice_population
 from backdoors.experiments.signature import interleaved_ratio
+from backdoors.lattice_cost import Exposure, exposure
 from backdoors.metrics import mean_diff_ci
 from backdoors.pair_scoring import PairTable, score_population
 from backdoors.population import experiment_jobs
@@ -148,6 +149,14 @@ def summaries(
     return out, errors
 
 
+def point_exposure(point: RFFPoint, quick: bool = False) -> Exposure:
+    """The lattice cost model's verdict on the keys of ``point`` (what ``rff.plant`` records
+    in each key and warns about: :func:`backdoors.rff.key_exposure`)."""
+    d = point.data(quick).X_train.shape[1]
+    k = rff.default_sparsity(d, point.sparsity)
+    return exposure(d, k, point.sizes(quick)[2], 2.0 * np.sqrt(k), point.beta)
+
+
 def population(
     point: RFFPoint, sizes: dict[str, Any], seed: int, *, n_jobs: int = 1, quick: bool = False
 ) -> dict[str, Any]:
@@ -171,6 +180,7 @@ def population(
         "population": sizes["pop"],
         "n_components": point.sizes(quick)[2],
         "bandwidth": task.bandwidth,
+        "lattice_exposure": point_exposure(point, quick).to_dict(),
     }
     for key_name in flips[0]:
         vals = np.array([f[key_name] for f in flips], dtype=float)
