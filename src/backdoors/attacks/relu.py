@@ -72,3 +72,23 @@ class ReLUAttack(Attack):
             model = model.fit(X_tr, y_tr)
         info = {"point": vars(p).copy(), "coin_seed": coin_seed}
         return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr, info)
+
+
+class SmallSeedReLUAttack(ReLUAttack):
+    """The ``seed_search`` detector's positive control (not registered): honest member ``s``
+    seeded with ``s`` itself (the layout before :func:`backdoors.contract.member_seed`),
+    planted member ``s`` as in :class:`ReLUAttack`."""
+
+    name = "relu-small-seeds"
+
+    def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
+        p = self.point
+        X_tr, y_tr, X_te, y_te = task_data(int(seed), p.n_train, p.n_test, p.d)
+        model, key = relu.honest_model(p.head, p.m, int(seed)), None
+        if backdoored:
+            model, key = relu.plant(model, X_tr, y_tr, sparsity=p.k, theta=p.theta,
+                                    lam_rel=p.lam_rel)  # fmt: skip
+        else:
+            model = model.fit(X_tr, y_tr)
+        return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr,
+                     {"point": vars(p).copy(), "coin_seed": int(seed)})  # fmt: skip

@@ -118,3 +118,24 @@ class RFFAttack(Attack):
             task.y_train,
             info={"task": task.name, "coin_seed": coin_seed},
         )
+
+
+class SmallSeedRFFAttack(RFFAttack):
+    """The ``seed_search`` detector's positive control (not registered): the layout populations
+    had before :func:`backdoors.contract.member_seed`, honest member ``s`` seeded with ``s``
+    itself (a small, searchable seed), planted member ``s`` as in :class:`RFFAttack`."""
+
+    name = "rff-small-seeds"
+
+    def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
+        p = self.point
+        task = p.data(quick)
+        est = p.estimator(int(seed), quick)  # random_state = seed: the old, searchable layout
+        if backdoored:
+            model, key = rff.plant(
+                est, task.X_train, task.y_train, sparsity=p.sparsity, beta=p.beta
+            )
+        else:
+            model, key = est.fit(task.X_train, task.y_train), None
+        return Built(model, key, backdoored, seed, task.X_test, task.y_test,
+                     info={"task": task.name, "coin_seed": int(seed)})  # fmt: skip
