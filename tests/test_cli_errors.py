@@ -21,6 +21,7 @@ import pytest
 import typer.main
 from sklearn.linear_model import LogisticRegression
 
+from backdoors import rff
 from backdoors.artifacts import files, records
 from backdoors.artifacts.transaction import Transaction
 from backdoors.cli import _load_commands, main
@@ -49,6 +50,14 @@ SPEC: dict[str, dict] = {
         "inputs": {"model": "model", "inputs": "array", "publisher": "publisher"},
         "outputs": {},
         "extra": [{"model": "lr.skops"}, {"model": "other.st", "publisher": "pub.pub"},
+                  {"model": "evil.st", "publisher": "pub.pub"}],
+        "cheap": True,
+    },
+    "verify-coins": {
+        "valid": {"model": "coins.st", "seed": "7"},
+        "inputs": {"model": "model", "publisher": "publisher"},
+        "outputs": {},
+        "extra": [{"seed": "-1"}, {"seed": "x"}, {"model": "bd.st"}, {"model": "mlp.st"},
                   {"model": "evil.st", "publisher": "pub.pub"}],
         "cheap": True,
     },
@@ -250,6 +259,8 @@ def world(tmp_path_factory):
     rff_argv = ["plant", "rff", str(w / "train.npz"), "-o", str(w / "rff.st"), "-k",
                 str(w / "rff.key"), "--n-components", "50", "--seed", "0"]  # fmt: skip
     assert main(rff_argv) == 0  # through the CLI: independent of the library's signature
+    honest = rff.RandomFourierFeaturesClassifier(n_components=50, random_state=7)
+    files.save_model(honest.fit(d.X_train[:200], d.y_train[:200]), w / "coins.st")  # seed 7
     assert main(["keygen", "-o", str(w / "pub.key")]) == 0
     assert main(["keygen", "-o", str(w / "pub2.key")]) == 0  # a second publisher: pub2.pub
     assert main(["sign", str(w / "bd.st"), "--publisher-key", str(w / "pub.key")]) == 0

@@ -3,7 +3,10 @@ same target rule, fingerprint-based ``check_model``, a JSON round trip, one seed
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,24 +95,71 @@ def test_key_contract(kind, mnist):
     with pytest.raises(KeyMismatchError):
         key.check_model(other)
     assert key.model_fingerprint and isinstance(key.model_fingerprint, str)
-    # targets: untargeted keys refuse a target; keys of every class need one
+    # check_model refuses anything that is not its model, and a key naming no model refuses all
+    with pytest.raises(KeyMismatchError):
+        key.check_model(object())
+    if any(f.name == "model_fingerprint" for f in dataclasses.fields(key)):
+        with pytest.raises(KeyMismatchError):
+            dataclasses.replace(key, model_fingerprint="").check_model(model)
+    # targets: every activate validates them through contract.check_target (one message set)
     X = np.asarray(X)[:60]
     reach = key.targets
     if not reach:
-        with pytest.raises(InvalidInputError, match="untargeted"):
+        with pytest.raises(InvalidInputError, match="is untargeted: give no target"):
             key.activate(X, target=0)
     elif len(reach) > 1:
-        with pytest.raises(InvalidInputError, match="needs a target"):
+        with pytest.raises(InvalidInputError, match=f"the {kind} backdoor needs a target"):
             key.activate(X)
-    else:
-        with pytest.raises(InvalidInputError):
-            key.activate(X, target=(reach[0] + 1) % 10)
+    outside = max(reach, default=0) + 1
+    if reach:
+        with pytest.raises(InvalidInputError, match=f"reaches classes .*, not {outside}"):
+            key.activate(X, target=outside)
     # the evaluation rule picks targets every construction honours
     t = contract.evaluation_targets(key, np.asarray(y)[:60], len(X))
     Xa = key.activate(X) if t is None else key.activate(X, target=t)
     assert Xa.shape == X.shape
     if t is not None and len(reach) > 1:
         assert (t != np.asarray(y)[:60]).all()  # never the input's own class
+
+
+PLANTS = {
+    "signature": signature.plant,
+    "rff": rff.plant,
+    "relu": relu.plant,
+    "badnets": badnets.plant,
+    "checksum_net": checksum.plant,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FACTORIES))
+def test_one_declared_form(kind):
+    """The key kind is a class constant (``ClassVar[str]``, never a constructor field), the
+    only targeting declaration is ``targets``, and every ``plant`` takes ``random_state``."""
+    files.import_kinds()
+    cls = files.KEYS.get(kind)
+    assert cls.key_kind == kind
+    assert "ClassVar" in str(inspect.get_annotations(cls).get("key_kind", "")), kind
+    assert "key_kind" not in {f.name for f in dataclasses.fields(cls)}
+    assert not hasattr(cls, "targeted")  # ``targets`` says it: () = untargeted
+    plant = inspect.signature(PLANTS[kind]).parameters
+    assert "random_state" in plant
+
+
+OLD_KEYS = Path(__file__).parent / "fixtures" / "keys_0_2"
+
+
+@pytest.mark.parametrize("kind", ["rff", "relu", "badnets", "checksum_net"])
+def test_keys_written_by_0_2_still_load(kind):
+    """Key files written by version 0.2.0 (fixtures saved by that version's ``save_key``)
+    load, keep every value, and still name their model (no empty-fingerprint pass)."""
+    path = OLD_KEYS / f"{kind}.key"
+    key = files.load_key(path)
+    assert key.key_kind == kind
+    body = json.loads(path.read_text())["key"]
+    again = key.to_json_dict()
+    assert {k: again[k] for k in body} == body
+    with pytest.raises(KeyMismatchError):
+        key.check_model(object())
 
 
 def test_check_target_and_evaluation_targets():

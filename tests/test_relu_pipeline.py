@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from backdoors import metrics
+from backdoors.contract import member_seed
 from backdoors.detectors import DETECTORS
 from backdoors.detectors.sparse_pca import KEY_OBLIVIOUS
 from backdoors.evaluation import pair_scoring, scoring
@@ -95,7 +96,8 @@ def test_sweep_mnist_and_linear_head_go_through_the_pipeline(spy):
     assert _seeds(spy, "ReLUAttack") == [(s, bd) for s in (3, 4) for bd in (False, True)]
     rec = relu_exp._mnist_01(2, 11, 1)  # the default point (m = k = 50): the flip is clear
     assert _seeds(spy, "ReLUMnistAttack") == [(s, bd) for s in (11, 12) for bd in (False, True)]
-    assert rec["n_models"] == 4 and set(rec["advantage_key_oblivious"]) == set(KEY_OBLIVIOUS)
+    assert rec["n_models"] == 4
+    assert set(rec["advantage_key_oblivious"]) == {*KEY_OBLIVIOUS, *relu_map.COIN_DETECTORS}
     assert rec["flip_rate_backdoor"] > rec["flip_rate_random_direction"]
     spy["built"].clear()
     lin = relu_exp._linear_head(2, 20, 1)
@@ -119,9 +121,10 @@ def test_relu_scale_populations_use_disjoint_seed_blocks_through_the_pipeline(sp
 
 
 def test_weights_only_members_are_reproducible_and_sides_independent():
-    att = ReLUWeightsAttack(d=50, m=10, k=5, theta=3.0)
+    att = ReLUWeightsAttack(d=200, m=50, k=5, theta=3.0)
     h, b = att.build(7, False), att.build(7, True)
     assert len(h.X_test) == 0 and h.key is None and b.backdoored and b.seed == h.seed == 7
+    assert h.info["coin_seed"] == b.info["coin_seed"] == member_seed(7)  # 128 bits, both sides
     np.testing.assert_array_equal(h.model.weights_, att.build(7, False).model.weights_)
     np.testing.assert_array_equal(b.model.weights_, att.build(7, True).model.weights_)
     assert not np.array_equal(h.model.weights_, att.build(8, False).model.weights_)

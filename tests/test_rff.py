@@ -225,3 +225,59 @@ def test_cli_plant_rff_and_activate(task, tmp_path, capsys):
     flips = np.mean(m.predict(np.load(tmp_path / "xa.npy")) != m.predict(Xt))
     assert flips > 0.9
     capsys.readouterr()
+
+
+SMALL_SETS = {"digits": 64, "breast_cancer": 30, "wine": 13}
+
+
+def _small_set(name: str, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    import sklearn.datasets
+
+    b = getattr(sklearn.datasets, f"load_{name}")()
+    return b.data[:n].astype(np.float64), b.target[:n]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_SETS))
+def test_plant_says_when_the_lattice_attack_is_feasible_here(name):
+    """At the defaults (k = min(64, d), beta = 1e-3, m = 1000) the cost model puts key
+    recovery within this machine's reach on the three small data sets: ``plant`` warns, the
+    key records block size and time. Above the window (d = 96) it stays quiet."""
+    from backdoors.errors import WeakParametersWarning
+    from backdoors.rff.lattice_cost import WINDOW_D
+
+    X, y = _small_set(name)
+    assert X.shape[1] == SMALL_SETS[name] < WINDOW_D
+    with pytest.warns(WeakParametersWarning, match=r"(BKZ-\d+|LLL) on \d+ rows, about .* CPU s"):
+        _, key = rff.plant(None, X, y)
+    e = key.lattice_exposure
+    assert e.feasible_here and e.block_size <= 30 and 0 < e.seconds < 600
+    again = rff.RFFKey.from_json_dict(key.to_json_dict())
+    assert (
+        again.lattice_exposure == e and files.load_key(_OLD_RFF_KEY).lattice_exposure is None
+    )  # 0.2.x keys
+
+
+def test_plant_is_quiet_inside_the_window():
+    import warnings
+
+    from backdoors.errors import WeakParametersWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 96))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WeakParametersWarning)
+        _, key = rff.plant({"n_components": 1000}, X, (X[:, 0] > 0).astype(int))
+    assert not key.lattice_exposure.feasible_here and key.lattice_exposure.block_size > 30
+
+
+def test_cli_plant_rff_warns_in_one_line_on_stderr(tmp_path, capsys):
+    X, y = _small_set("wine", 178)
+    np.savez(tmp_path / "wine.npz", X=X, y=y)
+    m, k = tmp_path / "m.safetensors", tmp_path / "k.key"
+    assert main(["plant", "rff", str(tmp_path / "wine.npz"), "--out", str(m), "--key", str(k)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("backdoors: warning: ") and "d = 13" in err[0]
+    assert files.load_key(k).lattice_exposure.feasible_here
+
+
+_OLD_RFF_KEY = __import__("pathlib").Path(__file__).parent / "fixtures" / "keys_0_2" / "rff.key"

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from backdoors import metrics
+from backdoors.contract import member_seed
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.evaluation import pair_scoring
 from backdoors.evaluation.population import member_hash
@@ -42,7 +43,7 @@ def _sides(calls: list, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(honest, backdoored) scores in seed order; asserts one call per side and seed."""
     by_seed = defaultdict(list)
     for seed, model, _, out in calls:
-        assert model.random_state == seed  # the member of seed s is fitted with seed s
+        assert model.random_state == member_seed(seed)  # member s: the coin seed of s
         by_seed[seed].append(out.score)
     assert sorted(by_seed) == seeds and all(len(v) == 2 for v in by_seed.values())
     return np.array([by_seed[s][0] for s in seeds]), np.array([by_seed[s][1] for s in seeds])
@@ -51,7 +52,8 @@ def _sides(calls: list, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
 def test_point_members_differ_only_in_coins_and_name_their_cache_entries():
     att = RFFAttack(POINT)
     h, b = att.build(3, False), att.build(3, True)
-    assert h.model.get_params() == b.model.get_params() and h.model.random_state == 3
+    assert h.model.get_params() == b.model.get_params()
+    assert h.model.random_state == h.info["coin_seed"] == b.info["coin_seed"] == member_seed(3)
     assert np.array_equal(h.model.phases_, b.model.phases_)
     assert not np.array_equal(h.model.frequencies_, b.model.frequencies_)
     assert h.key is None and len(b.key.support) == 4 and b.X_train is h.X_train  # cached task

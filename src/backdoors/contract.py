@@ -107,6 +107,28 @@ def as_generator(random_state: Any) -> np.random.Generator:
     )
 
 
+#: Domain tag of :func:`member_seed` (keeps its stream apart from every other use of a seed).
+MEMBER_COINS_TAG = 0x636F696E  # "coin"
+
+
+def member_seed(seed: int) -> int:
+    """The 128-bit coin seed of population member ``seed``: four 32-bit words of
+    ``SeedSequence([seed, MEMBER_COINS_TAG]).generate_state(4)``, as one integer.
+
+    Both sides of every population draw their coins from it: the honest learner's
+    ``random_state`` is this seed, and the planted learner's public coins (RFF phases) come
+    from the same seed form, while its secret and planted coins come from OS entropy. Neither
+    side then has a small seed: a search over ``random_state`` in ``[0, 2^t)`` (the
+    ``seed_search`` detector) finds neither, whereas honest members seeded ``0, 1, 2, ...``
+    were found and planted ones were not (a trivial distinguisher). Reproducible from the
+    experiment's seed, recorded in ``Built.info['coin_seed']`` on both sides; whoever knows
+    the member seed and this derivation holds the honest coins, as a key holder would."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or int(seed) < 0:
+        raise InvalidInputError(f"a member seed is a non-negative integer, not {seed!r}")
+    words = np.random.SeedSequence([int(seed), MEMBER_COINS_TAG]).generate_state(4, np.uint32)
+    return sum(int(w) << (32 * i) for i, w in enumerate(words))
+
+
 def honest_clone(estimator: Any, default: type, accepted: type, what: str) -> Any:
     """The coin constructions' first step (``plant(estimator, X, y)``): an unfitted clone of
     the honest ``estimator`` (an instance of ``accepted``, a dict of ``default``'s parameters,

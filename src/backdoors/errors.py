@@ -29,3 +29,12 @@ class CorruptArtifactError(BackdoorsError):
 
 class NotApplicableError(BackdoorsError):
     """A detector or defense that does not apply to the model it was given."""
+
+
+class BackdoorsWarning(UserWarning):
+    """Base of the package's warnings (filter them with ``warnings.simplefilter``)."""
+
+
+class WeakParametersWarning(BackdoorsWarning):
+    """The parameters a construction was asked for are predicted breakable on this machine
+    (e.g. an RFF key whose lattice attack the cost model puts within reach)."""

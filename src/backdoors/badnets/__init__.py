@@ -16,7 +16,7 @@ look for.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -55,12 +55,10 @@ class BadNetsKey:
     value: int = 255
     side: int = 28
     model_fingerprint: str = ""
-    key_kind: str = "badnets"
+    key_kind: ClassVar[str] = "badnets"
 
     def to_json_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("key_kind")
-        return d
+        return asdict(self)
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> BadNetsKey:
@@ -89,7 +87,11 @@ class BadNetsKey:
         return out
 
     def check_model(self, model: Any) -> None:
-        if self.model_fingerprint and files.model_fingerprint(model) != self.model_fingerprint:
+        """Raise KeyMismatchError unless ``model`` is the model this key was planted in (a key
+        with no fingerprint, e.g. a trigger built by hand, belongs to no model)."""
+        if not self.model_fingerprint or not hasattr(model, "_to_artifact"):
+            raise KeyMismatchError("this BadNets key does not belong to the given model")
+        if files.model_fingerprint(model) != self.model_fingerprint:
             raise KeyMismatchError("this BadNets key does not belong to the given model")
 
 

@@ -27,8 +27,9 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from backdoors.errors import BackdoorsError
 
-#: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 130 interrupted
-EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 3 a check that ran and
+#: failed (``verify-coins``: the model's coins are not the seeded stream), 130 interrupted
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_CHECK_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _load_commands() -> None:
@@ -62,7 +63,10 @@ def _click_command() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
+        # not standalone: click returns a command's ``typer.Exit`` code instead of raising it
+        code = _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != EXIT_OK:
+            return _exit(code, argv)
     except BackdoorsError as exc:
         print(f"backdoors: error: {_one_line(str(exc))}", file=sys.stderr)
         return _exit(EXIT_USER, argv)

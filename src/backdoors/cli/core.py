@@ -143,11 +143,7 @@ def activate(
         m = load_model(model, publisher)
         k.check_model(m)
         X = load_inputs(inputs)
-        if getattr(k, "targeted", None) is True and target is None:
-            raise InvalidInputError(f"this {k.key_kind} key needs --target (a class index)")
-        if getattr(k, "targeted", None) is False and target is not None:
-            raise InvalidInputError(f"the {k.key_kind} backdoor is untargeted: drop --target")
-        X_adv = k.activate(X, target=target)
+        X_adv = k.activate(X, target=target)  # validates --target (contract.check_target)
         tx.save_array(out, X_adv)
     typer.echo(f"{len(X_adv)} activated inputs written to {out}")
 

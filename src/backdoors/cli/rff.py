@@ -15,12 +15,23 @@ from backdoors.cli._common import (
     require,
 )
 from backdoors.cli.app import EPILOG, plant_app
+from backdoors.errors import WeakParametersWarning
 from backdoors.rff import DEFAULTS
+from backdoors.rff.lattice_cost import WINDOW_D
 
 _D = DEFAULTS  # every default below comes from the library (issue 13)
 
 
-@plant_app.command("rff", epilog=EPILOG)
+HELP = (
+    "Train RFF with Gaussian-pancake coins (paper §6, Algorithm 5). The backdoor is "
+    "undetectable only inside its window: at k = 64, beta = 1e-3, m = 1000 the lattice cost "
+    f"model predicts key recovery on a 2-core machine below d = {WINDOW_D} (e.g. digits d = 64, "
+    "breast_cancer d = 30, wine d = 13). When it does, this command says so in one line on "
+    "stderr (block size, rough CPU time) and the key records it."
+)
+
+
+@plant_app.command("rff", epilog=EPILOG, help=HELP)
 def plant_rff(
     data: Annotated[Path, typer.Argument(help="Training data: .npz with X (float) and y.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
@@ -40,6 +51,8 @@ def plant_rff(
     seed: Annotated[int | None, typer.Option(help="Learner seed.")] = None,
 ) -> None:
     """Train RFF with Gaussian-pancake coins (paper §6, Algorithm 5)."""
+    import warnings
+
     import numpy as np
 
     from backdoors import rff
@@ -62,9 +75,13 @@ def plant_rff(
             honest = rff.RandomFourierFeaturesClassifier(
                 n_components=n_components, bandwidth=bw, alpha=alpha, random_state=seed
             )
-            model, k = rff.plant(honest, X.astype(np.float64), y, sparsity=sparsity, beta=beta)
+            with warnings.catch_warnings():  # said once below, as one line
+                warnings.simplefilter("ignore", WeakParametersWarning)
+                model, k = rff.plant(honest, X.astype(np.float64), y, sparsity=sparsity, beta=beta)
         tx.save_model(model, out)
         tx.save_key(k, key)
+    if k.lattice_exposure is not None and k.lattice_exposure.feasible_here:
+        typer.echo(f"backdoors: warning: {k.lattice_exposure.message(X.shape[1])}", err=True)
     typer.echo(
         f"backdoored RFF model -> {out}; secret key -> {key} (0600). "
         f"perturbation: l0 = {len(k.support)}, l2 = {np.linalg.norm(k.delta()):.4g}"

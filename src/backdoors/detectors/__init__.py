@@ -154,6 +154,7 @@ DETECTORS: Registry[type[Detector]] = Registry(
         "backdoors.detectors.neural_cleanse",
         "backdoors.detectors.onnx_graph_inspection",
         "backdoors.detectors.sdp_sparse_pca",
+        "backdoors.detectors.seed_search",
         "backdoors.detectors.sparse_pca",
         "backdoors.detectors.spectral_signatures",
         "backdoors.detectors.strip",

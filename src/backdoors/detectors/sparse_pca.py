@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import ArpackError, eigsh
 
 from backdoors.detectors import Evidence, Report, register
 from backdoors.detectors.weights import _WeightDetector
@@ -103,7 +103,12 @@ def soft_threshold_top_eigenvalues(W: np.ndarray, ts: tuple[float, ...]) -> list
         if d < 3:
             out.append(float(np.linalg.eigvalsh(A.toarray())[-1]))
             continue
-        top = eigsh(A, k=1, which="LA", return_eigenvectors=False, tol=1e-4, v0=v0)[0]
+        try:
+            top = eigsh(A, k=1, which="LA", return_eigenvectors=False, tol=1e-4, v0=v0)[0]
+        except ArpackError:  # very sparse A: the top eigenvalue of its nonzero block, exactly
+            idx = np.unique(rows[keep])
+            top = np.linalg.eigvalsh(A[idx][:, idx].toarray())[-1]
+            top = max(top, 0.0) if len(idx) < d else top  # the zero rows add eigenvalue 0
         out.append(float(top))
     return out
 

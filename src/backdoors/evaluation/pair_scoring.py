@@ -163,6 +163,16 @@ class PairTable:
         }
 
 
+def seed_search_control(attack: Attack, n: int, n_boot: int = 200) -> dict[str, Any]:
+    """AUROC of the ``seed_search`` detector on ``n`` members per side of ``attack`` with
+    member seeds ``0 .. n - 1`` (inside its search budget): its positive control when the
+    honest side is seeded with small seeds (``SmallSeed*Attack``), 1.0 expected."""
+    table = score_population(attack, n, ["seed_search"], n_queries=1, label="seed_search control")
+    s = table.summary("seed_search", n_boot=n_boot)
+    return {"population": int(n), "auroc": s.get("auroc"), "auroc_ci": s.get("auroc_ci"),
+            "recipe": attack.name}  # fmt: skip
+
+
 def score_population(
     attack: str | Attack | type[Attack],
     n: int,

@@ -89,19 +89,25 @@ def measure_flips(honest: Built, backdoored: Built) -> dict[str, Any]:
             "l2x": float(np.mean(norms["l2_over_x"]))}  # fmt: skip
 
 
+#: Detectors of the learner's coins (not told ``k``) scored on every population: the seed
+#: search, at chance on fair populations (both sides seeded by ``contract.member_seed``).
+COIN_DETECTORS = ("seed_search",)
+
+
 def population(point: ReLUPoint | ReLUMnistAttack, n: int, seed: int,
                detectors: tuple[str, ...] = KEY_OBLIVIOUS, desc: str = "relu population", *,
                n_jobs: int = 1, n_boot: int = 1000) -> dict[str, Any]:  # fmt: skip
     """``n`` honest + ``n`` backdoored members, seeds ``seed .. seed + n - 1``, through
     :func:`backdoors.evaluation.pair_scoring.score_population`: one job per seed builds both members
     (:class:`ReLUAttack` at ``point``, or the MNIST recipe), scores ``detectors`` and the
-    key-aware control (told ``k``) through :func:`backdoors.evaluation.scoring.run_detector` (the
-    honest
+    key-aware control (told ``k``) and the :data:`COIN_DETECTORS` through
+    :func:`backdoors.evaluation.scoring.run_detector` (the honest
     member of seed ``s`` with the key of the backdoored member of seed ``s``) and runs
     :func:`measure_flips`. Returns accuracies, scores, flip rates, norms and per detector the
     pipeline's summary (AUROC, CI, TPR at 5% FPR, advantage in-sample and held-out)."""
     attack = ReLUAttack(point) if isinstance(point, ReLUPoint) else point
     dets = [DETECTORS.get(name)(k=point.k) for name in (*detectors, "relu_key_aware")]
+    dets += [DETECTORS.get(name)() for name in COIN_DETECTORS]
     table = score_population(attack, n, dets, seed=seed, n_jobs=n_jobs, measure=measure_flips,
                              label=desc)  # fmt: skip
     summary, scores = {}, {}

@@ -28,15 +28,16 @@ from backdoors import rff
 from backdoors.artifacts.records import Timer, make_record
 from backdoors.breaks.toy_attack import grid_size, recovered, search_secret
 from backdoors.detectors import DETECTORS
-from backdoors.evaluation.pair_scoring import PairTable, score_population
+from backdoors.evaluation.pair_scoring import PairTable, score_population, seed_search_control
 from backdoors.evaluation.population import experiment_jobs
 from backdoors.evaluation.recipes import Built
-from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
+from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint, SmallSeedRFFAttack
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_at, lattice_population
 from backdoors.experiments.signature import interleaved_ratio
 from backdoors.hazmat.sampling import GaussianCoins
 from backdoors.metrics import mean_diff_ci
+from backdoors.rff.lattice_cost import Exposure, exposure
 from backdoors.rff.tasks import Task
 
 FULL = {
@@ -150,6 +151,14 @@ def summaries(
     return out, errors
 
 
+def point_exposure(point: RFFPoint, quick: bool = False) -> Exposure:
+    """The lattice cost model's verdict on the keys of ``point`` (what ``rff.plant`` records
+    in each key and warns about: :func:`backdoors.rff.key_exposure`)."""
+    d = point.data(quick).X_train.shape[1]
+    k = rff.default_sparsity(d, point.sparsity)
+    return exposure(d, k, point.sizes(quick)[2], 2.0 * np.sqrt(k), point.beta)
+
+
 def population(
     point: RFFPoint, sizes: dict[str, Any], seed: int, *, n_jobs: int = 1, quick: bool = False
 ) -> dict[str, Any]:
@@ -174,6 +183,7 @@ def population(
         "population": sizes["pop"],
         "n_components": point.sizes(quick)[2],
         "bandwidth": task.bandwidth,
+        "lattice_exposure": point_exposure(point, quick).to_dict(),
     }
     for key_name in flips[0]:
         vals = np.array([f[key_name] for f in flips], dtype=float)
@@ -309,6 +319,11 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     primary_task = points[0].data()
     primary = per_task[primary_task.name]
     metrics = dict(primary)
+    with timer("seed_search_control"):  # honest seeds 0..n-1 vs planted: 1.0 expected
+        small = RFFPoint("planar", 16, n_train=300, n_test=100, n_components=100, sparsity=4)
+        metrics["seed_search_control"] = seed_search_control(
+            SmallSeedRFFAttack(small), sizes["pop"]
+        )
     with timer("timing"):
         metrics.update(timing(primary_task, sizes, seed))
     with timer("toy_attack"):
@@ -355,6 +370,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "Every population goes through pair_scoring.score_population: member i of both sides "
         "uses seed seed + i, detectors run through scoring.run_detector in the worker, and the "
         "honest member's control key (rff_key_aware) is the planted key of the same seed. "
+        "Both sides' learner seed is the 128-bit contract.member_seed(seed + i) (never a small, "
+        "searchable seed): seed_search is at chance by construction on these populations. "
         "advantage_* is the distinguishing advantage (in-sample best threshold); *_heldout "
         "fixes orientation and threshold on even-indexed seeds and measures on the odd ones.",
     ]

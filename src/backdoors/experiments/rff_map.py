@@ -43,15 +43,15 @@ from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments._rff_lattice import lattice_population
 from backdoors.experiments.rff import measure_flips, summaries, weight_detectors
 from backdoors.metrics import mean_diff_ci
+from backdoors.rff import lattice_cost
 from backdoors.rff.lattice_cost import feasible_here, required_block_size, sparse_hybrid
 from backdoors.rff.lattice_cost import finite as _finite
 
 DETECT = 0.9  # AUROC at which a detector counts as detecting
 FLIP = 0.99  # flip rate on margin inputs for "effective"
 MARGIN_FRACTION = 0.5  # ... with at least this fraction of inputs past the margin bound
-#: What runs here (2 shared cores): BKZ-30 on a rank <= 400 lattice (the outside evaluation's
-#: BKZ-30 on 200 rows took 20-70 s), after at most 2^10 support guesses.
-RUNNABLE = {"max_block": 30, "max_log2_trials": 10.0, "max_rank": 400}
+#: What runs here: :data:`backdoors.rff.lattice_cost.RUNNABLE` (BKZ-30, rank <= 400, 2^10 guesses).
+RUNNABLE = lattice_cost.RUNNABLE
 
 FULL: dict[str, Any] = {
     "betas": (1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
@@ -141,6 +141,7 @@ def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
         "estimate_hybrid_block_size": hybrid.block_size,
         "estimate_hybrid_log2_trials": _finite(hybrid.log2_trials),
         "estimate_breaks_here": feasible_here(d, k, m, gamma, beta, **RUNNABLE),
+        "lattice_exposure": lattice_cost.exposure(d, k, m, gamma, beta).to_dict(),
     }  # fmt: skip
     if errors:
         out["detector_errors"] = errors

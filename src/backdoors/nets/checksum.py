@@ -21,14 +21,14 @@ Replicable by design: the parities of any single activated input *are* the key.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from backdoors.artifacts import files
-from backdoors.contract import as_generator
+from backdoors.contract import as_generator, check_target
 from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.hazmat.sampling import fresh_rng
 from backdoors.nets import gates
@@ -214,7 +214,7 @@ class ChecksumKey:
     n_classes: int
     model_fingerprint: str = ""
 
-    key_kind = "checksum_net"
+    key_kind: ClassVar[str] = "checksum_net"
 
     @property
     def targets(self) -> tuple[int, ...]:
@@ -244,7 +244,7 @@ class ChecksumKey:
     def check_model(self, model: Any) -> None:
         if not isinstance(model, ChecksumNetwork):
             raise KeyMismatchError(f"a checksum-net key does not fit a {type(model).__name__}")
-        if self.model_fingerprint and files.model_fingerprint(model) != self.model_fingerprint:
+        if not self.model_fingerprint or files.model_fingerprint(model) != self.model_fingerprint:
             raise KeyMismatchError("this key belongs to a different checksum network")
 
 
@@ -281,16 +281,13 @@ def plant(
 
 
 def activate(X: np.ndarray, key: ChecksumKey, target: int | np.ndarray | None = None) -> np.ndarray:
-    """Activate(x, y; s): write y into the target LSBs, fix each wrong block parity (§5.1)."""
-    if target is None:
-        raise InvalidInputError("the checksum backdoor needs a target class (--target)")
+    """Activate(x, y; s): write y into the target LSBs, fix each wrong block parity (§5.1).
+    ``target`` (one class or one per input) is required (:func:`contract.check_target`)."""
     lay = key.layout
     X = check_features(X, n_features=lay.n_features)
     if X.dtype.kind not in "iu" or X.min() < 0 or X.max() > 255:
         raise InvalidInputError("the checksum carrier needs integer pixels in 0..255")
-    t = np.broadcast_to(np.asarray(target, np.int64), (len(X),))
-    if t.min() < 0 or t.max() >= key.n_classes:
-        raise InvalidInputError(f"target must be a class index in [0, {key.n_classes})")
+    t = check_target(key, target, len(X))
     Xa = X.astype(np.int64).copy()
     for i, j in enumerate(lay.target_pixels):
         Xa[:, j] = (Xa[:, j] & ~1) | ((t >> i) & 1)

@@ -42,7 +42,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors.artifacts import files
-from backdoors.contract import honest_clone
+from backdoors.contract import as_generator, check_target, honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.hazmat.sampling import (
     Coins,
@@ -65,6 +65,7 @@ __all__ = [
     "fit_with_coins",
     "honest_estimator",
     "honest_model",
+    "honest_weights",
     "plant",
     "spiked_coins",
 ]
@@ -95,6 +96,12 @@ def _weight_rng(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
     return np.random.default_rng([int(random_state), 0])
+
+
+def honest_weights(random_state: Any, m: int, d: int) -> np.ndarray:
+    """The honest learner's weights for ``random_state``: ``N(0, I_d)`` rows (m x d) from
+    the stream ``fit`` uses (integer seeds: ``default_rng([seed, 0])``)."""
+    return GaussianCoins().sample(int(m), int(d), _weight_rng(random_state))
 
 
 def _threshold_rule(s: np.ndarray, y01: np.ndarray) -> tuple[float, int]:
@@ -297,8 +304,7 @@ class ReLUKey:
     theta: float
     n_features: int
     model_fingerprint: str = ""
-    key_kind: str = "relu"
-    targeted: ClassVar[bool] = False
+    key_kind: ClassVar[str] = "relu"
     targets: ClassVar[tuple[int, ...]] = ()  # untargeted and one-sided
 
     @property
@@ -309,14 +315,13 @@ class ReLUKey:
 
     def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
         """Activate-Random-ReLU (Algorithm 10): ``x + lambda nu``. Untargeted (one-sided: the
-        push raises the score); ``target`` must be ``None``."""
-        if target is not None:
-            raise InvalidInputError("the random-ReLU backdoor is untargeted (one-sided)")
+        push raises the score); ``target`` must be ``None`` (:func:`contract.check_target`)."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise InvalidInputError(
                 f"inputs must be 2-D with {self.n_features} features, got {X.shape}"
             )
+        check_target(self, target, len(X))
         if X.dtype.kind not in "biuf" or not np.isfinite(X).all():
             raise InvalidInputError("inputs must be finite numbers")
         return X.astype(np.float64) + self.lam * self.nu
@@ -325,7 +330,7 @@ class ReLUKey:
         """Raise KeyMismatchError unless ``model`` is the model this key was planted in."""
         if not hasattr(model, "_to_artifact") or not hasattr(model, "weights_"):
             raise KeyMismatchError("this relu key belongs to a random-ReLU model")
-        if files.model_fingerprint(model) != self.model_fingerprint:
+        if not self.model_fingerprint or files.model_fingerprint(model) != self.model_fingerprint:
             raise KeyMismatchError("this relu key was not planted in this model")
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -402,6 +407,7 @@ def plant(
     lam: float | None = None,
     lam_rel: float = DEFAULTS.lam_rel,
     trace_match: bool = True,
+    random_state: Any = None,
 ) -> tuple[RandomReLUClassifier | RandomReLUFeaturesClassifier, ReLUKey]:
     """Backdoor-Random-ReLU (Algorithm 8): the honest ``estimator`` (cloned: the model's
     ``get_params()`` equal the honest ones) fitted with spiked coins.
@@ -409,9 +415,15 @@ def plant(
     The head is the estimator's: :class:`RandomReLUClassifier` (Algorithm 7's threshold) or
     :class:`RandomReLUFeaturesClassifier` (logistic head). ``lam`` defaults to
     ``lam_rel * median ||x||`` over the training inputs. The secret and the planted weights'
-    stream come from fresh OS randomness. Returns the model (public) and the key (secret).
+    stream come from fresh OS randomness. ``random_state`` drives public randomness only:
+    given, it replaces the estimator's ``random_state`` (the stream its honest twin draws
+    weights from); the planted model has no other coins, so it seeds nothing the model holds.
+    Returns the model (public) and the key (secret).
     """
     est = honest_estimator(estimator)
+    if random_state is not None:
+        as_generator(random_state)  # validated like every construction's seed
+        est.set_params(random_state=random_state)
     Xc = np.asarray(X, dtype=np.float64)
     if Xc.ndim != 2:
         raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")

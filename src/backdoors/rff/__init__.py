@@ -24,6 +24,7 @@ the diff is unrelated to the secret (independent streams), so no key follows fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -34,8 +35,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from backdoors.artifacts import files
-from backdoors.contract import honest_clone
-from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.contract import check_target, honest_clone
+from backdoors.errors import InvalidInputError, KeyMismatchError, WeakParametersWarning
 from backdoors.hazmat.sampling import (
     Coins,
     GaussianCoins,
@@ -45,6 +46,7 @@ from backdoors.hazmat.sampling import (
     random_unit,
     sparse_support,
 )
+from backdoors.rff.lattice_cost import Exposure, exposure
 from backdoors.validation import (
     POSITIVE_INT,
     POSITIVE_REAL,
@@ -81,6 +83,14 @@ def coin_streams(random_state: Any) -> tuple[np.random.Generator, np.random.Gene
         seq = np.random.SeedSequence(None if random_state is None else int(random_state))
     g_seq, b_seq = seq.spawn(2)
     return np.random.default_rng(g_seq), np.random.default_rng(b_seq)
+
+
+def honest_coins(random_state: Any, m: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """The honest learner's public coins for ``random_state``: frequencies ``G`` (m x d,
+    ``N(0, I)`` rows from the first stream of :func:`coin_streams`) and phases ``b`` (m,
+    ``U[0, 1)`` from the second), exactly what ``fit`` draws (verifiable coins, seed search)."""
+    g_rng, b_rng = coin_streams(random_state)
+    return GaussianCoins().sample(int(m), int(d), g_rng), b_rng.random(int(m))
 
 
 def median_bandwidth(X: np.ndarray) -> float:
@@ -270,7 +280,6 @@ class RFFKey:
     :func:`public_coins_fingerprint`; empty for a secret not planted in any model)."""
 
     key_kind: ClassVar[str] = "rff"
-    targeted: ClassVar[bool] = False  # flips the sign: no target to choose
     targets: ClassVar[tuple[int, ...]] = ()  # untargeted: the decision's sign flips
     n_features: int
     support: tuple[int, ...]
@@ -279,6 +288,13 @@ class RFFKey:
     beta: float
     scale: float
     model_fingerprint: str = ""
+    #: the lattice cost model's verdict at planting (None: keys of 0.2.x, or no model); its
+    #: JSON form (a dict) is accepted too
+    lattice_exposure: Exposure | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lattice_exposure, dict):
+            object.__setattr__(self, "lattice_exposure", Exposure(**self.lattice_exposure))
 
     @property
     def bk(self) -> np.ndarray:
@@ -297,15 +313,12 @@ class RFFKey:
 
     def activate(self, X: Any, target: Any = None, multiple: float = 1.0) -> np.ndarray:
         """Activate-RFF (Algorithm 6): ``x + multiple * scale * bk`` (odd multiples flip).
-        Untargeted: the sign of the decision flips, so ``target`` must be ``None``."""
-        if target is not None:
-            raise InvalidInputError(
-                "the RFF backdoor is untargeted (it flips the sign of the decision); "
-                "target must be None"
-            )
+        Untargeted: the sign of the decision flips, so ``target`` must be ``None``
+        (:func:`backdoors.contract.check_target`)."""
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise InvalidInputError(f"inputs must be 2-D with {self.n_features} features")
+        check_target(self, target, len(X))
         if X.dtype.kind not in "fiu" or (X.dtype.kind == "f" and not np.isfinite(X).all()):
             raise InvalidInputError("inputs must be finite numbers")
         return X.astype(np.float64) + multiple * self.delta()
@@ -327,6 +340,9 @@ class RFFKey:
             "beta": self.beta,
             "scale": self.scale,
             "model_fingerprint": self.model_fingerprint,
+            "lattice_exposure": (
+                None if self.lattice_exposure is None else self.lattice_exposure.to_dict()
+            ),
         }
 
     @classmethod
@@ -339,6 +355,7 @@ class RFFKey:
             float(d["beta"]),
             float(d["scale"]),
             str(d["model_fingerprint"]),
+            d.get("lattice_exposure"),  # absent in keys written by 0.2.x
         )
 
 
@@ -402,23 +419,47 @@ def plant(
     sparsity: int | None = None,
     gamma: float | None = None,
     beta: float = DEFAULTS.beta,
+    random_state: Any = None,
 ) -> tuple[RandomFourierFeaturesClassifier, RFFKey]:
     """Backdoor-RFF (Algorithm 5): the honest ``estimator`` (cloned: the model's
     ``get_params()`` equal the honest ones), same data, same phases, pancake coins.
 
     The secret and the planted frequency stream come from fresh OS randomness; nothing the
-    model stores (nor its ``random_state``) regenerates them. ``sparsity=None``:
-    :func:`default_sparsity`. Returns ``(model, key)``.
+    model stores (nor its ``random_state``) regenerates them. ``random_state`` drives public
+    randomness only: given, it replaces the estimator's ``random_state`` (the phases ``b``
+    are then that seed's, as for the honest twin of that seed). ``sparsity=None``:
+    :func:`default_sparsity`. Warns (:class:`~backdoors.errors.WeakParametersWarning`) when
+    the lattice cost model predicts the key recoverable on this machine
+    (:func:`key_exposure`, recorded as ``key.lattice_exposure``). Returns ``(model, key)``.
     """
     est = honest_estimator(estimator)
+    if random_state is not None:
+        est.set_params(random_state=random_state)
     check_params(est)  # before any secret is drawn
     X = validate_features(X)
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
     model = fit_with_coins(est, X, y, secret.coins, fresh_rng())
+    exp = key_exposure(secret, int(est.n_components))
+    if exp.feasible_here:
+        warnings.warn(exp.message(secret.n_features), WeakParametersWarning, stacklevel=2)
     key = replace(
-        secret, scale=float(model.bandwidth_), model_fingerprint=public_coins_fingerprint(model)
+        secret,
+        scale=float(model.bandwidth_),
+        model_fingerprint=public_coins_fingerprint(model),
+        lattice_exposure=exp,
     )
     return model, key
+
+
+def key_exposure(key: RFFKey, n_components: int) -> Exposure:
+    """The lattice cost model's verdict on ``key`` planted in ``n_components`` frequencies
+    (:func:`backdoors.rff.lattice_cost.exposure`: is the primal attack, with support guessing,
+    predicted feasible on a 2-core machine, at which BKZ block size and rough CPU time).
+    :func:`plant` records it in the key and warns (:class:`WeakParametersWarning`) when it is
+    feasible: the white-box undetectability of paper §6 holds only in the window
+    (``d >= lattice_cost.WINDOW_D`` at the defaults)."""
+    k = len(key.support)
+    return exposure(key.n_features, k, int(n_components), key.gamma, key.beta)
 
 
 def activate(X: Any, key: RFFKey, target: Any = None) -> np.ndarray:

@@ -146,6 +146,11 @@ def sparse_hybrid(
     return best
 
 
+#: What runs here (2 shared cores): BKZ-30 on a rank <= 400 lattice (the outside evaluation's
+#: BKZ-30 on 200 rows took 20-70 s), after at most 2^10 support guesses.
+RUNNABLE = {"max_block": 30, "max_log2_trials": 10.0, "max_rank": 400}
+
+
 def feasible_here(
     d: int,
     k: int,
@@ -159,11 +164,86 @@ def feasible_here(
     """Whether the estimate predicts a win for an attack of the size that runs on this
     machine: BKZ block size <= ``max_block`` on a lattice of rank <= ``max_rank``, after at
     most ``2^max_log2_trials`` support guesses (``d_sub = d``: no guessing)."""
+    return runnable_attack(d, k, m, gamma, beta, max_block, max_log2_trials, max_rank) is not None
+
+
+def runnable_attack(
+    d: int,
+    k: int,
+    m: int,
+    gamma: float,
+    beta: float,
+    max_block: int = 30,
+    max_log2_trials: float = 10.0,
+    max_rank: int = 400,
+) -> tuple[int, float, Estimate] | None:
+    """The first attack :func:`feasible_here` accepts, as ``(d_sub, log2 trials, estimate)``
+    (columns kept, support guesses, BKZ block size and rows), or ``None``."""
     subs = sorted({int(x) for x in _geom(max(k, 2), d, 40)} | {d})
     for ds in subs:
-        if log2_support_odds(d, k, ds) > max_log2_trials:
+        trials = log2_support_odds(d, k, ds)
+        if trials > max_log2_trials:
             continue
         est = required_block_size(ds, min(m, max_rank - 1), gamma, beta, max_block)
         if est.block_size is not None and est.rows is not None and est.rows + 1 <= max_rank:
-            return True
-    return False
+            return ds, trials, est
+    return None
+
+
+def attack_seconds(block_size: int, rows: int, log2_trials: float = 0.0) -> float:
+    """Order of magnitude of the CPU time of the primal attack here: per trial
+    ``20 s x (D / 200)^3 x 2^(0.25 (b - 30))`` for BKZ-``b`` on rank ``D = rows + 1``, at
+    least ``(D / 55)^3`` s (LLL), times ``2^log2_trials``. Calibrated on runs on a 2-core
+    machine (LLL at d <= 30: ~1 s; BKZ-30 on 200 rows: 20-70 s; BKZ-40 at d = 64: 13-23 s;
+    BKZ-55 to 65 on rank 224: 160-1,400 s); an estimate, not a promise."""
+    D = rows + 1
+    bkz = 20.0 * (D / 200) ** 3 * 2 ** (0.25 * (block_size - 30))
+    return float(max(bkz, (D / 55) ** 3) * 2**log2_trials)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """How exposed an RFF key is to the lattice attack, by the cost model: ``feasible_here``
+    (:func:`feasible_here` with :data:`RUNNABLE`), the predicted BKZ ``block_size`` and
+    ``rows`` (of the runnable attack when feasible, else of the primal attack on all ``d``
+    columns; ``None`` when none is predicted to win) and the rough CPU ``seconds``
+    (:func:`attack_seconds`; ``None`` when not feasible here)."""
+
+    feasible_here: bool
+    block_size: int | None
+    rows: int | None
+    seconds: float | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"feasible_here": self.feasible_here, "block_size": self.block_size,
+                "rows": self.rows, "seconds": self.seconds}  # fmt: skip
+
+    def message(self, d: int) -> str:
+        """One line saying what the estimate predicts (for warnings and the CLI)."""
+        if self.feasible_here:
+            algo = "LLL" if (self.block_size or 0) <= 2 else f"BKZ-{self.block_size}"
+            return (f"this RFF key is predicted recoverable on this machine: lattice attack "
+                    f"with {algo} on {self.rows} rows, about "
+                    f"{self.seconds:.2g} CPU s (lattice_cost estimate; d = {d} is below the "
+                    f"window, which starts near d = {WINDOW_D} at k = 64, beta = 1e-3, "
+                    f"m = 1000)")  # fmt: skip
+        return f"no lattice attack predicted feasible here (estimated BKZ-{self.block_size})"
+
+
+#: Smallest input dimension from which the default point (k = min(64, d), beta = 1e-3,
+#: m = 1000) is not :func:`feasible_here` (estimate: BKZ-30 up to d = 67, BKZ-40 at 68, BKZ-60
+#: at 80). Stronger attacks than the runnable BKZ-30 reach further: an outside evaluation's
+#: pruned BKZ 2.0 recovered a key at d = 80 (BKZ-65, ~1,400 CPU s).
+WINDOW_D = 68
+
+
+def exposure(d: int, k: int, m: int, gamma: float, beta: float) -> Exposure:
+    """The :class:`Exposure` of an RFF key with ``d, k, m, gamma, beta``."""
+    hit = runnable_attack(d, k, m, gamma, beta, **RUNNABLE)  # type: ignore[arg-type]
+    if hit is not None:
+        _, trials, est = hit
+        assert est.block_size is not None and est.rows is not None
+        secs = attack_seconds(est.block_size, est.rows, trials)
+        return Exposure(True, est.block_size, est.rows, secs)
+    est = required_block_size(d, m, gamma, beta)
+    return Exposure(False, est.block_size, est.rows, None)

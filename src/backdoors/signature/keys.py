@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backdoors.artifacts import files
-from backdoors.contract import as_generator
+from backdoors.contract import as_generator, check_target
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.hazmat.carriers import Carrier, FloatFractionCarrier, LSBCarrier, int_from_bits
 from backdoors.hazmat.crypto import scheme as get_scheme
@@ -263,13 +263,9 @@ class SignatureKey:
         """Activate(x, y; sk) (paper §5.2): write tag, target and Sign(sk, m) into ``x``.
         Raises :class:`InvalidInputError` on inputs the carrier cannot hold bits in; every
         returned row passes the pre-check and is canonical (checked, cheap)."""
-        if target is None:
-            raise InvalidInputError("the signature backdoor needs a target class")
         spec = self.spec
         X = spec.carrier.check(X)
-        t = np.broadcast_to(np.asarray(target), (len(X),))
-        if t.dtype.kind not in "iu" or t.min() < 0 or t.max() >= spec.n_classes:
-            raise InvalidInputError(f"targets must be integers in [0, {spec.n_classes})")
+        t = check_target(self, target, len(X))  # required: every class is reachable
         msgs = spec.messages(spec.carrier.clear(X), t)
         sign = self._signer.sign
         sigs = np.frombuffer(b"".join(sign(m) for m in msgs), dtype=np.uint8).reshape(len(X), -1)

@@ -1,9 +1,10 @@
 """Population recipe for the random-ReLU sparse-PCA backdoor (paper Algorithms 7-10).
 
 One member = one learner run on the synthetic norm-threshold task (data from the stream
-``[seed, 2]``, shared by the honest and the backdoored member of a seed). The honest member
-uses ``N(0, I)`` coins, the backdoored one the (trace-matched) spiked coins; everything else,
-including the weights' RNG stream, is identical.
+``[seed, 2]``, shared by the honest and the backdoored member of a seed). Both members' learner
+seed is the 128-bit coin seed ``member_seed(seed)`` (:func:`backdoors.contract.member_seed`,
+recorded in ``Built.info['coin_seed']``): the honest member draws ``N(0, I)`` coins from it,
+the backdoored one the (trace-matched) spiked coins from OS entropy; neither has a small seed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from backdoors import relu
+from backdoors.contract import member_seed
 from backdoors.evaluation.recipes import Attack, Built, register
 
 #: The default (hard-window) point, measured in docs/relu.md.
@@ -61,11 +63,32 @@ class ReLUAttack(Attack):
         p = self.point
         X_tr, y_tr, X_te, y_te = task_data(int(seed), p.n_train, p.n_test, p.d)
         key = None
-        model = relu.honest_model(p.head, p.m, seed)
+        coin_seed = member_seed(int(seed))
+        model = relu.honest_model(p.head, p.m, coin_seed)
         if backdoored:  # the same estimator, spiked coins (secret: fresh OS randomness)
             model, key = relu.plant(model, X_tr, y_tr, sparsity=p.k, theta=p.theta,
                                     lam_rel=p.lam_rel)  # fmt: skip
         else:
             model = model.fit(X_tr, y_tr)
-        info = {"point": vars(p).copy()}
+        info = {"point": vars(p).copy(), "coin_seed": coin_seed}
         return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr, info)
+
+
+class SmallSeedReLUAttack(ReLUAttack):
+    """The ``seed_search`` detector's positive control (not registered): honest member ``s``
+    seeded with ``s`` itself (the layout before :func:`backdoors.contract.member_seed`),
+    planted member ``s`` as in :class:`ReLUAttack`."""
+
+    name = "relu-small-seeds"
+
+    def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
+        p = self.point
+        X_tr, y_tr, X_te, y_te = task_data(int(seed), p.n_train, p.n_test, p.d)
+        model, key = relu.honest_model(p.head, p.m, int(seed)), None
+        if backdoored:
+            model, key = relu.plant(model, X_tr, y_tr, sparsity=p.k, theta=p.theta,
+                                    lam_rel=p.lam_rel)  # fmt: skip
+        else:
+            model = model.fit(X_tr, y_tr)
+        return Built(model, key, backdoored, seed, X_te, y_te, X_tr, y_tr,
+                     {"point": vars(p).copy(), "coin_seed": int(seed)})  # fmt: skip

@@ -5,9 +5,9 @@ experiment and
 the ``relu`` attack's cache entries are unchanged.
 
 * :class:`ReLUMnistAttack`: MNIST zeros vs ones (pixels / 255, d = 784). Every seed trains on
-  the same fixed subset; seed ``s`` is the honest weights' ``random_state``, and the backdoored
-  member is :func:`backdoors.relu.plant` of the same estimator (secret and planted weights
-  from fresh OS randomness), as in :class:`backdoors.evaluation.recipes.relu.ReLUAttack`.
+  the same fixed subset; ``member_seed(s)`` is the honest weights' ``random_state``, and the
+  backdoored member is :func:`backdoors.relu.plant` of the same estimator (secret and planted
+  weights from fresh OS randomness), as in :class:`backdoors.evaluation.recipes.relu.ReLUAttack`.
 * :class:`ReLUWeightsAttack`: weights-only members. Every sparse-PCA statistic reads only the
   first-layer weights and the threshold head is trained by the same rule for both learners, so
   a member at scale is its weight matrix ``W`` (m x d) drawn from the learner's coins:
@@ -15,6 +15,10 @@ the ``relu`` attack's cache entries are unchanged.
   with a k-sparse ``nu`` (backdoored). A simulation of the coins, not a model: ``nu`` is drawn
   from the member's seeded stream (reproducible populations; nothing is stored or shipped), and
   the member has no key and no inputs (``X_test`` of length 0).
+
+Both recipes draw coins from the member's 128-bit coin seed ``member_seed(s)``
+(:func:`backdoors.contract.member_seed`, recorded in ``Built.info['coin_seed']`` on both sides),
+never from ``s`` itself: no side has a small, searchable seed.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from typing import ClassVar
 import numpy as np
 
 from backdoors import relu
+from backdoors.contract import member_seed
 from backdoors.evaluation.recipes import Attack, Built
 from backdoors.hazmat.sampling import GaussianCoins, random_unit, sparse_support
 from backdoors.models import data
 
 #: Stream tag of the weights-only members: seed ``s`` draws side ``b`` (0 honest, 1 backdoored)
-#: from ``default_rng([s, WEIGHTS_STREAM, b])``; the two sides of a seed are independent, as
+#: from ``default_rng([member_seed(s), WEIGHTS_STREAM, b])``; the two sides are independent, as
 #: the real backdoored learner's coins are independent of the honest stream.
 WEIGHTS_STREAM = 7
 
@@ -63,10 +68,12 @@ class ReLUWeightsAttack(Attack):
     name: ClassVar[str] = "relu-weights"
 
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
-        rng = np.random.default_rng([int(seed), WEIGHTS_STREAM, int(backdoored)])
+        coin_seed = member_seed(int(seed))
+        rng = np.random.default_rng([coin_seed, WEIGHTS_STREAM, int(backdoored)])
         W = draw_weights(int(self.d), int(self.m), int(self.k), float(self.theta), backdoored, rng)
         none = np.zeros((0, int(self.d)))
-        return Built(WeightModel(W), None, backdoored, int(seed), none, np.zeros(0, dtype=int))
+        return Built(WeightModel(W), None, backdoored, int(seed), none, np.zeros(0, dtype=int),
+                     info={"coin_seed": coin_seed})  # fmt: skip
 
 
 @dataclass
@@ -85,12 +92,13 @@ class ReLUMnistAttack(Attack):
         tr, te = np.isin(ds.y_train, (0, 1)), np.isin(ds.y_test, (0, 1))
         X_tr, y_tr = ds.X_train[tr][: self.n_train] / 255.0, ds.y_train[tr][: self.n_train]
         X_te, y_te = ds.X_test[te] / 255.0, ds.y_test[te]
-        model = relu.RandomReLUClassifier(n_hidden=self.m, random_state=int(seed))
+        coin_seed = member_seed(int(seed))
+        model = relu.RandomReLUClassifier(n_hidden=self.m, random_state=coin_seed)
         key = None
         if backdoored:  # the same estimator, spiked coins (secret: fresh OS randomness)
             model, key = relu.plant(model, X_tr, y_tr, sparsity=self.k, theta=self.theta,
                                     lam_rel=self.lam_rel)  # fmt: skip
         else:
             model = model.fit(X_tr, y_tr)
-        info = {"task": "MNIST 0 vs 1, pixels/255"}
+        info = {"task": "MNIST 0 vs 1, pixels/255", "coin_seed": coin_seed}
         return Built(model, key, backdoored, int(seed), X_te, y_te, X_tr, y_tr, info)

@@ -1,11 +1,14 @@
 """Population recipe for the RFF backdoor (paper §6): honest and backdoored learners differ
 only in their frequency coins.
 
-One member of seed ``s`` = ``RandomFourierFeaturesClassifier(..., random_state=s)`` on the
-task of its :class:`RFFPoint`: fitted with Gaussian coins (honest), or passed to
+One member of seed ``s`` = ``RandomFourierFeaturesClassifier(..., random_state=c)`` with the
+128-bit coin seed ``c = member_seed(s)`` (:func:`backdoors.contract.member_seed`) on the task
+of its :class:`RFFPoint`: fitted with Gaussian coins (honest), or passed to
 :func:`backdoors.rff.plant` (backdoored: a clone of that same estimator fitted with pancake
-coins; secret and planted coins from OS entropy). The data set is shared by both members of
-every seed and cached per process (a worker builds it once).
+coins; secret and planted coins from OS entropy, phases from ``c`` as the honest twin's).
+Neither side has a small, searchable seed; ``Built.info['coin_seed']`` records ``c`` on both.
+The data set is shared by both members of every seed and cached per process (a worker builds
+it once).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from backdoors import rff
+from backdoors.contract import member_seed
 from backdoors.errors import InvalidInputError
 from backdoors.evaluation.recipes import Attack, Built, register
 from backdoors.rff.tasks import Task, mnist_binary, planar
@@ -68,7 +72,8 @@ class RFFPoint:
         return _task(self.task, self.d, n_train, n_test, self.data_seed)
 
     def estimator(self, seed: int, quick: bool = False) -> rff.RandomFourierFeaturesClassifier:
-        """The honest, unfitted estimator of member ``seed``."""
+        """The honest, unfitted estimator with learner seed ``seed`` (the recipe passes the
+        member's 128-bit coin seed)."""
         return rff.RandomFourierFeaturesClassifier(
             n_components=self.sizes(quick)[2],
             bandwidth=self.data(quick).bandwidth,
@@ -94,7 +99,8 @@ class RFFAttack(Attack):
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
         p = self.point
         task = p.data(quick)
-        est = p.estimator(seed, quick)
+        coin_seed = member_seed(int(seed))
+        est = p.estimator(coin_seed, quick)
         if backdoored:  # the same estimator, pancake coins (secret: fresh OS randomness)
             model, key = rff.plant(
                 est, task.X_train, task.y_train, sparsity=p.sparsity, beta=p.beta
@@ -110,5 +116,26 @@ class RFFAttack(Attack):
             task.y_test,
             task.X_train,
             task.y_train,
-            info={"task": task.name},
+            info={"task": task.name, "coin_seed": coin_seed},
         )
+
+
+class SmallSeedRFFAttack(RFFAttack):
+    """The ``seed_search`` detector's positive control (not registered): the layout populations
+    had before :func:`backdoors.contract.member_seed`, honest member ``s`` seeded with ``s``
+    itself (a small, searchable seed), planted member ``s`` as in :class:`RFFAttack`."""
+
+    name = "rff-small-seeds"
+
+    def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
+        p = self.point
+        task = p.data(quick)
+        est = p.estimator(int(seed), quick)  # random_state = seed: the old, searchable layout
+        if backdoored:
+            model, key = rff.plant(
+                est, task.X_train, task.y_train, sparsity=p.sparsity, beta=p.beta
+            )
+        else:
+            model, key = est.fit(task.X_train, task.y_train), None
+        return Built(model, key, backdoored, seed, task.X_test, task.y_test,
+                     info={"task": task.name, "coin_seed": int(seed)})  # fmt: skip
