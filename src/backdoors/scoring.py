@@ -96,7 +96,7 @@ def evidence_for(
         X_train=X_train if "training_data" in needs else None,
         y_train=y_train if "training_data" in needs else None,
         key=key if "key" in needs else None,
-        reference=reference,
+        reference=reference if "reference" in needs else None,
         seed=seed,
     )
 

@@ -1,6 +1,7 @@
 """Backdoor detectors: one contract, one registry (ART-style interfaces, DESIGN.md).
 
-A detector declares what it needs (``weights``, ``queries``, ``training_data``, ``key``) and
+A detector declares what it needs (``weights``, ``queries``, ``training_data``, ``key``,
+``reference``: an honest model of the same kind) and
 what it uses when available (``optional``), and
 returns a continuous *suspicion score* (higher = more likely backdoored) per model, or per
 input for input filters (``per_input = True``). A detector that does not apply to a model
@@ -18,7 +19,7 @@ import numpy as np
 from backdoors.errors import NotApplicableError
 from backdoors.registry import Registry
 
-NEEDS = frozenset({"weights", "queries", "training_data", "key"})
+NEEDS = frozenset({"weights", "queries", "training_data", "key", "reference"})
 
 
 @dataclass
@@ -54,7 +55,12 @@ class Detector(ABC):
             raise NotApplicableError(f"{self.name} does not apply to {type(model).__name__}")
         missing = [
             n
-            for n, field in (("key", "key"), ("training_data", "X_train"), ("queries", "X"))
+            for n, field in (
+                ("key", "key"),
+                ("training_data", "X_train"),
+                ("queries", "X"),
+                ("reference", "reference"),
+            )
             if n in self.needs and getattr(evidence, field) is None
         ]
         if missing:

@@ -35,7 +35,7 @@ def _patches(X: np.ndarray, rng: np.random.Generator, lo: float, top: float) -> 
 @register
 class DisagreementSearch(Detector):
     name = "disagreement_search"
-    needs = frozenset({"queries"})
+    needs = frozenset({"queries", "reference"})
 
     def __init__(self, budget: int = 2000) -> None:
         self.budget = budget
