@@ -131,9 +131,7 @@ def weight_detectors() -> list[str]:
     ]
 
 
-def summaries(
-    table: PairTable, names: list[str]
-) -> tuple[dict[str, dict], dict[str, str]]:
+def summaries(table: PairTable, names: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
     """(``{detector: summary}`` of the detectors that scored every member, ``{detector:
     reason}`` of those that failed with an error); a detector that does not apply to RFF
     models is in neither."""
