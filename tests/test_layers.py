@@ -75,6 +75,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.population",
             "backdoors.model_cache",
             "backdoors.scoring",
+            "backdoors.evidence_policy",
             "backdoors.detection_table",
             "backdoors.pair_scoring",
             "backdoors.parallel_speed",

@@ -33,6 +33,7 @@ from backdoors.errors import InvalidInputError
 from backdoors.evidence_policy import (
     DEFAULT_POLICY,
     EvidencePolicy,
+    policy_for,
     reference_seed,
     target_of,
     triggered,
@@ -275,7 +276,7 @@ def score_population(
     quick: bool = False,
     n_jobs: int = 1,
     scheduler: Any = None,
-    policy: EvidencePolicy = DEFAULT_POLICY,
+    policy: EvidencePolicy | None = None,
     measure: Measure | None = None,
     label: str | None = None,
     input_members: int = 0,
@@ -288,7 +289,8 @@ def score_population(
     member of the first ``input_members`` seeds (clean vs activated inputs). ``measure``
     (module-level, see :data:`Measure`) adds per-pair figures. With a ``budget``, the first
     seed is scored alone, and detectors that failed on it or would overrun the budget are not
-    run on the others (``PairTable.skipped``)."""
+    run on the others (``PairTable.skipped``). ``policy``: the evidence policy, by default
+    :func:`backdoors.evidence_policy.policy_for` ``(quick)`` (every caller uses the default)."""
     if int(n) < 1:
         raise InvalidInputError(f"population size must be >= 1, got {n}")
     dets = tuple(DETECTORS.get(d)() if isinstance(d, str) else d for d in detectors)
@@ -296,6 +298,7 @@ def score_population(
         if det.per_input and input_members < 1:
             raise InvalidInputError(f"{det.name} scores inputs, not models: pass input_members")
     att = as_attack(attack)
+    policy = policy_for(bool(quick)) if policy is None else policy
     cache = None if cache_dir is None else str(cache_dir)
 
     def job(i: int, ds: tuple[Detector, ...]) -> PairJob:

@@ -26,7 +26,7 @@ import numpy as np
 from backdoors.attacks import ATTACKS, Attack
 from backdoors.detection_table import PairResult, best_configurations, pair_results, tables
 from backdoors.detectors import Detector
-from backdoors.evidence_policy import DEFAULT_POLICY as POLICY
+from backdoors.evidence_policy import policy_for
 from backdoors.experiments import EXPERIMENTS
 from backdoors.experiments.detectors_report import (
     claims,
@@ -142,6 +142,7 @@ def run_table(
         (r.detector, name): r for name, t in tabs.items() for r in pair_results(t, detectors)
     }
     tab = tables(results)
+    pol = policy_for(quick)
     m: dict[str, Any] = {
         "auroc": tab["auroc"],
         "auroc_ci": tab["auroc_ci"],
@@ -158,7 +159,7 @@ def run_table(
         "positive_controls": sorted(d.name for d in detectors if "key" in d.needs),
         "population_sizes": {a: [k, k] for a, k in sizes.items()},
         "median_build_seconds": {a: _median_build(t) for a, t in tabs.items()},
-        "evidence_policy": {"n_queries": POLICY.n_queries, "n_train": POLICY.n_train},
+        "evidence_policy": {"n_queries": pol.n_queries, "n_train": pol.n_train},
     }
     quality = {a: _quality(t) for a, t in tabs.items()}
     m["clean_accuracy_drop"] = {a: q[0] for a, q in quality.items()}
