@@ -159,6 +159,22 @@ def test_detectors_table_on_toys(tmp_path):
     assert json.loads(json.dumps(rec))["metrics"] == rec["metrics"]  # plain JSON types only
 
 
+def test_detectors_table_scores_cached_members_without_rebuilding(tmp_path):
+    """With a cache the experiment fills it first, then the scoring workers load the members:
+    a rerun builds nothing and reports the same table."""
+    dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyInputFilter()]
+    kw = dict(n=3, n_jobs=1, timing=False, cache_dir=tmp_path)
+    first = run_table([toys.ToyPatchAttack()], dets, True, 0, None, **kw)
+    toys.BUILD_CALLS.clear()
+    again = run_table([toys.ToyPatchAttack()], dets, True, 0, None, **kw)
+    assert toys.BUILD_CALLS == []
+    assert first["params"]["cached_members"] == {"toy_patch": 0}
+    assert again["params"]["cached_members"] == {"toy_patch": 6}
+    for k in ("auroc", "auroc_ci", "attack_success", "not_scored"):
+        assert again["metrics"][k] == first["metrics"][k]
+    assert again["metrics"]["auroc"]["toy_weight"]["toy_patch"] == 1.0
+
+
 def test_parallel_scoring_matches_in_process_scoring():
     from backdoors.detection_table import pair_results
     from backdoors.pair_scoring import score_population

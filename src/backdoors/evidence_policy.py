@@ -4,7 +4,7 @@ One rule for every caller (the ``detectors`` experiment, the RFF/ReLU experiment
 the speed benchmark and ``backdoors audit``), so a member's score does not depend on which
 table it lands in:
 
-* **queries**: the first ``n_queries`` test inputs (with their labels);
+* **queries**: the first ``n_queries`` test inputs (with their labels): 500 (``--quick``: 100);
 * **training data**: every row, or (``--quick``: ``n_train`` = 1,000) a uniformly random subset
   (sorted indices) drawn with ``numpy.random.default_rng(seed)`` where ``seed`` is the
   member's seed (the audit: its ``seed`` argument); all rows when there are fewer;
@@ -131,8 +131,9 @@ class EvidencePolicy:
 #: (Activation Clustering needs them: on BadNets MLPs its best configuration reaches AUROC 0.92
 #: on all 10,000 rows against 0.81 on 2,000, docs/detectors-experiment.md).
 DEFAULT_POLICY = EvidencePolicy()
-#: The same rule in ``--quick`` runs (members built with ``quick=True``): 1,000 training rows.
-QUICK_POLICY = EvidencePolicy(n_train=1000)
+#: The same rule in ``--quick`` runs (members built with ``quick=True``): 100 queries and
+#: 1,000 training rows, so that input filters fit the quick runs' time budget.
+QUICK_POLICY = EvidencePolicy(n_queries=100, n_train=1000)
 
 
 def policy_for(quick: bool) -> EvidencePolicy:

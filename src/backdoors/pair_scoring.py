@@ -125,9 +125,10 @@ def _member(job: PairJob, seed: int, backdoored: bool) -> tuple[Built, float]:
     """One member, from the population cache when it is there, else built; its build time."""
     t0 = time.perf_counter()
     if job.cache_dir is not None:
-        from backdoors.model_cache import ArrayPool, load_member
+        from backdoors.model_cache import ArrayPool, import_model_kinds, load_member
         from backdoors.population import member_hash
 
+        import_model_kinds()  # a fresh worker process may not know the cached kinds yet
         h = member_hash(job.attack, seed, backdoored, job.quick)
         got = load_member(Path(job.cache_dir), h, ArrayPool(Path(job.cache_dir)))
         if got is not None:
