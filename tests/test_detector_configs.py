@@ -10,8 +10,8 @@ import population_toys as toys
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors import activation_clustering as ac
 from backdoors.detectors import spectral_signatures as ss
-from backdoors.evaluation import population
-from backdoors.evaluation.detection_table import best_configurations, evaluate
+from backdoors.evaluation.detection_table import best_configurations, pair_results
+from backdoors.evaluation.pair_scoring import score_population
 
 
 def _net_and_data(split: bool, seed: int = 0):
@@ -63,8 +63,9 @@ def test_spectral_signatures_configurations():
 
 
 def test_best_configuration_is_the_max_over_a_detectors_rows_and_heldout():
-    pops = population.build_populations([toys.ToyPatchAttack()], 8)
-    res = evaluate([toys.ToyWeight(), toys.ToyKeyAware()], pops)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware()]
+    tab = score_population(toys.ToyPatchAttack(), 8, dets)
+    res = {(r.detector, r.attack): r for r in pair_results(tab, dets)}
     best = best_configurations(res)
     rows = [res[("toy_weight", "toy_patch")], res[("toy_weight_negated", "toy_patch")]]
     assert rows[1].variant_of == "toy_weight"

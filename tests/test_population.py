@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import population_toys as toys
+from backdoors import metrics
 from backdoors.errors import InvalidInputError
 from backdoors.evaluation import population
 from backdoors.evaluation.population import build_population, member_hash
@@ -159,17 +160,39 @@ def test_detectors_table_on_toys(tmp_path):
     assert json.loads(json.dumps(rec))["metrics"] == rec["metrics"]  # plain JSON types only
 
 
-def test_parallel_scoring_matches_in_process_scoring():
-    from backdoors.evaluation.detection_table import evaluate
+def test_detectors_table_scores_cached_members_without_rebuilding(tmp_path):
+    """With a cache the experiment fills it first, then the scoring workers load the members:
+    a rerun builds nothing and reports the same table."""
+    dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyInputFilter()]
+    kw = dict(n=3, n_jobs=1, timing=False, cache_dir=tmp_path)
+    first = run_table([toys.ToyPatchAttack()], dets, True, 0, None, **kw)
+    toys.BUILD_CALLS.clear()
+    again = run_table([toys.ToyPatchAttack()], dets, True, 0, None, **kw)
+    assert toys.BUILD_CALLS == []
+    assert first["params"]["cached_members"] == {"toy_patch": 0}
+    assert again["params"]["cached_members"] == {"toy_patch": 6}
+    for k in ("auroc", "auroc_ci", "attack_success", "not_scored"):
+        assert again["metrics"][k] == first["metrics"][k]
+    assert again["metrics"]["auroc"]["toy_weight"]["toy_patch"] == 1.0
 
-    pops = population.build_populations([toys.ToyPatchAttack()], 5)
+
+def test_parallel_scoring_matches_in_process_scoring():
+    from backdoors.evaluation.detection_table import pair_results
+    from backdoors.evaluation.pair_scoring import score_population
+
     dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
-    one, two = evaluate(dets, pops, n_jobs=1), evaluate(dets, pops, n_jobs=2)
+    one, two = (
+        {(r.detector, r.attack): r for r in pair_results(
+            score_population(toys.ToyPatchAttack(), 5, dets, n_jobs=n_jobs), dets)}
+        for n_jobs in (1, 2)
+    )  # fmt: skip
+    assert one.keys() == two.keys()
     for k in one:
         assert one[k].status == two[k].status
         np.testing.assert_array_equal(one[k].neg, two[k].neg)
         np.testing.assert_array_equal(one[k].pos, two[k].pos)
-    assert [d["seed"] for d in two[("toy_weight", "toy_patch")].details] == [0, 1, 2, 3, 4] * 2
+    seeds = [(d["seed"], d["backdoored"]) for d in two[("toy_weight", "toy_patch")].details]
+    assert seeds == [(s, bd) for s in range(5) for bd in (False, True)]
     assert two[("toy_broken", "toy_patch")].status == "error"
 
 
@@ -199,24 +222,34 @@ def test_quick_budget_skips_slow_detectors():
     assert "toy_patch" in m["auroc"]["toy_weight"]  # cheap detectors always get their 2 s
 
 
-def test_scoring_in_workers_gives_the_detection_table_scores():
+def test_scoring_in_workers_gives_the_scores_of_whole_members():
     """One job per seed, models scored where they are built: the same numbers as scoring
-    whole members in the parent (detection_table), and only small records come back."""
-    from backdoors.evaluation.detection_table import evaluate
+    whole members built in the parent under the same policy, and only small records come
+    back."""
+    from backdoors.evaluation.evidence_policy import DEFAULT_POLICY
     from backdoors.evaluation.pair_scoring import PairScores, score_population
+    from backdoors.evaluation.scoring import run_detector
 
     dets = [toys.ToyWeight(), toys.ToyKeyAware(), toys.ToyBroken()]
-    pops = population.build_populations([toys.ToyPatchAttack()], 4)
-    ref = evaluate(dets, pops)
+    pop = population.build_population(toys.ToyPatchAttack(), 4)
+    keys = [b.key for b in pop.backdoored]
+    ref = {
+        (d.name, side): np.array([
+            run_detector(d, m.model, DEFAULT_POLICY.member_evidence(d, m, k, None)).score
+            for m, k in zip(getattr(pop, side), keys, strict=True)
+        ])
+        for d in dets[:2] for side in ("honest", "backdoored")
+    }  # fmt: skip
     for n_jobs in (1, 2):
         tab = score_population(toys.ToyPatchAttack(), 4, dets, n_jobs=n_jobs)
         assert [p.seed for p in tab.pairs] == [0, 1, 2, 3]
         assert all(type(p) is PairScores for p in tab.pairs)
         for d in ("toy_weight", "toy_keyaware"):
             neg, pos = tab.scores(d)
-            np.testing.assert_array_equal(neg, ref[(d, "toy_patch")].neg)
-            np.testing.assert_array_equal(pos, ref[(d, "toy_patch")].pos)
-        assert tab.summary("toy_keyaware")["auroc"] == ref[("toy_keyaware", "toy_patch")].auroc
+            np.testing.assert_array_equal(neg, ref[(d, "honest")])
+            np.testing.assert_array_equal(pos, ref[(d, "backdoored")])
+        auc = metrics.auroc(ref[("toy_keyaware", "honest")], ref[("toy_keyaware", "backdoored")])
+        assert tab.summary("toy_keyaware")["auroc"] == auc
         assert tab.summary("toy_broken")["status"] == "not_scored"
         assert tab.pairs[0].attack_success > 0.8 and tab.pairs[0].accuracy[0] > 0.8
     with pytest.raises(InvalidInputError, match="scores inputs"):

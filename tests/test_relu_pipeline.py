@@ -66,7 +66,7 @@ def _seeds(log, recipe):
 
 
 def test_relu_population_is_scored_by_the_pipeline_with_seeds_s_to_s_plus_n(spy):
-    pop = relu_map.population(SMALL, 4, seed=5, n_boot=50)
+    pop = relu_map.population(SMALL, 4, seed=5)
     assert _seeds(spy, "ReLUAttack") == [(s, bd) for s in range(5, 9) for bd in (False, True)]
     assert pop["seeds"] == [5, 6, 7, 8]
     assert spy["outside"] == []  # no detector is called around run_detector
@@ -139,8 +139,8 @@ def test_weights_only_members_are_reproducible_and_sides_independent():
 def test_population_in_workers_matches_in_process():
     """Honest members are deterministic in their seed: the same honest scores and
     accuracies whether the pairs run in-process or on two joblib workers."""
-    one = relu_map.population(SMALL, 2, seed=1, detectors=("weight_norm",), n_boot=20)
-    two = relu_map.population(SMALL, 2, seed=1, detectors=("weight_norm",), n_boot=20, n_jobs=2)
+    one = relu_map.population(SMALL, 2, seed=1, detectors=("weight_norm",))
+    two = relu_map.population(SMALL, 2, seed=1, detectors=("weight_norm",), n_jobs=2)
     np.testing.assert_allclose(one["scores"]["weight_norm"][0], two["scores"]["weight_norm"][0])
     np.testing.assert_allclose(one["acc_h"], two["acc_h"])
     assert one["seeds"] == two["seeds"] == [1, 2]

@@ -86,7 +86,7 @@ def test_heldout_advantage_threshold_from_the_other_half():
 
 def test_study_reports_tuned_covariance_thresholding_and_every_statistic():
     point = {"d": 100, "m": 20, "k": 5, "theta": 6.0}
-    r = rs.study(point, 16, 0, ct_grid=(1.5, 3.0), n_boot=50)
+    r = rs.study(point, 16, 0, ct_grid=(1.5, 3.0))
     assert set(r["auroc"]) == {*rs.STATS, "covariance_thresholding_tuned"} == set(r["advantage"])
     assert r["covariance_thresholding_tuned_t"] in (1.5, 3.0)
     assert r["n_per_side"] == 16

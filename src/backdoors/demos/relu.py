@@ -18,8 +18,7 @@ def run(ctx: DemoContext) -> Section:
     point = ReLUPoint(d=1000, m=100, k=100, theta=3.0, n_train=300, n_test=400)
     n = 3 if ctx.quick else 30  # 30 + 30: null AUROCs within about 0.5 +- 0.15
     # the one pipeline (pair_scoring): seeds ctx.seed .. ctx.seed + n - 1, scored in workers
-    pop = population(point, n, ctx.seed, desc="demo relu", n_jobs=1 if ctx.quick else jobs(),
-                     n_boot=200)  # fmt: skip
+    pop = population(point, n, ctx.seed, desc="demo relu", n_jobs=1 if ctx.quick else jobs())
     au = aurocs(pop)
     _, held = advantages(pop)
     figures = {

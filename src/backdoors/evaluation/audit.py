@@ -32,8 +32,9 @@ import numpy as np
 from backdoors.artifacts import files, report
 from backdoors.detectors import Detector
 from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.evaluation.evidence_policy import DEFAULT_POLICY, EvidencePolicy
 from backdoors.evaluation.foreign_models import LOADERS, load_any_model, load_torch_state_dict
-from backdoors.evaluation.scoring import all_detectors, evidence_for, run_detector
+from backdoors.evaluation.scoring import all_detectors, run_detector
 from backdoors.validation import check_features
 
 DATA_FIELDS = ("X", "y", "X_train", "y_train")
@@ -89,8 +90,16 @@ def audit(
     reference: Any = None,
     seed: int = 0,
     detectors: list[Detector] | None = None,
+    policy: EvidencePolicy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     """Run every registered (or given) detector on ``model``; return a JSON-able result.
+
+    Each detector sees the evidence of ``policy`` (:mod:`backdoors.evaluation.evidence_policy`, the
+    rule
+    every experiment uses), applied to the user's data: the first ``n_queries`` rows of ``X``,
+    a random subset of ``n_train`` rows of ``X_train`` drawn with ``seed``, the
+    ``reference`` model for detectors that declare one. So a score here equals the score the
+    experiments report for a population member with the same data and seed.
 
     ``result["detectors"][name]`` holds ``status`` (scored / not_applicable / error), the
     ``score``, the ``reason`` a detector did not apply, and ``reference_score`` (the same
@@ -107,11 +116,11 @@ def audit(
     data = {"X": X, "y": y, "X_train": X_train, "y_train": y_train}
     rows: dict[str, Any] = {}
     for det in dets:
-        ev = evidence_for(det, **data, reference=reference, seed=seed)
+        ev = policy.evidence(det, **data, reference=reference, seed=seed)
         out = run_detector(det, model, ev)
         row = {"needs": sorted(det.needs), "per_input": bool(det.per_input), **out.to_dict()}
         if reference is not None and out.ok:
-            ref = run_detector(det, reference, evidence_for(det, **data, seed=seed))
+            ref = run_detector(det, reference, policy.evidence(det, **data, seed=seed))
             row["reference_score"] = ref.score if ref.ok else None
         rows[det.name] = row
     counts = {
@@ -126,6 +135,7 @@ def audit(
         },
         "data": {k: None if v is None else list(np.shape(v)) for k, v in data.items()},
         "reference": None if reference is None else type(reference).__qualname__,
+        "evidence_policy": {"n_queries": policy.n_queries, "n_train": policy.n_train},
         "counts": counts,
         "detectors": rows,
     }

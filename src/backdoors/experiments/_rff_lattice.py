@@ -25,7 +25,7 @@ RECOVERY_FLIP = 0.9
 
 
 def lattice_population(
-    point: RFFPoint, cfg: dict[str, Any], seed: int, *, n_jobs: int = 1, n_boot: int = 1000
+    point: RFFPoint, cfg: dict[str, Any], seed: int, *, n_jobs: int = 1
 ) -> dict[str, Any]:
     """``cfg``: ``pop`` (members per side), ``block_size``, ``max_seconds``; the point gives
     the task, ``m``, ``k`` (required) and ``beta``. AUROC, advantage and recovery rates."""
@@ -36,10 +36,10 @@ def lattice_population(
                           noise=max(beta, 1e-4), secret_norm=gamma)  # fmt: skip
     task = point.data()
     table = score_population(
-        RFFAttack(point), n, [det], seed=seed, n_jobs=n_jobs, n_queries=len(task.X_test),
+        RFFAttack(point), n, [det], seed=seed, n_jobs=n_jobs,
         label=f"lattice {task.name} beta={beta:g}",
     )  # fmt: skip
-    summ = table.summary("lattice", n_boot=n_boot)
+    summ = table.summary("lattice")
     got = [p.outcomes["lattice"] for p in table.pairs]
     ok = summ["status"] == "scored"
     flips = [b["details"].get("recovered_key_flip_rate", 0.0) if ok else np.nan for _, b in got]

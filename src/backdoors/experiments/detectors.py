@@ -28,17 +28,15 @@ import numpy as np
 from backdoors.artifacts.records import Timer, make_record
 from backdoors.detectors import Detector
 from backdoors.evaluation.detection_table import (
-    Budget,
-    backdoor_quality,
+    PairResult,
     best_configurations,
-    evaluate,
+    pair_results,
     tables,
-    target_of,
 )
+from backdoors.evaluation.evidence_policy import policy_for
+from backdoors.evaluation.pair_scoring import Budget, PairTable, score_population
 from backdoors.evaluation.parallel_speed import SPEED_DETECTORS, SPEED_SEEDS, speedup
 from backdoors.evaluation.population import (
-    Population,
-    build_population,
     build_populations,
     experiment_jobs,
 )
@@ -60,20 +58,27 @@ QUICK_SKIP = ("mntd", "neural_cleanse", "activation_clustering")  # tens of s pe
 QUICK_BUDGET = 15.0  # seconds of detector scoring in --quick (slower detectors are skipped)
 
 
-def _merge(a: Population, b: Population) -> Population:
-    return Population(
-        a.attack,
-        a.honest + b.honest,
-        a.backdoored + b.backdoored,
-        a.n_built + b.n_built,
-        a.n_cached + b.n_cached,
-        a.wall_time + b.wall_time,
-        a.uncached + b.uncached,
-    )
+def _median_build(tab: PairTable) -> float:
+    return float(np.median([t for p in tab.pairs for t in p.member_seconds]))
 
 
-def _median_build(pop: Population) -> float:
-    return float(np.median([m.info.get("build_seconds", np.inf) for m in pop.members()]))
+def _quality(tab: PairTable) -> tuple[float, float]:
+    """(mean clean-accuracy drop, mean attack success) over the seeds of one attack."""
+    acc_h, acc_b = tab.accuracies()
+    drop = acc_h - acc_b
+    succ = np.array([p.attack_success for p in tab.pairs], dtype=float)
+    mean = lambda v: float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")  # noqa: E731
+    return mean(drop), mean(succ)
+
+
+def _fill_cache(attack: Attack, n: int, seed: int, cached: dict[str, int], *, quick: bool,
+                n_jobs: int, scheduler: Any, cache_dir: Any) -> list[str]:  # fmt: skip
+    """Build the members of ``n`` seeds missing from the population cache (the scoring
+    workers then load them); count those already cached; notes on uncachable members."""
+    pop = build_populations([attack], n, seed=seed, quick=quick, n_jobs=n_jobs,
+                            scheduler=scheduler, cache_dir=cache_dir)[attack.name]  # fmt: skip
+    cached[attack.name] += pop.n_cached
+    return [f"{pop.attack}: members not cached ({pop.uncached[0]})"] if pop.uncached else []
 
 
 def speed_tests(attacks: list[Attack], quick: bool, seed: int) -> dict[str, dict[str, Any]]:
@@ -122,44 +127,34 @@ def run_table(
         )
     if not detectors:
         extra_notes.append("no detectors are registered (backdoors.detectors.DETECTORS is empty)")
-    with timer("populations"):
-        pops = build_populations(
-            attacks,
-            n,
-            seed=seed,
-            quick=quick,
-            n_jobs=n_jobs,
-            scheduler=scheduler,
-            cache_dir=cache_dir,
-        )
-        if not quick and grow:
-            for a in attacks:
-                if _median_build(pops[a.name]) < CHEAP_SECONDS and n < CHEAP_N:
-                    more = build_population(
-                        a,
-                        CHEAP_N - n,
-                        seed=seed + n,
-                        quick=quick,
-                        n_jobs=n_jobs,
-                        scheduler=scheduler,
-                        cache_dir=cache_dir,
-                    )
-                    pops[a.name] = _merge(pops[a.name], more)
-    for p in pops.values():
-        if p.uncached:
-            extra_notes.append(f"{p.attack}: members not cached ({p.uncached[0]})")
+    budget_s = budget if budget is not None else (QUICK_BUDGET if quick else None)
+    bud = Budget(budget_s, pairs_left=len(attacks) * len(detectors))
+    n_inputs = 2 if quick else 10
+    sizes = {a.name: n for a in attacks}
+    cached: dict[str, int] = {a.name: 0 for a in attacks}
+    tabs: dict[str, PairTable] = {}
     with timer("detectors"):
-        budget_s = budget if budget is not None else (QUICK_BUDGET if quick else None)
-        results = evaluate(
-            detectors,
-            pops,
-            n_queries=100 if quick else 500,
-            n_train=1000 if quick else None,  # full: every training row (AC's "all rows")
-            max_input_members=2 if quick else 10,
-            budget=Budget(budget_s),
-            n_jobs=n_jobs,
-        )
+        for a in attacks:
+            kw = dict(quick=quick, n_jobs=n_jobs, scheduler=scheduler, cache_dir=cache_dir)
+            if cache_dir is not None:  # fill the cache first; the workers then load members
+                extra_notes += _fill_cache(a, n, seed, cached, **kw)
+            tab = score_population(a, n, detectors, seed=seed, input_members=n_inputs,
+                                   budget=bud, label=f"{a.name}: {n} seeds", **kw)  # fmt: skip
+            if not quick and grow and n < CHEAP_N and _median_build(tab) < CHEAP_SECONDS:
+                if cache_dir is not None:
+                    extra_notes += _fill_cache(a, CHEAP_N - n, seed + n, cached, **kw)
+                k, k_in = CHEAP_N - n, max(0, n_inputs - n)  # input filters: first n_inputs
+                dets = [d for d in detectors if k_in or not d.per_input]
+                more = score_population(a, k, dets, seed=seed + n, input_members=k_in,
+                                        label=f"{a.name}: {k} more seeds", **kw)  # fmt: skip
+                tab = tab.extend(more)
+            tabs[a.name] = tab
+            sizes[a.name] = len(tab.pairs)
+    results: dict[tuple[str, str], PairResult] = {
+        (r.detector, name): r for name, t in tabs.items() for r in pair_results(t, detectors)
+    }
     tab = tables(results)
+    pol = policy_for(quick)
     m: dict[str, Any] = {
         "auroc": tab["auroc"],
         "auroc_ci": tab["auroc_ci"],
@@ -174,16 +169,16 @@ def run_table(
         },
         "scoring_seconds": tab["seconds"],
         "positive_controls": sorted(d.name for d in detectors if "key" in d.needs),
-        "population_sizes": {a: [len(p.honest), len(p.backdoored)] for a, p in pops.items()},
-        "median_build_seconds": {a: _median_build(p) for a, p in pops.items()},
+        "population_sizes": {a: [k, k] for a, k in sizes.items()},
+        "median_build_seconds": {a: _median_build(t) for a, t in tabs.items()},
+        "evidence_policy": {"n_queries": pol.n_queries, "n_train": pol.n_train},
     }
-    with timer("backdoor_quality"):
-        quality = {a: backdoor_quality(p, 500 if quick else 2000) for a, p in pops.items()}
-    m["clean_accuracy_drop"] = {a: q["clean_accuracy_drop"] for a, q in quality.items()}
-    m["attack_success"] = {a: q["attack_success"] for a, q in quality.items()}
+    quality = {a: _quality(t) for a, t in tabs.items()}
+    m["clean_accuracy_drop"] = {a: q[0] for a, q in quality.items()}
+    m["attack_success"] = {a: q[1] for a, q in quality.items()}
     if "badnets" in quality:
-        m["badnets_clean_accuracy_drop"] = quality["badnets"]["clean_accuracy_drop"]
-        m["badnets_attack_success"] = quality["badnets"]["attack_success"]
+        m["badnets_clean_accuracy_drop"] = quality["badnets"][0]
+        m["badnets_attack_success"] = quality["badnets"][1]
     m["claims"] = claims(m)
     strip = results.get(("strip", "signature"))
     if strip is not None and strip.status == "scored":
@@ -194,7 +189,7 @@ def run_table(
         m["neural_cleanse_signature_norms"] = nc_norms(nc)
     nc_b = results.get(("neural_cleanse", "badnets"))
     if nc_b is not None and nc_b.status == "scored":
-        targets = {b.seed: target_of(b) for b in pops["badnets"].backdoored}
+        targets = {p.seed: p.target for p in tabs["badnets"].pairs}
         hits = [d["flagged_class"] == targets[d["seed"]] for d in nc_b.details if d["backdoored"]]
         m["neural_cleanse_badnets_target_recovered"] = float(np.mean(hits))
     if timing and attacks:
@@ -221,7 +216,7 @@ def run_table(
         "scheduler": None if scheduler is None else str(scheduler),
         "cache_dir": None if cache_dir is None else str(cache_dir),
         "detector_budget_seconds": budget_s,
-        "cached_members": {a: p.n_cached for a, p in pops.items()},
+        "cached_members": cached,
     }
     if quick:
         extra_notes.append(f"--quick leaves out the slowest detectors: {', '.join(QUICK_SKIP)}")

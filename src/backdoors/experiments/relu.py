@@ -67,8 +67,7 @@ def _mnist_01(n_models: int, seed: int, n_jobs: int, m: int = 50, k: int = 50,
     seeds ``seed .. seed + n_models - 1`` (the same numbers as the default point's: a different
     recipe, so different members)."""
     attack = ReLUMnistAttack(m=m, k=k, theta=theta, lam_rel=lam_rel)
-    pop = population(attack, n_models, seed, desc="relu MNIST 0 vs 1", n_jobs=n_jobs,
-                     n_boot=500)  # fmt: skip
+    pop = population(attack, n_models, seed, desc="relu MNIST 0 vs 1", n_jobs=n_jobs)
     gap, ci = metrics.mean_diff_ci(pop["acc_h"], pop["acc_b"])
     au = aurocs(pop)
     adv, held = advantages(pop)

@@ -96,7 +96,7 @@ COIN_DETECTORS = ("seed_search",)
 
 def population(point: ReLUPoint | ReLUMnistAttack, n: int, seed: int,
                detectors: tuple[str, ...] = KEY_OBLIVIOUS, desc: str = "relu population", *,
-               n_jobs: int = 1, n_boot: int = 1000) -> dict[str, Any]:  # fmt: skip
+               n_jobs: int = 1) -> dict[str, Any]:  # fmt: skip
     """``n`` honest + ``n`` backdoored members, seeds ``seed .. seed + n - 1``, through
     :func:`backdoors.evaluation.pair_scoring.score_population`: one job per seed builds both members
     (:class:`ReLUAttack` at ``point``, or the MNIST recipe), scores ``detectors`` and the
@@ -112,7 +112,7 @@ def population(point: ReLUPoint | ReLUMnistAttack, n: int, seed: int,
                              label=desc)  # fmt: skip
     summary, scores = {}, {}
     for det in dets:
-        summary[det.name] = table.summary(det.name, n_boot=n_boot)
+        summary[det.name] = table.summary(det.name)
         if summary[det.name]["status"] != "scored":
             raise BackdoorsError(f"{det.name} did not score every member: "
                                  f"{summary[det.name]['reason']}")  # fmt: skip
@@ -150,8 +150,7 @@ def sweep(rows: list[dict[str, int]], thetas: list[float], n: int, seed: int,
         for theta in thetas:
             p = ReLUPoint(d=row["d"], m=row["m"], k=row["k"], theta=theta, n_train=300,
                           n_test=n_test)  # fmt: skip
-            pop = population(p, n, seed, desc=f"sweep {row} theta={theta}", n_jobs=n_jobs,
-                             n_boot=200)  # fmt: skip
+            pop = population(p, n, seed, desc=f"sweep {row} theta={theta}", n_jobs=n_jobs)
             fb = float(pop["fb"].mean()) if len(pop["fb"]) else float("nan")
             fr = float(pop["fr"].mean()) if len(pop["fr"]) else float("nan")
             au = {k: v[0] for k, v in aurocs(pop).items()}

@@ -103,7 +103,7 @@ def variant_scores(table: PairTable, name: str) -> dict[str, tuple[np.ndarray, n
     return out
 
 
-def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
+def summarize(table: PairTable) -> dict[str, Any]:
     """AUROC (all members, bootstrap CI) and held-out advantage per statistic from the
     pipeline's :meth:`~backdoors.evaluation.pair_scoring.PairTable.summary` (its
     ``advantage_heldout`` is
@@ -113,7 +113,7 @@ def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
     au, au_ci, adv, adv_ci = {}, {}, {}, {}
     names = list(table.pairs[0].outcomes)
     for name in names:
-        s = table.summary(name, n_boot=n_boot)
+        s = table.summary(name)
         h = s["advantage_heldout"] or {"advantage": float("nan"), "ci": [float("nan")] * 2}
         au[name], au_ci[name], adv[name], adv_ci[name] = (s["auroc"], s["auroc_ci"],
                                                           h["advantage"], h["ci"])  # fmt: skip
@@ -124,8 +124,8 @@ def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
         tune = {n_: metrics.auroc(neg[0::2], pos[0::2]) for n_, (neg, pos) in grid.items()}
         best = max(tune, key=lambda n_: tune[n_])
         neg, pos = grid[best]
-        a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=n_boot, seed=0)
-        h = metrics.heldout_advantage(neg, pos, n_boot=n_boot)
+        a, ci = metrics.auroc_with_ci(neg[1::2], pos[1::2], n_boot=metrics.N_BOOT, seed=0)
+        h = metrics.heldout_advantage(neg, pos, n_boot=metrics.N_BOOT)
         name = "covariance_thresholding_tuned"
         au[name], au_ci[name], adv[name], adv_ci[name] = a, list(ci), h["advantage"], h["ci"]
         out["covariance_thresholding_tuned_t"] = float(best.split("=")[1])
@@ -136,12 +136,12 @@ def summarize(table: PairTable, n_boot: int = 1000) -> dict[str, Any]:
 
 
 def study(point: dict[str, Any], n: int, seed: int, names: tuple[str, ...] = STATS,
-          ct_grid: tuple[float, ...] = CT_GRID, n_boot: int = 1000, desc: str = "relu at scale",
+          ct_grid: tuple[float, ...] = CT_GRID, desc: str = "relu at scale",
           n_jobs: int = 1) -> dict[str, Any]:  # fmt: skip
     """One point: scores of ``n`` + ``n`` members (seeds ``seed .. seed + n - 1``), then
     :func:`summarize`."""
     table = score_population(point, n, seed, names, ct_grid, desc, n_jobs)
-    return {**point, "n_per_side": n, "seeds": [seed, seed + n - 1], **summarize(table, n_boot)}
+    return {**point, "n_per_side": n, "seeds": [seed, seed + n - 1], **summarize(table)}
 
 
 def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, seed: int,
@@ -153,7 +153,7 @@ def advantage_vs_m(d: int, k: int, theta: float, ms: tuple[int, ...], n: int, se
     shared seeds the honest weights at m = 400 would contain those at m = 200 row by row)."""
     rows = []
     for j, m in enumerate(ms):
-        r = study({"d": d, "m": m, "k": k, "theta": theta}, n, seed + j * n, names, (), 500,
+        r = study({"d": d, "m": m, "k": k, "theta": theta}, n, seed + j * n, names, (),
                   desc=f"relu advantage m={m}", n_jobs=n_jobs)  # fmt: skip
         rows.append(r)
     return rows
@@ -187,12 +187,12 @@ def scale_metrics(point: dict[str, Any], quick: bool, seed: int, n_jobs: int = 1
     sizes = QUICK_SIZES if quick else FULL_SIZES
     grid = QUICK_CT_GRID if quick else CT_GRID
     start = _blocks(seed, [sizes["default"], sizes["large"], sizes["sdp"]])
-    main = study(point, sizes["default"], start[0], STATS, grid,
-                 200 if quick else 1000, desc="relu weights at scale", n_jobs=n_jobs)  # fmt: skip
-    large = study(point, sizes["large"], start[1], CHEAP, (), 500 if not quick else 200,
+    main = study(point, sizes["default"], start[0], STATS, grid, desc="relu weights at scale",
+                 n_jobs=n_jobs)  # fmt: skip
+    large = study(point, sizes["large"], start[1], CHEAP, (),
                   desc="relu weights, cheap statistics", n_jobs=n_jobs)  # fmt: skip
     sdp = study(SDP_POINT, sizes["sdp"], start[2], (*STATS, "sdp_sparse_pca"),
-                grid, 200 if quick else 1000, desc="relu weights, SDP point",
+                grid, desc="relu weights, SDP point",
                 n_jobs=n_jobs)  # fmt: skip
     ms = (400,) if quick else (50, 200, 400)  # m = 100: the default point above
     vs_m = advantage_vs_m(int(point["d"]), int(point["k"]), float(point["theta"]), ms,

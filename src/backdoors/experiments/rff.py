@@ -134,16 +134,14 @@ def weight_detectors() -> list[str]:
     ]
 
 
-def summaries(
-    table: PairTable, names: list[str], n_boot: int = 1000
-) -> tuple[dict[str, dict], dict[str, str]]:
+def summaries(table: PairTable, names: list[str]) -> tuple[dict[str, dict], dict[str, str]]:
     """(``{detector: summary}`` of the detectors that scored every member, ``{detector:
     reason}`` of those that failed with an error); a detector that does not apply to RFF
     models is in neither."""
     out: dict[str, dict] = {}
     errors: dict[str, str] = {}
     for name in names:
-        s = table.summary(name, n_boot=n_boot)
+        s = table.summary(name)
         if s["status"] == "scored":
             out[name] = s
         elif any(o["status"] == "error" for p in table.pairs for o in p.outcomes[name]):

@@ -148,7 +148,7 @@ def _point(row: dict[str, int], beta: float, sizes: dict[str, Any], seed: int,
     cfg = sizes["lattice"]
     sel = cfg["points"].get((d, m, k))
     if sel is not None and (sel == "all" or beta in sel):
-        out["lattice"] = lattice_population(point, cfg, seed, n_jobs=n_jobs, n_boot=200)
+        out["lattice"] = lattice_population(point, cfg, seed, n_jobs=n_jobs)
     out.update(_verdict(out))
     return out
 
