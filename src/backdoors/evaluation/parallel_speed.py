@@ -28,8 +28,9 @@ SPEED_DETECTORS = {
     "relu": ["relu_key_aware", "diagonal_thresholding", "weight_norm"],
 }
 #: Seeds per timed run (full mode): populations of the sizes the experiments score, so that
-#: per-seed work, not the fixed cost of one parallel call, is what is timed. An RFF seed takes
-#: ~2.5 s on one core (two m = 2000 learners on 4,000 MNIST rows), a ReLU seed ~0.13 s.
+#: per-seed work, not the fixed cost of one parallel call, is what is timed. An RFF seed fits
+#: two m = 2000 learners on 4,000 MNIST rows, a ReLU seed about twenty times less work, hence
+#: the counts (benchmarks/population_speed.py prints the measured per-seed times).
 SPEED_SEEDS = {"rff": 10, "relu": 120}
 
 
