@@ -153,7 +153,7 @@ def test_bad_inputs_raise_clear_errors(planted):
         bd.predict(np.zeros((2, 783), np.uint8))
     with pytest.raises(InvalidInputError, match="target"):
         key.activate(np.zeros((2, 784), np.uint8))
-    with pytest.raises(InvalidInputError, match="targets"):
+    with pytest.raises(InvalidInputError, match="reaches classes"):
         key.activate(np.zeros((2, 784), np.uint8), target=10)
     with pytest.raises(InvalidInputError):
         signature.plant(lambda X: X, carrier="lsb")  # no n_classes

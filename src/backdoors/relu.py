@@ -52,7 +52,16 @@ from backdoors.sampling import (
     sparse_support,
     spiked_coins,
 )
-from backdoors.validation import POSITIVE_INT, POSITIVE_REAL, RANDOM_STATE, check_params
+from backdoors.validation import (
+    NONNEGATIVE_REAL,
+    POSITIVE_INT,
+    POSITIVE_REAL,
+    RANDOM_STATE,
+    Array,
+    check_labels,
+    check_params,
+    validate_args,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -342,6 +351,7 @@ class ReLUKey:
         return cls(sup, vals, float(d["lam"]), float(d["theta"]), n, str(d["model_fingerprint"]))
 
 
+@validate_args({"X": [Array(ndim=2)], "key": [ReLUKey]})
 def activate(X: np.ndarray, key: ReLUKey, target: int | None = None) -> np.ndarray:
     """``X + lambda nu`` (Algorithm 10)."""
     return key.activate(X, target=target)
@@ -391,6 +401,17 @@ def honest_model(
     return heads[head](n_hidden=n_hidden, random_state=random_state)
 
 
+@validate_args(
+    {
+        "X": [Array(ndim=2)],
+        "y": [Array(ndim=1, kinds="biuUSf")],
+        "sparsity": [POSITIVE_INT],
+        "theta": [NONNEGATIVE_REAL],
+        "lam": [POSITIVE_REAL, None],
+        "lam_rel": [POSITIVE_REAL],
+        "trace_match": ["boolean"],
+    }
+)
 def plant(
     estimator: RandomReLUClassifier | RandomReLUFeaturesClassifier | dict[str, Any] | None,
     X: np.ndarray,
@@ -416,6 +437,7 @@ def plant(
         raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")
     if not theta >= 0:
         raise InvalidInputError(f"theta must be >= 0, got {theta}")
+    y = check_labels(y, len(Xc))
     d = Xc.shape[1]
     support, values = draw_secret(d, int(sparsity))
     coins = spiked_coins(support, values, float(theta), trace_match)

@@ -49,8 +49,11 @@ from backdoors.validation import (
     POSITIVE_INT,
     POSITIVE_REAL,
     RANDOM_STATE,
+    Array,
     StrOptions,
+    check_labels,
     check_params,
+    validate_args,
 )
 from backdoors.validation import check_features as validate_features
 
@@ -394,6 +397,15 @@ def default_sparsity(d: int, sparsity: int | None = None) -> int:
     return min(DEFAULT_SPARSITY, int(d)) if sparsity is None else sparsity
 
 
+@validate_args(
+    {
+        "X": [Array(ndim=2)],
+        "y": [Array(ndim=1, kinds="biuUSf")],
+        "sparsity": [POSITIVE_INT, None],
+        "gamma": [POSITIVE_REAL, None],
+        "beta": [POSITIVE_REAL],
+    }
+)
 def plant(
     estimator: RandomFourierFeaturesClassifier | dict[str, Any] | None,
     X: Any,
@@ -413,6 +425,7 @@ def plant(
     est = honest_estimator(estimator)
     check_params(est)  # before any secret is drawn
     X = validate_features(X)
+    y = check_labels(y, len(X))
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
     model = fit_with_coins(est, X, y, secret.coins, fresh_rng())
     key = replace(
@@ -421,6 +434,7 @@ def plant(
     return model, key
 
 
+@validate_args({"X": [Array(ndim=2)], "key": [RFFKey]})
 def activate(X: Any, key: RFFKey, target: Any = None) -> np.ndarray:
     """Activate-RFF (Algorithm 6): ``x + s bk`` (untargeted: ``target`` must be ``None``)."""
     return key.activate(X, target)

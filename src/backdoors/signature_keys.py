@@ -285,13 +285,13 @@ class SignatureKey:
         """Activate(x, y; sk) (paper §5.2): write tag, target and Sign(sk, m) into ``x``.
         Raises :class:`InvalidInputError` on inputs the carrier cannot hold bits in; every
         returned row passes the pre-check and is canonical (checked, cheap)."""
+        from backdoors.contract import check_target
+
         if target is None:
             raise InvalidInputError("the signature backdoor needs a target class")
         spec = self.spec
         X = spec.carrier.check(X)
-        t = np.broadcast_to(np.asarray(target), (len(X),))
-        if t.dtype.kind not in "iu" or t.min() < 0 or t.max() >= spec.n_classes:
-            raise InvalidInputError(f"targets must be integers in [0, {spec.n_classes})")
+        t = check_target(self, target, len(X))
         msgs = spec.messages(spec.carrier.clear(X), t)
         sign = self._signer.sign
         sigs = np.frombuffer(b"".join(sign(m) for m in msgs), dtype=np.uint8).reshape(len(X), -1)
