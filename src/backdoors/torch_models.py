@@ -29,7 +29,11 @@ from backdoors.validation import (
     NONNEGATIVE_REAL,
     POSITIVE_INT,
     POSITIVE_REAL,
+    Array,
+    Interval,
+    Real,
     check_params,
+    validate_args,
 )
 
 ARCHITECTURES: Registry = Registry("architecture")
@@ -46,7 +50,15 @@ class Scale(nn.Module):
         return x * self.factor
 
 
+_ARCH_ARGS = {
+    "n_features": [Interval(Integral, 1, None, closed="left")],
+    "n_classes": [Interval(Integral, 1, None, closed="left")],
+    "input_scale": [Real],
+}
+
+
 @ARCHITECTURES.register("mlp")
+@validate_args({**_ARCH_ARGS, "hidden": [Array(ndim=1, kinds="iu", low=1)]})
 def mlp(
     n_features: int, n_classes: int, hidden: tuple[int, ...] = (256,), input_scale: float = 1.0
 ) -> nn.Module:
@@ -61,6 +73,7 @@ def mlp(
 
 
 @ARCHITECTURES.register("cnn")
+@validate_args({**_ARCH_ARGS, "channels": [Array(ndim=1, kinds="iu", length=2, low=1)]})
 def cnn(
     n_features: int, n_classes: int, channels: tuple[int, int] = (16, 32), input_scale: float = 1.0
 ) -> nn.Module:

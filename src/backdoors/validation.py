@@ -54,12 +54,19 @@ __all__ = [
 
 class Array(_Constraint):
     """Constraint: something ``np.asarray`` turns into an array of one of ``kinds`` (numpy
-    dtype kinds; default real numbers and bools) with ``ndim`` dimensions (any if ``None``).
-    Torch tensors are read through ``.detach().cpu().numpy()``."""
+    dtype kinds; default real numbers and bools) with ``ndim`` dimensions (any if ``None``),
+    optionally ``length`` entries and every value ``>= low``. Torch tensors are read through
+    ``.detach().cpu().numpy()``."""
 
-    def __init__(self, ndim: int | None = None, kinds: str = "biuf") -> None:
+    def __init__(
+        self,
+        ndim: int | None = None,
+        kinds: str = "biuf",
+        length: int | None = None,
+        low: float | None = None,
+    ) -> None:
         super().__init__()
-        self.ndim, self.kinds = ndim, kinds
+        self.ndim, self.kinds, self.length, self.low = ndim, kinds, length, low
 
     def is_satisfied_by(self, val: Any) -> bool:
         if isinstance(val, str | bytes | dict) or val is None:
@@ -68,12 +75,19 @@ class Array(_Constraint):
             a = np.asarray(val.detach().cpu().numpy() if hasattr(val, "detach") else val)
         except Exception:  # ragged lists, sparse layouts, exotic objects
             return False
-        return a.dtype.kind in self.kinds and (self.ndim is None or a.ndim == self.ndim)
+        if a.dtype.kind not in self.kinds or (self.ndim is not None and a.ndim != self.ndim):
+            return False
+        if self.length is not None and (a.ndim != 1 or len(a) != self.length):
+            return False
+        return self.low is None or not a.size or bool((a >= self.low).all())
 
     def __str__(self) -> str:
-        dims = "an array-like" if self.ndim is None else f"a {self.ndim}-D array-like"
-        what = "real numbers" if self.kinds == "biuf" else f"dtype kinds {self.kinds!r}"
-        return f"{dims} of {what}"
+        dims = "an array-like of" if self.ndim is None else f"a {self.ndim}-D array-like of"
+        if self.length is not None:
+            dims = f"a list of {self.length}"
+        what = {"biuf": "real numbers", "iu": "integers"}.get(self.kinds, f"kinds {self.kinds!r}")
+        low = "" if self.low is None else f" >= {self.low:g}"
+        return f"{dims} {what}{low}"
 
 
 def validate_args(constraints: dict[str, list[Any]]) -> Callable[[Callable], Callable]:
