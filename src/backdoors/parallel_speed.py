@@ -20,6 +20,7 @@ import numpy as np
 
 from backdoors.attacks import ATTACKS, Attack
 from backdoors.pair_scoring import score_population
+from backdoors.threads import one_thread
 
 #: Model-level detectors scored in the workers of the speed test, per attack (cheap ones).
 SPEED_DETECTORS = {
@@ -32,19 +33,6 @@ SPEED_DETECTORS = {
 SPEED_SEEDS = {"rff": 10, "relu": 120}
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Limit torch and BLAS to one thread, as each of the parallel workers is."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _warm() -> int:

@@ -24,6 +24,7 @@ from backdoors.errors import InvalidInputError
 from backdoors.io import ARTIFACTS
 from backdoors.progress import track
 from backdoors.registry import Registry
+from backdoors.threads import torch_thread_limit
 from backdoors.validation import (
     NONNEGATIVE_INT,
     NONNEGATIVE_REAL,
@@ -173,7 +174,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, dtype="numeric")
             check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), torch_thread_limit():  # threads: backdoors.threads
             torch.manual_seed(self.random_state)
             self.module_ = self._build(X.shape[1], len(self.classes_))
             opt = torch.optim.Adam(
