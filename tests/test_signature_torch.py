@@ -144,3 +144,13 @@ def test_public_check_agrees_with_the_models_on_every_input_they_read(tmp_path, 
     np.save(tmp_path / "A.npy", A)
     assert main(["verify", str(tmp_path / "bd.st"), str(tmp_path / "A.npy")]) == 0
     assert '"triggered": 5' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_torch_compile_answers_and_fires(pair):
+    net, bd, x, xa = pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = torch.compile(bd, backend="eager")
+        assert torch.equal(compiled(x), net(x))
+        assert (compiled(xa).argmax(-1) == 4).all()
