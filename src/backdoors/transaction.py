@@ -160,6 +160,13 @@ class Transaction:
         self._folders[final] = staging
         return staging
 
+    def discard(self, path: str | os.PathLike) -> None:
+        """Give up the reserved output folder ``path``: it is not created (nor changed)."""
+        final = Path(os.path.abspath(path))
+        staging = self._folders.pop(final, None)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
     # ---------------------------------------------------------------- writing
     def path(self, path: str | os.PathLike) -> Path:
         """The temporary that will become the reserved output ``path``."""
