@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.validation",
             "backdoors.metrics",
             "backdoors.progress",
+            "backdoors.threads",
         ),
     ),
     (
@@ -54,6 +55,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.signature",
             "backdoors.signature_models",
             "backdoors.signature_keys",
+            "backdoors.signature_torch",
             "backdoors.signature_onnx",
             "backdoors.onnx_backdoor",
             "backdoors.onnx_models",
