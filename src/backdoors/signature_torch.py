@@ -4,7 +4,8 @@
 
 1. the public pre-check in torch operations (:data:`TORCH_WINDOWS`): the tag's carrier bits of
    every row, packed into 62-bit integers and compared to the tag word by word at one cost
-   (no exit at the first differing bit). It reads only the tag's columns, so it costs
+   (no exit at the first differing bit); a filter that may pass more rows than the exact
+   pre-check, never fewer. It reads only the tag's columns, so it costs
    ``O(rows x precheck_bits)`` time and memory, and being plain tensor operations it traces,
    vmaps, differentiates (it is detached) and exports;
 2. the verifier, the custom operator ``backdoors::signature_triggers`` (:func:`_triggers_op`):
@@ -49,21 +50,18 @@ def _spec_from_json(doc: str) -> TriggerSpec:
 
 
 @TORCH_WINDOWS.register("lsb")
-def _lsb_window(c: LSBCarrier, x: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
-    pos = [int(i) for i in c.positions[:p]]
-    if pos and pos[-1] - pos[0] == len(pos) - 1 and pos == list(range(pos[0], pos[-1] + 1)):
+def _lsb_window(c: LSBCarrier, x: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The tag pixels' parities (``v mod 2``, truncated): exact on pixels held as integers;
+    whether a row holds pixels at all (0..255, integral, no ``-0.0``) is left to the verifier,
+    which reads every candidate row whole -- the filter may only let more rows through."""
+    pos = c.positions[:p]
+    if pos and pos[-1] - pos[0] == len(pos) - 1 and tuple(pos) == tuple(range(pos[0], pos[-1] + 1)):
         cols = x[..., pos[0] : pos[-1] + 1]
     else:
         cols = x[..., torch.tensor(pos, dtype=torch.long, device=x.device)]
     if cols.dtype == torch.uint8:
-        bits = (cols & 1).to(torch.int64)
-        return bits, torch.ones(cols.shape[:-1], dtype=torch.bool, device=x.device)
-    if cols.dtype.is_floating_point:
-        ok = (cols >= 0) & (cols <= 255) & (torch.round(cols) == cols) & ~torch.signbit(cols)
-    else:
-        ok = (cols >= 0) & (cols <= 255)
-    bits = torch.where(ok, cols, torch.zeros_like(cols)).to(torch.int64) & 1
-    return bits, (~ok).sum(-1) == 0
+        return (cols & 1).to(torch.int64), None
+    return torch.remainder(cols, 2).to(torch.int64), None
 
 
 @TORCH_WINDOWS.register("float")
@@ -96,15 +94,22 @@ def _tag_words(spec: TriggerSpec) -> list[int]:
     return [int("".join(map(str, b[a : a + _WORD])), 2) for a in range(0, len(b), _WORD)]
 
 
-def torch_precheck(spec: TriggerSpec, x: torch.Tensor) -> torch.Tensor:
+def torch_precheck(
+    spec: TriggerSpec, x: torch.Tensor, tags: list[int] | None = None
+) -> torch.Tensor:
     """The pre-check of :meth:`TriggerSpec.precheck` on a detached ``(..., d)`` tensor, in
-    torch operations at one cost per row: ``readable & OR_w (word_w XOR tag_w) == 0``."""
+    torch operations at one cost per row: ``OR_w (word_w XOR tag_w) == 0`` over the packed
+    tag bits (``tags``: :func:`_tag_words`, cached by the caller). It may pass more rows than
+    :meth:`TriggerSpec.precheck` (the LSB window does not check that values are pixels), never
+    fewer; every row it passes is verified in full."""
     p = spec.precheck_bits
+    tags = _tag_words(spec) if tags is None else tags
     bits, ok = TORCH_WINDOWS.get(spec.carrier.kind)(spec.carrier, x, p)
-    diff = torch.zeros(x.shape[:-1], dtype=torch.int64, device=x.device)
-    for w, t in zip(_pack(bits), _tag_words(spec), strict=True):
-        diff = diff | (w ^ t)
-    return ok & (diff == 0)
+    words = _pack(bits)
+    if not words:
+        return torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
+    diff = functools.reduce(torch.bitwise_or, [w ^ t for w, t in zip(words, tags, strict=True)])
+    return diff == 0 if ok is None else ok & (diff == 0)
 
 
 @torch.library.custom_op("backdoors::signature_triggers", mutates_args=())
@@ -194,6 +199,7 @@ class SignatureBackdooredModule(nn.Module):
         self.spec = spec
         self.inner = inner
         self._spec_json = json.dumps(spec.to_dict(), sort_keys=True)
+        self._tags = _tag_words(spec)
 
     def verify(self, X: Any) -> np.ndarray:
         """Public trigger check (:meth:`TriggerSpec.verify`)."""
@@ -207,7 +213,7 @@ class SignatureBackdooredModule(nn.Module):
         if self.spec.constant_time:  # every row is verified
             pre = torch.ones(x.shape[:-1], dtype=torch.bool, device=x.device)
         else:
-            pre = torch_precheck(self.spec, xd)
+            pre = torch_precheck(self.spec, xd, self._tags)
         if not _traced(xd) and not bool(pre.any()):
             return out
         d = self.spec.carrier.n_features
