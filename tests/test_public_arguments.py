@@ -91,7 +91,8 @@ CALLS = {
 
 
 @pytest.mark.parametrize("call", list(CALLS))
-def test_wrong_arguments_raise_package_errors(ctx, call):
+def test_wrong_arguments_raise_package_errors(ctx, call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a str argument is a valid file name: write nothing here
     for name, bad in BAD.items():
         try:
             CALLS[call](ctx, bad)

@@ -40,7 +40,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from backdoors import io
+from backdoors import io, validation
 from backdoors.contract import honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.sampling import (
@@ -52,16 +52,7 @@ from backdoors.sampling import (
     sparse_support,
     spiked_coins,
 )
-from backdoors.validation import (
-    NONNEGATIVE_REAL,
-    POSITIVE_INT,
-    POSITIVE_REAL,
-    RANDOM_STATE,
-    Array,
-    check_labels,
-    check_params,
-    validate_args,
-)
+from backdoors.validation import POSITIVE_INT, POSITIVE_REAL, RANDOM_STATE, check_params
 
 __all__ = [
     "DEFAULTS",
@@ -351,7 +342,7 @@ class ReLUKey:
         return cls(sup, vals, float(d["lam"]), float(d["theta"]), n, str(d["model_fingerprint"]))
 
 
-@validate_args({"X": [Array(ndim=2)], "key": [ReLUKey]})
+@validation.validate_args({"X": [validation.Array(ndim=2)], "key": [ReLUKey]})
 def activate(X: np.ndarray, key: ReLUKey, target: int | None = None) -> np.ndarray:
     """``X + lambda nu`` (Algorithm 10)."""
     return key.activate(X, target=target)
@@ -401,17 +392,11 @@ def honest_model(
     return heads[head](n_hidden=n_hidden, random_state=random_state)
 
 
-@validate_args(
-    {
-        "X": [Array(ndim=2)],
-        "y": [Array(ndim=1, kinds="biuUSf")],
-        "sparsity": [POSITIVE_INT],
-        "theta": [NONNEGATIVE_REAL],
-        "lam": [POSITIVE_REAL, None],
-        "lam_rel": [POSITIVE_REAL],
-        "trace_match": ["boolean"],
-    }
-)
+@validation.validate_args({"X": [validation.Array(ndim=2)],
+                "y": [validation.Array(ndim=1, kinds="biuUSf")],
+                "sparsity": [POSITIVE_INT], "theta": [validation.NONNEGATIVE_REAL],
+                "lam": [POSITIVE_REAL, None], "lam_rel": [POSITIVE_REAL],
+                "trace_match": ["boolean"]})  # fmt: skip
 def plant(
     estimator: RandomReLUClassifier | RandomReLUFeaturesClassifier | dict[str, Any] | None,
     X: np.ndarray,
@@ -437,7 +422,7 @@ def plant(
         raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")
     if not theta >= 0:
         raise InvalidInputError(f"theta must be >= 0, got {theta}")
-    y = check_labels(y, len(Xc))
+    y = validation.check_labels(y, len(Xc))
     d = Xc.shape[1]
     support, values = draw_secret(d, int(sparsity))
     coins = spiked_coins(support, values, float(theta), trace_match)
