@@ -33,8 +33,6 @@ SPEED_DETECTORS = {
 SPEED_SEEDS = {"rff": 10, "relu": 120}
 
 
-
-
 def _warm() -> int:
     """Import every attack module in a worker (timings exclude interpreter start-up)."""
     return len(ATTACKS.names())
