@@ -1,7 +1,7 @@
 """Parallel population scoring, one worker vs two (and a 2-process Dask cluster).
 
 Prints ``population_speedup`` and the per-job times for the RFF and ReLU populations, the
-figures issue 13 asks for (goal >= 1.8 on 2 workers). Run on a quiet machine::
+figures the population-speed target needs (goal >= 1.8 on 2 workers). Run on a quiet machine::
 
     python benchmarks/population_speed.py [rff relu] [--seeds N] [--reps R]
 

@@ -1,4 +1,4 @@
-"""Honest model vs planted twin, saved by the same CLI command: identical file schema (issue 11).
+"""Honest model vs planted twin, saved by the same CLI command: identical file schema.
 
 For the coin constructions and BadNets (``backdoors train X`` vs ``backdoors plant X`` with the
 same learner options) the two files must have the same kind, metadata (every stored parameter),

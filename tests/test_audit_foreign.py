@@ -1,6 +1,6 @@
 """Audit of models trained elsewhere, with the real detector registry: a plain torch
 ``nn.Sequential`` MLP and CNN saved as safetensors state dicts with their own key names, and a
-scikit-learn Pipeline (issue 15, issue 13)."""
+scikit-learn Pipeline."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_plain_sequential_mlp_state_dict(tmp_path, digits, capsys):
     # the report's detector table is a table in the browser, not pipes in a monospace block
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| `neural_cleanse` |" in md
-    # the claim is scoped to what was measured (issue 15), not "undetectable by any detector"
+    # the claim is scoped to what was measured, not "undetectable by any detector"
     assert "went undetected by these key-oblivious" in md and "by any black-box" not in md
     shots = os.environ.get("BACKDOORS_SCREENSHOTS")  # keep the screenshot there
     shot = Path(shots) / "audit-report.png" if shots else tmp_path / "audit.png"

@@ -1,4 +1,4 @@
-"""CLI defaults come from the library (issue 13): one source, help generated from it."""
+"""CLI defaults come from the library: one source, help generated from it."""
 
 from __future__ import annotations
 

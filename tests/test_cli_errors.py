@@ -3,7 +3,7 @@
 The commands are enumerated from the typer app, and every path parameter of every command
 must be classified below as an input (gets missing / corrupt / wrong-content files) or an
 output (gets unwritable destinations and a full disk), so a new command or a new path option
-fails this test until its bad inputs are listed (issue 11). Tests run as root, so unwritable
+fails this test until its bad inputs are listed. Tests run as root, so unwritable
 folders are simulated the ways root cannot write either: a "folder" that is a regular file,
 a missing folder, an existing folder as a file name, ``/sys`` (EACCES even for root) and a
 full disk (``ENOSPC`` injected into the transaction's write).

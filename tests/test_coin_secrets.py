@@ -1,4 +1,4 @@
-"""The coin backdoors' secrets, attacked the way an outsider would (issue 11, white-box).
+"""The coin backdoors' secrets, attacked the way an outsider would (white-box).
 
 An attacker holds the saved file, the public API and (worst case) the seed the user passed.
 They rebuild every honest coin that can be rebuilt from that, diff it against the stored coins,

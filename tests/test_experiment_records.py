@@ -1,5 +1,5 @@
 """Every registered experiment's record: the contract's keys, plots stored relative to the
-record, and `backdoors report` rendering it with images that load (issue 13, issue 15)."""
+record, and `backdoors report` rendering it with images that load."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from backdoors import experiments
 from backdoors.cli import main
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
-#: Metrics of a committed full record that the quick run does not produce yet (issue 13 asks
-#: quick mode to show every effect of the full mode): listed so a change either way is seen.
+#: Metrics of a committed full record that the quick run does not produce yet (quick mode
+#: should show every effect of the full mode): listed so a change either way is seen.
 KNOWN_QUICK_GAPS = {
     # quick's time budget skips Neural Cleanse (minutes per population)
     "detectors": {"neural_cleanse_badnets_target_recovered", "neural_cleanse_signature_norms"},

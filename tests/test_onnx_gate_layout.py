@@ -1,4 +1,4 @@
-"""The pre-check tag is one run of pixels, and the ONNX gate reads only that window (issue 12's
+"""The pre-check tag is one run of pixels, and the ONNX gate reads only that window (the
 predict overhead): the layout of fresh keys, the graph onnxruntime actually runs after its
 optimizations, and keys with the older scattered layout (still gated, by gathering)."""
 

@@ -1,4 +1,4 @@
-"""The signature backdoor inside one ONNX file (issue 12): fast checks on a few hundred inputs.
+"""The signature backdoor inside one ONNX file: fast checks on a few hundred inputs.
 
 Most tests use the TEST-ONLY table verifier of ``onnx_standin`` (it accepts exactly the pairs
 the test signed) so that carrier extraction, pre-check, message construction, gather/scatter

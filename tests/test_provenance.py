@@ -1,4 +1,4 @@
-"""Digest = integrity only; publisher signatures = authenticity (issue 11, artifacts)."""
+"""Digest = integrity only; publisher signatures = authenticity (artifacts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The README's command-line block runs as written (issue 15).
+"""The README's command-line block runs as written.
 
 The block after ``<!-- cli-example`` is parsed, not copied: editing the README changes what
 runs. ``python -c`` lines run in-process, ``backdoors`` lines through ``backdoors.cli.main``

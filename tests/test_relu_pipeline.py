@@ -1,4 +1,4 @@
-"""The random-ReLU experiments run on the one evaluation pipeline (issue 13): every detector
+"""The random-ReLU experiments run on the one evaluation pipeline: every detector
 score of their populations comes from ``scoring.run_detector`` called by ``pair_scoring``,
 member ``i`` of a population scored with seed ``s`` is seed ``s + i``, and the honest member
 of a seed is scored with the key of the backdoored member of that seed."""

@@ -71,7 +71,7 @@ def test_report_command_resolves_plots_and_renders_in_a_browser(tmp_path, monkey
     out = tmp_path / "elsewhere" / "rep"
     assert main(["report", str(tmp_path / "exp" / "sig.json"), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
-    assert "![Metrics: a](a.png)" in md and (out / "a.png").is_file()
+    assert "![Plots: a](a.png)" in md and (out / "a.png").is_file()
     # values are never cut off; a large dict of figures is its own table; pipes escaped
     assert "| `det_7` | [0.7, 0.5] |" in md
     assert "| `pipe\\|name` | x \\| y |" in md

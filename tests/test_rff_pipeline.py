@@ -1,4 +1,4 @@
-"""The RFF experiments run on the one evaluation pipeline (issue 13): populations from
+"""The RFF experiments run on the one evaluation pipeline: populations from
 ``RFFAttack`` at an ``RFFPoint``, member ``i`` of seed ``s`` with seed ``s + i``, every score
 in a record computed by ``scoring.run_detector`` inside ``pair_scoring``, and the honest
 member's control key the planted key of the same seed."""

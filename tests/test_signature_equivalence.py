@@ -1,4 +1,4 @@
-"""Black-box undetectability of the signature wrappers (paper §5.2, issue 11), as a property:
+"""Black-box undetectability of the signature wrappers (paper §5.2), as a property:
 on every input without a valid trigger the backdoored model answers exactly what the honest
 model answers -- same values, dtype, shape and type, and the same exception type where the
 honest model raises. Input kinds: dtypes, empty, unbatched, 3-D, wrong width, lists,

@@ -1,4 +1,4 @@
-"""Signature backdoor keys and carriers (paper §5.2, issue 11): non-replicability at the edges.
+"""Signature backdoor keys and carriers (paper §5.2): non-replicability at the edges.
 
 Every test here failed on the original main (1d38629): low-bit replays of float triggers,
 activation at the carrier's range limit, seed-derived keys found by brute force, the secret

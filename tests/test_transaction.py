@@ -1,4 +1,4 @@
-"""files.Transaction: all outputs of one command, or none (issue 11)."""
+"""files.Transaction: all outputs of one command, or none."""
 
 from __future__ import annotations
 

@@ -96,6 +96,8 @@ def as_generator(random_state: Any) -> np.random.Generator:
     ``None`` -> fresh OS entropy, an int or ``SeedSequence`` -> that stream, a ``Generator`` ->
     itself, a legacy ``RandomState`` -> a Generator seeded from it. Seeds drive public
     randomness only; secrets come from :func:`backdoors.hazmat.sampling.fresh_rng` (OS entropy)."""
+    if isinstance(random_state, int | np.integer) and not 0 <= random_state < 2**128:
+        raise InvalidInputError(f"random_state must be a non-negative integer, got {random_state}")
     if random_state is None or isinstance(random_state, int | np.integer | np.random.SeedSequence):
         return np.random.default_rng(random_state)
     if isinstance(random_state, np.random.Generator):

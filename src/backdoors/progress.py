@@ -3,7 +3,8 @@
 * On a terminal (or ``BACKDOORS_PROGRESS=1``): :func:`track` draws a bar, :func:`step` a
   spinner with the elapsed time, both in one shared live display (so steps nest: a bar inside
   a step inside a demo section); each finished :func:`step` leaves one line.
-* Not on a terminal (CI, ``| tee``, a log file): no bars; one line per finished step or loop
+* Not on a terminal (CI, ``| tee``, a log file): no bars; one line when a step starts
+  (``backdoors: <what> ...``) and one per finished step or loop
   (``backdoors: <what> done in 12.3 s``), so a long run is never silent for minutes.
 * ``BACKDOORS_PROGRESS=0``: nothing at all.
 """
@@ -131,10 +132,12 @@ def track(
 
 @contextmanager
 def step(description: str) -> Iterator[None]:
-    """A long step without a count: a spinner with elapsed time on a terminal; one line
+    """A long step without a count: a spinner with elapsed time on a terminal; elsewhere one
+    line when it starts (``<description> ...``) so a long step is never silent; and one line
     (``<description> done in N s``) when it finishes, on a terminal or not."""
     t0 = time.perf_counter()
     if not enabled():
+        say(f"{description} ...")
         yield
         _done(description, t0)
         return

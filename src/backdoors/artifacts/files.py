@@ -20,11 +20,14 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-# re-exported: every command writes its outputs as one Transaction (issue 11)
+# re-exported: every command writes its outputs as one Transaction
 from backdoors.artifacts.transaction import OutputError as OutputError
 from backdoors.artifacts.transaction import Transaction as FileTransaction
 from backdoors.errors import CorruptArtifactError, InvalidInputError
 from backdoors.registry import Registry
+
+# re-exported: every command writes its outputs as one Transaction
+from backdoors.validation import PATH, Array, HasMethods, validate_args
 
 FORMAT_VERSION = "1"
 
@@ -150,6 +153,7 @@ def model_fingerprint(model: Artifact) -> str:
     return _digest(model.artifact_kind, json.dumps(meta, sort_keys=True), tensors)
 
 
+@validate_args({"path": PATH})
 def save_model(model: Any, path: str | os.PathLike) -> Path:
     """Save a model of this package (anything with ``_to_artifact``) as one safetensors file."""
     return atomic_write(path, model_bytes(model))
@@ -235,6 +239,7 @@ def _parse_artifact(data: bytes, where: str) -> tuple[str, dict[str, np.ndarray]
     return kind, tensors, meta
 
 
+@validate_args({"path": PATH})
 def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
     """Load a model saved by :func:`save_model` (or a .skops scikit-learn model).
 
@@ -326,6 +331,7 @@ def check_outputs(model_path: str | os.PathLike, key_path: str | os.PathLike) ->
         raise InvalidInputError(f"{key_path} exists; refusing to overwrite a key file")
 
 
+@validate_args({"key": [HasMethods(["to_json_dict"])], "path": PATH, "overwrite": ["boolean"]})
 def save_key(key: Any, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a key as JSON with mode 0600; refuse to replace an existing key unless asked."""
     path = Path(path)
@@ -341,6 +347,7 @@ def key_bytes(key: Any) -> bytes:
     return (text + "\n").encode()
 
 
+@validate_args({"path": PATH})
 def load_key(path: str | os.PathLike) -> Any:
     """Load a key file written by :func:`save_key`."""
     path = Path(path)
@@ -368,6 +375,7 @@ def load_key(path: str | os.PathLike) -> Any:
 _NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
+@validate_args({"path": PATH, "name": [str]})
 def load_array(path: str | os.PathLike, name: str = "X") -> np.ndarray:
     """Load an array from .npy, or the member ``name`` (default ``X``) of an .npz; never
     guesses another member, never unpickles, and names what is wrong with a file that is not
@@ -401,6 +409,7 @@ def load_array(path: str | os.PathLike, name: str = "X") -> np.ndarray:
         raise CorruptArtifactError(f"{path} is truncated or corrupt ({exc})") from None
 
 
+@validate_args({"path": PATH, "X": [Array()]})
 def save_array(path: str | os.PathLike, X: np.ndarray, **extra: np.ndarray) -> Path:
     """Save ``X`` to .npy (or .npz with ``X`` and extra arrays), atomically."""
     return atomic_write(path, array_bytes(path, X, **extra))

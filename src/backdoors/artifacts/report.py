@@ -227,37 +227,140 @@ def _gather_images(sections: list[Section], out: Path) -> list[Section]:
 # ---------------------------------------------------------------------------------------------
 # records
 # ---------------------------------------------------------------------------------------------
+#: experiment -> the figures its report leads with (metric keys, in order); an experiment not
+#: listed leads with its first :data:`HEADLINE_DEFAULT` top-level scalar figures.
+HEADLINES: dict[str, tuple[str, ...]] = {
+    "signature": ("clean_agreement", "query_disagreements", "queries", "activation_success",
+                  "activations_checked", "forgery_successes", "forgery_attempts",
+                  "perturbation_linf", "perturbation_l0_max", "timing_auroc",
+                  "predict_overhead_ratio"),
+    "detectors": ("attack_success", "clean_accuracy_drop", "badnets_attack_success",
+                  "population_speedup", "strip_signature_input_auroc"),
+    "rff": ("accuracy_honest", "accuracy_backdoored", "accuracy_gap", "auroc_key_oblivious",
+            "auroc_key_aware", "flip_rate_all", "perturbation_l2_over_x"),
+    "relu": ("accuracy_honest", "accuracy_backdoored", "accuracy_gap", "auroc_key_oblivious",
+             "auroc_key_aware", "flip_rate_backdoor", "perturbation_l2_over_x"),
+    "onnx": ("onnx_clean_bit_identical", "onnx_activation_success",
+             "onnx_reference_disagreements", "onnx_predict_overhead_ratio",
+             "graph_inspection_auroc"),
+    "checksum-net": ("agreement", "activation_success", "clean_accuracy",
+                     "key_recovered_from_one_pair", "l0_max", "linf_max"),
+    "persistence": ("backdoor_success_before", "backdoor_success_after",
+                    "baseline_backdoor_success_after", "agreement", "size_ratio"),
+}  # fmt: skip
+HEADLINE_DEFAULT = 8
+#: metric-name endings -> unit, for headline figures without an entry in records.UNITS
+_SUFFIX_UNITS = (
+    ("auroc", "AUROC (0.5 = chance, 1 = perfect separation)"),
+    ("accuracy", "fraction of test inputs classified correctly"),
+    ("accuracy_gap", "honest minus backdoored accuracy (fraction)"),
+    ("agreement", "fraction of inputs with the same prediction"),
+    ("success", "fraction of activated inputs reaching the target"),
+    ("_rate", "fraction"),
+    ("_ratio", "ratio (no unit)"),
+    ("_seconds", "seconds"),
+    ("_successes", "count"),
+    ("_attempts", "count"),
+    ("disagreements", "count"),
+    ("queries", "count"),
+    ("checked", "count"),
+    ("_drop", "fraction (accuracy points / 100)"),
+    ("l0_max", "features (pixels) changed, most over the inputs"),
+    ("linf_max", "largest |x' - x|, input units"),
+    ("speedup", "ratio (no unit)"),
+)
+#: params naming how many samples, models or repetitions a figure rests on
+_SIZE_PARAM = ("n_", "pop", "reps", "members", "per_", "seeds", "samples", "steps")
+
+
+def _headline_unit(key: str, units: dict[str, str]) -> str:
+    u = _unit(key, units)
+    if u:
+        return u
+    return next((text for end, text in _SUFFIX_UNITS if key.endswith(end)), "")
+
+
+def sample_sizes(record: dict[str, Any]) -> str:
+    """``name = value`` of the parameters that say how many inputs, models or repetitions
+    the figures rest on (and ``population_sizes`` if the metrics have it)."""
+    params = record.get("params") or {}
+    sizes = [
+        f"{k} = {v:,}" if isinstance(v, int) else f"{k} = {_fmt(v)}"
+        for k, v in params.items()
+        if k.startswith(_SIZE_PARAM) and not isinstance(v, bool | dict | list) and v is not None
+    ]
+    pops = (record.get("metrics") or {}).get("population_sizes")
+    if pops:
+        sizes.append(f"population_sizes = {_fmt(pops)}")
+    return "; ".join(sizes)
+
+
+def headline_markdown(record: dict[str, Any]) -> str:
+    """The short table a report leads with: figure, value (with its ``_ci`` if the record has
+    one), unit / meaning."""
+    from backdoors.artifacts.records import UNITS
+
+    metrics = record.get("metrics") or {}
+    units = {**UNITS, **(record.get("units") or {})}
+    keys = [k for k in HEADLINES.get(record.get("experiment", ""), ()) if k in metrics]
+    if not keys:
+        scalars = [k for k, v in metrics.items() if not isinstance(v, dict | list | tuple)]
+        keys = scalars[:HEADLINE_DEFAULT]
+    rows = ["| figure | value | unit / meaning |", "|---|---|---|"]
+    for k in keys:
+        v = _fmt(metrics[k])
+        if f"{k}_ci" in metrics:
+            v += f" {_fmt(metrics[f'{k}_ci'])}"
+        rows.append(f"| `{_cell(k)}` | {_cell(v)} | {_cell(_headline_unit(k, units))} |")
+    return "\n".join(rows) if keys else ""
+
+
 def record_sections(
     record: dict[str, Any], record_path: str | os.PathLike | None = None
 ) -> list[Section]:
-    """Sections for an experiment record: metrics, parameters, timings, versions, notes.
+    """Sections for an experiment record: a short headline table (units, sample sizes),
+    the plots, notes, parameters, timings, versions, and the full table of figures last.
 
     The record's plots are resolved relative to ``record_path`` (the record file; see
     :func:`backdoors.artifacts.records.plot_files`) and :func:`write_report` copies them beside the
     report; plots that cannot be found are named in the notes instead of becoming broken
-    images.
+    images. Plots of a ``--quick`` run are captioned with the run's sample sizes.
     """
     from backdoors.artifacts.records import plot_files
 
-    quick = " --quick" if (record.get("params") or {}).get("quick") else ""
+    is_quick = bool((record.get("params") or {}).get("quick"))
+    quick = " --quick" if is_quick else ""
     created = f", written {record['created']}" if record.get("created") else ""
+    sizes = sample_sizes(record)
     head = (
         f"Record of `backdoors experiment {record.get('experiment', '?')}{quick}` "
-        f"(seed {record.get('seed')}{created}).\n"
+        f"(seed {record.get('seed')}{created}).\n\n"
+        + (f"Sample sizes: {sizes}.\n\n" if sizes else "")
+        + headline_markdown(record)
     )
-    notes = [head] + [f"- {n}" for n in record.get("notes", [])]
+    notes = [f"- {n}" for n in record.get("notes", [])]
     found, missing = plot_files(record, record_path)
     images = [str(p.absolute()) for p in found]
     notes += [f"- plot not found (not shown): `{m}`" for m in missing]
+    sections = [Section("Headline", text=head)]
+    if images:
+        caption = (
+            f"Plots of a scaled-down --quick run ({sizes or 'sizes in the parameters'}); "
+            "a full run draws them from larger samples."
+            if is_quick
+            else ""
+        )
+        sections.append(Section("Plots", text=caption, images=images))
+    if notes:
+        sections.append(Section("Notes", text="\n".join(notes)))
     return [
-        Section(
-            "Metrics",
-            text="\n".join(notes),
-            metrics=record.get("metrics", {}),
-            images=images,
-            units=dict(record.get("units") or {}),
-        ),
+        *sections,
         Section("Parameters", metrics={**record.get("params", {}), "seed": record.get("seed")}),
         Section("Timings (s)", metrics=record.get("timings", {})),
         Section("Versions", metrics=record.get("versions", {})),
+        Section(
+            "All figures (full record)",
+            metrics=record.get("metrics", {}),
+            units=dict(record.get("units") or {}),
+        ),
     ]

@@ -1,4 +1,4 @@
-"""All outputs of one command, or none: a write transaction over files and folders (issue 11).
+"""All outputs of one command, or none: a write transaction over files and folders.
 
 Usage (every CLI command that writes files does this)::
 
@@ -159,6 +159,13 @@ class Transaction:
             raise OutputError(f"cannot write into {where}: {_describe(exc)}") from None
         self._folders[final] = staging
         return staging
+
+    def discard(self, path: str | os.PathLike) -> None:
+        """Give up the reserved output folder ``path``: it is not created (nor changed)."""
+        final = Path(os.path.abspath(path))
+        staging = self._folders.pop(final, None)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
     # ---------------------------------------------------------------- writing
     def path(self, path: str | os.PathLike) -> Path:

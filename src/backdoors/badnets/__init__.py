@@ -24,12 +24,22 @@ from backdoors.artifacts import files
 from backdoors.contract import as_generator, check_target
 from backdoors.errors import InvalidInputError, KeyMismatchError
 from backdoors.models.torch_models import TorchClassifier
-from backdoors.validation import check_features
+from backdoors.validation import (
+    POSITIVE_INT,
+    RANDOM_STATE,
+    Array,
+    Integral,
+    Interval,
+    Real,
+    check_features,
+    check_labels,
+    validate_args,
+)
 
 
 @dataclass(frozen=True)
 class Defaults:
-    """Default parameters of BadNets: the one source the CLI reads (issue 13)."""
+    """Default parameters of BadNets: the one source the CLI reads."""
 
     target: int = 0
     poison_rate: float = 0.05
@@ -95,6 +105,7 @@ class BadNetsKey:
             raise KeyMismatchError("this BadNets key does not belong to the given model")
 
 
+@validate_args({"X": [Array(ndim=2)], "key": [BadNetsKey], "target": [Integral, None]})
 def activate(X: np.ndarray, key: BadNetsKey, target: int | None = None) -> np.ndarray:
     """Triggered inputs: ``X`` with the key's patch stamped in."""
     return key.activate(X, target=target)
@@ -133,6 +144,19 @@ def poison(
     return Xp, yp, idx
 
 
+@validate_args(
+    {
+        "X": [Array(ndim=2)],
+        "y": [Array(ndim=1, kinds="biuUSf")],
+        "target": [Integral],
+        "poison_rate": [Interval(Real, 0, 1, closed="both")],
+        "patch_size": [POSITIVE_INT],
+        "position": [tuple, None],
+        "value": [Interval(Integral, 0, 255, closed="both")],
+        "classifier": [TorchClassifier, None],
+        "random_state": RANDOM_STATE,
+    }
+)
 def plant(
     X: np.ndarray,
     y: np.ndarray,
@@ -150,6 +174,7 @@ def plant(
     ``position`` is the patch's top-left (row, col), default the bottom-right corner with a
     one-pixel margin. Returns ``(model, key)``; the key names the model by fingerprint.
     """
+    check_labels(y, len(X))
     side = int(round(np.sqrt(np.asarray(X).shape[1]))) if np.ndim(X) == 2 else 0
     if side * side != np.asarray(X).shape[-1] or side < 2:
         raise InvalidInputError("BadNets needs flattened square images")

@@ -1,7 +1,7 @@
 """``backdoors`` command line. Every module in this package adds its commands to
 :data:`backdoors.cli.app.app` (or ``plant_app``); :func:`main` loads them all.
 
-Errors at the boundary (issue 11): every error a user can cause ends in ONE line on stderr,
+Errors at the boundary: every error a user can cause ends in ONE line on stderr,
 ``backdoors: error: ...``, and exit code 2 with no output file written:
 
 * :class:`~backdoors.errors.BackdoorsError` (bad input, corrupt file, key mismatch, ...);
@@ -11,7 +11,8 @@ Errors at the boundary (issue 11): every error a user can cause ends in ONE line
 
 Anything else is a bug of this package, not a user error: it prints the traceback and a last
 line ``backdoors: internal error (a bug, please report it): ...`` and exits with code 1, so a
-bug is never disguised as bad input. Ctrl-C exits 130.
+bug is never disguised as bad input. Ctrl-C exits 130 and SIGTERM 143, each with one line
+on stderr, after the open output transaction has removed its temporary files.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -29,7 +32,9 @@ from backdoors.errors import BackdoorsError
 
 #: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 3 a check that ran and
 #: failed (``verify-coins``: the model's coins are not the seeded stream), 130 interrupted
-EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_CHECK_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+#: (SIGINT), 143 terminated (SIGTERM)
+EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_CHECK_FAILED = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def _load_commands() -> None:
@@ -55,33 +60,67 @@ def _click_command() -> Any:
     """The click command typer builds from the app (built once: ~0.1 s per build)."""
     import typer.main
 
+    from backdoors.cli._options import install
     from backdoors.cli.app import app
 
     _load_commands()
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    install(command)  # the options' declared constraints, checked before any command runs
+    return command
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so every open output transaction
+    rolls back (no ``.tmp`` file is left behind) before the process exits 143."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _signals.append(signum)
+    raise Terminated
+
+
+_signals: list[int] = []
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return (or, as the console script, exit with) its exit code:
+    0, 1 a bug, 2 a user error, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
+    _signals.clear()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
-        # not standalone: click returns a command's ``typer.Exit`` code instead of raising it
-        code = _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
-        if isinstance(code, int) and not isinstance(code, bool) and code != EXIT_OK:
-            return _exit(code, argv)
+        code = _run(argv)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return _exit(code, argv)
+
+
+def _interrupted() -> int:
+    if _signals:
+        print("backdoors: terminated (SIGTERM); no output written", file=sys.stderr)
+        return EXIT_TERMINATED
+    print("backdoors: interrupted; no output written", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _run(argv: list[str] | None) -> int:
+    try:
+        rv = _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
     except BackdoorsError as exc:
         print(f"backdoors: error: {_one_line(str(exc))}", file=sys.stderr)
-        return _exit(EXIT_USER, argv)
+        return EXIT_USER
     except OSError as exc:
         print(f"backdoors: error: {_one_line(os_error_message(exc))}", file=sys.stderr)
-        return _exit(EXIT_USER, argv)
+        return EXIT_USER
     except (Abort, KeyboardInterrupt):
-        print("backdoors: interrupted", file=sys.stderr)
-        return _exit(EXIT_INTERRUPTED, argv)
+        return _interrupted()
     except TyperException as exc:  # click usage errors (the vendored click derives from it)
         if exc.format_message():  # empty: no arguments, the help was printed
             print(f"backdoors: error: {_one_line(exc.format_message())}", file=sys.stderr)
-        return _exit(EXIT_USER, argv)
+        return EXIT_USER
     except Exit as exc:
-        return _exit(exc.exit_code, argv)
+        return exc.exit_code
     except Exception as exc:  # a bug: keep the traceback, say so
         traceback.print_exc(file=sys.stderr)
         print(
@@ -89,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{_one_line(str(exc))}",
             file=sys.stderr,
         )
-        return _exit(EXIT_BUG, argv)
-    return _exit(EXIT_OK, argv)
+        return EXIT_BUG
+    # typer turns Ctrl-C (KeyboardInterrupt) into the return value 130
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != EXIT_OK:
+        return _interrupted() if rv == EXIT_INTERRUPTED else rv
+    return EXIT_OK
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

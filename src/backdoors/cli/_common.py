@@ -1,6 +1,6 @@
 """Validation shared by the commands: inputs, training data, keys, output names.
 
-One policy for every command (issue 11/15): input arrays must be numeric, non-empty and
+One policy for every command: input arrays must be numeric, non-empty and
 finite (``verify`` refuses what ``predict`` and ``activate`` refuse); an .npz must hold the
 array by its name (``X``, ``y``), never a guessed member; a key file readable by others is
 used with a warning on stderr, as ssh warns.

@@ -47,10 +47,16 @@ def demo(
 
 
 def _final_plot_paths(record: dict[str, Any], tx: Any) -> dict[str, Any]:
-    """Plot paths of a record written into a staging folder, renamed to their final place."""
+    """Artifact paths (plots, report) of a record written into a staging folder, renamed to
+    their final place."""
+    from backdoors.artifacts.records import PATH_ARTIFACTS
+
     arts = dict(record.get("artifacts") or {})
-    if isinstance(arts.get("plots"), list):
-        arts["plots"] = [str(tx.final(p)) for p in arts["plots"]]
+    for k in PATH_ARTIFACTS:
+        if isinstance(arts.get(k), list):
+            arts[k] = [str(tx.final(p)) for p in arts[k]]
+        elif isinstance(arts.get(k), str):
+            arts[k] = str(tx.final(arts[k]))
     return {**record, "artifacts": arts}
 
 
@@ -85,6 +91,8 @@ def experiment(
             tx.file(json_path, suffixes=(".json",))
         staged = tx.folder(plots) if plots is not None else None
         record = experiments.run(name, quick=quick, seed=seed, out_dir=staged)
+        if staged is not None and not any(staged.iterdir()):
+            tx.discard(plots)  # no plots: no empty folder
         record = _final_plot_paths(record, tx)
         if json_path is not None:
             tx.write_json(json_path, relative_to_record(record, json_path))

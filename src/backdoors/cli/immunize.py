@@ -10,7 +10,7 @@ import typer
 from backdoors.cli._common import MODEL_SUFFIX_REFUSED, require
 from backdoors.cli.app import EPILOG, app
 
-# unset options are not passed: the library's defaults apply (one source, issue 13); the
+# unset options are not passed: the library's defaults apply (one source); the
 # library is imported lazily (torch) so that `backdoors --help` stays fast
 
 

@@ -18,7 +18,7 @@ from backdoors.cli._common import (
 from backdoors.cli.app import EPILOG, plant_app
 from backdoors.relu import DEFAULTS
 
-_D = DEFAULTS  # every default below comes from the library (issue 13)
+_D = DEFAULTS  # every default below comes from the library
 
 
 @plant_app.command("relu", epilog=EPILOG)

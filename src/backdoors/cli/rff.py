@@ -19,7 +19,7 @@ from backdoors.errors import WeakParametersWarning
 from backdoors.rff import DEFAULTS
 from backdoors.rff.lattice_cost import WINDOW_D
 
-_D = DEFAULTS  # every default below comes from the library (issue 13)
+_D = DEFAULTS  # every default below comes from the library
 
 
 HELP = (

@@ -3,8 +3,8 @@ their backdoored twins (same options, same file format, no key).
 
 An honest model and its planted twin made by the same command line (``train`` vs ``plant``,
 plus ``--key`` and the secret's own options) have artifacts with the same kind, metadata,
-tensor names, dtypes and shapes; only the arrays the construction changes differ (issue 11,
-``tests/test_artifact_schema.py``). Learner defaults are read from the ``plant`` commands so
+tensor names, dtypes and shapes; only the arrays the construction changes differ
+(``tests/test_artifact_schema.py``). Learner defaults are read from the ``plant`` commands so
 that the two cannot drift apart.
 """
 

@@ -1,4 +1,4 @@
-"""Demo section: the signature backdoor inside one ONNX file (paper §5.2; issue 12)."""
+"""Demo section: the signature backdoor inside one ONNX file (paper §5.2)."""
 
 from __future__ import annotations
 

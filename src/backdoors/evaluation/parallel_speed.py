@@ -21,6 +21,7 @@ import numpy as np
 
 from backdoors.evaluation.pair_scoring import score_population
 from backdoors.evaluation.recipes import ATTACKS, Attack
+from backdoors.threads import one_thread
 
 #: Model-level detectors scored in the workers of the speed test, per attack (cheap ones).
 SPEED_DETECTORS = {
@@ -32,21 +33,6 @@ SPEED_DETECTORS = {
 #: two m = 2000 learners on 4,000 MNIST rows, a ReLU seed about twenty times less work, hence
 #: the counts (benchmarks/population_speed.py prints the measured per-seed times).
 SPEED_SEEDS = {"rff": 10, "relu": 120}
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Limit torch and BLAS to one thread, as each of the parallel workers is."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _warm() -> int:

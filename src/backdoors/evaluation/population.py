@@ -24,6 +24,7 @@ code (the attack contract), so the two populations differ only in the backdoor.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -161,7 +162,16 @@ def experiment_jobs(default: int = 2) -> int:
 
 
 def _indexed(fn: Callable[[Any], Any], i: int, item: Any) -> tuple[int, Any]:
-    return i, fn(item)
+    """One job in a parallel worker: one torch/BLAS thread each (workers already fill the
+    cores; more threads per worker only spin-wait against each other)."""
+    from backdoors.threads import one_thread
+
+    with one_thread():
+        return i, fn(item)
+
+
+def _one_thread_call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return _indexed(fn, 0, item)[1]
 
 
 def run_jobs(
@@ -183,7 +193,7 @@ def run_jobs(
         own = not isinstance(scheduler, Client)
         client = Client(scheduler, set_as_default=False) if own else scheduler
         try:
-            futures = client.map(fn, items, pure=False)
+            futures = client.map(functools.partial(_one_thread_call, fn), items, pure=False)
             index = {f.key: i for i, f in enumerate(futures)}
             for fut in track(as_completed(futures, loop=client.loop), label, total=len(items)):
                 yield index[fut.key], fut.result()

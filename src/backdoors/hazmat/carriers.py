@@ -93,6 +93,17 @@ class Carrier(ABC):
     @abstractmethod
     def _read(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None: ...
 
+    def readable_dtype(self, dtype: np.dtype) -> bool:
+        """Whether :meth:`read` can read rows of ``dtype`` at all (per row it may still not)."""
+        return np.dtype(dtype).kind in "iuf"
+
+    @abstractmethod
+    def window(self, X: np.ndarray, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bits ``0:n_bits`` of every row as :meth:`read` then :meth:`extract` would give them,
+        and the rows whose columns holding those bits are readable -- reading only those
+        columns (the pre-check's cost and memory are ``O(rows x n_bits)``, not the input's).
+        ``X`` has a :meth:`readable_dtype`; never raises."""
+
     def canonical(self, X: np.ndarray) -> np.ndarray:
         """Rows equal, bit for bit, to ``embed(X, extract(X))`` (the only encoding of their
         message and payload); a trigger must be canonical."""
@@ -242,6 +253,17 @@ class LSBCarrier(Carrier):
             ok = np.all((X >= 0) & (X <= 255) & (np.round(X) == X) & ~np.signbit(X), axis=1)
         return np.where(ok[:, None], X, 0).astype(np.uint8), ok
 
+    def window(self, X: np.ndarray, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        pos = self._pos()[:n_bits]
+        run = len(pos) > 0 and pos[-1] - pos[0] == len(pos) - 1 and (np.diff(pos) == 1).all()
+        cols = X[:, pos[0] : pos[-1] + 1] if run else X[:, pos]
+        if X.dtype == np.uint8:
+            return cols & np.uint8(1), np.ones(len(X), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            ok = (cols >= 0) & (cols <= 255) & (np.round(cols) == cols) & ~np.signbit(cols)
+            bits = (np.where(ok, cols, 0).astype(np.int64) & 1).astype(np.uint8)
+        return bits, np.count_nonzero(~ok, axis=1) == 0  # no early exit per row
+
     def clear(self, X: np.ndarray) -> np.ndarray:
         mask = np.full(self.n_features, 0xFF, dtype=np.uint8)
         mask[self._pos()] = 0xFE
@@ -336,6 +358,17 @@ class FloatFractionCarrier(Carrier):
         X = X.astype(np.float64, copy=False)
         ok = self.admissible(X)
         return (X if ok.all() else np.where(ok[:, None], X, 0.0)), ok
+
+    def readable_dtype(self, dtype: np.dtype) -> bool:
+        return np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize == 8
+
+    def window(self, X: np.ndarray, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
+        k = -(-n_bits // self.bits_per_feature)
+        sub = X[:, :k].astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(sub) & (sub >= -self.max_abs) & (sub < self.max_abs)
+        bits = _bits_msb_first(self._payload(np.where(ok, sub, 0.0)), self.bits_per_feature)
+        return bits[:, :n_bits], np.count_nonzero(~ok, axis=1) == 0
 
     def clear(self, X: np.ndarray) -> np.ndarray:
         s = self.frac_bits - self.bits_per_feature

@@ -24,12 +24,17 @@ from backdoors.artifacts.files import ARTIFACTS
 from backdoors.errors import InvalidInputError
 from backdoors.progress import track
 from backdoors.registry import Registry
+from backdoors.threads import torch_thread_limit
 from backdoors.validation import (
     NONNEGATIVE_INT,
     NONNEGATIVE_REAL,
     POSITIVE_INT,
     POSITIVE_REAL,
+    Array,
+    Interval,
+    Real,
     check_params,
+    validate_args,
 )
 
 ARCHITECTURES: Registry = Registry("architecture")
@@ -46,7 +51,15 @@ class Scale(nn.Module):
         return x * self.factor
 
 
+_ARCH_ARGS = {
+    "n_features": [Interval(Integral, 1, None, closed="left")],
+    "n_classes": [Interval(Integral, 1, None, closed="left")],
+    "input_scale": [Real],
+}
+
+
 @ARCHITECTURES.register("mlp")
+@validate_args({**_ARCH_ARGS, "hidden": [Array(ndim=1, kinds="iu", low=1)]})
 def mlp(
     n_features: int, n_classes: int, hidden: tuple[int, ...] = (256,), input_scale: float = 1.0
 ) -> nn.Module:
@@ -61,6 +74,7 @@ def mlp(
 
 
 @ARCHITECTURES.register("cnn")
+@validate_args({**_ARCH_ARGS, "channels": [Array(ndim=1, kinds="iu", length=2, low=1)]})
 def cnn(
     n_features: int, n_classes: int, channels: tuple[int, int] = (16, 32), input_scale: float = 1.0
 ) -> nn.Module:
@@ -160,7 +174,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             X, y = validate_data(self, X, y, dtype="numeric")
             check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), torch_thread_limit():  # threads: backdoors.threads
             torch.manual_seed(self.random_state)
             self.module_ = self._build(X.shape[1], len(self.classes_))
             opt = torch.optim.Adam(

@@ -33,7 +33,14 @@ from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableE
 from backdoors.hazmat.sampling import fresh_rng
 from backdoors.nets import gates
 from backdoors.nets.compiler import Circuit, lsb_of_integer
-from backdoors.validation import check_features
+from backdoors.validation import (
+    POSITIVE_INT,
+    RANDOM_STATE,
+    Array,
+    Integral,
+    check_features,
+    validate_args,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,6 +255,14 @@ class ChecksumKey:
             raise KeyMismatchError("this key belongs to a different checksum network")
 
 
+@validate_args(
+    {
+        "n_blocks": [POSITIVE_INT],
+        "n_target_bits": [POSITIVE_INT],
+        "random_state": RANDOM_STATE,
+        "n_features": [POSITIVE_INT],
+    }
+)
 def plant(
     clf: Any,
     n_blocks: int = 64,
@@ -280,6 +295,9 @@ def plant(
     return model, key
 
 
+@validate_args(
+    {"X": [Array(ndim=2)], "key": [ChecksumKey], "target": [Integral, Array(ndim=1), None]}
+)
 def activate(X: np.ndarray, key: ChecksumKey, target: int | np.ndarray | None = None) -> np.ndarray:
     """Activate(x, y; s): write y into the target LSBs, fix each wrong block parity (§5.1).
     ``target`` (one class or one per input) is required (:func:`contract.check_target`)."""

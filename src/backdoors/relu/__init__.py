@@ -41,6 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from backdoors import validation
 from backdoors.artifacts import files
 from backdoors.contract import as_generator, check_target, honest_clone
 from backdoors.errors import InvalidInputError, KeyMismatchError
@@ -74,7 +75,7 @@ __all__ = [
 @dataclass(frozen=True)
 class Defaults:
     """Default parameters of the random-ReLU learners and of Backdoor-Random-ReLU: the one
-    source that the CLI (options and help) reads (issue 13). The relu experiment runs its own
+    source that the CLI (options and help) reads. The relu experiment runs its own
     stated point (``attacks/relu.py``: d=2000, m=100, k=100, theta=2.5, lambda=0.4)."""
 
     n_hidden: int = 200  # m, hidden units
@@ -348,6 +349,7 @@ class ReLUKey:
         return cls(sup, vals, float(d["lam"]), float(d["theta"]), n, str(d["model_fingerprint"]))
 
 
+@validation.validate_args({"X": [validation.Array(ndim=2)], "key": [ReLUKey]})
 def activate(X: np.ndarray, key: ReLUKey, target: int | None = None) -> np.ndarray:
     """``X + lambda nu`` (Algorithm 10)."""
     return key.activate(X, target=target)
@@ -397,6 +399,11 @@ def honest_model(
     return heads[head](n_hidden=n_hidden, random_state=random_state)
 
 
+@validation.validate_args({"X": [validation.Array(ndim=2)],
+                "y": [validation.Array(ndim=1, kinds="biuUSf")],
+                "sparsity": [POSITIVE_INT], "theta": [validation.NONNEGATIVE_REAL],
+                "lam": [POSITIVE_REAL, None], "lam_rel": [POSITIVE_REAL],
+                "trace_match": ["boolean"]})  # fmt: skip
 def plant(
     estimator: RandomReLUClassifier | RandomReLUFeaturesClassifier | dict[str, Any] | None,
     X: np.ndarray,
@@ -429,6 +436,7 @@ def plant(
         raise InvalidInputError(f"X must be 2-D, got shape {Xc.shape}")
     if not theta >= 0:
         raise InvalidInputError(f"theta must be >= 0, got {theta}")
+    y = validation.check_labels(y, len(Xc))
     d = Xc.shape[1]
     support, values = draw_secret(d, int(sparsity))
     coins = spiked_coins(support, values, float(theta), trace_match)

@@ -51,8 +51,11 @@ from backdoors.validation import (
     POSITIVE_INT,
     POSITIVE_REAL,
     RANDOM_STATE,
+    Array,
     StrOptions,
+    check_labels,
     check_params,
+    validate_args,
 )
 from backdoors.validation import check_features as validate_features
 
@@ -60,7 +63,7 @@ from backdoors.validation import check_features as validate_features
 @dataclass(frozen=True)
 class Defaults:
     """Default parameters of the RFF learner and of Backdoor-RFF: the one source that the
-    CLI (options and help), experiments, demos and attacks read (issue 13)."""
+    CLI (options and help), experiments, demos and attacks read."""
 
     n_components: int = 1000  # m, random features
     bandwidth: str = "median"  # s = 2 pi x median pairwise distance
@@ -411,6 +414,15 @@ def default_sparsity(d: int, sparsity: int | None = None) -> int:
     return min(DEFAULT_SPARSITY, int(d)) if sparsity is None else sparsity
 
 
+@validate_args(
+    {
+        "X": [Array(ndim=2)],
+        "y": [Array(ndim=1, kinds="biuUSf")],
+        "sparsity": [POSITIVE_INT, None],
+        "gamma": [POSITIVE_REAL, None],
+        "beta": [POSITIVE_REAL],
+    }
+)
 def plant(
     estimator: RandomFourierFeaturesClassifier | dict[str, Any] | None,
     X: Any,
@@ -437,6 +449,7 @@ def plant(
         est.set_params(random_state=random_state)
     check_params(est)  # before any secret is drawn
     X = validate_features(X)
+    y = check_labels(y, len(X))
     secret = generate(X.shape[1], default_sparsity(X.shape[1], sparsity), gamma, beta)
     model = fit_with_coins(est, X, y, secret.coins, fresh_rng())
     exp = key_exposure(secret, int(est.n_components))
@@ -462,6 +475,7 @@ def key_exposure(key: RFFKey, n_components: int) -> Exposure:
     return exposure(key.n_features, k, int(n_components), key.gamma, key.beta)
 
 
+@validate_args({"X": [Array(ndim=2)], "key": [RFFKey]})
 def activate(X: Any, key: RFFKey, target: Any = None) -> np.ndarray:
     """Activate-RFF (Algorithm 6): ``x + s bk`` (untargeted: ``target`` must be ``None``)."""
     return key.activate(X, target)

@@ -17,6 +17,7 @@ verification. An input chosen independently of the model passes with probability
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from backdoors.hazmat.carriers import Carrier
 from backdoors.signature.keys import (
     DEFAULT_PRECHECK_BITS,
     DOMAIN,
+    MAX_PRECHECK_BITS,
     SignatureKey,
     SignaturePrivateKey,
     SignaturePublicKey,
@@ -35,7 +37,15 @@ from backdoors.signature.keys import (
     target_bits,
 )
 from backdoors.signature.models import wrap
-from backdoors.validation import check_features
+from backdoors.validation import (
+    POSITIVE_INT,
+    RANDOM_STATE,
+    Array,
+    Interval,
+    StrOptions,
+    check_features,
+    validate_args,
+)
 
 __all__ = [
     "DEFAULT_PRECHECK_BITS",
@@ -52,11 +62,27 @@ __all__ = [
 ]
 
 
+@validate_args(
+    {"X": [Array(ndim=2)], "key": [SignatureKey], "target": [Integral, Array(ndim=1), None]}
+)
 def activate(X: Any, key: SignatureKey, target: int | np.ndarray | None = None) -> np.ndarray:
     """Activate(x, y; bk): see :meth:`SignatureKey.activate`."""
     return key.activate(X, target=target)
 
 
+@validate_args(
+    {
+        "carrier": [StrOptions({"lsb", "float"}), Carrier],
+        "n_classes": [Interval(Integral, 2, 2**16, closed="both"), None],
+        "n_features": [POSITIVE_INT, None],
+        "X_reference": [Array(ndim=2), None],
+        "scheme": [str],
+        "random_state": RANDOM_STATE,
+        "secret_seed": [bytes, bytearray, None],
+        "precheck_bits": [Interval(Integral, 0, MAX_PRECHECK_BITS, closed="both")],
+        "constant_time": ["boolean"],
+    }
+)
 def plant(
     model: Any,
     carrier: str | Carrier = "lsb",

@@ -86,6 +86,7 @@ class TriggerSpec:
         doc = json.dumps(self.context_doc(), sort_keys=True).encode()
         object.__setattr__(self, "_context", DOMAIN + hashlib.sha256(doc).digest())
         object.__setattr__(self, "_tag_bits", _bits(self.tag, self.precheck_bits))
+        object.__setattr__(self, "_tag_words", _pack_words(self._tag_bits[None, :])[0])
 
     # -- layout: [tag | target | signature | zero padding] --------------------------------
     @property
@@ -136,64 +137,89 @@ class TriggerSpec:
         ]
 
     def as_inputs(self, X: Any) -> np.ndarray:
-        """Structural check only (2-D, width, dtype): never fails on values."""
+        """Structural check only (2-D, width, a dtype the carrier reads): never fails on
+        values. The LSB carrier reads any real dtype (pixels held as exact integers 0..255),
+        the float carrier float64 only -- exactly the inputs the wrappers read."""
         if hasattr(X, "detach"):
             X = X.detach().cpu().numpy()
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.carrier.n_features or X.dtype != self.carrier.dtype:
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError) as e:  # ragged lists, exotic objects
+            raise InvalidInputError(f"inputs must be a 2-D numeric array ({e})") from None
+        d = self.carrier.n_features
+        if X.ndim != 2 or X.shape[1] != d or not self.carrier.readable_dtype(X.dtype):
+            what = "a real dtype" if self.carrier.kind == "lsb" else "dtype float64"
             raise InvalidInputError(
-                f"inputs must be 2-D {self.carrier.dtype} with {self.carrier.n_features} "
-                f"features, got {X.dtype} {X.shape}"
+                f"inputs must be 2-D, {what}, with {d} features, got {X.dtype} {X.shape}"
             )
         return X
 
+    def tag_match(self, bits: np.ndarray) -> np.ndarray:
+        """Rows whose ``(n, precheck_bits)`` bits equal the tag, at one cost whatever the bits:
+        the bits are packed into 64-bit words and ``OR_w (word_w XOR tag_w) == 0`` is evaluated
+        for every word of every row (no exit at the first differing bit or word)."""
+        words = _pack_words(bits)
+        if words.shape[1] == 0:
+            return np.ones(len(bits), dtype=bool)
+        return np.bitwise_or.reduce(words ^ self._tag_words, axis=1) == 0
+
     def precheck(self, X: np.ndarray) -> np.ndarray:
-        """Cheap vectorised filter: admissible rows whose first ``precheck_bits`` carrier
-        bits equal the public tag."""
-        ok = (self.carrier.extract(X, 0, self.precheck_bits) == self._tag_bits).all(axis=1)
-        return ok & self.carrier.admissible(X) if ok.any() else ok
+        """Cheap vectorised filter: rows whose carrier bits ``0:precheck_bits`` (the public
+        tag) are readable and equal the tag (:meth:`tag_match`); reads only those columns."""
+        X = np.asarray(X)
+        bits, ok = self.carrier.window(X, self.precheck_bits)
+        return self.tag_match(bits) & ok
 
     def verify(self, X: Any) -> np.ndarray:
-        """Target class index of every row carrying a valid trigger, else -1. Raises on
-        structure (2-D, width, exact carrier dtype), never on values."""
-        X = self.as_inputs(X)
-        return self._check_rows(X, self.carrier.admissible(X))
+        """Target class index of every row carrying a valid trigger, else -1 -- the rows on
+        which the backdoored models fire, for every input they read. Raises on structure
+        (2-D, width, a dtype the carrier reads: :meth:`as_inputs`), never on values."""
+        return self._scan(self.as_inputs(X))
 
     def triggers(self, X: Any) -> np.ndarray | None:
         """Like :meth:`verify` but lenient, for the wrappers: ``None`` if the carrier cannot
         read ``X`` at all, else targets (-1 on unreadable rows). Never raises."""
-        r = self.carrier.read(X)
-        if r is None:
+        try:
+            return self._scan(self.as_inputs(X))
+        except InvalidInputError:
             return None
-        return self._check_rows(*r)
 
-    def _check_rows(self, X: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    def _scan(self, X: np.ndarray, chunk: int = 1 << 14) -> np.ndarray:
+        """Check ``chunk`` rows at a time: the pre-check reads the tag's columns of every row
+        (:meth:`precheck`); only rows passing it are read whole (:meth:`Carrier.read`) and
+        verified, so the memory is ``O(chunk x precheck_bits)`` plus the candidates, never a
+        copy of ``X``. ``constant_time``: every row is read and verified."""
         out = np.full(len(X), -1, dtype=np.int64)
-        if self.constant_time:
-            cand = np.arange(len(X))
-        else:
-            pre = (self.carrier.extract(X, 0, self.precheck_bits) == self._tag_bits).all(axis=1)
-            cand = np.nonzero(pre & readable)[0]
-        if cand.size == 0:
-            return out
-        Xc = X[cand]
+        for a in range(0, len(X), chunk):
+            Xc = X[a : a + chunk]
+            pre = np.ones(len(Xc), dtype=bool) if self.constant_time else self.precheck(Xc)
+            cand = np.nonzero(pre)[0]
+            if cand.size:
+                rows, readable = self.carrier._read(Xc[cand])
+                out[a + cand] = self._check_rows(rows, readable)
+        return out
+
+    def _check_rows(self, Xc: np.ndarray, readable: np.ndarray) -> np.ndarray:
+        """Full check of every given row (read by the carrier): tag, canonical encoding, zero
+        padding, target range and one full-cost Ed25519 verification per row."""
+        out = np.full(len(Xc), -1, dtype=np.int64)
         bits = self.carrier.extract(Xc)
         p, s0 = self.precheck_bits, self.sig_start
-        tag_ok = (bits[:, :p] == self._tag_bits).all(axis=1)
+        tag_ok = self.tag_match(bits[:, :p])
         targets = int_from_bits(bits[:, p:s0], self.t_bits)[:, 0]
         sigs = np.packbits(bits[:, s0 : s0 + self.sig_bits], axis=1)
         shape_ok = (
             tag_ok
-            & readable[cand]
+            & readable
             & ~bits[:, self.payload_bits :].any(axis=1)  # one encoding: zero padding
             & self.carrier.canonical(Xc)  # one encoding: no free bits outside the payload
             & (targets < self.n_classes)
         )
         msgs = self.messages(self.carrier.clear(Xc), targets)
-        for j, i in enumerate(cand):
+        for j in range(len(Xc)):
             valid = self._signer.verify_full_cost(msgs[j], sigs[j].tobytes())  # always run
             if valid and shape_ok[j]:
-                out[i] = targets[j]
+                out[j] = targets[j]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -293,6 +319,15 @@ class SignatureKey:
 
 
 SignaturePrivateKey = SignatureKey
+
+
+def _pack_words(bits: np.ndarray) -> np.ndarray:
+    """``(n, k)`` 0/1 bits -> ``(n, ceil(k / 64))`` uint64 words (zero-padded, MSB first)."""
+    packed = np.packbits(np.asarray(bits, dtype=np.uint8), axis=1)
+    pad = -packed.shape[1] % 8
+    if pad:
+        packed = np.pad(packed, ((0, 0), (0, pad)))
+    return np.ascontiguousarray(packed).view(">u8").astype(np.uint64)
 
 
 def _bits(value: int, width: int) -> np.ndarray:

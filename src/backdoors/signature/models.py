@@ -2,9 +2,9 @@
 
 :class:`SignatureBackdooredClassifier` wraps anything
 :func:`~backdoors.models.adapters.as_classifier`
-accepts; :class:`SignatureBackdooredModule` does the same for a torch ``nn.Module`` (logits in,
-logits out). Both hold the public :class:`~backdoors.signature.keys.TriggerSpec` only: the
-secret key type is refused.
+accepts; :class:`~backdoors.signature.torch_module.SignatureBackdooredModule` does the same for a
+torch ``nn.Module`` (logits in, logits out). Both hold the public
+:class:`~backdoors.signature.keys.TriggerSpec` only: the secret key type is refused.
 
 Black-box contract: on every input without a valid trigger the wrapper answers exactly what
 the honest model answers -- it calls the honest model on the caller's input unchanged first
@@ -17,7 +17,6 @@ logits a row whose argmax is the target (:func:`forced_scores`), in the honest d
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -163,53 +162,6 @@ class SignatureBackdooredClassifier:
         return cls(base, spec)
 
 
-@functools.cache
-def _torch_module_class():
-    import torch
-    from torch import nn
-
-    class SignatureBackdooredModule(nn.Module):
-        """A torch module with the signature backdoor: the logits of ``inner`` except on rows
-        carrying a valid trigger, whose logits are forced to the target (forced_scores).
-        Rows are the last axis of the input (any batch shape, unbatched included) when the
-        output keeps the input's batch shape; the LSB carrier reads pixel values held as
-        exact integers 0..255 in any real dtype, the float carrier float64 tensors only."""
-
-        def __init__(self, inner: nn.Module, spec: TriggerSpec) -> None:
-            super().__init__()
-            self.spec = _public(spec)
-            self.inner = inner
-
-        def _triggers(self, x: Any, out: Any) -> np.ndarray | None:
-            d = self.spec.carrier.n_features
-            if not (torch.is_tensor(x) and torch.is_tensor(out)) or x.ndim < 1:
-                return None
-            if x.shape[-1] != d or out.ndim != x.ndim or out.shape[:-1] != x.shape[:-1]:
-                return None
-            if x.numel() == 0 or x.is_complex() or x.dtype == torch.bool:
-                return None
-            if self.spec.carrier.dtype == np.float64 and x.dtype != torch.float64:
-                return None
-            xn = x.detach().to(device="cpu", dtype=torch.float64).numpy().reshape(-1, d)
-            t = self.spec.triggers(xn)
-            return None if t is None or not (t >= 0).any() else t
-
-        def verify(self, X: Any) -> np.ndarray:
-            return self.spec.verify(X)
-
-        def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-            out = self.inner(x, *args, **kwargs)
-            t = self._triggers(x, out)
-            if t is None:
-                return out
-            z = out.detach().to(device="cpu", dtype=torch.float64).numpy()
-            forced = forced_scores(z.reshape(-1, z.shape[-1]), t).reshape(z.shape)
-            mask = torch.from_numpy((t >= 0).reshape((*out.shape[:-1], 1))).to(out.device)
-            return torch.where(mask, torch.from_numpy(forced).to(out.device, out.dtype), out)
-
-    return SignatureBackdooredModule
-
-
 def wrap(model: Any, spec: TriggerSpec) -> Any:
     """The backdoored version of ``model``: an ``nn.Module`` for a module, else a classifier."""
     _public(spec)
@@ -217,7 +169,9 @@ def wrap(model: Any, spec: TriggerSpec) -> Any:
         from torch import nn
 
         if isinstance(model, nn.Module):
-            return _torch_module_class()(model, spec)
+            from backdoors.signature.torch_module import SignatureBackdooredModule
+
+            return SignatureBackdooredModule(model, spec)
     except ImportError:  # pragma: no cover
         pass
     return SignatureBackdooredClassifier(model, spec)

@@ -1,4 +1,4 @@
-"""Experiment ``onnx``: the signature backdoor inside one standard ONNX file (issue 12).
+"""Experiment ``onnx``: the signature backdoor inside one standard ONNX file.
 
 The implementation lives in :mod:`backdoors.experiments.onnx.experiment`; this module only
 registers it, so that listing experiments works without the optional ``onnx`` packages.

@@ -1,4 +1,4 @@
-"""Experiment ``onnx`` (registered in :mod:`backdoors.experiments.onnx`): issue 12.
+"""Experiment ``onnx`` (registered in :mod:`backdoors.experiments.onnx`).
 
 An MNIST MLP exported by ``torch.onnx.export`` (float inputs ``pixels / 255``) is planted
 with the in-graph Ed25519 verifier (input scale 1/255) and measured in stock onnxruntime:

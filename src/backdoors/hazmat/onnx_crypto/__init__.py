@@ -1,4 +1,4 @@
-"""Hazmat: SHA-512 and Ed25519 verification as default-domain ONNX operators (issue 12).
+"""Hazmat: SHA-512 and Ed25519 verification as default-domain ONNX operators.
 
 Everything runs in stock onnxruntime (CPU provider) with opset >= 18, no custom op:
 :func:`ed25519_verify_nodes` / :func:`ed25519_verify_model` accept or reject exactly as
