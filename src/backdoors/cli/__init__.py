@@ -27,8 +27,10 @@ from typer.exceptions import Abort, Exit, TyperException
 
 from backdoors.errors import BackdoorsError
 
-#: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 130 interrupted
+#: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 130 interrupted; ``audit
+#: --fail-on`` exits 3 (``EXIT_FINDINGS``) when it finds something at the chosen level
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FINDINGS = 3
 
 
 def _load_commands() -> None:
@@ -62,7 +64,8 @@ def _click_command() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
+        # standalone_mode=False: a typer.Exit(code) raised by a command comes back as its code
+        rc = _click_command().main(args=argv, prog_name="backdoors", standalone_mode=False)
     except BackdoorsError as exc:
         print(f"backdoors: error: {_one_line(str(exc))}", file=sys.stderr)
         return _exit(EXIT_USER, argv)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return _exit(EXIT_BUG, argv)
-    return _exit(EXIT_OK, argv)
+    return _exit(rc if rc == EXIT_FINDINGS else EXIT_OK, argv)
 
 
 def _exit(code: int, argv: list[str] | None) -> int:
