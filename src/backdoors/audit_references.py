@@ -63,14 +63,14 @@ def calibrate(model: Any, X_train: np.ndarray, y_train: np.ndarray, n: int, seed
 
     if n < 1:
         raise InvalidInputError(f"--calibrate needs N >= 1, got {n}")
-    if X_train is None or y_train is None:
-        raise InvalidInputError("--calibrate needs X_train and y_train in --data")
     if not hasattr(model, "get_params"):
         raise InvalidInputError(
             f"--calibrate retrains the model's recipe, which a {type(model).__name__} does not "
             "carry (scikit-learn estimators and spec'd torch state dicts do); for an ONNX file, "
             "train honest references yourself and pass them with --reference"
         )
+    if X_train is None or y_train is None:
+        raise InvalidInputError("--calibrate needs X_train and y_train in --data")
     refs = []
     for i in range(n):
         est = clone(model)

@@ -193,9 +193,18 @@ def load_torch_state_dict(path: str | os.PathLike, spec: dict[str, Any]) -> Any:
     )
     (bad, why), _, view = fits[0]
     if bad:
+        norm = [
+            k for k in state if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        ]
+        layout = (
+            f"it has normalisation layers ({norm[0]}), which the state-dict path does not support"
+            if norm
+            else "the state-dict path supports only the spec's mlp and two-conv cnn layouts"
+        )
         raise InvalidInputError(
             f"weights in {Path(path).name} do not fit the architecture spec "
-            f"({arch}, {params or 'default params'}): {why}"
+            f"({arch}, {params or 'default params'}): {why}. Unsupported layout: {layout}; "
+            "export the network with torch.onnx.export and audit the .onnx file"
         )
     view.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
     est.module_.eval()

@@ -19,6 +19,12 @@ from backdoors.errors import NotApplicableError
 from backdoors.registry import Registry
 
 NEEDS = frozenset({"weights", "queries", "training_data", "key"})
+#: what a missing need is, in a not-applicable reason
+NEED_TEXT = {
+    "key": "the backdoor's secret key (a positive control only its holder can run)",
+    "training_data": "the training data (X_train and y_train)",
+    "queries": "clean queries (X)",
+}
 
 
 @dataclass
@@ -44,6 +50,8 @@ class Detector(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     optional: ClassVar[frozenset[str]] = frozenset()  # used if the auditor has it
     per_input: ClassVar[bool] = False
+    #: what :meth:`applies_to` looks for in a model, for the not-applicable reason
+    requires: ClassVar[str] = ""
 
     def applies_to(self, model: Any) -> bool:
         """Whether this detector can score ``model`` (default: yes)."""
@@ -51,14 +59,16 @@ class Detector(ABC):
 
     def check(self, model: Any, evidence: Evidence) -> None:
         if not self.applies_to(model):
-            raise NotApplicableError(f"{self.name} does not apply to {type(model).__name__}")
+            what = f"needs {self.requires}, which" if self.requires else "does not apply:"
+            raise NotApplicableError(f"{self.name} {what} a {type(model).__name__} does not have")
         missing = [
             n
             for n, field in (("key", "key"), ("training_data", "X_train"), ("queries", "X"))
             if n in self.needs and getattr(evidence, field) is None
         ]
         if missing:
-            raise NotApplicableError(f"{self.name} needs {', '.join(missing)}")
+            text = "; ".join(f"{n} ({NEED_TEXT[n]})" for n in missing)
+            raise NotApplicableError(f"{self.name} needs {text}")
 
     @abstractmethod
     def score(self, model: Any, evidence: Evidence) -> float | np.ndarray:

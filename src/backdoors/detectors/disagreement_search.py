@@ -43,7 +43,10 @@ class DisagreementSearch(Detector):
     def score(self, model: Any, evidence: Evidence) -> float:
         g = evidence.reference
         if g is None:
-            raise NotApplicableError("disagreement_search needs evidence.reference (honest model)")
+            raise NotApplicableError(
+                "disagreement_search needs an honest reference model to compare with "
+                "(--reference or --calibrate)"
+            )
         rng = np.random.default_rng(evidence.seed)
         X = np.asarray(evidence.X)
         n = max(1, self.budget // 4)

@@ -343,6 +343,8 @@ class LatticeDetector(_WeightDetector):
         self.secret_norm = secret_norm
         self.max_rank = max_rank
 
+    requires = "the random features' frequency matrix (frequencies_ of an RFF model)"
+
     def applies_to(self, model: Any) -> bool:
         return super().applies_to(model) and hasattr(model, "frequencies_")
 

@@ -45,6 +45,7 @@ def _weights(model: Any) -> np.ndarray:
 
 
 class _WeightDetector(Detector):
+    requires = "a random ReLU network's first-layer weight matrix (weights_)"
     needs: ClassVar[frozenset[str]] = frozenset({"weights"})
 
     def __init__(self, k: int | None = None) -> None:

@@ -37,6 +37,7 @@ def ks_to_normal(P: np.ndarray) -> float:
 
 
 class _WeightDetector(Detector):
+    requires = "a random first-layer matrix (frequencies_ / weights_ of an RFF / ReLU model)"
     needs = frozenset({"weights"})
 
     def applies_to(self, model: Any) -> bool:
@@ -55,6 +56,7 @@ class HalfIntegerKeyAware(_WeightDetector):
 
     name = "rff_key_aware"
     needs = frozenset({"weights", "key"})
+    requires = "the random features' frequency matrix (frequencies_ of an RFF model)"
 
     def applies_to(self, model: Any) -> bool:
         return super().applies_to(model) and hasattr(model, "frequencies_")
