@@ -5,6 +5,7 @@ schema, and the exit codes of --fail-on."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
@@ -141,3 +142,60 @@ def test_user_errors_exit_2(toy_files, capsys):
     assert "unknown ['nope']" in capsys.readouterr().err
     assert main(["audit", str(d / "bd.skops"), "--data", str(d / "data.npz"),
                  "--reference", str(d / "missing")]) == 2  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+def _ec_keys(d):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    k = ec.generate_private_key(ec.SECP256R1())
+    (d / "trainer.pem").write_bytes(k.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))  # fmt: skip
+    (d / "trainer.pub.pem").write_bytes(k.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))  # fmt: skip
+    return d / "trainer.pem", d / "trainer.pub.pem"
+
+
+def test_a_malicious_trainer_signs_its_own_backdoor(toy_files, capsys):
+    """model-signing (OpenSSF) bundle, keys made here: the signature is valid (it proves who
+    published the file) and, separately, the detectors call the model suspicious."""
+    model_signing = pytest.importorskip("model_signing")
+    d = toy_files
+    priv, pub = _ec_keys(d)
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=str(priv)).sign(
+        d / "bd.skops", d / "bd.skops.sig")  # fmt: skip
+    code, doc, sarif = _audit(d, "bd", "--reference", str(d / "refs"), "--signing-key", str(pub))
+    _valid(doc, sarif)
+    (prov,) = doc["provenance"]
+    assert prov["kind"] == "model-signing" and prov["valid"] is True
+    assert prov["signer"].startswith("ecdsa-sha256:") and "not that it is clean" in prov["message"]
+    assert doc["verdict"]["verdict"] == "suspicious"
+    # a renamed copy with its bundle: the bytes verify, the signed name does not match
+    for suffix in ("", ".sig"):
+        shutil.copy(d / f"bd.skops{suffix}", d / f"renamed.skops{suffix}")
+    _, doc, _ = _audit(d, "renamed", "--reference", str(d / "refs"), "--signing-key", str(pub))
+    assert doc["provenance"][0]["valid"] is False and "NOT this file's name" in (
+        doc["provenance"][0]["message"])  # fmt: skip
+    # a changed file fails the check, and --fail-on suspicious counts it
+    (d / "bd.skops").write_bytes((d / "bd.skops").read_bytes() + b" ")
+    code, doc, _ = _audit(d, "bd", "--signing-key", str(pub), "--fail-on", "suspicious")
+    assert doc["provenance"][0]["valid"] is False and code == EXIT_FINDINGS
+    assert doc["verdict"]["verdict"] == "inconclusive"  # no references: the verdict abstains
+
+
+def test_publisher_signature_in_the_audit(toy_files, capsys):
+    d = toy_files
+    assert main(["keygen", "-o", str(d / "pub.key")]) == 0
+    assert main(["sign", str(d / "honest.skops"), "--publisher-key", str(d / "pub.key")]) == 0
+    _, doc, _ = _audit(d, "honest", "--publisher", str(d / "pub.pub"))
+    (prov,) = doc["provenance"]
+    assert prov["valid"] is True and "name and bytes (v2)" in prov["message"]
+    shutil.copy(d / "honest.skops.sig", d / "bd.skops.sig")  # another file's signature
+    code, doc, sarif = _audit(d, "bd", "--publisher", str(d / "pub.pub"), "--fail-on",
+                              "suspicious")  # fmt: skip
+    _valid(doc, sarif)
+    assert doc["provenance"][0]["valid"] is False and code == EXIT_FINDINGS
+    levels = [r["level"] for r in sarif["runs"][0]["results"] if r["ruleId"].endswith("provenance")]
+    assert levels == ["error"]

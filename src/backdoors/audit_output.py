@@ -216,7 +216,7 @@ def sarif(result: dict[str, Any]) -> dict[str, Any]:
                         "locations": loc, "properties": {"alpha": v["alpha"]}})  # fmt: skip
     for p in result.get("provenance") or []:
         results.append({"ruleId": "backdoors/provenance", "ruleIndex": len(rules) - 1,
-                        "level": "note" if p["valid"] else "error",
+                        "level": "error" if p["valid"] is False else "note",
                         "message": {"text": p["message"]}, "locations": loc})  # fmt: skip
     run = {
         "tool": {"driver": {"name": "backdoors", "version": __version__,
@@ -238,6 +238,6 @@ def exit_code(result: dict[str, Any], fail_on: str | None) -> int:
     if fail_on is None:
         return 0
     levels = FAIL_ON[fail_on]
-    bad_sig = any(not p["valid"] for p in result.get("provenance") or [])
+    bad_sig = any(p["valid"] is False for p in result.get("provenance") or [])
     hit = verdict_level(result) in levels or ("error" in levels and bad_sig)
     return EXIT_FINDINGS if hit else 0
