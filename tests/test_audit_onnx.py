@@ -151,3 +151,21 @@ def test_split_last_linear_reads_penultimate_activations():
     soft = nn.Sequential(nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
     whole = split_last_linear(fx.symbolic_trace(soft), (6,))
     assert not isinstance(whole, nn.Sequential)  # no penultimate layer to read
+
+
+def test_mntd_trains_shadows_of_the_auditors_task_for_any_onnx_classifier(tmp_path, digits):
+    from backdoors.detectors import Evidence
+    from backdoors.detectors.mntd import MNTD
+    from backdoors.errors import NotApplicableError
+
+    X, y = digits
+    labels = np.array(["zero", "one", "two", "three"])[y]
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(X, labels)
+    onnx.save(to_onnx(pipe, X[:1]), tmp_path / "m.onnx")  # ZipMap, string labels
+    m = load_any_model(tmp_path / "m.onnx")
+    det = MNTD(n_shadow=3, epochs=20)
+    s1 = det.score(m, Evidence(X=X[:120], y=labels[:120]))
+    s2 = det.score(m, Evidence(X=X[:120], y=labels[:120]))
+    assert np.isfinite(s1) and s1 == s2  # shadows cached per data set: one scale for all models
+    with pytest.raises(NotApplicableError, match="labelled queries"):
+        det.score(m, Evidence(X=X[:120]))

@@ -58,6 +58,15 @@ def jumbo_builder(seed: int, backdoored: bool) -> Any:
     return model
 
 
+def _digest(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the data shadows are trained on (their cache key)."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    h.update(np.asarray(y).astype(str).tobytes())
+    return h.hexdigest()
+
+
 def _features(P: np.ndarray, sort: bool) -> np.ndarray:
     """Concatenated (optionally sorted) output vectors of one model on Q."""
     return (-np.sort(-P, axis=1) if sort else P).ravel()
@@ -137,13 +146,15 @@ class MNTD(Detector):
         Q = (lo + (hi - lo) * torch.sigmoid(q_raw)).detach().numpy()
         return np.round(Q).astype(Q0.dtype) if Q0.dtype == np.uint8 else Q.astype(Q0.dtype)
 
-    def fit_meta(self, X: np.ndarray) -> tuple[np.ndarray, Any]:
-        """Shadow models -> (tuned) queries Q -> logistic meta-classifier on their features."""
+    def fit_meta(self, X: np.ndarray, data_builder: Any = None) -> tuple[np.ndarray, Any]:
+        """Shadow models -> (tuned) queries Q -> logistic meta-classifier on their features
+        (``data_builder``: shadows of the auditor's own task, cached by the data's digest)."""
         from sklearn.linear_model import LogisticRegression
 
-        builder = self.shadow_builder or jumbo_builder
+        builder = self.shadow_builder or data_builder or jumbo_builder
+        tag = "jumbo" if data_builder is None else f"data:{data_builder.digest}"
         ck = (
-            id(builder) if self.shadow_builder else "jumbo",
+            id(builder) if self.shadow_builder else tag,
             self.n_shadow,
             self.n_queries,
             self.tune,
@@ -169,11 +180,20 @@ class MNTD(Detector):
 
     def score(self, model: Any, evidence: Evidence) -> float:
         X = np.asarray(evidence.X)
+        builder = None
         if self.shadow_builder is None and (X.shape[1] != 784 or X.dtype != np.uint8):
-            raise NotApplicableError(
-                "mntd's default shadow models are MNIST uint8 classifiers; pass shadow_builder"
-            )
-        Q, meta = self.fit_meta(X)
+            # not the default MNIST task: shadows trained on the auditor's labelled queries
+            # (the same shadows for every model audited on these data)
+            from backdoors.detectors.mntd_shadows import data_jumbo_builder
+
+            if evidence.y is None:
+                raise NotApplicableError(
+                    "mntd needs labelled queries (y) to train shadow models of this task "
+                    "(its default shadows are MNIST uint8 classifiers)"
+                )
+            builder = data_jumbo_builder(X, np.asarray(evidence.y))
+            builder.digest = _digest(X, evidence.y)  # type: ignore[attr-defined]
+        Q, meta = self.fit_meta(X, builder)
         f = _features(proba(model, Q), self.sort_outputs)
         if f.size != meta.n_features_in_:
             raise NotApplicableError(
