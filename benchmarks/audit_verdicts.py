@@ -5,7 +5,8 @@ references; ``--n`` further honest members and ``--n`` backdoored members (seeds
 are audited. Each audited model gets per-detector conformal p-values among the references and
 one Holm verdict at ``--alpha`` (:mod:`backdoors.calibration`). Printed per attack: the
 false-alarm rate (honest members called ``suspicious``), the detection rate (backdoored members
-called ``suspicious``) and the verdict counts. The references are scored once per attack.
+called ``suspicious``), how often a backdoored member gets the same verdict as its same-seed
+honest twin, and the verdict counts. The references are scored once per attack.
 
 k detectors need at least ``ceil(k / alpha) - 1`` references before any verdict can be
 ``suspicious`` (the smallest p-value is ``1 / (refs + 1)``): 39 for two detectors at 0.05; with 10
@@ -49,8 +50,10 @@ def run_attack(name: str, refs: int, n: int, dets: list[Any], alpha: float) -> d
             res = calibrate_result(res, scores, refs, alpha)
             verdicts[side].append(res["verdict"]["verdict"])
             pvals[side].append({k: r["p_value"] for k, r in res["detectors"].items()})
+    same = sum(a == b for a, b in zip(verdicts["honest"], verdicts["backdoored"], strict=True))
     return {
         "false_alarm_rate": sum(v == SUSPICIOUS for v in verdicts["honest"]) / n,
+        "same_verdict_as_honest_twin": same / n,
         "detection_rate": sum(v == SUSPICIOUS for v in verdicts["backdoored"]) / n,
         "verdicts": {k: dict(Counter(v)) for k, v in verdicts.items()},
         "p_values": pvals,
@@ -71,14 +74,15 @@ def main() -> None:
     need = min_references(len(dets), args.alpha)
     head = f"alpha={args.alpha} detectors={','.join(args.detectors)} refs={args.refs}"
     print(f"{head} (>= {need} needed to decide) audited={args.n}+{args.n} per attack")
-    print("| attack | false-alarm rate (honest) | detection rate (backdoored) | honest verdicts "
-          "| backdoored verdicts | seconds |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("| attack | false-alarm rate (honest) | detection rate (backdoored) | same verdict as "
+          "honest twin | honest verdicts | backdoored verdicts | seconds |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     out = {}
     for a in args.attacks:
         r = run_attack(a, args.refs, args.n, dets, args.alpha)
         out[a] = r
         print(f"| {a} | {r['false_alarm_rate']:.2f} | {r['detection_rate']:.2f} | "
+              f"{r['same_verdict_as_honest_twin']:.2f} | "
               f"{r['verdicts']['honest']} | {r['verdicts']['backdoored']} | {r['seconds']} |",
               flush=True)  # fmt: skip
     if args.json:
