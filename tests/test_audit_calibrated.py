@@ -44,6 +44,15 @@ def test_holm_steps_down_and_stops_at_the_first_failure():
     assert calibration.holm({"a": 0.01, "b": 0.02}, 0.05) == {"a": True, "b": True}
 
 
+def test_threshold_is_the_score_that_rejects_alone():
+    ref = list(range(1, 40))  # 39 references
+    assert calibration.threshold(ref, 1, 0.05) == 38.0  # p <= 0.05 allows one ref >= score
+    assert calibration.threshold(ref, 2, 0.05) == 39.0  # p <= 0.025: above every reference
+    assert calibration.threshold(ref[:19], 2, 0.05) is None
+    t = calibration.threshold(ref, 1, 0.05)
+    assert calibration.p_value(t + 0.5, ref) <= 0.05 < calibration.p_value(t, ref)
+
+
 def test_verdicts_and_the_number_of_references_they_need():
     assert calibration.min_references(1, 0.05) == 19
     assert calibration.min_references(3, 0.05) == 59
@@ -130,7 +139,9 @@ def test_calibrate_trains_references_from_the_training_data(toy_files, capsys):
     d = toy_files
     code, doc, sarif = _audit(d, "bd", "--calibrate", "19", "--fail-on", "suspicious")
     _valid(doc, sarif)
-    assert doc["references"] == {"n": 19, "paths": [], "trained": 19}
+    refs = doc["references"]
+    assert (refs["n"], refs["paths"], refs["trained"]) == (19, [], 19)
+    assert refs["recipe"]["C"] == 1.0  # the LogisticRegression's own hyper-parameters
     assert len(doc["detectors"]["toy_weight"]["reference_scores"]) == 19
     assert doc["verdict"]["verdict"] == "suspicious" and code == EXIT_FINDINGS
 

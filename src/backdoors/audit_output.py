@@ -121,10 +121,14 @@ def meaning(det: Any) -> str:
     import inspect
     import sys
 
-    doc = inspect.getdoc(type(det)) or ""
-    if not doc or doc.startswith("Base class"):
-        doc = inspect.getdoc(sys.modules[type(det).__module__]) or ""
-    return " ".join(doc.split("\n\n")[0].split())
+    def first(doc: str | None) -> str:
+        return " ".join((doc or "").split("\n\n")[0].split())
+
+    mod = first(inspect.getdoc(sys.modules[type(det).__module__]))
+    cls = first(inspect.getdoc(type(det)))
+    if cls.startswith("Base class") or cls in mod:
+        cls = ""
+    return " ".join(p for p in (mod, cls) if p)[:800]
 
 
 def accuracy(model: Any, X: Any, y: Any) -> float | None:

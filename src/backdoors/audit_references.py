@@ -119,5 +119,15 @@ def calibrate_result(
         row["p_value"] = calibration.p_value(row["score"], ref)
         if len(ref) == n_references:
             pvals[name] = row["p_value"]
+    for name in pvals:  # the score each detector of the family must exceed on its own
+        row = result["detectors"][name]
+        row["threshold"] = calibration.threshold(row["reference_scores"], len(pvals), alpha)
     result["verdict"] = calibration.verdict(pvals, n_references, alpha).to_dict()
     return result
+
+
+def recipe(model: Any) -> dict[str, Any]:
+    """The hyper-parameters ``--calibrate`` retrains with (JSON-able ``get_params``)."""
+    params = model.get_params(deep=False) if hasattr(model, "get_params") else {}
+    return {k: v if isinstance(v, int | float | str | bool | None) else repr(v)
+            for k, v in params.items()}  # fmt: skip

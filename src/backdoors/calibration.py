@@ -52,6 +52,16 @@ def percentile(score: float, reference_scores: Sequence[float]) -> float:
     return float(100.0 * np.sum(ref < score) / ref.size)
 
 
+def threshold(reference_scores: Sequence[float], k: int, alpha: float) -> float | None:
+    """The score a model must exceed (strictly) for this detector alone to reject under Holm
+    at level alpha among ``k`` detectors: p <= alpha / k needs at most
+    ``m = floor((n + 1) alpha / k) - 1`` references scoring at least as high, i.e. a score above
+    the (m+1)-th largest reference score. None when m < 0 (too few references)."""
+    ref = np.sort(np.asarray(reference_scores, dtype=np.float64))[::-1]
+    m = math.floor((ref.size + 1) * alpha / max(k, 1) + 1e-12) - 1
+    return None if m < 0 or ref.size == 0 else float(ref[min(m, ref.size - 1)])
+
+
 def min_references(k: int, alpha: float) -> int:
     """Fewest references with which ``k`` detectors can reach Holm's first threshold:
     the least n with ``1 / (n + 1) <= alpha / k``, i.e. ``ceil(k / alpha) - 1``."""

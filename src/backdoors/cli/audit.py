@@ -171,6 +171,8 @@ def audit(
         result["model"]["accuracy"] = audit_output.accuracy(m, d["X"], d["y"])
         result["references"] = {"n": len(refs), "paths": [str(p) for p in ref_paths],
                                 "trained": int(calibrate)}  # fmt: skip
+        if calibrate:
+            result["references"]["recipe"] = audit_references.recipe(m)
         result["provenance"] = provenance
         result = audit_output.finalize(result, dets)
         code = audit_output.exit_code(result, fail_on.value if fail_on else None)
