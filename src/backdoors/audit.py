@@ -172,16 +172,18 @@ def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.
                  f"at most alpha = {v['alpha']:g}.",
         ))  # fmt: skip
     lines = [
-        "| detector | needs | score | reference percentile | p-value | findings | seconds |",
-        "|---|---|---|---|---|---|---|",
+        "| detector | needs | score | reference percentile | p-value | flags above | findings "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, r in scored:
-        pct, pv = r.get("reference_percentile"), r.get("p_value")
+        pct, pv, th = r.get("reference_percentile"), r.get("p_value"), r.get("threshold")
         needs = ", ".join(r["needs"]) or "-"
         found = "; ".join(r.get("findings") or []) or _findings(r)
         lines.append(
             f"| `{n}` | {needs} | {r['score']:.4g} | {'' if pct is None else f'{pct:.0f}'} | "
-            f"{'' if pv is None else f'{pv:.3g}'} | {found} | {r['seconds']:.2f} |"
+            f"{'' if pv is None else f'{pv:.3g}'} | {'' if th is None else f'{th:.4g}'} | "
+            f"{found} | {r['seconds']:.2f} |"
         )
     text = "\n".join(lines) if scored else "No registered detector applied to this model."
     if not rows:
@@ -189,6 +191,10 @@ def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.
     out.append(report.Section(
         f"Detectors that scored {model_path}".strip(), text=text + "\n\n" + WHAT_SCORES_MEAN
     ))  # fmt: skip
+    means = [(n, r["meaning"]) for n, r in scored if r.get("meaning")]
+    if means:
+        body = "\n".join(f"- `{n}`: {m}" for n, m in means)
+        out.append(report.Section("What each score means", text=body))
     if skipped:
         body = "\n".join(
             f"- `{n}` ({r['status'].replace('_', ' ')}): {r['reason']}" for n, r in skipped
