@@ -139,6 +139,14 @@ def audit(
             )
         dets = [d for d in dets if d.name in wanted]
     ref_paths = audit_references.reference_paths(reference or [])
+    if publisher is not None:  # key files are checked before any work
+        from backdoors.provenance import load_publisher
+
+        load_publisher(publisher)
+    if signing_key is not None:
+        if not signing_key.is_file():
+            raise InvalidInputError(f"no such --signing-key file: {signing_key}")
+        audit_provenance.key_fingerprint(signing_key.read_bytes())
     with Transaction() as tx:  # destinations checked before any work; all written or none
         if json_path is not None:
             tx.file(json_path, suffixes=(".json",))
