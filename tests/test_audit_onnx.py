@@ -169,3 +169,20 @@ def test_mntd_trains_shadows_of_the_auditors_task_for_any_onnx_classifier(tmp_pa
     assert np.isfinite(s1) and s1 == s2  # shadows cached per data set: one scale for all models
     with pytest.raises(NotApplicableError, match="labelled queries"):
         det.score(m, Evidence(X=X[:120]))
+
+
+@pytest.mark.slow  # the dynamo export takes ~7 s
+def test_dynamo_export_is_queried_and_inspected_without_false_alarm(tmp_path):
+    from backdoors.audit_output import io_ports
+
+    net = nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(256, 4),
+    ).eval()  # fmt: skip
+    onnx.save(torch_onnx(net, (64,), dynamo=True), tmp_path / "dyn.onnx")
+    m = load_any_model(tmp_path / "dyn.onnx")
+    X = np.random.default_rng(0).random((5, 64)).astype(np.float32)
+    with torch.no_grad():
+        assert np.array_equal(m.predict(X), net(torch.tensor(X)).argmax(1).numpy())
+    assert inspect_model(m) == []
+    assert io_ports(m)["outputs"][0]["shape"][1] == 4
