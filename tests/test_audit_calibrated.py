@@ -126,6 +126,8 @@ def test_honest_model_passes_and_too_few_references_are_inconclusive(toy_files, 
                               "inconclusive")  # fmt: skip
     _valid(doc, sarif)
     assert doc["verdict"]["verdict"] == "no evidence at level alpha" and code == 0
+    kinds = {r["ruleId"]: (r.get("kind", "fail"), r["level"]) for r in sarif["runs"][0]["results"]}
+    assert kinds["backdoors/verdict"] == kinds["backdoors/toy_weight"] == ("pass", "none")
     few = [str(p) for p in sorted((d / "refs").iterdir())[:5]]
     args = [a for p in few for a in ("--reference", p)]
     code, doc, sarif = _audit(d, "bd", *args, "--fail-on", "suspicious")

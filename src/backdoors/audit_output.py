@@ -12,8 +12,9 @@ ONNX model hub's manifest writes them: ``name``, ``shape``, ``type``).
 SARIF (``--sarif``, OASIS SARIF 2.1.0): one rule per detector (rule id ``backdoors/<detector>``,
 stable across versions) plus ``backdoors/verdict`` and ``backdoors/provenance``; the model file is
 the run's one artifact with its SHA-256. Levels: ``error`` for a detector Holm rejects (and the
-verdict ``suspicious``, and a signature that fails), ``warning`` for an ``inconclusive`` verdict,
-``note`` otherwise.
+verdict ``suspicious``, and a signature that fails), ``warning`` for an ``inconclusive`` verdict;
+everything else is a result of kind ``pass`` (checked against references, or a valid signature),
+``informational`` or ``notApplicable``, level ``none``.
 
 Exit codes (:data:`EXIT_FINDINGS`): 0 no finding at the ``--fail-on`` level, 3 findings at that
 level, 2 a user error, 1 an internal error.
@@ -205,22 +206,27 @@ def sarif(result: dict[str, Any]) -> dict[str, Any]:
     for i, (n, row) in enumerate(result["detectors"].items()):
         res: dict[str, Any] = {"ruleId": f"backdoors/{n}", "ruleIndex": i,
                                "message": {"text": _message(row)}, "locations": loc}  # fmt: skip
-        if row["status"] == "scored":
-            res["level"] = detector_level(result, n)
-        else:
+        if row["status"] != "scored":
             res["kind"], res["level"] = "notApplicable", "none"
+        elif detector_level(result, n) == "error":
+            res["level"] = "error"  # kind "fail"
+        else:  # scored, not flagged: a pass against references, else information only
+            res["kind"] = "pass" if row.get("p_value") is not None else "informational"
+            res["level"] = "none"
         res["properties"] = {k: row.get(k) for k in
                              ("score", "p_value", "reference_percentile", "status")}  # fmt: skip
         results.append(res)
     v = result.get("verdict")
     if v is not None:
+        lv = verdict_level(result)
         results.append({"ruleId": "backdoors/verdict", "ruleIndex": len(rules) - 2,
-                        "level": verdict_level(result),
+                        **({"level": lv} if lv != "note" else {"kind": "pass", "level": "none"}),
                         "message": {"text": f"{v['verdict']}: {v['reason']}"},
                         "locations": loc, "properties": {"alpha": v["alpha"]}})  # fmt: skip
     for p in result.get("provenance") or []:
-        results.append({"ruleId": "backdoors/provenance", "ruleIndex": len(rules) - 1,
-                        "level": "error" if p["valid"] is False else "note",
+        kind = {False: {"level": "error"}, True: {"kind": "pass", "level": "none"}}.get(
+            p["valid"], {"kind": "informational", "level": "none"})  # fmt: skip
+        results.append({"ruleId": "backdoors/provenance", "ruleIndex": len(rules) - 1, **kind,
                         "message": {"text": p["message"]}, "locations": loc})  # fmt: skip
     run = {
         "tool": {"driver": {"name": "backdoors", "version": __version__,
