@@ -165,11 +165,13 @@ def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.
     out = []
     v = result.get("verdict")
     if v is not None:
+        acc = result["model"].get("accuracy")
+        first = "" if acc is None else f"Accuracy on the labelled queries: {acc:.4f}. "
         out.append(report.Section(
             f"Verdict: {v['verdict']}",
-            text=f"{v['reason']}. Holm's procedure over {len(v['family'])} detector p-values "
-                 f"from {v['n_references']} honest references, family-wise false-alarm rate "
-                 f"at most alpha = {v['alpha']:g}.",
+            text=f"{first}{v['reason']}. Holm's procedure over {len(v['family'])} detector "
+                 f"p-values from {v['n_references']} honest references, family-wise false-alarm "
+                 f"rate at most alpha = {v['alpha']:g}.",
         ))  # fmt: skip
     lines = [
         "| detector | needs | score | reference percentile | p-value | flags above | findings "
