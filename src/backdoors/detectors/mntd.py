@@ -184,7 +184,7 @@ class MNTD(Detector):
         if self.shadow_builder is None and (X.shape[1] != 784 or X.dtype != np.uint8):
             # not the default MNIST task: shadows trained on the auditor's labelled queries
             # (the same shadows for every model audited on these data)
-            from backdoors.detectors.mntd_shadows import data_jumbo_builder
+            from backdoors.detectors._mntd_shadows import data_jumbo_builder
 
             if evidence.y is None:
                 raise NotApplicableError(
