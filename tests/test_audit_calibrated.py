@@ -212,3 +212,36 @@ def test_publisher_signature_in_the_audit(toy_files, capsys):
     assert doc["provenance"][0]["valid"] is False and code == EXIT_FINDINGS
     levels = [r["level"] for r in sarif["runs"][0]["results"] if r["ruleId"].endswith("provenance")]
     assert levels == ["error"]
+
+
+@pytest.mark.slow  # ~10 s: four torch trainings
+def test_calibrate_a_state_dict_with_its_training_recipe(tmp_path, capsys):
+    """A spec'd torch state dict: --calibrate retrains the architecture with the spec's
+    'train' recipe and other seeds (three different honest references)."""
+    import torch
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_digits
+
+    from backdoors.torch_models import TorchClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float32)
+    spec = {"arch": "mlp", "n_features": 64, "n_classes": 10, "params": {"hidden": [16]},
+            "input_scale": 1 / 16, "train": {"epochs": 3, "lr": 0.01}}  # fmt: skip
+    est = TorchClassifier(arch_params={"hidden": (16,)}, input_scale=1 / 16, epochs=3, lr=0.01)
+    est.fit(X[:1200], y[:1200])
+    state = {k: v.contiguous() for k, v in est.module_.state_dict().items()}
+    save_file(state, tmp_path / "net.safetensors")
+    (tmp_path / "net.json").write_text(json.dumps(spec))
+    np.savez(tmp_path / "d.npz", X=X[1200:], y=y[1200:], X_train=X[:1200], y_train=y[:1200])
+    js = tmp_path / "a.json"
+    argv = ["audit", str(tmp_path / "net.safetensors"), "--data", str(tmp_path / "d.npz"),
+            "--calibrate", "3", "--detectors", "weight_stats", "--json", str(js)]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(js.read_text())
+    jsonschema.Draft202012Validator(json_schema()).validate(doc)
+    assert doc["references"]["recipe"]["epochs"] == 3 and doc["references"]["trained"] == 3
+    row = doc["detectors"]["weight_stats"]
+    assert len(row["reference_scores"]) == 3 and row["p_value"] is not None
+    assert len(set(row["reference_scores"]) | {row["score"]}) == 4  # four different networks
+    assert torch.is_tensor(next(iter(state.values())))
