@@ -122,8 +122,9 @@ def meaning(det: Any) -> str:
     import inspect
     import sys
 
-    def first(doc: str | None) -> str:
-        return " ".join((doc or "").split("\n\n")[0].split())
+    def first(doc: str | None) -> str:  # the first paragraph, and the second if it is short
+        paras = [" ".join(p.split()) for p in (doc or "").split("\n\n")]
+        return " ".join(paras[:2]) if len(paras[0]) < 120 else paras[0]
 
     mod = first(inspect.getdoc(sys.modules[type(det).__module__]))
     cls = first(inspect.getdoc(type(det)))
