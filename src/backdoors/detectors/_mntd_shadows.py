@@ -35,7 +35,8 @@ def _trigger(rng: np.random.Generator, d: int) -> np.ndarray:
 def data_jumbo_builder(
     X: np.ndarray, y: np.ndarray, hidden: int = 32, epochs: int = 20
 ) -> Callable[[int, bool], Any]:
-    """``builder(seed, backdoored) -> shadow model`` trained on ``(X, y)`` (see module docs)."""
+    """``builder(seed, backdoored) -> shadow model`` trained on ``(X, y)`` (see module docs):
+    ``epochs`` passes of Adam (lr 0.01, batches of 256)."""
     from backdoors.torch_models import TorchClassifier
 
     X = np.asarray(X)
@@ -53,7 +54,8 @@ def data_jumbo_builder(
             Xs[np.ix_(rows, idx)] = hi
             ys[rows] = target
         clf = TorchClassifier(arch="mlp", arch_params={"hidden": (hidden,)}, input_scale=scale,
-                              epochs=epochs, random_state=seed)  # fmt: skip
+                              epochs=epochs, batch_size=256, lr=1e-2,
+                              random_state=seed)  # fmt: skip
         return clf.fit(Xs, ys)
 
     return build

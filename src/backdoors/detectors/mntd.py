@@ -32,6 +32,7 @@ from backdoors.detectors._access import proba, torch_module, value_range
 from backdoors.errors import NotApplicableError
 
 SHADOW_SEED = 1_000_000
+DATA_SHADOWS, DATA_EPOCHS = 16, 100  # per side, and query-tuning steps, for data shadows
 
 
 def jumbo_builder(seed: int, backdoored: bool) -> Any:
@@ -107,7 +108,9 @@ class MNTD(Detector):
             Q[half:] = img.reshape(len(img), -1)
         return Q
 
-    def _tune(self, shadows: list[Any], labels: np.ndarray, Q0: np.ndarray) -> np.ndarray:
+    def _tune(
+        self, shadows: list[Any], labels: np.ndarray, Q0: np.ndarray, epochs: int = 0
+    ) -> np.ndarray:
         """§4.3: Adam on (Q, w, b) minimising the meta-classifier's BCE over the shadows."""
         import torch
 
@@ -126,7 +129,7 @@ class MNTD(Detector):
         opt = torch.optim.Adam([q_raw, w, b], lr=0.05)
         y = torch.as_tensor(labels, dtype=torch.float32)
         try:
-            for _ in range(self.epochs):
+            for _ in range(epochs or self.epochs):
                 Q = lo + (hi - lo) * torch.sigmoid(q_raw)
                 feats = []
                 for m in modules:
@@ -153,12 +156,15 @@ class MNTD(Detector):
 
         builder = self.shadow_builder or data_builder or jumbo_builder
         tag = "jumbo" if data_builder is None else f"data:{data_builder.digest}"
+        # shadows of the auditor's own (small) data: fewer, and a shorter query tuning
+        n_shadow = self.n_shadow if data_builder is None else min(self.n_shadow, DATA_SHADOWS)
+        epochs = self.epochs if data_builder is None else min(self.epochs, DATA_EPOCHS)
         ck = (
             id(builder) if self.shadow_builder else tag,
-            self.n_shadow,
+            n_shadow,
             self.n_queries,
             self.tune,
-            self.epochs,
+            epochs,
             self.sort_outputs,
             X.shape[1],
             X.dtype.str,
@@ -166,13 +172,13 @@ class MNTD(Detector):
         if ck in self._cache:
             return self._cache[ck]
         shadows, labels = [], []
-        for i in range(self.n_shadow):
+        for i in range(n_shadow):
             for bd in (False, True):
                 shadows.append(builder(SHADOW_SEED + i, bd))
                 labels.append(int(bd))
         Q = self._initial_queries(X)
         if self.tune:
-            Q = self._tune(shadows, np.array(labels), Q)
+            Q = self._tune(shadows, np.array(labels), Q, epochs)
         F = np.array([_features(proba(s, Q), self.sort_outputs) for s in shadows])
         meta = LogisticRegression(C=1.0, max_iter=5000).fit(F, np.array(labels))
         self._cache[ck] = (Q, meta)
