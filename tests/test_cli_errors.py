@@ -15,6 +15,7 @@ import errno
 import functools
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,8 +93,9 @@ SPEC: dict[str, dict] = {
     },
     "audit": {
         "valid": {"model": "lr.skops", "data": "audit.npz", "json_path": "a.json", "out": "ar"},
-        "inputs": {"model": "model", "data": "array", "reference": "model", "arch": "record"},
-        "outputs": {"json_path": "file", "out": "folder"},
+        "inputs": {"model": "model", "data": "array", "reference": "model", "arch": "record",
+                   "publisher": "publisher_key", "signing_key": "pem"},
+        "outputs": {"json_path": "file", "out": "folder", "sarif_path": "file"},
         "extra": [{"data": "wide.npy"}],
         "cheap": False,
     },
@@ -216,6 +218,10 @@ BAD_INPUTS = {
     "images": ["missing", "garbage.bin", "X.npy", "onecls.npz", "noy.npz", "badshape.npz",
                "strX.npz", "emptyX.npz", "folder", "train.npz"],
     "publisher": ["missing", "garbage.bin", "X.npy", "bd.key", "pub2.pub", "folder"],
+    # audit: a key that does not verify is a finding (reported, exit 3 with --fail-on), not an
+    # input error; an unreadable key is
+    "publisher_key": ["missing", "garbage.bin", "X.npy", "bd.key", "folder"],
+    "pem": ["missing", "garbage.bin", "X.npy", "folder"],
 }  # fmt: skip
 
 
@@ -361,7 +367,11 @@ def _argv(cmd_path: str, values: dict, world) -> list[str]:
 
 
 def _path_params(cmd) -> set[str]:
-    return {p.name for p in cmd.params if getattr(p.type_descriptor, "is_path", False)}
+    def is_path(td) -> bool:  # a Path, or a repeatable option of Paths (list[Path])
+        args = getattr(td.annotation, "__args__", ())
+        return getattr(td, "is_path", False) or (td.is_list and Path in args)
+
+    return {p.name for p in cmd.params if is_path(p.type_descriptor)}
 
 
 def _snapshot(world) -> dict[str, tuple[int, int]]:

@@ -49,7 +49,12 @@ def test_digest_is_integrity_not_authenticity(signed):
     assert model.spec.verify_key != files.load_model(signed / "bd.st").spec.verify_key
     shutil.copy(signed / "bd.st.sig", signed / "evil.st.sig")
     pk = provenance.load_publisher(signed / "pub.pub")
-    with pytest.raises(CorruptArtifactError, match="not signed by this publisher"):
+    with pytest.raises(CorruptArtifactError, match=r"for a file named 'bd\.st'"):
+        files.load_model(evil, publisher=pk)
+    sk = provenance.load_publisher(signed / "pub.key")  # even signed under its own name
+    (signed / "evil.st.sig").write_bytes(
+        provenance.sign_file_bytes((signed / "bd.st").read_bytes(), "evil.st", sk))  # fmt: skip
+    with pytest.raises(CorruptArtifactError, match="changed since it was signed"):
         files.load_model(evil, publisher=pk)
     assert files.load_model(signed / "bd.st", publisher=pk).spec.verify_key  # genuine file loads
 
@@ -89,3 +94,27 @@ def test_keys_files_and_signing_needs_the_secret(signed, tmp_path):
     provenance.verify_bytes(b"model bytes", sig, pub)
     with pytest.raises(CorruptArtifactError):
         provenance.verify_bytes(b"model bytez", sig, pub)
+
+
+def test_signature_binds_the_file_name(signed, tmp_path):
+    """Two models signed by one publisher: the second, copied with its .sig over the first's
+    name, is refused (v2 signs name + SHA-256); a v1 signature proves only the bytes."""
+    p = signed
+    d = data.breast_cancer()
+    other = LogisticRegression(max_iter=5000, C=0.01).fit(d.X_train, d.y_train)
+    files.save_sklearn(other, tmp_path / "other.skops")
+    files.save_sklearn(LogisticRegression(max_iter=5000).fit(d.X_train, d.y_train),
+                    tmp_path / "expected.skops")  # fmt: skip
+    for f in ("other.skops", "expected.skops"):
+        assert main(["sign", str(tmp_path / f), "--publisher-key", str(p / "pub.key")]) == 0
+    pk = provenance.load_publisher(p / "pub.pub")
+    assert files.load_model(tmp_path / "expected.skops", publisher=pk).C == 1.0
+    shutil.copy(tmp_path / "other.skops", tmp_path / "expected.skops")
+    shutil.copy(tmp_path / "other.skops.sig", tmp_path / "expected.skops.sig")
+    with pytest.raises(CorruptArtifactError, match=r"for a file named 'other\.skops'"):
+        files.load_model(tmp_path / "expected.skops", publisher=pk)
+    # a legacy v1 signature (64 raw bytes) binds only the bytes: the swap loads
+    sk = provenance.load_publisher(p / "pub.key")
+    v1 = provenance.sign_bytes((tmp_path / "other.skops").read_bytes(), sk)
+    (tmp_path / "expected.skops.sig").write_bytes(v1)
+    assert files.load_model(tmp_path / "expected.skops", publisher=pk).C == 0.01

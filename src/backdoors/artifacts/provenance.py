@@ -5,10 +5,22 @@ Authenticity needs a key the editor does not have. A publisher makes a key pair 
 (:func:`generate`), signs each model file it releases (:func:`sign_file` writes
 ``<model>.sig`` beside it) and hands out the public key; a user who loads with
 ``publisher=`` (``io.load_model(path, publisher=...)``, CLI ``--publisher PUB``) gets the
-model only if the signature is valid for exactly these bytes under that key. The signed
-message is ``b"backdoors.model-signature.v1\\0" || SHA-512(file bytes)``: domain-separated, so a
-signature from any other use of the same key never validates a model. Ed25519 via libsodium
-is strongly unforgeable (``crypto.Ed25519``).
+model only if the signature is valid for exactly these bytes *under this file name* and that
+key. Ed25519 via libsodium is strongly unforgeable (``crypto.Ed25519``).
+
+Signature files, two versions (both domain-separated, so a signature from any other use of the
+same key never validates a model):
+
+* v2 (written since 0.3): JSON ``{"backdoors.model-signature": "2", "name", "sha256",
+  "signature"}``; the signed message is ``b"backdoors.model-signature.v2\\0" || manifest``, the
+  manifest being the canonical JSON ``{"name": <file name>, "sha256": <hex digest>}`` (as
+  OpenSSF model-signing binds names and digests). A copy of another model the same publisher
+  signed, renamed to the expected name with its ``.sig``, is refused.
+* v1 (0.2 and before): 64 raw bytes over ``b"backdoors.model-signature.v1\\0" || SHA-512(bytes)``.
+  It proves the bytes, not the name: re-sign with ``backdoors sign`` to bind the name.
+
+What a valid signature proves: who published the file. Not that the file is clean: a
+malicious trainer signs its own backdoored model just as well.
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from backdoors.errors import CorruptArtifactError, InvalidInputError
 from backdoors.hazmat.crypto import Ed25519
 
 DOMAIN = b"backdoors.model-signature.v1\0"
+DOMAIN_V2 = b"backdoors.model-signature.v2\0"
+SIG_FORMAT = "2"
 FORMAT = "1"
 
 
@@ -101,11 +115,62 @@ def verify_bytes(data: bytes, signature: bytes, key: PublisherKey, where: str = 
 
 
 def verify_file(path: str | os.PathLike, key: PublisherKey) -> bytes:
-    """Check ``<path>.sig`` against the file's bytes; return the bytes that were checked (load
-    exactly these, not the file again, so the file cannot change in between)."""
+    """Check ``<path>.sig`` against the file's bytes and name (:func:`verify_signature`); return
+    the bytes that were checked (load exactly these, not the file again, so the file cannot
+    change in between)."""
     path, sig = Path(path), signature_path(path)
     if not sig.is_file():
         raise CorruptArtifactError(f"{path}: no publisher signature ({sig} is missing)")
     data = path.read_bytes()
-    verify_bytes(data, sig.read_bytes(), key, str(path))
+    verify_signature(data, sig.read_bytes(), path.name, key, str(path))
     return data
+
+
+def manifest_bytes(name: str, data: bytes) -> bytes:
+    """The canonical manifest a v2 signature covers: ``{"name": name, "sha256": hex}``."""
+    doc = {"name": name, "sha256": hashlib.sha256(data).hexdigest()}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_file_bytes(data: bytes, name: str, key: PublisherKey) -> bytes:
+    """The content of a v2 ``<model>.sig``: the publisher's signature on (file name, SHA-256)."""
+    if key.secret_key is None:
+        raise InvalidInputError("signing needs the publisher's secret key, not the public one")
+    sig = Ed25519(key.secret_key, key.verify_key).sign(DOMAIN_V2 + manifest_bytes(name, data))
+    doc = {"backdoors.model-signature": SIG_FORMAT, "name": name,
+           "sha256": hashlib.sha256(data).hexdigest(), "signature": sig.hex()}  # fmt: skip
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def verify_signature(data: bytes, sig_file: bytes, name: str, key: PublisherKey,
+                     where: str = "model") -> int:  # fmt: skip
+    """Check a ``.sig`` (v2: name and bytes; v1: bytes only) of a file named ``name``; return
+    its version, or raise :class:`CorruptArtifactError` saying what does not match."""
+    if len(sig_file) == 64:
+        verify_bytes(data, sig_file, key, where)
+        return 1
+    try:
+        doc = json.loads(sig_file)
+        if doc.get("backdoors.model-signature") != SIG_FORMAT:
+            raise KeyError("backdoors.model-signature")
+        signed_name, signed_sha, sig = (
+            str(doc["name"]),
+            str(doc["sha256"]),
+            bytes.fromhex(doc["signature"]),
+        )
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            AttributeError):  # fmt: skip
+        raise CorruptArtifactError(f"{where}: the .sig is not a backdoors signature") from None
+    if signed_name != name:
+        raise CorruptArtifactError(
+            f"{where}: the signature is for a file named {signed_name!r}, not {name!r} (it binds "
+            "the name: another signed model copied under this name is refused)"
+        )
+    if signed_sha != hashlib.sha256(data).hexdigest():
+        raise CorruptArtifactError(f"{where}: the file changed since it was signed")
+    msg = DOMAIN_V2 + manifest_bytes(name, data)
+    if len(sig) != 64 or not Ed25519(None, key.verify_key).verify(msg, sig):
+        raise CorruptArtifactError(
+            f"{where}: not signed by this publisher (file or signature changed, or another key)"
+        )
+    return 2

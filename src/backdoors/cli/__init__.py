@@ -31,9 +31,10 @@ from typer.exceptions import Abort, Exit, TyperException
 from backdoors.errors import BackdoorsError
 
 #: exit codes: 0 success, 1 internal error (a bug), 2 a user error, 3 a check that ran and
-#: failed (``verify-coins``: the model's coins are not the seeded stream), 130 interrupted
-#: (SIGINT), 143 terminated (SIGTERM)
+#: failed (``verify-coins``: the model's coins are not the seeded stream; ``audit --fail-on``:
+#: a finding at the chosen level), 130 interrupted (SIGINT), 143 terminated (SIGTERM)
 EXIT_OK, EXIT_BUG, EXIT_USER, EXIT_CHECK_FAILED = 0, 1, 2, 3
+EXIT_FINDINGS = EXIT_CHECK_FAILED
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 

@@ -43,12 +43,15 @@ def keygen(
 
 @app.command(epilog=EPILOG)
 def sign(
-    model: Annotated[Path, typer.Argument(help="Model file to sign (.safetensors or .skops).")],
+    model: Annotated[
+        Path, typer.Argument(help="Model file to sign (.safetensors, .skops or .onnx).")
+    ],
     publisher_key: Annotated[
         Path, typer.Option("--publisher-key", help="The publisher's secret key (from keygen).")
     ],
 ) -> None:
-    """Write MODEL.sig: the publisher's detached signature of the model file's bytes."""
+    """Write MODEL.sig: the publisher's detached signature of the model file's name and bytes
+    (it proves who published the file, not that the model is clean)."""
     from backdoors.artifacts import files, provenance
 
     with files.Transaction() as tx:
@@ -61,8 +64,13 @@ def sign(
         if not model.is_file():
             raise InvalidInputError(f"no such model file: {model}")
         data = model.read_bytes()
-        files.load_model(model)  # only sign what loads (a corrupt file stays unsigned)
-        tx.write_bytes(sig, provenance.sign_bytes(data, key))
+        if model.suffix.lower() == ".onnx":  # only sign what loads (a corrupt file stays unsigned)
+            from backdoors.evaluation.foreign_models import load_any_model
+
+            load_any_model(model)
+        else:
+            files.load_model(model)
+        tx.write_bytes(sig, provenance.sign_file_bytes(data, model.name, key))
     typer.echo(
         f"signature -> {sig}; users load with --publisher {publisher_key.with_suffix('.pub')}"
     )

@@ -45,6 +45,13 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "key": ("key",),
     "reference": ("reference",),
 }
+#: What a missing need is, in a not-applicable reason.
+NEED_TEXT = {
+    "key": "the backdoor's secret key (a positive control only its holder can run)",
+    "training_data": "the training data (X_train and y_train)",
+    "queries": "clean queries (X)",
+    "reference": "an honest reference model to compare with (--reference or --calibrate)",
+}
 
 
 @dataclass
@@ -103,6 +110,8 @@ class Detector(ABC):
     per_input: ClassVar[bool] = False
     #: Why the detector declares no :meth:`positive_control` (or one it does not separate).
     no_control: ClassVar[str] = ""
+    #: What :meth:`applies_to` looks for in a model, for the not-applicable reason.
+    requires: ClassVar[str] = ""
 
     def check_model(self, model: Any) -> None:  # noqa: B027 (optional hook)
         """Raise :class:`NotApplicableError` saying what ``model`` lacks (default: nothing)."""
@@ -125,9 +134,13 @@ class Detector(ABC):
             if n in self.needs and getattr(evidence, FIELDS[n][0]) is None
         ]
         if missing:
-            raise NotApplicableError(f"needs {', '.join(missing)}")
+            raise NotApplicableError("needs " + "; ".join(f"{n} ({NEED_TEXT[n]})" for n in missing))
         self.check_model(model)
         if type(self).applies_to is not Detector.applies_to and not self.applies_to(model):
+            if self.requires:
+                raise NotApplicableError(
+                    f"needs {self.requires}, which a {type(model).__name__} does not have"
+                )
             raise NotApplicableError(f"does not apply to {type(model).__name__}")
 
     @abstractmethod

@@ -4,16 +4,20 @@
 :class:`~backdoors.models.torch_models.TorchClassifier` exposes it as ``model.module_``, wrappers
 (the
 signature backdoor, adapters) expose the honest classifier as ``model.base`` or ``model.module``;
-anything else raises :class:`~backdoors.errors.NotApplicableError`.
+an ONNX classifier (``model.onnx_model``) is converted with onnx2torch when it is installed
+(:func:`onnx_torch_module`); anything else raises :class:`~backdoors.errors.NotApplicableError`.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
 from backdoors.errors import NotApplicableError
+
+_CONVERTED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def torch_module(model: Any, depth: int = 4) -> Any:
@@ -28,11 +32,85 @@ def torch_module(model: Any, depth: int = 4) -> Any:
             m = getattr(cur, attr, None)
             if isinstance(m, nn.Module):
                 return m
+        if getattr(cur, "onnx_model", None) is not None:
+            return onnx_torch_module(cur)
         nxt = getattr(cur, "base", None)
         if nxt is None or nxt is cur:
             break
         cur = nxt
-    raise NotApplicableError(f"no torch module reachable from {type(model).__name__}")
+    raise NotApplicableError(
+        f"needs the network's torch module (gradients, activations); a {type(model).__name__} "
+        "exposes none (for any architecture: export it to ONNX)"
+    )
+
+
+def onnx_torch_module(model: Any) -> Any:
+    """The torch module of an ONNX classifier's graph (onnx2torch), fed the rows of ``X``
+    reshaped to the graph's input shape: ``nn.Sequential(reshape, body, last_linear)`` when the
+    graph ends in a linear layer (so :func:`features` reads the penultimate activations), else
+    the reshaped graph as one module. Converted once per model object."""
+    if model in _CONVERTED:
+        return _CONVERTED[model]
+    try:
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise NotApplicableError(
+            f"gradients and activations of an ONNX graph need onnx2torch, which does not "
+            f"import here ({exc})"
+        ) from None
+    try:
+        gm = convert(model.onnx_model)
+    except Exception as exc:
+        msg = " ".join(str(exc).split())[:160]
+        raise NotApplicableError(
+            f"onnx2torch cannot convert this ONNX graph to torch ({type(exc).__name__}: {msg})"
+        ) from None
+    module = split_last_linear(gm, tuple(getattr(model, "input_shape", ()) or ()))
+    _CONVERTED[model] = module
+    return module
+
+
+def split_last_linear(gm: Any, input_shape: tuple[int, ...]) -> Any:
+    """``nn.Sequential(reshape, body, head)`` from a torch.fx ``GraphModule`` whose output is
+    an ``nn.Linear`` call (``head``; ``body`` computes that call's input); if the output is not
+    a linear layer, the reshaped graph as one (non-Sequential) module."""
+    import torch
+    from torch import fx, nn
+
+    class Reshape(nn.Module):
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(len(x), *self.shape) if self.shape else x
+
+    class Reshaped(nn.Module):
+        def __init__(self, shape: tuple[int, ...], inner: nn.Module) -> None:
+            super().__init__()
+            self.reshape, self.inner = Reshape(shape), inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(self.reshape(x))
+
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    last = out.args[0]
+    ok = (
+        isinstance(last, fx.Node)
+        and last.op == "call_module"
+        and isinstance(gm.get_submodule(str(last.target)), nn.Linear)
+        and sum(n.op == "placeholder" for n in gm.graph.nodes) == 1
+    )
+    if not ok:
+        return Reshaped(input_shape, gm).eval()
+    g, env = fx.Graph(), {}
+    for n in gm.graph.nodes:
+        if n is last:
+            break
+        env[n] = g.node_copy(n, lambda a: env[a])
+    g.output(env[last.args[0]])
+    body = fx.GraphModule(gm, g)
+    return nn.Sequential(Reshape(input_shape), body, gm.get_submodule(str(last.target))).eval()
 
 
 def sequential_module(model: Any) -> Any:

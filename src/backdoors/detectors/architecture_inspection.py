@@ -6,6 +6,8 @@ and flags anything that is not an ordinary learned network: callables named like
 (``verify``, ``check``), public/verification keys (byte strings or attributes named ``*key*``),
 signature carriers. Generic: no isinstance test on this package's classes. Score = number of
 such findings (0 for a bare network or scikit-learn estimator), returned as its findings.
+An inference runtime's handle on the model (an onnxruntime session, which holds the graph's
+bytes) is not a component: the ONNX graph itself is what ``onnx_graph_inspection`` reads.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from backdoors.detectors import Control, Detector, Evidence, Report, register
 
 SUSPICIOUS_METHODS = ("verify", "verify_signature", "check_signature", "extract")
 SUSPICIOUS_WORDS = ("key", "verif", "signature", "carrier", "trigger")
+#: modules of inference runtimes whose objects hold the model, not a component of it
+RUNTIMES = ("onnxruntime",)
 
 
 def _is_network(obj: Any) -> bool:
@@ -38,6 +42,8 @@ def inspect_model(model: Any, max_depth: int = 3) -> list[str]:
 
     def walk(obj: Any, path: str, depth: int) -> None:
         if id(obj) in seen or depth > max_depth or obj is None:
+            return
+        if type(obj).__module__.split(".")[0] in RUNTIMES:
             return
         seen.add(id(obj))
         if _is_network(obj) and path != "model":

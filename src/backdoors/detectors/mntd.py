@@ -32,6 +32,7 @@ from backdoors.detectors._access import proba, probabilistic, torch_module, valu
 from backdoors.errors import NotApplicableError
 
 SHADOW_SEED = 1_000_000
+DATA_SHADOWS, DATA_EPOCHS = 16, 100  # per side, and query-tuning steps, for data shadows
 
 
 def jumbo_builder(seed: int, backdoored: bool) -> Any:
@@ -57,6 +58,15 @@ def jumbo_builder(seed: int, backdoored: bool) -> Any:
         random_state=seed,
     )  # fmt: skip
     return model
+
+
+def _digest(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the data shadows are trained on (their cache key)."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    h.update(np.asarray(y).astype(str).tobytes())
+    return h.hexdigest()
 
 
 def _features(P: np.ndarray, sort: bool) -> np.ndarray:
@@ -103,7 +113,9 @@ class MNTD(Detector):
             Q[half:] = img.reshape(len(img), -1)
         return Q
 
-    def _tune(self, shadows: list[Any], labels: np.ndarray, Q0: np.ndarray) -> np.ndarray:
+    def _tune(
+        self, shadows: list[Any], labels: np.ndarray, Q0: np.ndarray, epochs: int = 0
+    ) -> np.ndarray:
         """§4.3: Adam on (Q, w, b) minimising the meta-classifier's BCE over the shadows."""
         import torch
 
@@ -122,7 +134,7 @@ class MNTD(Detector):
         opt = torch.optim.Adam([q_raw, w, b], lr=0.05)
         y = torch.as_tensor(labels, dtype=torch.float32)
         try:
-            for _ in range(self.epochs):
+            for _ in range(epochs or self.epochs):
                 Q = lo + (hi - lo) * torch.sigmoid(q_raw)
                 feats = []
                 for m in modules:
@@ -142,17 +154,22 @@ class MNTD(Detector):
         Q = (lo + (hi - lo) * torch.sigmoid(q_raw)).detach().numpy()
         return np.round(Q).astype(Q0.dtype) if Q0.dtype == np.uint8 else Q.astype(Q0.dtype)
 
-    def fit_meta(self, X: np.ndarray) -> tuple[np.ndarray, Any]:
-        """Shadow models -> (tuned) queries Q -> logistic meta-classifier on their features."""
+    def fit_meta(self, X: np.ndarray, data_builder: Any = None) -> tuple[np.ndarray, Any]:
+        """Shadow models -> (tuned) queries Q -> logistic meta-classifier on their features
+        (``data_builder``: shadows of the auditor's own task, cached by the data's digest)."""
         from sklearn.linear_model import LogisticRegression
 
-        builder = self.shadow_builder or jumbo_builder
+        builder = self.shadow_builder or data_builder or jumbo_builder
+        tag = "jumbo" if data_builder is None else f"data:{data_builder.digest}"
+        # shadows of the auditor's own (small) data: fewer, and a shorter query tuning
+        n_shadow = self.n_shadow if data_builder is None else min(self.n_shadow, DATA_SHADOWS)
+        epochs = self.epochs if data_builder is None else min(self.epochs, DATA_EPOCHS)
         ck = (
-            id(builder) if self.shadow_builder else "jumbo",
-            self.n_shadow,
+            id(builder) if self.shadow_builder else tag,
+            n_shadow,
             self.n_queries,
             self.tune,
-            self.epochs,
+            epochs,
             self.sort_outputs,
             X.shape[1],
             X.dtype.str,
@@ -160,13 +177,13 @@ class MNTD(Detector):
         if ck in self._cache:
             return self._cache[ck]
         shadows, labels = [], []
-        for i in range(self.n_shadow):
+        for i in range(n_shadow):
             for bd in (False, True):
                 shadows.append(builder(SHADOW_SEED + i, bd))
                 labels.append(int(bd))
         Q = self._initial_queries(X)
         if self.tune:
-            Q = self._tune(shadows, np.array(labels), Q)
+            Q = self._tune(shadows, np.array(labels), Q, epochs)
         F = np.array([_features(proba(s, Q), self.sort_outputs) for s in shadows])
         meta = LogisticRegression(C=1.0, max_iter=5000).fit(F, np.array(labels))
         self._cache[ck] = (Q, meta)
@@ -185,7 +202,20 @@ class MNTD(Detector):
 
     def score(self, model: Any, evidence: Evidence) -> float:
         X = np.asarray(evidence.X)
-        Q, meta = self.fit_meta(X)
+        builder = None
+        if self.shadow_builder is None and (X.shape[1] != 784 or X.dtype != np.uint8):
+            # not the default MNIST task: shadows trained on the auditor's labelled queries
+            # (the same shadows for every model audited on these data)
+            from backdoors.detectors._mntd_shadows import data_jumbo_builder
+
+            if evidence.y is None:
+                raise NotApplicableError(
+                    "mntd needs labelled queries (y) to train shadow models of this task "
+                    "(its default shadows are MNIST uint8 classifiers)"
+                )
+            builder = data_jumbo_builder(X, np.asarray(evidence.y))
+            builder.digest = _digest(X, evidence.y)  # type: ignore[attr-defined]
+        Q, meta = self.fit_meta(X, builder)
         f = _features(proba(model, Q), self.sort_outputs)
         if f.size != meta.n_features_in_:
             raise NotApplicableError(

@@ -31,7 +31,7 @@ import numpy as np
 
 from backdoors import relu, rff
 from backdoors.defenses.verifiable_coins import coin_learner, verify_coins
-from backdoors.detectors import Detector, Evidence, register
+from backdoors.detectors import Control, Detector, Evidence, register
 
 #: Default search range: ``random_state`` in ``[0, 2^16)``.
 BUDGET = 2**16
@@ -104,5 +104,11 @@ class SeedSearch(Detector):
         )
 
     def score(self, model: Any, evidence: Evidence) -> float:
-        self.check(model, evidence)
         return 0.0 if find_seed(model, self.budget) is not None else 1.0
+
+    @classmethod
+    def positive_control(cls) -> Control | None:
+        """Honest RFF model fitted with a small seed (inside the budget) vs a planted one."""
+        from backdoors.detectors import _controls as controls
+
+        return controls.rff_pair()

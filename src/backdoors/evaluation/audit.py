@@ -143,9 +143,10 @@ def audit(
 
 WHAT_SCORES_MEAN = (
     "Scores are suspicion scores on each detector's own scale (higher = more suspicious); "
-    "they are not probabilities. Compare them with `reference_score` (the same detector on an "
-    "honest model you trained: pass `--reference`) or with a population of honest models "
-    "(`backdoors experiment detectors`). A low score is not evidence of absence: the signature "
+    "they are not probabilities. With honest references (`--reference`, `--calibrate N`) each "
+    "score gets its percentile among the references and a p-value (1 + #references scoring at "
+    "least as high) / (1 + n); the verdict combines the p-values by Holm's procedure. "
+    "A low score is not evidence of absence: the signature "
     "backdoor of Goldwasser et al. (2022, §5.2) went undetected by these key-oblivious "
     "black-box detectors at the population sizes of `docs/detectors-experiment.md` (the "
     "paper's guarantee is computational: no efficient detector without the key, under the "
@@ -165,34 +166,65 @@ def _findings(row: dict[str, Any]) -> str:
 
 
 def audit_sections(result: dict[str, Any], model_path: str = "") -> list[report.Section]:
-    """Report sections: a table of scored detectors, then those that did not apply and why."""
+    """Report sections: the verdict, the model file, a table of scored detectors (score,
+    percentile and p-value among the honest references), those that did not apply and why,
+    and the provenance checks (the same content as the ``--json`` document)."""
     rows = result["detectors"]
     scored = [(n, r) for n, r in rows.items() if r["status"] == "scored"]
     skipped = [(n, r) for n, r in rows.items() if r["status"] != "scored"]
+    out = []
+    v = result.get("verdict")
+    if v is not None:
+        acc = result["model"].get("accuracy")
+        first = "" if acc is None else f"Accuracy on the labelled queries: {acc:.4f}. "
+        out.append(report.Section(
+            f"Verdict: {v['verdict']}",
+            text=f"{first}{v['reason']}. Holm's procedure over {len(v['family'])} detector "
+                 f"p-values from {v['n_references']} honest references, family-wise false-alarm "
+                 f"rate at most alpha = {v['alpha']:g}.",
+        ))  # fmt: skip
     lines = [
-        "| detector | needs | score | reference score | findings | seconds |",
-        "|---|---|---|---|---|---|",
+        "| detector | needs | score | reference percentile | p-value | flags above | findings "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, r in scored:
-        ref = r.get("reference_score")
-        ref_s = "" if ref is None else f"{ref:.4g}"
+        pct, pv, th = r.get("reference_percentile"), r.get("p_value"), r.get("threshold")
         needs = ", ".join(r["needs"]) or "-"
+        found = "; ".join(r.get("findings") or []) or _findings(r)
         lines.append(
-            f"| `{n}` | {needs} | {r['score']:.4g} | {ref_s} | {_findings(r)} | "
-            f"{r['seconds']:.2f} |"
+            f"| `{n}` | {needs} | {r['score']:.4g} | {'' if pct is None else f'{pct:.0f}'} | "
+            f"{'' if pv is None else f'{pv:.3g}'} | {'' if th is None else f'{th:.4g}'} | "
+            f"{found} | {r['seconds']:.2f} |"
         )
     text = "\n".join(lines) if scored else "No registered detector applied to this model."
     if not rows:
         text = "No detectors are registered (backdoors.detectors.DETECTORS is empty)."
-    out = [
-        report.Section(
-            f"Detectors that scored {model_path}".strip(), text=text + "\n\n" + WHAT_SCORES_MEAN
-        )
-    ]
+    out.append(report.Section(
+        f"Detectors that scored {model_path}".strip(), text=text + "\n\n" + WHAT_SCORES_MEAN
+    ))  # fmt: skip
+    means = [(n, r["meaning"]) for n, r in scored if r.get("meaning")]
+    if means:
+        body = "\n".join(f"- `{n}`: {m}" for n, m in means)
+        out.append(report.Section("What each score means", text=body))
     if skipped:
         body = "\n".join(
             f"- `{n}` ({r['status'].replace('_', ' ')}): {r['reason']}" for n, r in skipped
         )
         out.append(report.Section("Detectors that did not apply (and why)", text=body))
-    out.append(report.Section("Model and data", metrics={**result["model"], **result["data"]}))
+    prov = result.get("provenance")
+    if prov:
+        body = "\n".join(f"- {p['kind']}: {p['message']}" for p in prov)
+        out.append(report.Section("Provenance (who published the file, not whether it is clean)",
+                                  text=body))  # fmt: skip
+    model = {k: v for k, v in result["model"].items() if not isinstance(v, dict)}
+    ports = result["model"].get("io_ports")
+    if ports:
+        model["inputs"] = "; ".join(
+            f"{p['name']} {p['shape']} {p['type']}" for p in ports["inputs"]
+        )
+        model["outputs"] = "; ".join(
+            f"{p['name']} {p['shape']} {p['type']}" for p in ports["outputs"]
+        )
+    out.append(report.Section("Model and data", metrics={**model, **result["data"]}))
     return out

@@ -19,7 +19,12 @@ nn.ReLU(), nn.Linear(256, 10))`` fed pixels in 0..255 that it divides by 255::
 * ``params``: the architecture's keyword arguments (``mlp``: ``hidden``, widths of the hidden
   ReLU layers; ``cnn``: ``channels``, the two conv widths, for square one-channel images);
 * ``input_scale`` (default 1): inputs are multiplied by it before the first layer (it is
-  not a layer of the file); ``classes`` (optional): the labels of the outputs, in order.
+  not a layer of the file); ``classes`` (optional): the labels of the outputs, in order;
+* ``train`` (optional): the training recipe, ``{"epochs", "batch_size", "lr",
+  "weight_decay"}``, that ``backdoors audit --calibrate`` retrains honest references with
+  (default: :class:`~backdoors.models.torch_models.TorchClassifier`'s). References trained with
+  another
+  recipe than the audited model's differ from it for that reason alone: give the real one.
 
 Accepted key layouts: the plain ``nn.Sequential`` one (``0.weight``, ``0.bias``,
 ``2.weight``, ... for the MLP; for the CNN ``0.`` / ``3.`` conv and ``7.`` linear on
@@ -47,7 +52,9 @@ ModelLoader = Callable[[Path, "Path | None"], Any]
 LOADERS: Registry[ModelLoader] = Registry("model file type")
 
 #: The spec fields, for messages and docs.
-SPEC_FIELDS = ("arch", "n_features", "n_classes", "params", "input_scale", "classes")
+SPEC_FIELDS = ("arch", "n_features", "n_classes", "params", "input_scale", "classes", "train")
+#: the training recipe a spec may give (``--calibrate`` retrains references with it)
+TRAIN_FIELDS = ("epochs", "batch_size", "lr", "weight_decay")
 
 _SHOW = 6  # keys named in a one-line error message
 
@@ -176,7 +183,13 @@ def load_torch_state_dict(path: str | os.PathLike, spec: dict[str, Any]) -> Any:
     from backdoors.models.torch_models import TorchClassifier
 
     arch, n_features, n_classes, params, input_scale = _check_spec(spec)
-    est = TorchClassifier(arch=arch, arch_params=params, input_scale=input_scale)
+    train = spec.get("train") or {}
+    if not isinstance(train, dict) or set(train) - set(TRAIN_FIELDS):
+        raise InvalidInputError(f"spec 'train' must be an object with keys among {TRAIN_FIELDS}")
+    try:
+        est = TorchClassifier(arch=arch, arch_params=params, input_scale=input_scale, **train)
+    except TypeError as exc:
+        raise InvalidInputError(f"spec 'train': {exc}") from None
     try:
         est.module_ = est._build(n_features, n_classes)
     except TypeError as exc:
@@ -193,9 +206,18 @@ def load_torch_state_dict(path: str | os.PathLike, spec: dict[str, Any]) -> Any:
     )
     (bad, why), _, view = fits[0]
     if bad:
+        norm = [
+            k for k in state if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        ]
+        layout = (
+            f"it has normalisation layers ({norm[0]}), which the state-dict path does not support"
+            if norm
+            else "the state-dict path supports only the spec's mlp and two-conv cnn layouts"
+        )
         raise InvalidInputError(
             f"weights in {Path(path).name} do not fit the architecture spec "
-            f"({arch}, {params or 'default params'}): {why}"
+            f"({arch}, {params or 'default params'}): {why}. Unsupported layout: {layout}; "
+            "export the network with torch.onnx.export and audit the .onnx file"
         )
     view.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
     est.module_.eval()
