@@ -42,7 +42,9 @@ def keygen(
 
 @app.command(epilog=EPILOG)
 def sign(
-    model: Annotated[Path, typer.Argument(help="Model file to sign (.safetensors or .skops).")],
+    model: Annotated[
+        Path, typer.Argument(help="Model file to sign (.safetensors, .skops or .onnx).")
+    ],
     publisher_key: Annotated[
         Path, typer.Option("--publisher-key", help="The publisher's secret key (from keygen).")
     ],

@@ -139,6 +139,33 @@ def load_onnx(path: str | os.PathLike) -> Any:
     return model
 
 
+def onnx_from_bytes(data: bytes, where: str | os.PathLike = "model") -> Any:
+    """Parse and check the bytes of an ONNX file (single file; no external data)."""
+    onnx, _ = require_onnx()
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptArtifactError(f"{where} is not a valid ONNX model ({msg})") from None
+    if any(
+        t.data_location == onnx.TensorProto.EXTERNAL
+        for g in _graphs(model.graph)
+        for t in g.initializer
+    ):
+        raise CorruptArtifactError(f"{where}: ONNX files with external data are not supported")
+    return model
+
+
+def _graphs(g: Any) -> Any:
+    from backdoors.onnx_backdoor.graph import subgraphs
+
+    yield g
+    for n in g.node:
+        for sg in subgraphs(n):
+            yield from _graphs(sg)
+
+
 def save_onnx(model: Any, path: str | os.PathLike) -> Path:
     """Write a ModelProto as one file, atomically."""
     from backdoors.io import atomic_write
