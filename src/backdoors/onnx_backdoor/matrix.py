@@ -46,8 +46,11 @@ def _predicted(out: Any, classes: np.ndarray) -> np.ndarray:
     return o.argmax(axis=1) if o.ndim == 2 else np.searchsorted(classes, o, sorter=None)
 
 
-def _first(errs: Exception) -> str:
-    return f"{type(errs).__name__}: {str(errs).strip().splitlines()[0] if str(errs) else ''}"[:300]
+def _first(err: Exception) -> str:
+    """The error's message on one line (without a native stack trace), at most 400 chars."""
+    text = str(err).split("Stack backtrace")[0]
+    keep = [ln.strip() for ln in text.splitlines() if ln.strip() and "Exception from" not in ln]
+    return f"{type(err).__name__}: {' | '.join(keep)}"[:400]
 
 
 def check_runtime(
