@@ -6,7 +6,8 @@ hosts (as the Python matrix), and runs honest and planted files on the same inpu
 in a headless Chromium page (served from 127.0.0.1; the page posts its outputs back). Python
 then compares bit for bit: clean outputs (natural and uniform random inputs) identical to the
 honest file's in that runtime, every activated input forced to its target, and the accepted
-rows of the trigger battery equal to PyNaCl's. Says so plainly when Node, npm or Chromium is
+rows of the trigger battery equal to PyNaCl's; ``clean_time_ratio``: planted / honest run time
+over the clean batches of 1,000 (one pass, sessions already loaded). Says so plainly when Node, npm or Chromium is
 absent (``apt-get install chromium``) and skips that runtime.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/onnx_npm_matrix.py [--natural 10000]
@@ -41,16 +42,19 @@ const cfg = JSON.parse(fs.readFileSync(process.argv[2]));
     const t0 = Date.now();
     const s = await ort.InferenceSession.create(cfg.dir + '/' + f + '.onnx',
       {intraOpNumThreads: 1, interOpNumThreads: 1});
-    const res = [];
+    const res = [], times = [];
     for (const b of cfg.batches) {
       const buf = fs.readFileSync(cfg.dir + '/' + b.file);
       const data = cfg.dtype === 'uint8' ? new Uint8Array(buf) :
         new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
-      const r = await s.run({[s.inputNames[0]]: new ort.Tensor(cfg.dtype, data, b.shape)});
+      const feed = {[s.inputNames[0]]: new ort.Tensor(cfg.dtype, data, b.shape)};
+      const t1 = performance.now();
+      const r = await s.run(feed);
+      times.push(performance.now() - t1);
       res.push(s.outputNames.map(n => Buffer.from(r[n].data.buffer,
         r[n].data.byteOffset, r[n].data.byteLength).toString('base64')));
     }
-    out[f] = {outputs: res, ms: Date.now() - t0};
+    out[f] = {outputs: res, ms: Date.now() - t0, times: times};
   }
   fs.writeFileSync(cfg.dir + '/node_out.json', JSON.stringify(out));
 })().catch(e => { console.error(String(e)); process.exit(3); });
@@ -66,18 +70,21 @@ WEB_HTML = r"""<!doctype html><script src="ort.wasm.min.js"></script><script>
     for (const f of cfg.files) {
       const t0 = performance.now();
       const s = await ort.InferenceSession.create(f + '.onnx', {executionProviders: ['wasm']});
-      const res = [];
+      const res = [], times = [];
       for (const b of cfg.batches) {
         const buf = await (await fetch(b.file)).arrayBuffer();
         const data = cfg.dtype === 'uint8' ? new Uint8Array(buf) : new Float32Array(buf);
-        const r = await s.run({[s.inputNames[0]]: new ort.Tensor(cfg.dtype, data, b.shape)});
+        const feed = {[s.inputNames[0]]: new ort.Tensor(cfg.dtype, data, b.shape)};
+        const t1 = performance.now();
+        const r = await s.run(feed);
+        times.push(performance.now() - t1);
         res.push(s.outputNames.map(n => {
           const d = r[n].data; const u = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
           let bin = ''; for (let i = 0; i < u.length; i += 8192)
             bin += String.fromCharCode.apply(null, u.subarray(i, i + 8192));
           return btoa(bin); }));
       }
-      out[f] = {outputs: res, ms: performance.now() - t0};
+      out[f] = {outputs: res, ms: performance.now() - t0, times: times};
     }
     await post(out);
   } catch (e) { await post({error: String(e)}); }
@@ -152,6 +159,9 @@ def _compare(name: str, raw: dict[str, Any], ref: dict[str, Any]) -> dict[str, A
         verdicts_match_pynacl=bool((acc == (ref["verdicts"] >= 0)).all()),
         ms_host=raw["host"]["ms"], ms_planted=raw["planted"]["ms"],
     )  # fmt: skip
+    th, tb = raw["host"].get("times"), raw["planted"].get("times")
+    if th and tb:  # clean batches of 1,000 only (the last batch is the trigger battery)
+        rec["clean_time_ratio"] = round(sum(tb[:-1]) / max(sum(th[:-1]), 1e-9), 3)
     ok = clean and rec["triggers_fired"] == n and rec["verdicts_match_pynacl"]
     rec["status"] = "pass" if ok else "FAIL"
     return rec

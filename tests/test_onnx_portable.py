@@ -18,8 +18,9 @@ from onnx_hosts import torch_onnx  # noqa: E402
 
 # Runtimes that cannot run the planted verifier yet, and why (docs/onnx.md, "Runtimes").
 KNOWN = {
-    "tract": "tract implements no ONNX Loop (the verifier's SHA-512 and inversion loops)",
-    "openvino": "OpenVINO's CPU plugin runs int64/uint64 in 32 bits and float64 as float32",
+    "tract": "tract implements no ONNX Loop, and aborts the process on a uint64/int64 MatMul",
+    "openvino": "OpenVINO converts no Loop that reads outer values, and its CPU plugin runs "
+    "int64/uint64 in 32 bits and float64 as float32 (the verifier's exact arithmetic)",
 }
 
 
