@@ -236,8 +236,7 @@ def _parse_artifact(data: bytes, where: str) -> tuple[str, dict[str, np.ndarray]
 
 
 def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
-    """Load a model saved by :func:`save_model` (or a .skops scikit-learn model, or an .onnx
-    classifier as :class:`backdoors.onnx_backdoor.runtime.OnnxClassifier`).
+    """Load a model saved by :func:`save_model` (or a .skops scikit-learn model).
 
     ``publisher`` (a :class:`~backdoors.provenance.PublisherKey`): refuse the file unless
     ``<path>.sig`` is that publisher's signature on exactly these bytes (authenticity; the
@@ -252,10 +251,10 @@ def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
         data = verify_file(path, publisher)  # the bytes checked are the bytes loaded
     if path.suffix == ".skops":
         return sklearn_from_bytes(path.read_bytes() if data is None else data)
-    if path.suffix.lower() == ".onnx":  # an ONNX classifier (one onnxruntime session)
-        from backdoors.onnx_backdoor.runtime import OnnxClassifier, onnx_from_bytes
-
-        return OnnxClassifier(onnx_from_bytes(path.read_bytes() if data is None else data, path))
+    if path.suffix.lower() == ".onnx":
+        raise InvalidInputError(
+            f"{path} is an ONNX file: load it with backdoors.onnx_backdoor.runtime.load_classifier"
+        )
     if data is None:
         if safetensors_header(path) is None:
             raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")

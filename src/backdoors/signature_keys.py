@@ -280,11 +280,8 @@ class SignatureKey:
         return Xa
 
     def check_model(self, model: Any) -> None:
-        graph = getattr(model, "onnx_model", None)
-        if graph is not None:  # an ONNX file: its verifier's message prefix is this context
-            from backdoors.onnx_backdoor.graph import holds_bytes
-
-            if not holds_bytes(graph.graph, self.spec.context()):
+        if hasattr(model, "holds_constant"):  # an ONNX graph: its messages' prefix is ours
+            if not model.holds_constant(self.spec.context()):
                 raise KeyMismatchError("this signature key does not belong to this model")
             return
         spec = getattr(model, "spec", None)

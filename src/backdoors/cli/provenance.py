@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli._common import warn_if_readable
+from backdoors.cli._common import load_model, warn_if_readable
 from backdoors.cli.app import EPILOG, app
 from backdoors.errors import InvalidInputError
 
@@ -62,7 +62,7 @@ def sign(
         if not model.is_file():
             raise InvalidInputError(f"no such model file: {model}")
         data = model.read_bytes()
-        io.load_model(model)  # only sign what loads (a corrupt file stays unsigned)
+        load_model(model)  # only sign what loads (a corrupt file stays unsigned)
         tx.write_bytes(sig, provenance.sign_bytes(data, key))
     typer.echo(
         f"signature -> {sig}; users load with --publisher {publisher_key.with_suffix('.pub')}"

@@ -3,7 +3,7 @@
 :class:`OnnxClassifier` is how the black-box detectors and ``backdoors audit`` query an ONNX
 model: inputs are converted to the graph's input dtype and reshaped to its input shape (a
 uint8 image batch ``[N, 784]`` feeds a ``[N, 1, 28, 28]`` float graph unchanged in value).
-Outputs are read by kind (:func:`backdoors.onnx_backdoor.plant.mux_points`): labels,
+Outputs are read by kind (:func:`backdoors.onnx_backdoor.outputs.mux_points`): labels,
 probabilities (also from sklearn's ZipMap), logits (``decision_function``).
 """
 
@@ -54,7 +54,7 @@ class OnnxClassifier:
 
     def __init__(self, model: Any, threads: int = 1) -> None:
         onnx, _ = require_onnx()
-        from backdoors.onnx_backdoor.plant import (
+        from backdoors.onnx_backdoor.outputs import (
             class_labels,
             graph_input,
             input_features,
@@ -88,6 +88,12 @@ class OnnxClassifier:
         X = check_features(X, n_features=self.n_features_in_)
         Xr = np.ascontiguousarray(X, dtype=self.input_dtype).reshape(len(X), *self.input_shape)
         return dict(zip(self._outputs, self.session_.run(None, {self.input_name: Xr}), strict=True))
+
+    def holds_constant(self, data: bytes) -> bool:
+        """Whether a uint8 constant of the graph (subgraphs included) is exactly ``data``."""
+        from backdoors.onnx_backdoor.graph import holds_bytes
+
+        return holds_bytes(self.onnx_model.graph, data)
 
     def raw(self, X: Any) -> list[Any]:
         """Every output of the graph, in order."""
@@ -164,6 +170,22 @@ def _graphs(g: Any) -> Any:
     for n in g.node:
         for sg in subgraphs(n):
             yield from _graphs(sg)
+
+
+def load_classifier(path: str | os.PathLike, publisher: Any = None) -> OnnxClassifier:
+    """An ONNX file as an :class:`OnnxClassifier`; with ``publisher`` (a
+    :class:`~backdoors.provenance.PublisherKey`) only if ``<path>.sig`` is that publisher's
+    signature on exactly the bytes loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    if publisher is not None:
+        from backdoors.provenance import verify_file
+
+        data = verify_file(path, publisher)
+    else:
+        data = path.read_bytes()
+    return OnnxClassifier(onnx_from_bytes(data, path))
 
 
 def save_onnx(model: Any, path: str | os.PathLike) -> Path:
