@@ -6,8 +6,8 @@ hosts (as the Python matrix), and runs honest and planted files on the same inpu
 in a headless Chromium page (served from 127.0.0.1; the page posts its outputs back). Python
 then compares bit for bit: clean outputs (natural and uniform random inputs) identical to the
 honest file's in that runtime, every activated input forced to its target, and the accepted
-rows of the trigger battery equal to PyNaCl's; ``clean_time_ratio``: planted / honest run time
-over the clean batches of 1,000 (one pass, sessions already loaded). Says so plainly when
+rows of the trigger battery equal to PyNaCl's; ``clean_time_ratio``: median over the clean
+batches of 1,000 (one pass, after a warm-up batch) of planted / honest run time. Says so plainly when
 Node, npm or Chromium is absent (``apt-get install chromium``) and skips that runtime.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/onnx_npm_matrix.py [--natural 10000]
@@ -160,8 +160,10 @@ def _compare(name: str, raw: dict[str, Any], ref: dict[str, Any]) -> dict[str, A
         ms_host=raw["host"]["ms"], ms_planted=raw["planted"]["ms"],
     )  # fmt: skip
     th, tb = raw["host"].get("times"), raw["planted"].get("times")
-    if th and tb:  # clean batches of 1,000 only (the last batch is the trigger battery)
-        rec["clean_time_ratio"] = round(sum(tb[:-1]) / max(sum(th[:-1]), 1e-9), 3)
+    if th and len(th) > 2:  # clean batches of 1,000 after the first (warm-up); the last batch
+        # is the trigger battery. Median over batches of planted / honest time.
+        r = [y / max(x, 1e-9) for x, y in zip(th[1:-1], tb[1:-1], strict=True)]
+        rec["clean_time_ratio"] = round(float(np.median(r)), 3)
     ok = clean and rec["triggers_fired"] == n and rec["verdicts_match_pynacl"]
     rec["status"] = "pass" if ok else "FAIL"
     return rec
