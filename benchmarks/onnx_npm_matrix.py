@@ -7,8 +7,9 @@ in a headless Chromium page (served from 127.0.0.1; the page posts its outputs b
 then compares bit for bit: clean outputs (natural and uniform random inputs) identical to the
 honest file's in that runtime, every activated input forced to its target, and the accepted
 rows of the trigger battery equal to PyNaCl's; ``clean_time_ratio``: median over the clean
-batches of 1,000 (one pass, after a warm-up batch) of planted / honest run time. Says so plainly when
-Node, npm or Chromium is absent (``apt-get install chromium``) and skips that runtime.
+batches of 1,000 (one pass, after a warm-up batch) of planted / honest run time. Says so
+plainly when Node, npm or Chromium is absent (``apt-get install chromium``) and skips that
+runtime.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/onnx_npm_matrix.py [--natural 10000]
      [--random 10000] [--triggers 20] [--hosts torch_mlp_u8 ...] [--version 1.30.0]
