@@ -27,8 +27,8 @@ def bits_equal(a: Any, b: Any) -> bool:
     if isinstance(a, list) or isinstance(b, list):
         return a == b
     a, b = np.asarray(a), np.asarray(b)
-    if a.dtype == object or b.dtype == object:
-        return a.shape == b.shape and bool((a == b).all())
+    if a.dtype.kind in "OUS" or b.dtype.kind in "OUS":  # strings: same dtype and values
+        return a.dtype == b.dtype and a.shape == b.shape and bool((a == b).all())
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
@@ -36,7 +36,7 @@ def _row_differs(h: Any, b: Any) -> np.ndarray:
     if isinstance(h, list):
         return np.array([x != y for x, y in zip(h, b, strict=True)])
     h, b = np.asarray(h), np.asarray(b)
-    if h.dtype == object:
+    if h.dtype.kind in "OUS" or b.dtype.kind in "OUS":
         return (h != b).reshape(len(h), -1).any(axis=1)
     return (h.view(np.uint8) != b.view(np.uint8)).reshape(len(h), -1).any(axis=1)
 
