@@ -256,6 +256,10 @@ def load_model(path: str | os.PathLike, publisher: Any = None) -> Any:
         data = verify_file(path, publisher)  # the bytes checked are the bytes loaded
     if path.suffix == ".skops":
         return sklearn_from_bytes(path.read_bytes() if data is None else data)
+    if path.suffix.lower() == ".onnx":
+        raise InvalidInputError(
+            f"{path} is an ONNX file: load it with backdoors.signature.onnx.runtime.load_classifier"
+        )
     if data is None:
         if safetensors_header(path) is None:
             raise CorruptArtifactError(f"{path} is not a model file (no safetensors header)")

@@ -107,12 +107,18 @@ def library_errors(packages: tuple[str, ...] = ("sklearn",)) -> Iterator[None]:
 
 
 def load_model(path: Path, publisher: Path | None = None) -> Any:
-    """A model file; with ``publisher`` (a public key file) only if that publisher signed it."""
-    if publisher is None:
-        return files.load_model(path)
-    from backdoors.artifacts.provenance import load_publisher
+    """A model file (an ``.onnx`` file: an onnxruntime-backed classifier); with ``publisher``
+    (a public key file) only if that publisher signed it."""
+    pub = None
+    if publisher is not None:
+        from backdoors.artifacts.provenance import load_publisher
 
-    return files.load_model(path, publisher=load_publisher(publisher))
+        pub = load_publisher(publisher)
+    if Path(path).suffix.lower() == ".onnx":
+        from backdoors.signature.onnx.runtime import load_classifier
+
+        return load_classifier(path, pub)
+    return files.load_model(path) if pub is None else files.load_model(path, publisher=pub)
 
 
 PUBLISHER_HELP = (

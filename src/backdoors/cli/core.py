@@ -166,6 +166,11 @@ def verify(
 ) -> None:
     """Report which inputs carry a valid backdoor trigger (public check; no key needed)."""
     m = load_model(model, publisher)
+    if hasattr(m, "onnx_model"):
+        raise NotApplicableError(
+            f"{model} is an ONNX file: its trigger check runs inside the graph (use predict); "
+            "the file holds no public trigger spec to check inputs against"
+        )
     if not hasattr(m, "verify"):
         raise NotApplicableError(f"{type(m).__name__} has no public trigger check")
     X = load_inputs(inputs)  # the same input rules as predict and activate

@@ -19,6 +19,7 @@ def plant_onnx(
     n_classes: int | None,
     input_scale: float,
     precheck_bits: int | None = None,
+    class_output: str | None = None,
 ) -> None:
     """Plant the signature backdoor into an ONNX file; write model and key as one transaction."""
     from backdoors.artifacts.files import Transaction, key_bytes
@@ -32,7 +33,11 @@ def plant_onnx(
         tx.file(key, mode=0o600, overwrite=False)
         honest = load_onnx(model)
         bd, k = plant(
-            honest, input_scale=input_scale, n_classes=n_classes, precheck_bits=precheck_bits
+            honest,
+            input_scale=input_scale,
+            n_classes=n_classes,
+            precheck_bits=precheck_bits,
+            class_output=class_output,
         )
         tx.write_bytes(out, bd.SerializeToString())
         tx.write_bytes(key, key_bytes(k))

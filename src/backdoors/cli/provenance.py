@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from backdoors.cli._common import warn_if_readable
+from backdoors.cli._common import load_model, warn_if_readable
 from backdoors.cli.app import EPILOG, app
 from backdoors.errors import InvalidInputError
 
@@ -64,12 +64,7 @@ def sign(
         if not model.is_file():
             raise InvalidInputError(f"no such model file: {model}")
         data = model.read_bytes()
-        if model.suffix.lower() == ".onnx":  # only sign what loads (a corrupt file stays unsigned)
-            from backdoors.evaluation.foreign_models import load_any_model
-
-            load_any_model(model)
-        else:
-            files.load_model(model)
+        load_model(model)  # only sign what loads (a corrupt file stays unsigned)
         tx.write_bytes(sig, provenance.sign_file_bytes(data, model.name, key))
     typer.echo(
         f"signature -> {sig}; users load with --publisher {publisher_key.with_suffix('.pub')}"

@@ -42,6 +42,10 @@ def plant_signature(
     input_scale: Annotated[
         float, typer.Option(help="ONNX float inputs hold pixel * scale (e.g. 0.00392156862745098).")
     ] = 1.0,
+    onnx_output: Annotated[
+        str | None,
+        typer.Option(help="ONNX: the output holding the class scores (others pass through)."),
+    ] = None,
 ) -> None:
     """Plant the signature backdoor (paper §5.2) in any saved classifier (or an .onnx file)."""
     from backdoors import signature
@@ -52,7 +56,7 @@ def plant_signature(
 
         if carrier != "lsb":
             raise InvalidInputError("ONNX models take the lsb carrier only")
-        return plant_onnx(model, out, key, n_classes, input_scale)
+        return plant_onnx(model, out, key, n_classes, input_scale, class_output=onnx_output)
 
     require(n_features is None or n_features >= 1, "--n-features must be >= 1")
     require(n_classes is None or n_classes >= 2, "--n-classes must be >= 2")

@@ -306,6 +306,10 @@ class SignatureKey:
         return Xa
 
     def check_model(self, model: Any) -> None:
+        if hasattr(model, "holds_constant"):  # an ONNX graph: its messages' prefix is ours
+            if not model.holds_constant(self.spec.context()):
+                raise KeyMismatchError("this signature key does not belong to this model")
+            return
         spec = getattr(model, "spec", None)
         if not isinstance(spec, TriggerSpec) or spec.context() != self.spec.context():
             raise KeyMismatchError("this signature key does not belong to this model")

@@ -287,7 +287,8 @@ def run(quick: bool = False, seed: int = 0, out_dir: Path | None = None) -> dict
     if not quick:
         with timer("scanners"):
             scans = {"backdoored": scanners.scan(tmp / "backdoored.onnx"),
-                     "host": scanners.scan(tmp / "host.onnx")}  # fmt: skip
+                     "host": scanners.scan(tmp / "host.onnx"),
+                     "telemetry": scanners.TELEMETRY_NOTE}  # fmt: skip
     gate = _gate_rates(
         key.spec,
         {"natural": ds.X_test[: P["n_natural"]],

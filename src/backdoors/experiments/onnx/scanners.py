@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BIN = "/work/scanners-venv/bin"
+#: Environment the scanners run with: modelaudit (promptfoo) sends usage telemetry unless
+#: ``PROMPTFOO_DISABLE_TELEMETRY`` is set; every record states that it ran with it off.
+NO_TELEMETRY = {"PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1", "DO_NOT_TRACK": "1"}
+TELEMETRY_NOTE = "off (" + ", ".join(f"{k}={v}" for k, v in NO_TELEMETRY.items()) + ")"
 
 
 def _exe(name: str) -> str | None:
@@ -29,7 +33,7 @@ def _exe(name: str) -> str | None:
 
 
 def _run(cmd: list[str], timeout: float) -> tuple[int, str, str]:
-    env = {**os.environ, "PROMPTFOO_DISABLE_TELEMETRY": "1", "NO_ANALYTICS": "1"}
+    env = {**os.environ, **NO_TELEMETRY}
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     return p.returncode, p.stdout, p.stderr
 
@@ -62,11 +66,17 @@ def modelaudit(path: str | os.PathLike, timeout: float = 180) -> dict[str, Any]:
     try:
         doc = json.loads(out[out.index("{") :])
     except ValueError:
-        return {"status": "unreadable output", "returncode": rc, "stderr": err[-300:]}
+        return {
+            "status": "unreadable output",
+            "telemetry": TELEMETRY_NOTE,
+            "returncode": rc,
+            "stderr": err[-300:],
+        }
     issues = doc.get("issues", [])
     failed = [c.get("name", "") for c in doc.get("checks", []) if c.get("status") == "failed"]
     return {
         "status": "ran",
+        "telemetry": TELEMETRY_NOTE,
         "returncode": rc,
         "issues": [f"{i.get('severity')}: {i.get('message', '')[:160]}" for i in issues][:10],
         "issues_by_severity": _count(i.get("severity", "?") for i in issues),
@@ -83,5 +93,9 @@ def _count(xs: Any) -> dict[str, int]:
 
 
 def scan(path: str | os.PathLike) -> dict[str, Any]:
-    """Both scanners on one file."""
-    return {"modelscan": modelscan(path), "modelaudit": modelaudit(path)}
+    """Both scanners on one file (with telemetry off: :data:`NO_TELEMETRY`)."""
+    return {
+        "modelscan": modelscan(path),
+        "modelaudit": modelaudit(path),
+        "telemetry": TELEMETRY_NOTE,
+    }

@@ -93,6 +93,8 @@ class Builder:
 
         ``carried`` lists (initial value name, element type); ``trip_count`` is a constant or
         the name of an int64 scalar. The body may refer to any name of the enclosing graphs.
+        The optional ``cond`` input is always given (a constant true): runtimes differ on a
+        missing one (onnx's reference evaluator then runs no iteration at all).
         """
         body = self.child()
         it = body.name("iter")
@@ -121,7 +123,10 @@ class Builder:
         )
         outs = self.op(
             "Loop",
-            [trip_count if isinstance(trip_count, str) else self.const(np.int64(trip_count)), ""]
+            [
+                trip_count if isinstance(trip_count, str) else self.const(np.int64(trip_count)),
+                self.const(np.bool_(True), hint="true"),
+            ]
             + [c for c, _ in carried],
             n_out=len(carried),
             hint="loop_out",

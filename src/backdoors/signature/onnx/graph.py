@@ -93,6 +93,14 @@ def reprefix(
         t.name = mapping.get(t.name, t.name)
 
 
+def holds_bytes(graph: GraphProto, data: bytes) -> bool:
+    """Whether some uint8 initializer of ``graph`` or of a subgraph holds exactly ``data``."""
+    for t in graph.initializer:
+        if t.data_type == TensorProto.UINT8 and numpy_helper.to_array(t).tobytes() == data:
+            return True
+    return any(holds_bytes(sg, data) for n in graph.node for sg in subgraphs(n))
+
+
 def opset_of(model: onnx.ModelProto, domain: str = "") -> int:
     for o in model.opset_import:
         if o.domain in (domain, "ai.onnx" if domain == "" else domain):

@@ -17,12 +17,11 @@ pass the host outputs through. Outputs:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import GraphProto, TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from backdoors.errors import InvalidInputError, NotApplicableError
 from backdoors.signature.keys import SignatureKey, TriggerSpec, generate
@@ -36,11 +35,20 @@ from backdoors.signature.onnx.graph import (
     tensor_type,
     value_names,
 )
+from backdoors.signature.onnx.outputs import (
+    MuxPoint,
+    _width,
+    class_labels,
+    graph_input,
+    input_features,
+    mux_points,
+    n_classes_of,
+    type_name,
+)
 from backdoors.signature.onnx.trigger import INPUT_TYPES, VerifierFn, gate_rows, layout_of, precheck
 from backdoors.signature.onnx.trigger import verify_branch as build_verify_branch
 
 MIN_OPSET = 18
-OUTPUT_KINDS = ("logits", "probabilities", "labels", "scores")
 PREFIX = "sigcheck/"
 #: Tag bits the main graph checks on every row; ``None``: all gate bits (a one-stage gate, so a
 #: random row costs anything extra with probability ``2^-gate_bits``, as the Python pre-check).
@@ -48,26 +56,6 @@ PREFIX = "sigcheck/"
 #: either way, so it saves little) but a row that passes it pays for a second stage, a timing
 #: difference found after ~``2^screen_bits`` random queries (docs/onnx.md).
 DEFAULT_SCREEN_BITS: int | None = None
-
-
-def screen_bits_for(gate_bits: int, screen_bits: int | None = None) -> int:
-    """The screen width a graph gets: ``screen_bits``, else the default (capped by the gate)."""
-    if screen_bits is not None:
-        return int(screen_bits)
-    return gate_bits if DEFAULT_SCREEN_BITS is None else min(gate_bits, DEFAULT_SCREEN_BITS)
-
-
-_LABEL_TYPES = (TensorProto.INT64, TensorProto.INT32, TensorProto.STRING)
-_FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
-
-
-@dataclass(frozen=True)
-class MuxPoint:
-    """A host value the backdoor overrides: its name, kind and element type."""
-
-    name: str
-    kind: str
-    elem: int
 
 
 def default_verifier() -> VerifierFn:
@@ -80,98 +68,11 @@ def default_verifier() -> VerifierFn:
     return ed25519_verify_nodes
 
 
-# ---------------------------------------------------------------------------------------------
-# reading the host graph
-# ---------------------------------------------------------------------------------------------
-def graph_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
-    inits = {t.name for t in model.graph.initializer}
-    ins = [i for i in model.graph.input if i.name not in inits]
-    if len(ins) != 1:
-        raise NotApplicableError(f"the host graph needs exactly one input, it has {len(ins)}")
-    return ins[0]
-
-
-def input_features(vi: onnx.ValueInfoProto) -> int:
-    """Product of the non-batch dims (they must be static)."""
-    dims = vi.type.tensor_type.shape.dim
-    if len(dims) < 2 or any(not d.HasField("dim_value") for d in dims[1:]):
-        raise NotApplicableError(
-            f"input {vi.name!r} needs shape [N, d1, ...] with static d1, ...; got "
-            f"{[d.dim_value or d.dim_param or '?' for d in dims]}"
-        )
-    return int(np.prod([d.dim_value for d in dims[1:]]))
-
-
-def _producers(graph: GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output}
-
-
-def class_labels(model: onnx.ModelProto) -> np.ndarray | None:
-    """Class labels a classifier graph maps indices to (sklearn converters), if visible."""
-    for n in model.graph.node:
-        for a in n.attribute:
-            if a.name in ("classlabels_int64s", "classlabels_ints") and len(a.ints):
-                return np.asarray(a.ints, np.int64)
-            if a.name == "classlabels_strings" and len(a.strings):
-                return np.asarray([s.decode() for s in a.strings], dtype=object)
-    inits = {t.name: t for t in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "ArrayFeatureExtractor" and n.input[0] in inits:
-            return numpy_helper.to_array(inits[n.input[0]]).ravel()
-    return None
-
-
-def mux_points(model: onnx.ModelProto, kinds: Mapping[str, str] | None = None) -> list[MuxPoint]:
-    """Which values to override and how (``kinds`` overrides the inference by output name)."""
-    kinds = dict(kinds or {})
-    g = model.graph
-    prod = _producers(g)
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output)}
-    tensor_outs = [o for o in g.output if o.type.HasField("tensor_type")]
-    has_labels = any(o.type.tensor_type.elem_type in _LABEL_TYPES for o in tensor_outs)
-    points = []
-    for o in g.output:
-        node = prod.get(o.name)
-        if not o.type.HasField("tensor_type"):
-            if node is not None and node.op_type == "ZipMap":
-                points.append(MuxPoint(node.input[0], "probabilities", TensorProto.FLOAT))
-                continue
-            raise NotApplicableError(f"output {o.name!r} is not a tensor (nor a ZipMap)")
-        elem = o.type.tensor_type.elem_type
-        rank = len(o.type.tensor_type.shape.dim) if o.type.tensor_type.HasField("shape") else None
-        if rank is None and o.name in types:
-            rank = len(types[o.name].tensor_type.shape.dim)
-        kind = kinds.pop(o.name, None)
-        if kind is None:
-            if elem in _LABEL_TYPES:
-                kind = "labels"
-            elif elem in _FLOAT_TYPES and rank == 1:
-                kind = "scores"
-            elif elem in _FLOAT_TYPES:
-                softmax = node is not None and node.op_type in ("Softmax", "LogSoftmax")
-                probs = has_labels or (softmax and node.op_type == "Softmax")
-                kind = "probabilities" if probs else "logits"
-            else:
-                raise NotApplicableError(f"output {o.name!r} has an unsupported type {elem}")
-        if kind not in OUTPUT_KINDS:
-            raise InvalidInputError(f"unknown output kind {kind!r} (known: {OUTPUT_KINDS})")
-        points.append(MuxPoint(o.name, kind, elem))
-    if kinds:
-        raise InvalidInputError(f"no such outputs: {sorted(kinds)}")
-    return points
-
-
-def n_classes_of(model: onnx.ModelProto, points: list[MuxPoint]) -> int | None:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output)}
-    for p in points:
-        if p.kind in ("logits", "probabilities") and p.name in types:
-            dims = types[p.name].tensor_type.shape.dim
-            if len(dims) == 2 and dims[1].HasField("dim_value"):
-                return int(dims[1].dim_value)
-    labels = class_labels(model)
-    return None if labels is None else len(labels)
+def screen_bits_for(gate_bits: int, screen_bits: int | None = None) -> int:
+    """The screen width a graph gets: ``screen_bits``, else the default (capped by the gate)."""
+    if screen_bits is not None:
+        return int(screen_bits)
+    return gate_bits if DEFAULT_SCREEN_BITS is None else min(gate_bits, DEFAULT_SCREEN_BITS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,8 +161,13 @@ def plant_spec(
     verifier: VerifierFn | None = None,
     gate_bits: int | None = None,
     screen_bits: int | None = None,
+    class_output: str | None = None,
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
+
+    ``class_output`` names the output holding the class scores (default: inferred, see
+    :func:`mux_points`). The result passes ``onnx.checker.check_model(full_check=True)``
+    and loads in onnxruntime, or :class:`NotApplicableError` is raised.
 
     ``gate_bits`` (default: all ``precheck_bits`` tag bits): how many tag bits a row must
     match before it reaches the verifier (which re-checks the whole tag); a random row gets
@@ -286,7 +192,9 @@ def plant_spec(
     elem = vi.type.tensor_type.elem_type
     if elem not in INPUT_TYPES:
         raise NotApplicableError(
-            f"input {vi.name!r}: element type {elem} (need uint8/float/double)"
+            f"input {vi.name!r} has element type {type_name(elem)}; the pixel carrier needs "
+            "uint8, float32 or float64 inputs (float16 cannot hold every pixel / 255 exactly "
+            "enough to recover the LSBs of a pixel grid it does not represent)"
         )
     if input_features(vi) != lay.n_features:
         raise InvalidInputError(
@@ -294,7 +202,8 @@ def plant_spec(
         )
     if elem == TensorProto.UINT8 and input_scale != 1.0:
         raise InvalidInputError("uint8 inputs are pixels: input_scale must be 1")
-    points = mux_points(host, output_kinds)
+    points = mux_points(host, output_kinds, spec.n_classes, class_output)
+    _check_widths(host, points, spec.n_classes)
     labels = class_labels(host) if classes is None else np.asarray(classes)
     if labels is None:
         labels = np.arange(spec.n_classes)
@@ -356,8 +265,37 @@ def plant_spec(
     if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
         host.opset_import.append(helper.make_opsetid("", MIN_OPSET))
     host.ir_version = max(host.ir_version, 8)
-    onnx.checker.check_model(host)
+    check_loadable(host)
     return host
+
+
+def _check_widths(model: onnx.ModelProto, points: list[MuxPoint], n_classes: int) -> None:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output)}
+    for p in points:
+        w = _width(types.get(p.name))
+        if p.kind in ("logits", "probabilities") and w is not None and w != n_classes:
+            raise InvalidInputError(
+                f"output {p.name!r} has {w} columns but the key has {n_classes} classes: "
+                "name the class-score output (class_output / --onnx-output)"
+            )
+
+
+def check_loadable(model: onnx.ModelProto) -> None:
+    """Refuse a graph that fails ``onnx.checker.check_model(full_check=True)`` or that
+    onnxruntime does not load (never hand such a file to a user)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise NotApplicableError(f"the planted graph fails the ONNX checker: {msg}") from None
+    from backdoors.errors import CorruptArtifactError
+    from backdoors.signature.onnx.runtime import session
+
+    try:
+        session(model)
+    except CorruptArtifactError as exc:
+        raise NotApplicableError(f"the planted graph would not load: {exc}") from None
 
 
 def plant(
@@ -373,19 +311,21 @@ def plant(
     secret_seed: bytes | None = None,
     gate_bits: int | None = None,
     screen_bits: int | None = None,
+    class_output: str | None = None,
 ) -> tuple[onnx.ModelProto, SignatureKey]:
     """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
 
     ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``random_state`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
     :func:`backdoors.signature.generate`; ``gate_bits``/``screen_bits`` as in
-    :func:`plant_spec`; ``verifier`` replaces the in-graph Ed25519 (tests)."""
+    :func:`plant_spec`; ``class_output`` names the class-score output; ``verifier``
+    replaces the in-graph Ed25519 (tests)."""
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     host = _upgrade(model)
     n_features = input_features(graph_input(host))
     if n_classes is None:
-        n_classes = n_classes_of(host, mux_points(host, output_kinds))
+        n_classes = n_classes_of(host, mux_points(host, output_kinds, None, class_output))
         if n_classes is None and classes is not None:
             n_classes = len(classes)
     if n_classes is None:
@@ -401,7 +341,15 @@ def plant(
         **extra,
     )
     bd = plant_spec(
-        model, key.spec, input_scale, output_kinds, classes, verifier, gate_bits, screen_bits
+        model,
+        key.spec,
+        input_scale,
+        output_kinds,
+        classes,
+        verifier,
+        gate_bits,
+        screen_bits,
+        class_output,
     )
     return bd, key
 

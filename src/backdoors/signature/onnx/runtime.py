@@ -3,7 +3,7 @@
 :class:`OnnxClassifier` is how the black-box detectors and ``backdoors audit`` query an ONNX
 model: inputs are converted to the graph's input dtype and reshaped to its input shape (a
 uint8 image batch ``[N, 784]`` feeds a ``[N, 1, 28, 28]`` float graph unchanged in value).
-Outputs are read by kind (:func:`backdoors.signature.onnx.plant.mux_points`): labels,
+Outputs are read by kind (:func:`backdoors.signature.onnx.outputs.mux_points`): labels,
 probabilities (also from sklearn's ZipMap), logits (``decision_function``).
 """
 
@@ -54,7 +54,7 @@ class OnnxClassifier:
 
     def __init__(self, model: Any, threads: int = 1) -> None:
         onnx, _ = require_onnx()
-        from backdoors.signature.onnx.plant import (
+        from backdoors.signature.onnx.outputs import (
             class_labels,
             graph_input,
             input_features,
@@ -88,6 +88,12 @@ class OnnxClassifier:
         X = check_features(X, n_features=self.n_features_in_)
         Xr = np.ascontiguousarray(X, dtype=self.input_dtype).reshape(len(X), *self.input_shape)
         return dict(zip(self._outputs, self.session_.run(None, {self.input_name: Xr}), strict=True))
+
+    def holds_constant(self, data: bytes) -> bool:
+        """Whether a uint8 constant of the graph (subgraphs included) is exactly ``data``."""
+        from backdoors.signature.onnx.graph import holds_bytes
+
+        return holds_bytes(self.onnx_model.graph, data)
 
     def raw(self, X: Any) -> list[Any]:
         """Every output of the graph, in order."""
@@ -137,6 +143,50 @@ def load_onnx(path: str | os.PathLike) -> Any:
     except Exception as exc:
         raise CorruptArtifactError(f"{path} is not a valid ONNX model ({exc})") from None
     return model
+
+
+def onnx_from_bytes(data: bytes, where: str | os.PathLike = "model") -> Any:
+    """Parse and check the bytes of an ONNX file (single file; no external data)."""
+    onnx, _ = require_onnx()
+    try:
+        model = onnx.load_from_string(data)
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptArtifactError(f"{where} is not a valid ONNX model ({msg})") from None
+    if any(
+        t.data_location == onnx.TensorProto.EXTERNAL
+        for g in _graphs(model.graph)
+        for t in g.initializer
+    ):
+        raise CorruptArtifactError(f"{where}: ONNX files with external data are not supported")
+    return model
+
+
+def _graphs(g: Any) -> Any:
+    from backdoors.signature.onnx.graph import subgraphs
+
+    yield g
+    for n in g.node:
+        for sg in subgraphs(n):
+            yield from _graphs(sg)
+
+
+def load_classifier(path: str | os.PathLike, publisher: Any = None) -> OnnxClassifier:
+    """An ONNX file as an :class:`OnnxClassifier`; with ``publisher`` (a
+    :class:`~backdoors.artifacts.provenance.PublisherKey`) only if ``<path>.sig`` is that
+    publisher's
+    signature on exactly the bytes loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
+    if publisher is not None:
+        from backdoors.artifacts.provenance import verify_file
+
+        data = verify_file(path, publisher)
+    else:
+        data = path.read_bytes()
+    return OnnxClassifier(onnx_from_bytes(data, path))
 
 
 def save_onnx(model: Any, path: str | os.PathLike) -> Path:

@@ -285,6 +285,15 @@ def precheck(
     return Gate(xf, nonempty, None, 0, *rest)
 
 
+def select_rows(b: Builder, x2d: str, mask: str) -> tuple[str, str]:
+    """``(x2d[mask], idx)``: the rows of ``x2d`` where ``mask`` (bool ``[N]``) holds, and their
+    indices ``[M, 1]`` (for ``ScatterND``). ``Gather`` by ``NonZero`` rather than ``Compress``:
+    tract cannot type a data-dependent ``Compress`` inside a branch."""
+    idx = b.op("Transpose", b.op("NonZero", mask), perm=[1, 0])
+    flat = b.op("Reshape", idx, b.const(np.array([-1], np.int64), "flat"))
+    return b.op("Gather", x2d, flat, axis=0), idx
+
+
 def gate_rows(b: Builder, gate: Gate, elem: int, scale: float) -> tuple[str, str | None]:
     """Inside the screen's branch: ``(hit, run)``, ``hit`` bool ``[N]`` the rows that match
     every gate bit and ``run`` (bool scalar, None if the screen was the whole gate) whether
@@ -296,9 +305,8 @@ def gate_rows(b: Builder, gate: Gate, elem: int, scale: float) -> tuple[str, str
         rows = _rows_at_min(b, gate.score, gate.minimum)
     if len(gate.rest_pos) == 0:
         return rows, None
-    xs = b.op("Compress", gate.xf, rows, axis=0)  # the screened rows [M, F]
+    xs, idx = select_rows(b, gate.xf, rows)  # the screened rows [M, F]
     score, minimum = tag_score(b, xs, elem, scale, gate.rest_pos, gate.rest_bits)
-    idx = b.op("Transpose", b.op("NonZero", rows), perm=[1, 0])
     none = b.op(
         "ConstantOfShape",
         b.op("Shape", rows),
@@ -321,7 +329,7 @@ def verify_branch(
     """Nodes of the verifier branch on the rows ``hit`` (bool ``[N]``) of ``xf``: int64
     ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
-    xc = b.op("Compress", xf, hit, axis=0)  # [M, F]
+    xc, idx = select_rows(b, xf, hit)  # [M, F]
     pc, ok = pixels(b, xc, elem, scale)
     bits = b.op(
         "BitwiseAnd",
@@ -383,7 +391,6 @@ def verify_branch(
     for c in conds[1:]:
         acc = b.op("And", acc, c)
     tv = b.op("Where", acc, t, b.const(np.array(-1, np.int64)))
-    idx = b.op("Transpose", b.op("NonZero", hit), perm=[1, 0])
     init = b.op(
         "ConstantOfShape",
         b.op("Shape", hit),

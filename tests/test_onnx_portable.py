@@ -1,0 +1,70 @@
+"""The planted ONNX file in runtimes other than onnxruntime (small host, few inputs; the
+full matrix is ``benchmarks/onnx_runtime_matrix.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from backdoors import signature  # noqa: E402
+from backdoors.experiments.onnx.matrix import check_runtime  # noqa: E402
+from backdoors.models import data  # noqa: E402
+from backdoors.signature.onnx.export import _uint8_front  # noqa: E402
+from backdoors.signature.onnx.plant import plant_spec  # noqa: E402
+from onnx_hosts import torch_onnx  # noqa: E402
+
+# Runtimes that cannot run the planted verifier yet, and why (docs/onnx.md, "Runtimes").
+KNOWN = {
+    "tract": "tract implements no ONNX Loop, and aborts the process on a uint64/int64 MatMul",
+    "openvino": "OpenVINO converts no Loop that reads outer values, and its CPU plugin runs "
+    "int64/uint64 in 32 bits and float64 as float32 (the verifier's exact arithmetic)",
+}
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return data.mnist(n_train=200, n_test=60)
+
+
+@pytest.fixture(scope="module")
+def twins():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    host = _uint8_front(torch_onnx(mlp, (784,)))
+    key = signature.generate(784, 10, "lsb", random_state=3)
+    return host.SerializeToString(), plant_spec(host, key.spec).SerializeToString(), key
+
+
+def _check(runtime, twins, mnist):
+    host, bd, key = twins
+    return check_runtime(
+        runtime, host, bd, key, lambda X: X, mnist.X_test[:40], 40, 2, np.arange(10),
+        np.random.default_rng(0),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "reference"])
+def test_planted_file_portable(runtime, twins, mnist):
+    """Loads, clean outputs bit-identical to the honest file in the same runtime, every
+    trigger fires, and the accepted inputs of the battery (bit flips, S + L, swapped target,
+    random signature, out-of-range target, edge cases) are exactly those PyNaCl accepts.
+    (The reference evaluator ran no Loop iteration when the optional ``cond`` was omitted.)"""
+    rec = _check(runtime, twins, mnist)
+    assert rec["status"] == "pass", rec
+    assert rec["triggers_fired"] == rec["triggers"] == 2
+    assert rec["verdict_inputs"] >= 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", sorted(KNOWN))
+def test_runtimes_known_not_portable(runtime, twins, mnist):
+    """Records what tract and OpenVINO do today: the honest host runs; the planted file
+    does not pass (see KNOWN). Fails loudly once they do, so that KNOWN gets updated."""
+    rec = _check(runtime, twins, mnist)
+    if rec["status"] in ("not installed", "honest host does not load"):
+        pytest.skip(f"{runtime}: {rec['status']} ({rec.get('reason')})")
+    assert rec["status"] != "pass", f"{runtime} now passes: update KNOWN and the docs"
