@@ -91,9 +91,15 @@ def test_uncacheable_models_are_built_and_reported(tmp_path):
 
 
 def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
+    """Also the default suite's sibling of the worker-process cluster test below: the same
+    members and the same scores on an in-process Dask cluster."""
     from distributed import LocalCluster
 
+    from backdoors.evaluation.pair_scoring import score_population
+
     seq = build_population(toys.ToyPatchAttack(), 2)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware()]
+    ref = score_population(toys.ToyPatchAttack(), 3, dets)
     par = build_population(toys.ToyPatchAttack(), 2, n_jobs=2)
     with LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
@@ -101,6 +107,7 @@ def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
         dsk = build_population(
             toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
         )
+        tab = score_population(toys.ToyPatchAttack(), 3, dets, scheduler=cluster.scheduler_address)
         toys.BUILD_CALLS.clear()
         cached = build_population(
             toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
@@ -110,6 +117,10 @@ def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
         assert [m.seed for m in pop.members()] == [m.seed for m in seq.members()]
         for a, b in zip(_preds(seq), _preds(pop), strict=True):
             np.testing.assert_array_equal(a, b)
+    assert [p.seed for p in tab.pairs] == [0, 1, 2]
+    for d in ("toy_weight", "toy_keyaware"):
+        for x, y in zip(ref.scores(d), tab.scores(d), strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_bad_arguments():
@@ -276,6 +287,7 @@ def test_pair_measures_run_in_the_workers_and_come_back_in_seed_order():
         assert h.shape == b.shape == (3,) and np.all(h > 0.8)
 
 
+@pytest.mark.slow  # two worker processes start; the in-process cluster test above is its sibling
 def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
     """The same population commands on a Dask cluster of two separate worker processes."""
     from distributed import Client, LocalCluster
@@ -422,6 +434,7 @@ def test_experiment_jobs_reads_one_environment_variable(monkeypatch):
             experiment_jobs()
 
 
+@pytest.mark.slow  # 350 MB per worker and a real loky replacement: 10-25 s on 2 cores
 def test_worker_replacement_by_loky_stays_quiet_and_changes_no_result():
     """A worker that keeps a large per-process cache is replaced by loky's leak heuristic,
     which warns 'A worker stopped while some jobs were given to the executor' (seen by every
