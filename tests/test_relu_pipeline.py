@@ -94,10 +94,11 @@ def test_sweep_mnist_and_linear_head_publish_their_seeds_members():
     assert [(p["theta"], p["n_models"]) for p in pts] == [(2.0, 4), (6.0, 4)]
     assert pts[1]["auroc"]["relu_key_aware"] == 1.0
     # MNIST 0 vs 1 and the linear head: the honest accuracy published is that of seeds s, s + 1
-    rec = relu_exp._mnist_01(2, 11, 1)  # the default point (m = k = 50): the flip is clear
+    # (no flip-rate comparison: with 2 fresh keys fb < fr in about 1 run of 25;
+    # tests/test_relu.py compares them on a larger population)
+    rec = relu_exp._mnist_01(2, 11, 1)
     assert rec["n_models"] == 4
     assert set(rec["advantage_key_oblivious"]) == {*KEY_OBLIVIOUS, *relu_map.COIN_DETECTORS}
-    assert rec["flip_rate_backdoor"] > rec["flip_rate_random_direction"]
     mn = [ReLUMnistAttack().build(s, False) for s in (11, 12)]
     n = pair_scoring.N_EVAL
     acc = [np.mean(h.model.predict(h.X_test[:n]) == h.y_test[:n]) for h in mn]
