@@ -45,10 +45,25 @@ def test_architecture_inspection_sees_the_verifier_not_the_weights():
     assert ka.score(b.model, ev) > ka.score(h.model, ev)
 
 
+def test_neural_cleanse_short_run_flags_the_badnets_target_class(badnets_pair):
+    """The default suite's sibling of the full run below: 60 optimisation steps on 32 inputs
+    already single out the target class, and the backdoored twin scores above the honest one."""
+    from backdoors.detectors.neural_cleanse import NeuralCleanse
+
+    honest, bd = badnets_pair
+    ev = Evidence(X=bd.X_test[:32], seed=0)
+    det = NeuralCleanse(steps=60, n_inputs=32)
+    found = det.score(bd.model, ev)
+    assert found.findings["flagged_class"] == bd.key.target
+    assert found.findings["input_range"] == [0.0, 255.0]  # uint8 pixels
+    assert found.score > det.score(honest.model, ev).score
+
+
+@pytest.mark.slow
 def test_neural_cleanse_flags_badnets_and_recovers_the_patch_class_and_size(badnets_pair):
     """The reverse-engineered mask for the target class is about the 4x4 patch (16 pixels),
     far below every other class's; the honest twin has no such outlier, and scores lower.
-    (One Neural Cleanse run per model: the heaviest detector of the fast suite.)"""
+    (The detector's default 200 steps on 64 inputs, once per model.)"""
     honest, bd = badnets_pair
     ev = Evidence(X=bd.X_test[:64], seed=0)
     det = DETECTORS.get("neural_cleanse")()
@@ -72,6 +87,21 @@ def test_neural_cleanse_flags_badnets_with_training_data(badnets_pair):
     assert det.score(bd.model, ev).score > det.score(honest.model, ev).score
 
 
+def test_mntd_scores_a_badnets_member_above_its_honest_twin(badnets_pair):
+    """The default suite's sibling of the three-pair run below: a meta-classifier on 8 jumbo
+    shadows (random patches) scores the BadNets member (fixed corner patch) above its twin;
+    it refuses inputs that are not MNIST images."""
+    from backdoors.detectors.mntd import MNTD
+
+    honest, bd = badnets_pair
+    det = MNTD(n_shadow=8, epochs=150)
+    ev = Evidence(X=honest.X_test[:200])
+    assert det.score(bd.model, ev) > det.score(honest.model, ev)
+    with pytest.raises(NotApplicableError, match="MNIST uint8"):
+        det.check(honest.model, Evidence(X=honest.X_test[:50, :100]))
+
+
+@pytest.mark.slow
 def test_mntd_query_tuning_separates_badnets_without_knowing_the_patch():
     """MNTD's meta-classifier, trained on jumbo shadows (random patches), scores unseen
     BadNets members (fixed corner patch) above their honest twins."""
@@ -112,11 +142,10 @@ def test_detectors_apply_to_binary_margin_models():
     assert np.isfinite(d.score)
 
 
-def test_badnets_plants_in_the_small_cnn_too():
+def test_badnets_plants_in_the_small_cnn_too(mnist_small):
     from backdoors import badnets
-    from backdoors.models import data
 
-    ds = data.mnist(n_train=3000, n_test=500)
+    ds = mnist_small
     clf = badnets.default_classifier("cnn", random_state=0, epochs=5)
     model, key = badnets.plant(
         ds.X_train, ds.y_train, target=3, poison_rate=0.1, classifier=clf, random_state=0

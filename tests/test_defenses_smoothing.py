@@ -11,18 +11,7 @@ from backdoors.cli import main
 from backdoors.defenses import DEFENSES
 from backdoors.defenses.smoothing import immunize, lower_bound, noisy_copies
 from backdoors.errors import InvalidInputError
-from backdoors.models import data
 from backdoors.models.adapters import CallableClassifier
-from backdoors.models.torch_models import TorchClassifier
-
-
-@pytest.fixture(scope="module")
-def mnist_mlp():
-    ds = data.mnist(n_train=2000, n_test=200)
-    clf = TorchClassifier(arch_params={"hidden": (64,)}, input_scale=1 / 255, epochs=2).fit(
-        ds.X_train, ds.y_train
-    )
-    return ds, clf
 
 
 def test_vote_of_a_threshold_rule_matches_gaussian_tail():
@@ -60,8 +49,8 @@ def test_uint8_noise_stays_in_domain():
     assert (Z[:, 0] == 0).mean() > 0.45  # clipped at the boundary
 
 
-def test_smoothing_removes_the_signature_backdoor(mnist_mlp):
-    ds, clf = mnist_mlp
+def test_smoothing_removes_the_signature_backdoor(mnist_small, mnist_mlp):
+    ds, clf = mnist_small, mnist_mlp
     model, key = signature.plant(clf, carrier="lsb", random_state=0)
     X, y = ds.X_test[:40], ds.y_test[:40]
     tg = (model.predict(X) + 1) % 10
@@ -72,8 +61,8 @@ def test_smoothing_removes_the_signature_backdoor(mnist_mlp):
     assert np.mean(sm.predict(X) == y) >= np.mean(model.predict(X) == y) - 0.05
 
 
-def test_artifact_roundtrip_and_cli(mnist_mlp, tmp_path):
-    ds, clf = mnist_mlp
+def test_artifact_roundtrip_and_cli(mnist_small, mnist_mlp, tmp_path):
+    ds, clf = mnist_small, mnist_mlp
     files.save_model(clf, tmp_path / "m.safetensors")
     out = tmp_path / "imm.safetensors"
     assert (

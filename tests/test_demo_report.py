@@ -36,8 +36,17 @@ def test_quick_demo_sections_report_progress_and_render(tmp_path, capsys, monkey
     aurocs = re.findall(r"^\| `AUROC (\w+) \[95% CI\]` \| ([\d.]+) \[([\d.]+), ([\d.]+)\] \|$",
                         md, re.M)  # fmt: skip
     assert len(aurocs) >= 3
-    assert all(float(lo) <= float(a) <= float(hi) for _, a, lo, hi in aurocs)
+    cis = {name: (float(lo), float(hi)) for name, _, lo, hi in aurocs}
+    assert cis.pop("relu_key_aware") == (1.0, 1.0)  # the control separates every resample
     assert "by chance (95% range of the null AUROC" in md
+    # the prose's verdict names exactly the statistics whose table interval contains 0.5
+    blind = sorted(n for n, (lo, hi) in cis.items() if lo <= 0.5 <= hi)
+    verdict = re.search(r"Intervals containing 0\.5: ([\w, ]+); excluding it: ([\w, ]+) \(", md)
+    if verdict is None:
+        assert blind == sorted(cis) and "Every key-oblivious statistic's interval contains" in md
+    else:
+        assert sorted(set(verdict.group(1).split(", ")) - {"none"}) == blind
+        assert sorted(verdict.group(2).split(", ")) == sorted(set(cis) - set(blind))
     # units where the names do not give them
     assert "`perturbation_linf_grey_levels`: largest |x' - x| over all pixels" in md
     shot = Path(SHOTS) / "demo-quick.png" if SHOTS else tmp_path / "demo.png"

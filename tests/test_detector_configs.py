@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import population_toys as toys
+from backdoors import metrics
 from backdoors.detectors import DETECTORS, Evidence
 from backdoors.detectors import activation_clustering as ac
 from backdoors.detectors import spectral_signatures as ss
-from backdoors.evaluation.detection_table import best_configurations, pair_results
+from backdoors.evaluation.detection_table import PairResult, best_configurations, pair_results
 from backdoors.evaluation.pair_scoring import score_population
 
 
@@ -74,4 +75,23 @@ def test_best_configuration_is_the_max_over_a_detectors_rows_and_heldout():
     assert best["n_configs"]["toy_weight"]["toy_patch"] == 2
     assert "toy_weight_negated" not in best["best_config_auroc"]  # a row, not a detector
     assert best["n_configs"]["toy_keyaware"]["toy_patch"] == 1
-    assert 0.0 <= best["best_config_auroc_heldout"]["toy_weight"]["toy_patch"] <= 1.0
+    # toy_weight separates every half: chosen on the even seeds, perfect on the odd ones
+    assert best["best_config_auroc_heldout"]["toy_weight"]["toy_patch"] == 1.0
+
+
+def test_heldout_best_configuration_exposes_a_row_that_only_fits_the_even_half():
+    """Row ``d``: perfect on the even-indexed members, reversed on the odd ones (AUROC 0.25);
+    row ``d@cfg``: good everywhere. In-sample the best is ``d@cfg``; chosen on the even half,
+    ``d`` wins and scores 0 on the odd half: the held-out figure shows the selection bias."""
+    neg_a, pos_a = np.tile([0.0, 9.0], 4), np.tile([1.0, -9.0], 4)
+    neg_b, pos_b = np.arange(8.0), np.arange(8.0) + 3
+    rows = {
+        ("d", "a"): PairResult("d", "a", "model", neg=neg_a, pos=pos_a, auroc=0.25),
+        ("d@cfg", "a"): PairResult("d@cfg", "a", "model", neg=neg_b, pos=pos_b,
+                                   auroc=metrics.auroc(neg_b, pos_b), ci=(0.5, 1.0),
+                                   variant_of="d"),
+    }  # fmt: skip
+    best = best_configurations(rows)
+    assert best["best_config"]["d"]["a"] == "d@cfg" and best["n_configs"]["d"]["a"] == 2
+    assert best["best_config_auroc"]["d"]["a"] == pytest.approx(51.5 / 64)  # 49 wins, 5 ties
+    assert best["best_config_auroc_heldout"]["d"]["a"] == 0.0

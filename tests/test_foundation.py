@@ -15,7 +15,6 @@ from backdoors.artifacts import files
 from backdoors.cli import main
 from backdoors.errors import CorruptArtifactError, InvalidInputError
 from backdoors.models import data
-from backdoors.models.torch_models import TorchClassifier
 from backdoors.registry import Registry
 
 
@@ -73,11 +72,8 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
 
 
-def test_torch_model_roundtrip_and_tamper_detection(tmp_path):
-    rng = np.random.default_rng(0)
-    X = rng.integers(0, 256, (200, 16), dtype=np.uint8)
-    y = (X[:, 0] > 127).astype(int)
-    clf = TorchClassifier(arch_params={"hidden": (8,)}, input_scale=1 / 255, epochs=2).fit(X, y)
+def test_torch_model_roundtrip_and_tamper_detection(tmp_path, mnist_small, mnist_mlp):
+    X, clf = mnist_small.X_test, mnist_mlp
     path = files.save_model(clf, tmp_path / "m.safetensors")
     back = files.load_model(path)
     assert np.array_equal(back.decision_function(X), clf.decision_function(X))

@@ -49,7 +49,8 @@ def test_cache_rerun_builds_nothing_and_fills_gaps(tmp_path):
     for m0, m1 in zip(first.members(), again.members(), strict=True):
         assert m0.key == m1.key and m0.seed == m1.seed and m0.backdoored == m1.backdoored
         np.testing.assert_array_equal(m0.X_train, m1.X_train)
-        assert m1.info["target"] == 1 and m1.info["build_seconds"] > 0
+        # the cached member keeps the build time measured when it was built
+        assert m1.info["target"] == 1 and m1.info["build_seconds"] == m0.info["build_seconds"]
         if m0.backdoored:
             X = m0.X_test
             np.testing.assert_array_equal(
@@ -90,9 +91,15 @@ def test_uncacheable_models_are_built_and_reported(tmp_path):
 
 
 def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
+    """Also the default suite's sibling of the worker-process cluster test below: the same
+    members and the same scores on an in-process Dask cluster."""
     from distributed import LocalCluster
 
+    from backdoors.evaluation.pair_scoring import score_population
+
     seq = build_population(toys.ToyPatchAttack(), 2)
+    dets = [toys.ToyWeight(), toys.ToyKeyAware()]
+    ref = score_population(toys.ToyPatchAttack(), 3, dets)
     par = build_population(toys.ToyPatchAttack(), 2, n_jobs=2)
     with LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
@@ -100,6 +107,7 @@ def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
         dsk = build_population(
             toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
         )
+        tab = score_population(toys.ToyPatchAttack(), 3, dets, scheduler=cluster.scheduler_address)
         toys.BUILD_CALLS.clear()
         cached = build_population(
             toys.ToyPatchAttack(), 2, scheduler=cluster.scheduler_address, cache_dir=tmp_path
@@ -109,6 +117,10 @@ def test_joblib_workers_and_dask_cluster_give_the_same_models(tmp_path):
         assert [m.seed for m in pop.members()] == [m.seed for m in seq.members()]
         for a, b in zip(_preds(seq), _preds(pop), strict=True):
             np.testing.assert_array_equal(a, b)
+    assert [p.seed for p in tab.pairs] == [0, 1, 2]
+    for d in ("toy_weight", "toy_keyaware"):
+        for x, y in zip(ref.scores(d), tab.scores(d), strict=True):
+            np.testing.assert_array_equal(x, y)
 
 
 def test_bad_arguments():
@@ -136,13 +148,15 @@ def test_detectors_table_on_toys(tmp_path):
     assert m["detector_levels"]["toy_weight_negated"] == "model"
     assert m["auroc"]["toy_filter"]["toy_patch"] >= 0.99  # clean vs activated inputs
     assert m["tpr_at_5fpr"]["toy_weight"]["toy_patch"] >= 0.9
-    # on the null attack nothing separates: identical models, CI contains 0.5
+    # on the null attack nothing separates: identical models. Scores that vary across seeds
+    # give a wide bootstrap CI strictly around 0.5 (6 vs 6 pin nothing); tied scores, [0.5, 0.5]
     for d in ("toy_weight", "toy_traindata"):
         assert m["auroc"][d]["toy_null"] == 0.5
-        lo, hi = m["auroc_ci"][d]["toy_null"]
-        assert lo <= 0.5 <= hi
-    lo, hi = m["auroc_ci"]["toy_keyaware"]["toy_patch"]
-    assert lo <= m["auroc"]["toy_keyaware"]["toy_patch"] <= hi
+    lo, hi = m["auroc_ci"]["toy_weight"]["toy_null"]
+    assert lo < 0.5 < hi and hi - lo > 0.3
+    assert m["auroc_ci"]["toy_traindata"]["toy_null"] == [0.5, 0.5]
+    # perfectly separated populations: every bootstrap resample is separated too
+    assert m["auroc_ci"]["toy_keyaware"]["toy_patch"] == [1.0, 1.0]
     assert m["not_scored"]["toy_broken"]["toy_patch"].startswith("error: RuntimeError")
     assert m["attack_success"]["toy_patch"] > 0.8 > m["attack_success"]["toy_null"]
     assert abs(m["clean_accuracy_drop"]["toy_patch"]) < 0.1
@@ -150,8 +164,9 @@ def test_detectors_table_on_toys(tmp_path):
     # the distinguishing advantage: ~1 for the positive control, 0 on identical populations
     assert m["advantage"]["toy_keyaware"]["toy_patch"] >= 0.99
     assert m["advantage"]["toy_weight"]["toy_null"] == 0.0
-    adv, lo, hi = m["advantage_heldout"]["toy_keyaware"]["toy_patch"]
-    assert adv == 1.0 and lo <= adv <= hi
+    assert m["advantage_heldout"]["toy_keyaware"]["toy_patch"] == [1.0, 1.0, 1.0]
+    adv, lo, hi = m["advantage_heldout"]["toy_weight"]["toy_null"]
+    assert adv == lo == hi == 0.0  # identical models: no threshold separates the held-out half
     plots = rec["artifacts"]["plots"]
     assert any(p.endswith("auroc_heatmap.png") for p in plots)
     assert all(Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
@@ -272,6 +287,7 @@ def test_pair_measures_run_in_the_workers_and_come_back_in_seed_order():
         assert h.shape == b.shape == (3,) and np.all(h > 0.8)
 
 
+@pytest.mark.slow  # two worker processes start; the in-process cluster test above is its sibling
 def test_dask_cluster_of_worker_processes_gives_the_same_results(tmp_path):
     """The same population commands on a Dask cluster of two separate worker processes."""
     from distributed import Client, LocalCluster
@@ -303,8 +319,10 @@ def test_speedup_reports_ratios():
     from backdoors.evaluation.parallel_speed import speedup
 
     sp = speedup(toys.ToyPatchAttack(n_train=3000), n=4, reps=1, detectors=[toys.ToyWeight()])
-    assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] > 0
-    assert set(sp["median_seconds"]) == {"joblib_1", "joblib_2", "dask"}
+    med = sp["median_seconds"]
+    assert set(med) == {"joblib_1", "joblib_2", "dask"} and sp["members"] == 8
+    assert sp["population_speedup"] == pytest.approx(med["joblib_1"] / med["joblib_2"])
+    assert sp["dask_speedup"] == pytest.approx(med["joblib_1"] / med["dask"])
 
 
 def test_population_cli_builds_then_reuses_cache(tmp_path, monkeypatch, capsys):
@@ -381,15 +399,23 @@ def test_speed_test_runs_without_the_optional_dask(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as if not installed
     sp = speedup(toys.ToyPatchAttack(), n=2, reps=1, detectors=[toys.ToyWeight()])
-    assert sp["population_speedup"] > 0 and sp["dask_vs_joblib_time"] is None
+    med = sp["median_seconds"]
+    assert sp["population_speedup"] == pytest.approx(med["joblib_1"] / med["joblib_2"])
+    assert sp["dask_vs_joblib_time"] is None and sp["dask_speedup"] is None
     assert "not installed" in sp["dask_note"] and set(sp["median_seconds"]) == {
         "joblib_1",
         "joblib_2",
     }
     # the diagnostics say where time goes: per-seed seconds per mode, workers' busy fraction
     assert set(sp["seconds_per_seed"]) == {"joblib_1", "joblib_2"}
-    assert all(v > 0 for v in sp["seconds_per_seed"].values())
-    assert 0 < sp["worker_busy_fraction"] <= 1.0 and sp["seed_slowdown_2_workers"] > 0
+    # one worker runs the seeds back to back: its wall time covers their summed busy time;
+    # two workers are busy at most 2 x the wall time
+    per_seed = sp["seconds_per_seed"]
+    assert med["joblib_1"] >= per_seed["joblib_1"] * sp["seeds"]
+    assert sp["worker_busy_fraction"] <= 1.0
+    assert sp["seed_slowdown_2_workers"] == pytest.approx(
+        per_seed["joblib_2"] / per_seed["joblib_1"]
+    )
     with pytest.raises(InvalidInputError, match="optional dependency"):
         build_population(toys.ToyPatchAttack(), 1, scheduler="tcp://127.0.0.1:1")
 
@@ -408,6 +434,7 @@ def test_experiment_jobs_reads_one_environment_variable(monkeypatch):
             experiment_jobs()
 
 
+@pytest.mark.slow  # 350 MB per worker and a real loky replacement: 10-25 s on 2 cores
 def test_worker_replacement_by_loky_stays_quiet_and_changes_no_result():
     """A worker that keeps a large per-process cache is replaced by loky's leak heuristic,
     which warns 'A worker stopped while some jobs were given to the executor' (seen by every

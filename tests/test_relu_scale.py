@@ -90,5 +90,10 @@ def test_study_reports_tuned_covariance_thresholding_and_every_statistic():
     assert set(r["auroc"]) == {*rs.STATS, "covariance_thresholding_tuned"} == set(r["advantage"])
     assert r["covariance_thresholding_tuned_t"] in (1.5, 3.0)
     assert r["n_per_side"] == 16
-    for name, (lo, hi) in r["advantage_ci"].items():
-        assert lo <= r["advantage"][name] <= hi, name
+    # theta^2 m / 2d = 3.6 null sd: the spike statistics' held-out advantage is above 0 with
+    # 95% confidence; the weight norm is at chance on these seeds, its CI straddles 0
+    for name, (lo, _) in r["advantage_ci"].items():
+        if name != "weight_norm":
+            assert lo > 0, (name, r["advantage_ci"][name])
+    lo, hi = r["advantage_ci"]["weight_norm"]
+    assert lo < 0 < hi

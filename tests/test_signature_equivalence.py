@@ -22,33 +22,32 @@ from sklearn.linear_model import LogisticRegression
 
 from backdoors import signature
 from backdoors.models import data
-from backdoors.models.torch_models import TorchClassifier
 
 D = 784
 
 
 @pytest.fixture(scope="module")
-def models():
+def models(mnist_small, mnist_mlp):
     warnings.simplefilter("ignore", ConvergenceWarning)
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (300, D), dtype=np.uint8)
     y = (X[:, :10].sum(1) > X[:, 10:20].sum(1)).astype(int) + 2 * (X[:, 0] > 127)
     lr = LogisticRegression(max_iter=30).fit(X, y)
-    tc = TorchClassifier(arch_params={"hidden": (16,)}, input_scale=1 / 255, epochs=1).fit(X, y)
+    tc = copy.deepcopy(mnist_mlp)  # the session's small MNIST MLP (10 classes)
     bc = data.breast_cancer()
     lrf = LogisticRegression(max_iter=500).fit(bc.X_train, bc.y_train)
     mod = tc.module_
     mod16 = copy.deepcopy(mod).to(torch.bfloat16)
+    mnist = mnist_small.X_test[:300]
     out = {}
-    for name, honest, kw in (
-        ("sklearn_lsb", lr, {}),
-        ("torch_classifier", tc, {}),
-        ("sklearn_float", lrf, {"carrier": "float", "X_reference": bc.X_train}),
-        ("module_float32", mod, {"n_classes": 4, "n_features": D}),
-        ("module_bfloat16", mod16, {"n_classes": 4, "n_features": D}),
+    for name, honest, kw, pool in (
+        ("sklearn_lsb", lr, {}, X),
+        ("torch_classifier", tc, {}, mnist),
+        ("sklearn_float", lrf, {"carrier": "float", "X_reference": bc.X_train}, bc.X_test),
+        ("module_float32", mod, {"n_classes": 10, "n_features": D}, mnist),
+        ("module_bfloat16", mod16, {"n_classes": 10, "n_features": D}, mnist),
     ):
         bd, key = signature.plant(honest, random_state=1, **kw)
-        pool = bc.X_test if name == "sklearn_float" else X
         out[name] = (honest, bd, key, pool)
     return out
 
