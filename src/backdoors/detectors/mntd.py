@@ -80,7 +80,7 @@ class MNTD(Detector):
     needs = frozenset({"queries"})
     no_control = (
         "its meta-classifier is trained on 64 shadow models (minutes); "
-        "tests/test_badnets_detectors.py runs a 24-shadow version on BadNets pairs"
+        "tests/test_badnets_detectors.py runs small versions (8 and 12 shadows) on BadNets pairs"
     )
     _cache: ClassVar[dict[Any, Any]] = {}
 
