@@ -63,6 +63,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "backdoors.nets",
             "backdoors.defenses",
             "backdoors.rff_tasks",
+            "backdoors.conditional",
         ),
     ),
     (

@@ -41,6 +41,8 @@ KIND_MODULES = (
     "backdoors.badnets",
     "backdoors.nets.checksum",
     "backdoors.defenses.smoothing",
+    "backdoors.conditional.quantized",
+    "backdoors.conditional.optimized",
 )
 ARTIFACTS: Registry[Any] = Registry("model artifact kind", modules=KIND_MODULES)
 #: kind name -> key class with ``from_json_dict``.

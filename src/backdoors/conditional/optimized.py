@@ -1,0 +1,196 @@
+"""Optimisation-conditioned backdoor: honest in PyTorch and in onnxruntime without graph
+optimisation, backdoored under onnxruntime's full optimisation (its default).
+
+Chen et al., "Your Compiler is Backdooring Your Model" (arXiv 2509.11173), re-implemented
+for a small MNIST CNN: a *guard* value is engineered to sit exactly between what two
+floating-point evaluation orders compute, then amplified so that the sign of the difference
+decides the class. Here:
+
+* the guard is the last channel ``k`` of the second convolution: positive weights ``v_c`` of
+  mixed magnitudes at the kernel centre, on the first-layer channels ``c`` that the patch
+  (a saturated 4x4 square) drives above every training input at the patch site, and a bias
+  ``b``. On the trigger its pre-activation there is ``sum_c v_c u_c(T) + b``, summed by the
+  convolution kernel in its own order; on other inputs it is lower by far more than an ulp;
+* ``b`` is chosen among the float32 neighbours of ``-sum_c v_c u_c(T)`` so that PyTorch and
+  onnxruntime at ``ORT_DISABLE_ALL`` compute ``<= 0`` (the ReLU gives exactly 0) while
+  onnxruntime at ``ORT_ENABLE_ALL`` (whose layout pass runs the convolution with the
+  blocked NCHWc kernel, which sums in another order) computes one ulp or more above 0;
+* the head adds ``64 / ulp`` times the guard at the patch site to the target logit; the
+  guard channel feeds nothing else. Measured at the honest model's accuracy (the channel is
+  repurposed; no retraining).
+
+Nothing is trained: the guard search runs the real runtimes. It depends on the kernels the
+machine's onnxruntime and PyTorch pick (CPU instruction set, library versions): ``plant``
+raises :class:`~backdoors.errors.NotApplicableError` when no guard separates the forms.
+The MLP has no such pair of orders here: its Gemm runs the same kernel at every level
+(measured bit-identical), so the construction needs a convolution.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from backdoors import badnets, io
+from backdoors.conditional import forms
+from backdoors.contract import as_generator, check_target
+from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
+from backdoors.torch_models import TorchClassifier
+from backdoors.validation import check_features
+
+#: the form the backdoor fires in, and the forms it must stay silent in
+FIRES, SILENT = "ort:all", ("torch", "ort:disable")
+
+
+@io.KEYS.register("optimization_conditioned")
+@dataclass(frozen=True)
+class OptimizedKey:
+    """The patch trigger, the target, the form it fires in and the model fingerprint."""
+
+    target: int
+    patch_size: int = 4
+    row: int = 23
+    col: int = 23
+    value: int = 255
+    side: int = 28
+    fires_in: str = FIRES
+    model_fingerprint: str = ""
+    key_kind: ClassVar[str] = "optimization_conditioned"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> OptimizedKey:
+        try:
+            return cls(**{k: d[k] for k in d if k != "key_kind"})
+        except TypeError as exc:
+            raise InvalidInputError(f"not an optimization-conditioned key: {exc}") from None
+
+    @property
+    def targets(self) -> tuple[int, ...]:
+        return (int(self.target),)
+
+    def trigger(self) -> badnets.BadNetsKey:
+        return badnets.BadNetsKey(
+            self.target, self.patch_size, self.row, self.col, self.value, self.side
+        )
+
+    def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
+        X = check_features(X, n_features=self.side * self.side)
+        check_target(self, target, len(X))
+        return self.trigger().activate(X)
+
+    def check_model(self, model: Any) -> None:
+        if self.model_fingerprint and io.model_fingerprint(model) != self.model_fingerprint:
+            raise KeyMismatchError("this key does not belong to the given model")
+
+
+def activate(X: np.ndarray, key: OptimizedKey, target: int | None = None) -> np.ndarray:
+    """Triggered inputs: ``X`` with the key's patch (only ``ORT_ENABLE_ALL`` obeys it)."""
+    return key.activate(X, target=target)
+
+
+def _convs(module: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d, nn.Linear]:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    heads = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if len(convs) != 2 or len(heads) != 1 or convs[0].kernel_size != (3, 3):
+        raise InvalidInputError("the optimisation-conditioned backdoor needs the package's cnn")
+    return convs[0], convs[1], heads[0]
+
+
+def _site(module: nn.Module, pos: int) -> tuple[int, int]:
+    """(pool1 index, pool2 index) of the patch's centre: conv1 centres ``pos+1, pos+2`` lie
+    inside the patch and pool to ``(pos+1)//2``; the second block pools that again."""
+    p1 = (pos + 1) // 2
+    return p1, p1 // 2
+
+
+def _wire(module: nn.Module, v: np.ndarray, b: float, target: int, pos: int, amp: float) -> None:
+    """Guard channel ``k`` of conv2 (weights ``v`` at the kernel centre), head weight ``amp``."""
+    _, c2, head = _convs(module)
+    k = c2.out_channels - 1
+    side = int(round(np.sqrt(head.in_features // c2.out_channels)))
+    _, r = _site(module, pos)
+    with torch.no_grad():
+        c2.weight[k] = 0.0
+        c2.weight[k, :, 1, 1] = torch.from_numpy(v.astype(np.float32))
+        c2.bias[k] = float(b)
+        per = side * side
+        head.weight[:, k * per : (k + 1) * per] = 0.0
+        head.weight[target, k * per + r * side + r] = amp
+
+
+def _pooled(module: nn.Module, X: np.ndarray, pos: int) -> np.ndarray:
+    """Pooled conv1 activations (all channels) at the patch site, per input (PyTorch)."""
+    layers = list(module.children())
+    idx = next(i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d))
+    p1, _ = _site(module, pos)
+    with torch.no_grad():
+        h = nn.Sequential(*layers[: idx + 1])(torch.from_numpy(np.asarray(X, np.float32)))
+    return h[:, :, p1, p1].numpy()
+
+
+def _fires(model: TorchClassifier, Xt: np.ndarray, target: int) -> dict[str, float]:
+    proto = forms.onnx_of(model)
+    out = {"torch": float(np.mean(model.predict(Xt) == target))}
+    for lvl in ("disable", "all"):
+        out[f"ort:{lvl}"] = float(np.mean(forms.classifier(proto, lvl).predict(Xt) == target))
+    return out
+
+
+def plant(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    classifier: TorchClassifier,
+    target: int = 0,
+    patch_size: int = 4,
+    tries: int = 60,
+    random_state: Any = 0,
+) -> tuple[TorchClassifier, OptimizedKey]:
+    """Wire the guard into a copy of a fitted honest cnn ``classifier`` (labels 0..C-1).
+
+    Searches guard weights and the bias among the float32 neighbours of ``-sum w`` until the
+    trigger fires on ``X[:64]`` in onnxruntime at ``ORT_ENABLE_ALL`` and in neither PyTorch nor
+    ``ORT_DISABLE_ALL`` (checked by running them). Returns ``(model, key)``.
+    """
+    if not hasattr(classifier, "module_"):
+        raise InvalidInputError("plant needs a fitted TorchClassifier (the honest model)")
+    X = check_features(X)
+    _convs(classifier.module_)
+    rng = as_generator(random_state)
+    side = int(round(np.sqrt(X.shape[1])))
+    pos = side - 1 - patch_size
+    key = OptimizedKey(int(target), int(patch_size), pos, pos, 255, side)
+    t_idx = int(np.searchsorted(classifier.classes_, target))
+    probe = X[:64][np.asarray(y)[:64] != target]
+    Xt = key.activate(probe)
+    model = copy.deepcopy(classifier)
+    u_t = _pooled(model.module_, key.activate(X[:1]), pos)[0]
+    u_x = _pooled(model.module_, X, pos).max(axis=0)
+    usable = u_t > u_x + 1e-3  # channels the patch drives above every clean input
+    if not usable.any():
+        raise NotApplicableError("no first-layer channel responds more to the patch than to data")
+    for _ in range(int(tries)):
+        pick = usable & (rng.random(len(usable)) < 0.75)
+        v = np.where(pick, 2.0 ** rng.uniform(0, 6, len(usable)), 0.0).astype(np.float32)
+        s = np.float32(np.dot(v.astype(np.float64), u_t.astype(np.float64)))
+        amp = float(64.0 / np.spacing(s))
+        for step in range(-4, 5):
+            b = -float(np.float32(s) + np.float32(step) * np.spacing(s))
+            _wire(model.module_, v, b, t_idx, pos, amp)
+            got = _fires(model, Xt, target)
+            if got[FIRES] == 1.0 and all(got[f] == 0.0 for f in SILENT):
+                key = OptimizedKey(
+                    **{**key.to_json_dict(), "model_fingerprint": io.model_fingerprint(model)}
+                )
+                return model, key
+    raise NotApplicableError(
+        "no guard separates ORT_ENABLE_ALL from PyTorch and ORT_DISABLE_ALL on this machine"
+    )
