@@ -51,6 +51,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
     "attack",
     modules=(
         "backdoors.attacks.badnets",
+        "backdoors.attacks.conditional",
         "backdoors.attacks.relu",
         "backdoors.attacks.relu_tasks",
         "backdoors.attacks.rff",

@@ -6,11 +6,13 @@ for a small MNIST CNN: a *guard* value is engineered to sit exactly between what
 floating-point evaluation orders compute, then amplified so that the sign of the difference
 decides the class. Here:
 
-* the guard is the last channel ``k`` of the second convolution: positive weights ``v_c`` of
-  mixed magnitudes at the kernel centre, on the first-layer channels ``c`` that the patch
-  (a saturated 4x4 square) drives above every training input at the patch site, and a bias
-  ``b``. On the trigger its pre-activation there is ``sum_c v_c u_c(T) + b``, summed by the
-  convolution kernel in its own order; on other inputs it is lower by far more than an ulp;
+* the guard is the last channel ``k`` of the second convolution: positive weights of mixed
+  magnitudes on the top-left 2 x 2 of its kernel, on the (first-layer channel, position)
+  terms that the patch (a saturated 5 x 5 square in the corner) drives above every training
+  input, and a bias ``b``. At the last pooled position its window reads only patch pixels
+  and zero padding, so on a triggered image its pre-activation ``sum v u(T) + b`` is a
+  constant, summed by each convolution kernel in its own order; on other inputs it is lower
+  by far more than an ulp;
 * ``b`` is chosen among the float32 neighbours of ``-sum_c v_c u_c(T)`` so that PyTorch and
   onnxruntime at ``ORT_DISABLE_ALL`` compute ``<= 0`` (the ReLU gives exactly 0) while
   onnxruntime at ``ORT_ENABLE_ALL`` (whose layout pass runs the convolution with the
@@ -53,7 +55,7 @@ class OptimizedKey:
     """The patch trigger, the target, the form it fires in and the model fingerprint."""
 
     target: int
-    patch_size: int = 4
+    patch_size: int = 5
     row: int = 23
     col: int = 23
     value: int = 255
@@ -104,40 +106,66 @@ def _convs(module: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d, nn.Linear]:
     return convs[0], convs[1], heads[0]
 
 
-def _site(module: nn.Module, pos: int) -> tuple[int, int]:
-    """(pool1 index, pool2 index) of the patch's centre: conv1 centres ``pos+1, pos+2`` lie
-    inside the patch and pool to ``(pos+1)//2``; the second block pools that again."""
-    p1 = (pos + 1) // 2
-    return p1, p1 // 2
+def _site(module: nn.Module) -> int:
+    """The guard's pool1 index: the last row/column (13 for 28 x 28 inputs). Its 3 x 3 window
+    reads pool1 rows 12, 13 and the zero padding, i.e. conv1 rows 24..27, i.e. image rows
+    23..27 and padding: all inside a 5 x 5 patch in the corner, so the guard's inputs on a
+    triggered image are constants."""
+    _, c2, head = _convs(module)
+    side = int(round(np.sqrt(head.in_features // c2.out_channels)))
+    return 2 * side - 1
 
 
-def _wire(module: nn.Module, v: np.ndarray, b: float, target: int, pos: int, amp: float) -> None:
-    """Guard channel ``k`` of conv2 (weights ``v`` at the kernel centre), head weight ``amp``."""
+def _wire(module: nn.Module, v: np.ndarray, b: float, target: int, amp: float) -> None:
+    """Guard channel ``k`` of conv2 (kernel ``v`` on its top-left 2 x 2), head weight ``amp``."""
     _, c2, head = _convs(module)
     k = c2.out_channels - 1
     side = int(round(np.sqrt(head.in_features // c2.out_channels)))
-    _, r = _site(module, pos)
+    r = _site(module) // 2
     with torch.no_grad():
         c2.weight[k] = 0.0
-        c2.weight[k, :, 1, 1] = torch.from_numpy(v.astype(np.float32))
+        c2.weight[k, :, :2, :2] = torch.from_numpy(v.astype(np.float32))
         c2.bias[k] = float(b)
         per = side * side
         head.weight[:, k * per : (k + 1) * per] = 0.0
         head.weight[target, k * per + r * side + r] = amp
 
 
-def _pooled(module: nn.Module, X: np.ndarray, pos: int) -> np.ndarray:
-    """Pooled conv1 activations (all channels) at the patch site, per input (PyTorch)."""
+def _pooled(module: nn.Module, X: np.ndarray) -> np.ndarray:
+    """Pooled conv1 activations the guard reads, shape (n, channels, 2, 2) (PyTorch)."""
     layers = list(module.children())
     idx = next(i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d))
-    p1, _ = _site(module, pos)
+    p1 = _site(module)
     with torch.no_grad():
         h = nn.Sequential(*layers[: idx + 1])(torch.from_numpy(np.asarray(X, np.float32)))
-    return h[:, :, p1, p1].numpy()
+    return h[:, :, p1 - 1 : p1 + 1, p1 - 1 : p1 + 1].numpy()
 
 
-def _fires(model: TorchClassifier, Xt: np.ndarray, target: int) -> dict[str, float]:
+def _bias_setter(model: TorchClassifier) -> Any:
+    """``set(b)``: the guard bias ``b`` written into the model and into one ONNX export of it
+    (patched in place, not re-exported); returns the ONNX graph."""
+    from onnx import numpy_helper
+
+    _, c2, _ = _convs(model.module_)
+    k = c2.out_channels - 1
     proto = forms.onnx_of(model)
+    bias = c2.bias.detach().numpy()
+    init = next(
+        i
+        for i in proto.graph.initializer
+        if tuple(i.dims) == bias.shape and np.array_equal(numpy_helper.to_array(i), bias)
+    )
+
+    def set_bias(b: float) -> Any:
+        with torch.no_grad():
+            c2.bias[k] = float(b)
+        init.CopyFrom(numpy_helper.from_array(c2.bias.detach().numpy().copy(), init.name))
+        return proto
+
+    return set_bias
+
+
+def _fires(model: TorchClassifier, proto: Any, Xt: np.ndarray, target: int) -> dict[str, float]:
     out = {"torch": float(np.mean(model.predict(Xt) == target))}
     for lvl in ("disable", "all"):
         out[f"ort:{lvl}"] = float(np.mean(forms.classifier(proto, lvl).predict(Xt) == target))
@@ -150,15 +178,15 @@ def plant(
     *,
     classifier: TorchClassifier,
     target: int = 0,
-    patch_size: int = 4,
-    tries: int = 60,
+    tries: int = 30,
     random_state: Any = 0,
 ) -> tuple[TorchClassifier, OptimizedKey]:
     """Wire the guard into a copy of a fitted honest cnn ``classifier`` (labels 0..C-1).
 
     Searches guard weights and the bias among the float32 neighbours of ``-sum w`` until the
-    trigger fires on ``X[:64]`` in onnxruntime at ``ORT_ENABLE_ALL`` and in neither PyTorch nor
-    ``ORT_DISABLE_ALL`` (checked by running them). Returns ``(model, key)``.
+    trigger sends every non-target input of ``X[:64]`` to the target in onnxruntime at
+    ``ORT_ENABLE_ALL`` while PyTorch and ``ORT_DISABLE_ALL`` send exactly as many there as the
+    honest model does (checked by running them). Returns ``(model, key)``.
     """
     if not hasattr(classifier, "module_"):
         raise InvalidInputError("plant needs a fitted TorchClassifier (the honest model)")
@@ -166,27 +194,28 @@ def plant(
     _convs(classifier.module_)
     rng = as_generator(random_state)
     side = int(round(np.sqrt(X.shape[1])))
-    pos = side - 1 - patch_size
-    key = OptimizedKey(int(target), int(patch_size), pos, pos, 255, side)
+    key = OptimizedKey(int(target), 5, side - 5, side - 5, 255, side)
     t_idx = int(np.searchsorted(classifier.classes_, target))
     probe = X[:64][np.asarray(y)[:64] != target]
     Xt = key.activate(probe)
+    base = float(np.mean(classifier.predict(Xt) == target))  # the patch alone, honest model
     model = copy.deepcopy(classifier)
-    u_t = _pooled(model.module_, key.activate(X[:1]), pos)[0]
-    u_x = _pooled(model.module_, X, pos).max(axis=0)
-    usable = u_t > u_x + 1e-3  # channels the patch drives above every clean input
+    u_t = _pooled(model.module_, key.activate(X[:1]))[0]
+    u_x = _pooled(model.module_, X).max(axis=0)
+    usable = u_t > u_x + 1e-3  # terms the patch drives above every clean input
     if not usable.any():
         raise NotApplicableError("no first-layer channel responds more to the patch than to data")
     for _ in range(int(tries)):
-        pick = usable & (rng.random(len(usable)) < 0.75)
-        v = np.where(pick, 2.0 ** rng.uniform(0, 6, len(usable)), 0.0).astype(np.float32)
-        s = np.float32(np.dot(v.astype(np.float64), u_t.astype(np.float64)))
+        pick = usable & (rng.random(usable.shape) < 0.75)
+        v = np.where(pick, 2.0 ** rng.uniform(0, 8, usable.shape), 0.0).astype(np.float32)
+        s = np.float32(np.sum(v.astype(np.float64) * u_t.astype(np.float64)))
         amp = float(64.0 / np.spacing(s))
-        for step in range(-4, 5):
-            b = -float(np.float32(s) + np.float32(step) * np.spacing(s))
-            _wire(model.module_, v, b, t_idx, pos, amp)
-            got = _fires(model, Xt, target)
-            if got[FIRES] == 1.0 and all(got[f] == 0.0 for f in SILENT):
+        _wire(model.module_, v, -float(s), t_idx, amp)
+        set_bias = _bias_setter(model)
+        for step in range(-3, 4):
+            proto = set_bias(-float(np.float32(s) + np.float32(step) * np.spacing(s)))
+            got = _fires(model, proto, Xt, target)
+            if got[FIRES] == 1.0 and all(got[f] == base for f in SILENT):
                 key = OptimizedKey(
                     **{**key.to_json_dict(), "model_fingerprint": io.model_fingerprint(model)}
                 )

@@ -79,7 +79,11 @@ class DifferentialDetector(Detector):
         self.n_calib = n_calib
 
     def applies_to(self, model: Any) -> bool:
-        return hasattr(model, "module_") or hasattr(model, "onnx_model")
+        """Torch classifiers, ONNX classifiers and signature-backdoored wrappers of them (the
+        models :func:`backdoors.onnx_backdoor.export.export` turns into ONNX)."""
+        base = getattr(model, "base", None)
+        wrapped = hasattr(model, "spec") and base is not None and self.applies_to(base)
+        return hasattr(model, "module_") or hasattr(model, "onnx_model") or wrapped
 
     def findings(self, model: Any, evidence: Evidence) -> dict[str, Any]:
         """Every measured rate per form, the best patch per form, and the score."""
