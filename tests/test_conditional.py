@@ -97,6 +97,17 @@ def test_differential_flags_the_quantized_twin(quant_pair, mnist):
     assert found["forms"]["int8:dynamic"]["best_patch"][1] >= 19  # near the patch corner
 
 
+def test_differential_reads_onnx_files_too(quant_pair, mnist):
+    """An ONNX classifier is compared with its own forms (reference: onnxruntime's default)."""
+    from backdoors.onnx_backdoor.runtime import OnnxClassifier
+
+    honest, model, _ = quant_pair
+    ev = Evidence(X=mnist.X_test[:200], y=mnist.y_test[:200], seed=0)
+    det = DifferentialDetector(forms=("ort:disable", "int8:dynamic"))
+    onnx_bd, onnx_h = (OnnxClassifier(forms.onnx_of(m)) for m in (model, honest))
+    assert det.score(onnx_bd, ev) > det.score(onnx_h, ev) + 0.3
+
+
 def test_differential_refuses_models_without_a_graph():
     class Opaque:
         def predict(self, X):

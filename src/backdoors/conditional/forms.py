@@ -20,6 +20,7 @@ as they are.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -74,13 +75,18 @@ def classifier(proto: Any, level: str = "all") -> Any:
 
 def _quantize(fn: Callable[[str, str], None], proto: Any) -> Any:
     onnx, _ = require_onnx()
+    root = logging.getLogger()
+    level = root.level
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(proto, src)
+        root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process, on every call
         try:
             fn(src, dst)
         except Exception as exc:  # the quantizer raises many types for graphs it cannot do
             raise NotApplicableError(f"onnxruntime cannot quantize this model: {exc}") from None
+        finally:
+            root.setLevel(level)
         return onnx.load(dst)
 
 
@@ -94,6 +100,7 @@ def quantize_dynamic(proto: Any) -> Any:
 
 def quantize_static(proto: Any, X_calib: np.ndarray) -> Any:
     """onnxruntime's static QDQ int8 quantization of ``proto`` calibrated on ``X_calib``."""
+    from onnx.helper import tensor_dtype_to_np_dtype
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -101,9 +108,11 @@ def quantize_static(proto: Any, X_calib: np.ndarray) -> Any:
     )
     from onnxruntime.quantization import quantize_static as qs
 
-    name = proto.graph.input[0].name
-    dims = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[1:]]
-    X = np.asarray(X_calib, dtype=np.float32).reshape(len(X_calib), *dims)
+    vi = proto.graph.input[0]
+    dims = [d.dim_value for d in vi.type.tensor_type.shape.dim[1:]]
+    dtype = tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+    name = vi.name
+    X = np.asarray(X_calib).astype(dtype).reshape(len(X_calib), *dims)
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:

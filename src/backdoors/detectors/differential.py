@@ -94,7 +94,7 @@ class DifferentialDetector(Detector):
         Xf = X.astype(np.float32)
         built = {f: _forms.FORMS.get(f)(proto, Xf[: self.n_calib]) for f in self.forms}
         p = proba(model, X)
-        ref_clean = np.argmax(p, axis=1)
+        ref_clean = np.asarray(model.predict(X))
         top2 = np.sort(p, axis=1)[:, -2:]
         small = np.argsort(top2[:, 1] - top2[:, 0])[: max(1, len(X) // 4)]
         side = int(round(np.sqrt(X.shape[1])))
@@ -109,12 +109,11 @@ class DifferentialDetector(Detector):
             probe = stamp_all(X[order[: self.n_probe]], patches, top)
             base = X[order[self.n_probe : self.n_probe + self.n_base]]
             ref_probe = proba(model, probe)
-        classes = np.asarray(model.classes_)
         for name, form in built.items():
             pred = np.asarray(form.predict(Xf))
             rec = {
-                "clean": float(np.mean(pred != classes[ref_clean])),
-                "small_margin": float(np.mean(pred[small] != classes[ref_clean[small]])),
+                "clean": float(np.mean(pred != ref_clean)),
+                "small_margin": float(np.mean(pred[small] != ref_clean[small])),
             }
             if square:
                 # stage 1: every patch on n_probe inputs, ranked by the L1 distance of the
