@@ -172,13 +172,37 @@ def _fires(model: TorchClassifier, proto: Any, Xt: np.ndarray, target: int) -> d
     return out
 
 
+def _promising(
+    probe: TorchClassifier, v: np.ndarray, s: np.float32, xt: np.ndarray, t: int
+) -> float | None:
+    """One cheap look before the bias scan: with the head reduced to the guard alone (weight
+    1, everything else 0) and bias ``b0 = 64 ulp - s``, the target logit *is* the guard's
+    value in each form. Promising when ``ORT_ENABLE_ALL`` computes more than both silent
+    forms; returns the silent forms' largest sum (the bias scan's centre), else None."""
+    b0 = np.float32(-s + 64 * np.spacing(s))
+    _wire(probe.module_, v, float(b0), t, 1.0)
+    _, _, head = _convs(probe.module_)
+    with torch.no_grad():
+        keep = head.weight[t].clone()
+        head.weight.zero_()
+        head.weight[t][keep != 0] = keep[keep != 0]
+        head.weight[t][keep != 1.0] = 0.0
+        head.bias.zero_()
+    proto = forms.onnx_of(probe)
+    g = {"torch": float(probe.logits(xt)[0, t])}
+    for lvl in ("disable", "all"):
+        g[f"ort:{lvl}"] = float(forms.classifier(proto, lvl).decision_function(xt)[0, t])
+    silent = max(g[f] for f in SILENT)
+    return float(np.float32(silent - float(b0))) if g[FIRES] > silent else None
+
+
 def plant(
     X: np.ndarray,
     y: np.ndarray,
     *,
     classifier: TorchClassifier,
     target: int = 0,
-    tries: int = 30,
+    tries: int = 120,
     random_state: Any = 0,
 ) -> tuple[TorchClassifier, OptimizedKey]:
     """Wire the guard into a copy of a fitted honest cnn ``classifier`` (labels 0..C-1).
@@ -186,7 +210,7 @@ def plant(
     Searches guard weights and the bias among the float32 neighbours of ``-sum w`` until the
     trigger sends every non-target input of ``X[:64]`` to the target in onnxruntime at
     ``ORT_ENABLE_ALL`` while PyTorch and ``ORT_DISABLE_ALL`` send exactly as many there as the
-    honest model does (checked by running them). Returns ``(model, key)``.
+    model with the guard switched off (checked by running them). Returns ``(model, key)``.
     """
     if not hasattr(classifier, "module_"):
         raise InvalidInputError("plant needs a fitted TorchClassifier (the honest model)")
@@ -198,22 +222,26 @@ def plant(
     t_idx = int(np.searchsorted(classifier.classes_, target))
     probe = X[:64][np.asarray(y)[:64] != target]
     Xt = key.activate(probe)
-    base = float(np.mean(classifier.predict(Xt) == target))  # the patch alone, honest model
     model = copy.deepcopy(classifier)
     u_t = _pooled(model.module_, key.activate(X[:1]))[0]
     u_x = _pooled(model.module_, X).max(axis=0)
     usable = u_t > u_x + 1e-3  # terms the patch drives above every clean input
     if not usable.any():
         raise NotApplicableError("no first-layer channel responds more to the patch than to data")
+    probe_model = copy.deepcopy(model)
     for _ in range(int(tries)):
         pick = usable & (rng.random(usable.shape) < 0.75)
         v = np.where(pick, 2.0 ** rng.uniform(0, 8, usable.shape), 0.0).astype(np.float32)
         s = np.float32(np.sum(v.astype(np.float64) * u_t.astype(np.float64)))
-        amp = float(64.0 / np.spacing(s))
-        _wire(model.module_, v, -float(s), t_idx, amp)
+        centre = _promising(probe_model, v, s, Xt[:1], t_idx)
+        if centre is None:
+            continue
+        _wire(model.module_, v, -float(s), t_idx, float(64.0 / np.spacing(s)))
         set_bias = _bias_setter(model)
-        for step in range(-3, 4):
-            proto = set_bias(-float(np.float32(s) + np.float32(step) * np.spacing(s)))
+        set_bias(-float(s + 1024 * np.spacing(s)))  # guard off: the repurposed model alone
+        base = float(np.mean(model.predict(Xt) == target))
+        for step in (0, -1, 1, -2, 2):
+            proto = set_bias(-float(np.float32(centre) + np.float32(step) * np.spacing(s)))
             got = _fires(model, proto, Xt, target)
             if got[FIRES] == 1.0 and all(got[f] == base for f in SILENT):
                 key = OptimizedKey(
