@@ -64,7 +64,8 @@ class QuantizedCNNAttack(QuantizedAttack):
 class OptimizedAttack(Attack):
     """Honest in PyTorch and onnxruntime ``ORT_DISABLE_ALL``, BadNets patch -> target under
     ``ORT_ENABLE_ALL`` (small CNN; Chen et al.'s guard between evaluation orders). A seed
-    whose guard search fails retries with the next planting streams (at most 3)."""
+    whose plant fails (no guard found, or the repurposed model obeys the patch without the
+    guard) retries with the next target and planting stream (at most 3)."""
 
     name = "optimization_conditioned"
     arch = "cnn"
@@ -75,17 +76,15 @@ class OptimizedAttack(Attack):
         info = {"target": target, "arch": self.arch, "fires_in": optimized.FIRES}
         if not backdoored:
             return Built(clf, None, False, seed, Xte, yte, Xtr, ytr, info=info)
-        for attempt in range(3):
+        for attempt in range(3):  # the next target if the patch alone reaches this one
+            target = (seed + attempt) % 10
             try:
                 model, key = optimized.plant(
-                    Xtr,
-                    ytr,
-                    classifier=clf,
-                    target=target,
+                    Xtr, ytr, classifier=clf, target=target,
                     random_state=np.random.SeedSequence([seed, attempt]),
-                )
+                )  # fmt: skip
             except NotApplicableError:
                 continue
-            info["attempts"] = attempt + 1
+            info.update(target=target, attempts=attempt + 1)
             return Built(model, key, True, seed, Xte, yte, Xtr, ytr, info=info)
         raise NotApplicableError(f"seed {seed}: no guard separates the forms on this machine")
