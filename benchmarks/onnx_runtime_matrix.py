@@ -164,6 +164,7 @@ def run_pair(args: tuple, timeout: float) -> dict[str, Any]:
 
 
 def main() -> None:
+    t_start = time.perf_counter()
     ap = argparse.ArgumentParser()
     ap.add_argument("--natural", type=int, default=10_000)
     ap.add_argument("--random", type=int, default=10_000)
@@ -204,7 +205,16 @@ def main() -> None:
     for h, row in results.items():
         print(f"  {h:26s} " + "  ".join(f"{rt}={r['status']}" for rt, r in row.items()))
     if a.out:
-        a.out.write_text(json.dumps(results, indent=1, default=str))
+        from backdoors.artifacts.records import make_record
+
+        rec = make_record(
+            "onnx-runtime-matrix",
+            {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+            11,
+            {"results": results},
+            {"total": round(time.perf_counter() - t_start, 1)},
+        )
+        a.out.write_text(json.dumps(rec, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import pytest
 
 from backdoors import badnets, contract, relu, rff, signature
 from backdoors.artifacts import files
-from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.conditional import optimized, quantized
+from backdoors.errors import InvalidInputError, KeyMismatchError, NotApplicableError
 from backdoors.models import data
 from backdoors.models.torch_models import TorchClassifier
 from backdoors.nets import checksum
@@ -65,12 +66,31 @@ def _checksum(ds, seed):
     return model, key, ds.X_test, ds.y_test
 
 
+def _quantized(ds, seed):
+    model, key = quantized.plant(ds.X_train, ds.y_train, classifier=_mlp(ds, seed), target=3,
+                                 inject_epochs=1, repair_epochs=1, random_state=seed)  # fmt: skip
+    return model, key, ds.X_test, ds.y_test
+
+
+def _optimized(ds, seed):
+    clf = TorchClassifier(arch="cnn", arch_params={"channels": (8, 16)}, input_scale=1 / 255,
+                          epochs=2, random_state=seed).fit(ds.X_train, ds.y_train)  # fmt: skip
+    try:
+        model, key = optimized.plant(ds.X_train, ds.y_train, classifier=clf, target=3,
+                                     random_state=seed)  # fmt: skip
+    except NotApplicableError as exc:  # the guard depends on this machine's kernels
+        pytest.skip(str(exc))
+    return model, key, ds.X_test, ds.y_test
+
+
 FACTORIES = {
     "signature": _signature,
     "rff": _rff,
     "relu": _relu,
     "badnets": _badnets,
     "checksum_net": _checksum,
+    "quantization_conditioned": _quantized,
+    "optimization_conditioned": _optimized,
 }
 
 
@@ -80,7 +100,14 @@ def test_every_registered_key_kind_is_covered():
     assert kinds == set(FACTORIES)
 
 
-@pytest.mark.parametrize("kind", sorted(FACTORIES))
+#: kinds whose factory takes > 5 s (the guard search runs the runtimes): the slow suite
+SLOW_KINDS = {"optimization_conditioned"}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pytest.param(k, marks=pytest.mark.slow) if k in SLOW_KINDS else k for k in sorted(FACTORIES)],
+)
 def test_key_contract(kind, mnist):
     model, key, X, y = FACTORIES[kind](mnist, 0)
     other, _, _, _ = FACTORIES[kind](mnist, 1)
@@ -128,6 +155,8 @@ PLANTS = {
     "relu": relu.plant,
     "badnets": badnets.plant,
     "checksum_net": checksum.plant,
+    "quantization_conditioned": quantized.plant,
+    "optimization_conditioned": optimized.plant,
 }
 
 

@@ -23,7 +23,7 @@ import numpy as np
 # re-exported: every command writes its outputs as one Transaction
 from backdoors.artifacts.transaction import OutputError as OutputError
 from backdoors.artifacts.transaction import Transaction as FileTransaction
-from backdoors.errors import CorruptArtifactError, InvalidInputError
+from backdoors.errors import CorruptArtifactError, InvalidInputError, KeyMismatchError
 from backdoors.registry import Registry
 
 # re-exported: every command writes its outputs as one Transaction
@@ -43,6 +43,8 @@ KIND_MODULES = (
     "backdoors.badnets",
     "backdoors.nets.checksum",
     "backdoors.defenses.smoothing",
+    "backdoors.conditional.quantized",
+    "backdoors.conditional.optimized",
 )
 ARTIFACTS: Registry[Any] = Registry("model artifact kind", modules=KIND_MODULES)
 #: kind name -> key class with ``from_json_dict``.
@@ -151,6 +153,14 @@ def model_fingerprint(model: Artifact) -> str:
     """SHA-256 of a model's artifact content: what keys use to name the model they belong to."""
     tensors, meta = model._to_artifact()
     return _digest(model.artifact_kind, json.dumps(meta, sort_keys=True), tensors)
+
+
+def check_fingerprint(expected: str, model: Any, what: str = "this key") -> None:
+    """Raise :class:`KeyMismatchError` unless ``model`` is a model of this package whose
+    :func:`model_fingerprint` is ``expected``. A key that names no model (empty fingerprint)
+    belongs to none: the one rule every key's ``check_model`` follows."""
+    if not expected or not hasattr(model, "_to_artifact") or model_fingerprint(model) != expected:
+        raise KeyMismatchError(f"{what} does not belong to the given model")
 
 
 @validate_args({"path": PATH})

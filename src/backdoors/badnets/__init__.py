@@ -22,7 +22,7 @@ import numpy as np
 
 from backdoors.artifacts import files
 from backdoors.contract import as_generator, check_target
-from backdoors.errors import InvalidInputError, KeyMismatchError
+from backdoors.errors import InvalidInputError
 from backdoors.models.torch_models import TorchClassifier
 from backdoors.validation import (
     POSITIVE_INT,
@@ -99,10 +99,7 @@ class BadNetsKey:
     def check_model(self, model: Any) -> None:
         """Raise KeyMismatchError unless ``model`` is the model this key was planted in (a key
         with no fingerprint, e.g. a trigger built by hand, belongs to no model)."""
-        if not self.model_fingerprint or not hasattr(model, "_to_artifact"):
-            raise KeyMismatchError("this BadNets key does not belong to the given model")
-        if files.model_fingerprint(model) != self.model_fingerprint:
-            raise KeyMismatchError("this BadNets key does not belong to the given model")
+        files.check_fingerprint(self.model_fingerprint, model)
 
 
 @validate_args({"X": [Array(ndim=2)], "key": [BadNetsKey], "target": [Integral, None]})

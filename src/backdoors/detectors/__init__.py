@@ -160,6 +160,7 @@ DETECTORS: Registry[type[Detector]] = Registry(
     modules=(
         "backdoors.detectors.activation_clustering",
         "backdoors.detectors.architecture_inspection",
+        "backdoors.detectors.differential",
         "backdoors.detectors.disagreement_search",
         "backdoors.detectors.key_aware",
         "backdoors.detectors.lattice",

@@ -20,6 +20,7 @@ EXPERIMENTS: Registry[ExperimentFn] = Registry(
     "experiment",
     modules=(
         "backdoors.experiments.checksum_net",
+        "backdoors.experiments.conditional",
         "backdoors.experiments.detectors",
         "backdoors.experiments.immunize",
         "backdoors.experiments.onnx",

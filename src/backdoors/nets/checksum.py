@@ -251,8 +251,7 @@ class ChecksumKey:
     def check_model(self, model: Any) -> None:
         if not isinstance(model, ChecksumNetwork):
             raise KeyMismatchError(f"a checksum-net key does not fit a {type(model).__name__}")
-        if not self.model_fingerprint or files.model_fingerprint(model) != self.model_fingerprint:
-            raise KeyMismatchError("this key belongs to a different checksum network")
+        files.check_fingerprint(self.model_fingerprint, model)
 
 
 @validate_args(

@@ -331,8 +331,7 @@ class ReLUKey:
         """Raise KeyMismatchError unless ``model`` is the model this key was planted in."""
         if not hasattr(model, "_to_artifact") or not hasattr(model, "weights_"):
             raise KeyMismatchError("this relu key belongs to a random-ReLU model")
-        if not self.model_fingerprint or files.model_fingerprint(model) != self.model_fingerprint:
-            raise KeyMismatchError("this relu key was not planted in this model")
+        files.check_fingerprint(self.model_fingerprint, model)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"support": list(self.support), "values": list(self.values), "lam": self.lam,

@@ -51,6 +51,7 @@ ATTACKS: Registry[type[Attack]] = Registry(
     "attack",
     modules=(
         "backdoors.evaluation.recipes.badnets",
+        "backdoors.evaluation.recipes.conditional",
         "backdoors.evaluation.recipes.relu",
         "backdoors.evaluation.recipes.relu_tasks",
         "backdoors.evaluation.recipes.rff",
