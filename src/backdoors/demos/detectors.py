@@ -57,7 +57,11 @@ def run(ctx: DemoContext) -> Section:
         "on the signature backdoor every key-oblivious detector sits at chance, only the "
         "key-aware control and the white-box architecture inspection see it. With this few "
         "models the CIs are wide: `backdoors experiment detectors` runs every detector on "
-        ">= 20 models per side and adds the RFF and ReLU populations.\n\n"
+        ">= 20 models per side and adds the RFF, ReLU and conditional populations. The "
+        "conditional backdoors (a model honest in float32 and backdoored once quantized to int8, "
+        "or once onnxruntime optimises its graph; `backdoors experiment conditional`) escape "
+        "every detector that reads the float model alone; the `differential` detector, which "
+        "builds the deployment forms itself and compares them, separates them.\n\n"
         + reading_aurocs(m["auroc"], m["auroc_ci"], n)
         + f"\n\n{STRIP_TEXT}\n\n{WHITE_BOX_TEXT}"
     )
