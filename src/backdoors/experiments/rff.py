@@ -379,7 +379,7 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "gamma": "2 sqrt(k)",
         "beta": 1e-3,
         "alpha": rff.DEFAULTS.alpha,
-        "seeds": "seed + i (both sides)",
+        "seeds": "contract.member_seed(seed + i), 128 bits (both sides)",
         "n_jobs": n_jobs,
     }
     return make_record(
