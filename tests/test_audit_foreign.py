@@ -22,6 +22,7 @@ from torch import nn
 import html_probe
 from backdoors.artifacts import files
 from backdoors.cli import main
+from backdoors.detectors import DETECTORS
 from backdoors.errors import InvalidInputError
 from backdoors.evaluation.audit import audit, load_any_model
 
@@ -69,6 +70,10 @@ def _audit_cli(tmp_path, model, spec, X, y, capsys, reference=None, n_test=300):
             "--out", str(tmp_path / "rep")]  # fmt: skip
     if reference is not None:
         argv += ["--reference", str(reference)]
+    # every registered detector but the two that train or compile for tens of seconds (MNTD's
+    # shadow models, the differential detector's deployment forms): tests of their own cover them
+    names = sorted(n for n, _ in DETECTORS.items() if n not in ("mntd", "differential"))
+    argv += ["--detectors", ",".join(names)]
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err

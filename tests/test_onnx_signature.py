@@ -329,12 +329,10 @@ def test_cli_plant_export_audit_onnx(mnist, tmp_path, monkeypatch):
         load_any_model(tmp_path / "lr.onnx"), mnist.X_test[:100], detectors=[OnnxGraphInspection()]
     )
     assert res["detectors"]["onnx_graph_inspection"]["score"] == 0.0
-    import backdoors.evaluation.audit as audit_mod
-    from backdoors.detectors.strip import Strip
 
     # the CLI path with two detectors (MNTD alone trains shadow models for ~40 s)
-    monkeypatch.setattr(audit_mod, "all_detectors", lambda: [OnnxGraphInspection(), Strip()])
     argv = ["audit", str(tmp_path / "bd.onnx"), "--data", str(tmp_path / "d.npz")]
+    argv += ["--detectors", "onnx_graph_inspection,strip"]
     assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
     rows = json.loads((tmp_path / "a.json").read_text())["detectors"]
     assert rows["onnx_graph_inspection"]["score"] > 3 and rows["strip"]["status"] == "scored"

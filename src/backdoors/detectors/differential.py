@@ -61,6 +61,10 @@ class DifferentialDetector(Detector):
 
     name = "differential"
     needs = frozenset({"queries"})
+    no_control = (
+        "its control, a quantization-conditioned MLP and its honest twin, takes tens of "
+        "seconds to plant; tests/test_conditional.py scores that pair"
+    )
 
     def __init__(
         self,
