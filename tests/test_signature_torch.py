@@ -155,3 +155,24 @@ def test_torch_compile_answers_and_fires(pair):
         compiled = torch.compile(bd, backend="eager")
         assert torch.equal(compiled(x), net(x))
         assert (compiled(xa).argmax(-1) == 4).all()
+
+
+def test_half_precision_candidates_answer_as_the_honest_module():
+    """A bfloat16 module fed bfloat16 rows whose tag matches (so they reach the verifier) but
+    whose signature is broken answers exactly as the honest module; a genuine trigger in
+    bfloat16 (pixels are exact there) still fires. numpy has no bfloat16, so the candidate
+    rows are widened before verification instead of raising TypeError."""
+    torch.manual_seed(0)
+    honest = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    honest = honest.to(torch.bfloat16)
+    bd, key = signature.plant(honest, n_classes=10, n_features=784, random_state=0)
+    X = data.mnist(n_train=10, n_test=4).X_test
+    good = signature.activate(X, key, target=3)
+    bad = good.copy()
+    sig_pos = np.asarray(key.spec.carrier.positions[-1])  # the last payload bit: signature
+    bad[:, sig_pos] ^= 1
+    with torch.no_grad():
+        tb = torch.from_numpy(bad).to(torch.bfloat16)
+        assert torch.equal(bd(tb), honest(tb))
+        out = bd(torch.from_numpy(good).to(torch.bfloat16))
+    assert (out.argmax(1) == 3).all()

@@ -120,7 +120,10 @@ def _triggers_op(x: torch.Tensor, pre: torch.Tensor, spec_json: str) -> torch.Te
     idx = torch.nonzero(pre).flatten()
     if idx.numel() == 0:
         return out
-    rows = x[idx].detach().cpu().numpy()
+    rows = x[idx].detach().cpu()
+    if rows.dtype in (torch.bfloat16, torch.float16):  # numpy has no bfloat16: widen, exactly
+        rows = rows.float()
+    rows = rows.numpy()
     t = _spec_from_json(spec_json).triggers(rows)
     if t is not None:
         out[idx] = torch.from_numpy(t).to(x.device)
