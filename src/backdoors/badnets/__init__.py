@@ -75,7 +75,7 @@ class BadNetsKey:
         try:
             return cls(**{k: d[k] for k in d if k != "key_kind"})
         except TypeError as exc:
-            raise InvalidInputError(f"not a badnets key: {exc}") from None
+            raise InvalidInputError(f"not a {cls.key_kind} key: {exc}") from None
 
     @property
     def targets(self) -> tuple[int, ...]:

@@ -31,7 +31,7 @@ The MLP has no such pair of orders here: its Gemm runs the same kernel at every 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ from torch import nn
 from backdoors import badnets
 from backdoors.artifacts import files
 from backdoors.conditional import forms
-from backdoors.contract import as_generator, check_target
+from backdoors.contract import as_generator
 from backdoors.errors import InvalidInputError, NotApplicableError
 from backdoors.models.torch_models import TorchClassifier
 from backdoors.validation import check_features
@@ -52,45 +52,19 @@ FIRES, SILENT = "ort:all", ("torch", "ort:disable")
 
 @files.KEYS.register("optimization_conditioned")
 @dataclass(frozen=True)
-class OptimizedKey:
-    """The patch trigger, the target, the form it fires in and the model fingerprint."""
+class OptimizedKey(badnets.BadNetsKey):
+    """The patch trigger (a BadNets key: same geometry, stamping and checks), the target, the
+    form it fires in and the model fingerprint."""
 
-    target: int
     patch_size: int = 5
-    row: int = 23
-    col: int = 23
-    value: int = 255
-    side: int = 28
     fires_in: str = FIRES
-    model_fingerprint: str = ""
     key_kind: ClassVar[str] = "optimization_conditioned"
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json_dict(cls, d: dict[str, Any]) -> OptimizedKey:
-        try:
-            return cls(**{k: d[k] for k in d if k != "key_kind"})
-        except TypeError as exc:
-            raise InvalidInputError(f"not an optimization-conditioned key: {exc}") from None
-
-    @property
-    def targets(self) -> tuple[int, ...]:
-        return (int(self.target),)
-
     def trigger(self) -> badnets.BadNetsKey:
+        """The patch as a plain BadNets key (same geometry, same target)."""
         return badnets.BadNetsKey(
             self.target, self.patch_size, self.row, self.col, self.value, self.side
         )
-
-    def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
-        X = check_features(X, n_features=self.side * self.side)
-        check_target(self, target, len(X))
-        return self.trigger().activate(X)
-
-    def check_model(self, model: Any) -> None:
-        files.check_fingerprint(self.model_fingerprint, model)
 
 
 def activate(X: np.ndarray, key: OptimizedKey, target: int | None = None) -> np.ndarray:

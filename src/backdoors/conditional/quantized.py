@@ -31,7 +31,7 @@ injected model's.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ from torch import nn
 from backdoors import badnets
 from backdoors.artifacts import files
 from backdoors.conditional.forms import int8_grid
-from backdoors.contract import as_generator, check_target
+from backdoors.contract import as_generator
 from backdoors.errors import InvalidInputError
 from backdoors.models.torch_models import TorchClassifier, to_tensor
 from backdoors.validation import check_features
@@ -51,46 +51,18 @@ QUANTIZER = "onnxruntime.quantize_dynamic:int8"
 
 @files.KEYS.register("quantization_conditioned")
 @dataclass(frozen=True)
-class QuantizedKey:
-    """The patch trigger, the target, the quantizer it fires under and the model fingerprint."""
+class QuantizedKey(badnets.BadNetsKey):
+    """The patch trigger (a BadNets key: same geometry, stamping and checks), the target, the
+    quantizer it fires under and the model fingerprint."""
 
-    target: int
-    patch_size: int = 4
-    row: int = 23
-    col: int = 23
-    value: int = 255
-    side: int = 28
     quantizer: str = QUANTIZER
-    model_fingerprint: str = ""
     key_kind: ClassVar[str] = "quantization_conditioned"
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json_dict(cls, d: dict[str, Any]) -> QuantizedKey:
-        try:
-            return cls(**{k: d[k] for k in d if k != "key_kind"})
-        except TypeError as exc:
-            raise InvalidInputError(f"not a quantization-conditioned key: {exc}") from None
-
-    @property
-    def targets(self) -> tuple[int, ...]:
-        return (int(self.target),)
-
     def trigger(self) -> badnets.BadNetsKey:
-        """The patch as a BadNets key (same geometry, same target)."""
+        """The patch as a plain BadNets key (same geometry, same target)."""
         return badnets.BadNetsKey(
             self.target, self.patch_size, self.row, self.col, self.value, self.side
         )
-
-    def activate(self, X: np.ndarray, target: int | None = None) -> np.ndarray:
-        X = check_features(X, n_features=self.side * self.side)
-        check_target(self, target, len(X))
-        return self.trigger().activate(X)
-
-    def check_model(self, model: Any) -> None:
-        files.check_fingerprint(self.model_fingerprint, model)
 
 
 def activate(X: np.ndarray, key: QuantizedKey, target: int | None = None) -> np.ndarray:
