@@ -82,6 +82,10 @@ class BadNetsKey:
         """All-to-one: the one class the patch reaches (contract.BackdoorKey)."""
         return (int(self.target),)
 
+    def trigger(self) -> BadNetsKey:
+        """The patch as a plain BadNets key (subclasses add the form they fire in)."""
+        return BadNetsKey(self.target, self.patch_size, self.row, self.col, self.value, self.side)
+
     def mask(self) -> np.ndarray:
         """Boolean mask of the patch over the flattened ``side x side`` image."""
         m = np.zeros((self.side, self.side), dtype=bool)

@@ -60,12 +60,6 @@ class OptimizedKey(badnets.BadNetsKey):
     fires_in: str = FIRES
     key_kind: ClassVar[str] = "optimization_conditioned"
 
-    def trigger(self) -> badnets.BadNetsKey:
-        """The patch as a plain BadNets key (same geometry, same target)."""
-        return badnets.BadNetsKey(
-            self.target, self.patch_size, self.row, self.col, self.value, self.side
-        )
-
 
 def activate(X: np.ndarray, key: OptimizedKey, target: int | None = None) -> np.ndarray:
     """Triggered inputs: ``X`` with the key's patch (only ``ORT_ENABLE_ALL`` obeys it)."""

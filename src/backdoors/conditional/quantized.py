@@ -58,12 +58,6 @@ class QuantizedKey(badnets.BadNetsKey):
     quantizer: str = QUANTIZER
     key_kind: ClassVar[str] = "quantization_conditioned"
 
-    def trigger(self) -> badnets.BadNetsKey:
-        """The patch as a plain BadNets key (same geometry, same target)."""
-        return badnets.BadNetsKey(
-            self.target, self.patch_size, self.row, self.col, self.value, self.side
-        )
-
 
 def activate(X: np.ndarray, key: QuantizedKey, target: int | None = None) -> np.ndarray:
     """Triggered inputs: ``X`` with the key's patch (the int8 form sends them to the target)."""
