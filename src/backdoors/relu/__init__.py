@@ -54,6 +54,8 @@ from backdoors.hazmat.sampling import (
     sparse_support,
     spiked_coins,
 )
+from backdoors.relu.weights import _weight_rng
+from backdoors.relu.weights import honest_weights as honest_weights  # public: relu.honest_weights
 from backdoors.validation import POSITIVE_INT, POSITIVE_REAL, RANDOM_STATE, check_params
 
 __all__ = [
@@ -86,23 +88,6 @@ class Defaults:
 
 
 DEFAULTS = Defaults()
-
-
-def _weight_rng(random_state: Any) -> np.random.Generator:
-    """The honest weights' RNG stream: integer seeds give ``default_rng([seed, 0])``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None:
-        return np.random.default_rng()
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    return np.random.default_rng([int(random_state), 0])
-
-
-def honest_weights(random_state: Any, m: int, d: int) -> np.ndarray:
-    """The honest learner's weights for ``random_state``: ``N(0, I_d)`` rows (m x d) from
-    the stream ``fit`` uses (integer seeds: ``default_rng([seed, 0])``)."""
-    return GaussianCoins().sample(int(m), int(d), _weight_rng(random_state))
 
 
 def _threshold_rule(s: np.ndarray, y01: np.ndarray) -> tuple[float, int]:
