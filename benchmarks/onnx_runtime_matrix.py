@@ -80,22 +80,11 @@ def make_host(name: str, X: np.ndarray, y: np.ndarray) -> tuple[Any, str]:
     if name == "torch_two_outputs_u8":
         import io
 
-        class TwoHeads(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                torch.manual_seed(0)
-                self.body = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU())
-                self.head = torch.nn.Linear(32, 10)
-
-            def forward(self, x):
-                f = self.body(x)
-                return self.head(f), f
-
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                TwoHeads().eval(), (torch.zeros(2, 784),), buf, input_names=["x"],
+                hosts.two_output_module(), (torch.zeros(2, 784),), buf, input_names=["x"],
                 output_names=["logits", "features"], dynamo=False,
                 dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}, "features": {0: "N"}},
             )  # fmt: skip

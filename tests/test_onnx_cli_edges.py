@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 
 from backdoors.cli import main  # noqa: E402
 from backdoors.errors import NotApplicableError  # noqa: E402
+from backdoors.experiments.onnx.hosts import two_output_module  # noqa: E402
 from backdoors.models import data  # noqa: E402
 from backdoors.signature.onnx.export import _uint8_front  # noqa: E402
 from backdoors.signature.onnx.plant import check_loadable, plant  # noqa: E402
@@ -36,20 +37,6 @@ def mnist():
     return data.mnist(n_train=200, n_test=40)
 
 
-class _TwoHeads(torch.nn.Module):
-    """Returns (logits [N, 10], features [N, 32])."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.body = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU())
-        self.head = torch.nn.Linear(32, 10)
-
-    def forward(self, x):
-        f = self.body(x)
-        return self.head(f), f
-
-
 def _two_heads_onnx(tmp_path):
     import warnings
 
@@ -57,7 +44,7 @@ def _two_heads_onnx(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _TwoHeads().eval(), (torch.zeros(2, 784),), str(path), input_names=["x"],
+            two_output_module(), (torch.zeros(2, 784),), str(path), input_names=["x"],
             output_names=["logits", "features"], dynamo=False,
             dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}, "features": {0: "N"}},
         )  # fmt: skip

@@ -71,6 +71,25 @@ def sklearn_logreg(X: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 1)
     return _sklearn(LogisticRegression(max_iter=20 * epochs, C=0.1 * (1 + seed % 3)), X, y)
 
 
+def two_output_module() -> Any:
+    """A torch MLP returning ``(logits [N, 10], features [N, 32])`` (seeded, untrained): the
+    host whose class output must be chosen by meaning, not taken as the widest output."""
+    import torch
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.body = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU())
+            self.head = torch.nn.Linear(32, 10)
+
+        def forward(self, x: Any) -> Any:
+            f = self.body(x)
+            return self.head(f), f
+
+    return TwoHeads().eval()
+
+
 def make(kind: str, X: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = 1) -> Any:
     """The honest host ``kind`` trained on ``(X, y)`` (uint8 pixels) with ``seed``."""
     return HOSTS.get(kind)(X, y, seed=seed, epochs=epochs)
