@@ -246,3 +246,25 @@ def test_calibrate_a_state_dict_with_its_training_recipe(tmp_path, capsys):
     assert len(row["reference_scores"]) == 3 and row["p_value"] is not None
     assert len(set(row["reference_scores"]) | {row["score"]}) == 4  # four different networks
     assert torch.is_tensor(next(iter(state.values())))
+
+
+def test_a_reference_identical_to_the_model_scores_exactly_what_the_model_scores():
+    """References are scored with the evidence the audited model gets (one policy): with more
+    rows than the policy's queries, a reference that IS the model has the model's score."""
+    from sklearn.linear_model import LogisticRegression
+
+    from backdoors.detectors import DETECTORS
+    from backdoors.evaluation.audit import audit
+    from backdoors.evaluation.audit_references import reference_scores
+    from backdoors.models import data
+
+    d = data.digits()
+    X, y = d.X_test[:350], d.y_test[:350]
+    X = np.concatenate([X, d.X_train[:450]])  # 800 rows: more than the 500 queries
+    y = np.concatenate([y, d.y_train[:450]])
+    model = LogisticRegression(max_iter=300).fit(d.X_train, d.y_train)
+    other = LogisticRegression(max_iter=300, C=0.01).fit(d.X_train, d.y_train)
+    dets = [DETECTORS.get("strip")()]  # its score averages over every query row
+    res = audit(model, X, y, detectors=dets, seed=0)
+    scores = reference_scores(dets, [model, other], {"X": X, "y": y}, seed=0)
+    assert scores["strip"][0] == res["detectors"]["strip"]["score"]

@@ -9,11 +9,11 @@ the seed (``random_state = seed + 1 + i``): the null hypothesis of
 :mod:`backdoors.evaluation.calibration`
 is that the audited model is one more draw of that training recipe.
 
-Each detector scores every reference with the evidence it is entitled to
-(:func:`backdoors.evaluation.scoring.evidence_for`). The disagreement search compares two models:
-the
-audited model is compared with reference 0, and reference i with reference ``(i + 1) mod n``,
-so every score in the comparison is an honest-vs-honest (or audited-vs-honest) disagreement.
+Each detector scores every reference with the evidence the audited model gets (the audit's
+:class:`~backdoors.evaluation.evidence_policy.EvidencePolicy`). The disagreement search compares
+two models: the audited model is compared with reference 0, and reference i with reference
+``(i + 1) mod n``, so every score in the comparison is an honest-vs-honest (or
+audited-vs-honest) disagreement.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import numpy as np
 from backdoors.detectors import Detector
 from backdoors.errors import InvalidInputError
 from backdoors.evaluation import calibration
+from backdoors.evaluation.evidence_policy import DEFAULT_POLICY, EvidencePolicy
 from backdoors.evaluation.foreign_models import LOADERS, load_any_model
-from backdoors.evaluation.scoring import evidence_for, run_detector
+from backdoors.evaluation.scoring import run_detector
 
 #: suffixes of a reference folder's model files
 MODEL_SUFFIXES = (".onnx", ".skops", ".safetensors", ".st")
@@ -90,14 +91,17 @@ def reference_scores(
     references: Sequence[Any],
     data: dict[str, Any],
     seed: int = 0,
+    policy: EvidencePolicy = DEFAULT_POLICY,
 ) -> dict[str, list[float]]:
-    """Each detector's scores on the references (only references it scored)."""
+    """Each detector's scores on the references (only references it scored), with the
+    evidence ``policy`` gives the audited model (:func:`backdoors.evaluation.audit.audit`), so
+    that the model's score and the references' are the same statistic on the same inputs."""
     out: dict[str, list[float]] = {d.name: [] for d in detectors}
     n = len(references)
     for i, ref in enumerate(references):
         partner = references[(i + 1) % n] if n > 1 else None
         for det in detectors:
-            ev = evidence_for(det, **data, reference=partner, seed=seed)
+            ev = policy.evidence(det, **data, reference=partner, seed=seed)
             o = run_detector(det, ref, ev)
             if o.ok and o.score is not None:
                 out[det.name].append(float(o.score))
