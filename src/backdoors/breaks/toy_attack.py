@@ -79,7 +79,16 @@ def search_secret(
 
 
 def recovered(result: AttackResult | None, support: tuple[int, ...], direction: np.ndarray) -> bool:
-    """Whether the attack found the secret support and direction (up to sign)."""
-    if result is None or tuple(result.support) != tuple(support):
+    """Whether the attack found the secret direction ``w`` in R^d, up to sign.
+
+    ``w`` is compared as a vector of R^d (support and direction together): a secret whose
+    direction is nearly one axis, e.g. ``(0.99998, 0.006)`` on support ``(0, 6)``, is found by
+    ``(1, 0)`` on any support containing that axis, and that answer activates the backdoor.
+    """
+    if result is None or result.direction is None:
         return False
-    return bool(abs(abs(float(np.dot(result.direction, direction))) - 1) < 0.1)
+    found = dict(zip(map(int, result.support), np.asarray(result.direction, float)))
+    secret = dict(zip(map(int, support), np.asarray(direction, float)))
+    dot = sum(v * found.get(i, 0.0) for i, v in secret.items())
+    norms = math.sqrt(sum(v * v for v in found.values()) * sum(v * v for v in secret.values()))
+    return bool(norms > 0 and abs(abs(dot) / norms - 1) < 0.1)
