@@ -283,3 +283,26 @@ def test_learner_parameters_are_validated_declaratively(cls, bad):
     assert isinstance(e.value, ValueError) and isinstance(e.value, TypeError)
     assert isinstance(e.value, InvalidInputError)
     assert set(cls._parameter_constraints) == set(cls().get_params())  # every parameter declared
+
+
+def test_targets_that_index_classes_are_compared_as_labels(mnist):
+    """Signature keys name classes by position; a model with labels {0, 3} outputs 3 for
+    target 1. The key-aware detector and the evaluation worker compare labels with labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    from backdoors.detectors import DETECTORS, Evidence
+    from backdoors.evaluation.evidence_policy import triggered
+    from backdoors.evaluation.recipes import Built
+
+    keep = np.isin(mnist.y_train, (0, 3))
+    base = LogisticRegression(max_iter=200).fit(mnist.X_train[keep] / 255, mnist.y_train[keep])
+    model, key = signature.plant(base, n_features=mnist.X_train.shape[1])
+    X = mnist.X_test[np.isin(mnist.y_test, (0, 3))][:60]
+    pred = model.predict(X)
+    t = contract.evaluation_targets(key, pred, len(X), model)
+    np.testing.assert_array_equal(contract.target_labels(key, t, model), np.where(pred == 0, 3, 0))
+    assert DETECTORS.get("key_aware")().score(model, Evidence(X=X, key=key)) == 1.0
+    member = Built(model=model, key=key, backdoored=True, seed=0, X_test=X, y_test=pred)
+    Xc, Xa, want = triggered(member, X, pred)
+    assert len(Xc) == len(X) and set(np.unique(want)) <= {0, 3}
+    np.testing.assert_array_equal(model.predict(Xa), want)

@@ -76,10 +76,39 @@ def _span(reach: tuple[int, ...]) -> str:
     return ", ".join(map(str, reach))
 
 
-def evaluation_targets(key: Any, y: np.ndarray | None, n: int) -> np.ndarray | None:
-    """Targets an evaluation uses for ``n`` inputs with labels ``y``: ``None`` (untargeted),
-    the key's single class, or for every-class keys the next class after each label
-    (``(y + 1) mod C``, never the input's own class; class ``1`` if labels are unknown)."""
+def indexes_classes(key: Any) -> bool:
+    """Whether ``key.targets`` are positions in the model's ``classes_`` (the signature and
+    checksum keys, which never see labels) rather than label values (BadNets)."""
+    return bool(getattr(key, "targets_are_class_indices", False))
+
+
+def target_labels(key: Any, t: np.ndarray, model: Any = None) -> np.ndarray:
+    """The labels ``model`` outputs for key targets ``t``: ``model.classes_[t]`` for keys that
+    index classes (labels ``{0, 3}``: target 1 is label 3), else ``t`` itself."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or not indexes_classes(key):
+        return np.asarray(t)
+    return np.asarray(classes)[np.asarray(t, dtype=np.int64)]
+
+
+def _key_space(key: Any, y: np.ndarray, model: Any) -> np.ndarray:
+    """Labels ``y`` as the key names classes (positions in ``model.classes_``, -1 if absent)."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or not indexes_classes(key):
+        return np.asarray(y).astype(np.int64)
+    classes = np.asarray(classes)
+    pos = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    return np.where(classes[pos] == y, pos, -1).astype(np.int64)
+
+
+def evaluation_targets(
+    key: Any, y: np.ndarray | None, n: int, model: Any = None
+) -> np.ndarray | None:
+    """Targets (as ``key.activate`` takes them) an evaluation uses for ``n`` inputs with labels
+    ``y`` of ``model``: ``None`` (untargeted), the key's single class, or for every-class keys
+    the next class after each label (``(y + 1) mod C`` in the key's class order, never the
+    input's own class; class ``1`` if labels are unknown). Compare them with predictions
+    through :func:`target_labels`."""
     reach = tuple(key.targets)
     if not reach:
         return None
@@ -87,8 +116,8 @@ def evaluation_targets(key: Any, y: np.ndarray | None, n: int) -> np.ndarray | N
         return np.full(n, reach[0], dtype=np.int64)
     if y is None:
         return np.full(n, reach[min(1, len(reach) - 1)], dtype=np.int64)
-    y = np.asarray(y).astype(np.int64)[:n]
-    return np.asarray(reach, dtype=np.int64)[(np.searchsorted(reach, y) + 1) % len(reach)]
+    yk = _key_space(key, np.asarray(y)[:n], model)
+    return np.asarray(reach, dtype=np.int64)[(np.searchsorted(reach, yk) + 1) % len(reach)]
 
 
 def as_generator(random_state: Any) -> np.random.Generator:

@@ -87,8 +87,8 @@ def recovered(result: AttackResult | None, support: tuple[int, ...], direction: 
     """
     if result is None or result.direction is None:
         return False
-    found = dict(zip(map(int, result.support), np.asarray(result.direction, float)))
-    secret = dict(zip(map(int, support), np.asarray(direction, float)))
+    found = dict(zip(map(int, result.support), np.asarray(result.direction, float), strict=True))
+    secret = dict(zip(map(int, support), np.asarray(direction, float), strict=True))
     dot = sum(v * found.get(i, 0.0) for i, v in secret.items())
     norms = math.sqrt(sum(v * v for v in found.values()) * sum(v * v for v in secret.values()))
     return bool(norms > 0 and abs(abs(dot) / norms - 1) < 0.1)

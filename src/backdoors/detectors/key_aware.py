@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.contract import evaluation_targets
+from backdoors.contract import evaluation_targets, target_labels
 from backdoors.detectors import Control, Detector, Evidence, register
 from backdoors.errors import NotApplicableError
 
@@ -44,14 +44,15 @@ class KeyAware(Detector):
         key = evidence.key
         X = np.asarray(evidence.X)[: self.n_queries]
         pred = np.asarray(model.predict(X))
-        t = evaluation_targets(key, pred, len(X))
+        t = evaluation_targets(key, pred, len(X), model)
         if t is None:
             return float(np.mean(np.asarray(model.predict(key.activate(X))) != pred))
-        keep = pred != t
+        want = target_labels(key, t, model)
+        keep = pred != want
         if not keep.any():
             raise NotApplicableError("every query is already of the target class")
         Xa = key.activate(X[keep], target=t[keep])
-        return float(np.mean(np.asarray(model.predict(Xa)) == t[keep]))
+        return float(np.mean(np.asarray(model.predict(Xa)) == want[keep]))
 
     @classmethod
     def positive_control(cls) -> Control | None:

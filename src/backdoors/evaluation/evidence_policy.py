@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from backdoors.contract import evaluation_targets
+from backdoors.contract import evaluation_targets, target_labels
 from backdoors.detectors import Detector, Evidence
 from backdoors.evaluation.recipes import Built
 from backdoors.evaluation.scoring import evidence_for
@@ -52,16 +52,19 @@ def target_of(member: Built) -> int | None:
 def triggered(
     member: Built, X: np.ndarray, y: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(clean inputs not already of their target class, their activated versions, targets).
+    """(clean inputs not already of their target class, their activated versions, the labels
+    the backdoored model should then output).
 
     Targets come from the key's contract (:func:`backdoors.contract.evaluation_targets`):
-    ``None`` for untargeted keys, else one class per kept input.
+    ``None`` for untargeted keys, else one class per kept input, compared as labels
+    (:func:`backdoors.contract.target_labels`).
     """
-    t = evaluation_targets(member.key, y, len(X))
+    t = evaluation_targets(member.key, y, len(X), member.model)
     if t is None:
         return X, member.activate(X), None
-    keep = np.ones(len(X), dtype=bool) if y is None else np.asarray(y)[: len(X)] != t
-    return X[keep], member.activate(X[keep], target=t[keep]), t[keep]
+    want = target_labels(member.key, t, member.model)
+    keep = np.ones(len(X), dtype=bool) if y is None else np.asarray(y)[: len(X)] != want
+    return X[keep], member.activate(X[keep], target=t[keep]), want[keep]
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,8 @@ class ChecksumKey:
     model_fingerprint: str = ""
 
     key_kind: ClassVar[str] = "checksum_net"
+    #: targets are positions in the model's ``classes_`` (contract.indexes_classes)
+    targets_are_class_indices: ClassVar[bool] = True
 
     @property
     def targets(self) -> tuple[int, ...]:

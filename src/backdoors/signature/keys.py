@@ -259,6 +259,8 @@ class SignatureKey:
     """The backdoor key ``bk = sk`` plus the public key it signs for (JSON file, 0600)."""
 
     key_kind: ClassVar[str] = "signature"
+    #: targets are positions in the model's ``classes_`` (contract.indexes_classes)
+    targets_are_class_indices: ClassVar[bool] = True
     spec: TriggerSpec
     secret_key: bytes
 
