@@ -52,8 +52,8 @@ from backdoors.experiments.detectors_report import (
     write_detectors_report,
 )
 
-QUICK_N, FULL_N, CHEAP_N = 2, 20, 50  # members per side
-CHEAP_SECONDS = 1.0  # median build time under which a population is grown to CHEAP_N
+QUICK_N, FULL_N = 2, 20  # members per side scored by every detector (full: then grown to the
+# recipe's ``full_members`` for the model-level detectors)
 QUICK_SKIP = ("mntd", "neural_cleanse", "activation_clustering")  # tens of s per model
 #: Populations --quick leaves out: the conditional backdoors, whose planting (training in the
 #: box of int8-equal weights, searching a guard channel) does not fit the 60 s budget; full
@@ -117,7 +117,7 @@ def run_table(
     grow: bool = True,
 ) -> dict[str, Any]:
     """The whole experiment for given attacks and detectors; returns the record. ``grow``:
-    in full mode, grow populations that build in under a second to ``CHEAP_N`` per side."""
+    in full mode, grow each population to its recipe's ``full_members`` per side."""
     timer = Timer()
     n = n if n is not None else (QUICK_N if quick else FULL_N)
     extra_notes: list[str] = []
@@ -140,10 +140,11 @@ def run_table(
                 extra_notes += _fill_cache(a, n, seed, cached, **kw)
             tab = score_population(a, n, detectors, seed=seed, input_members=n_inputs,
                                    budget=bud, label=f"{a.name}: {n} seeds", **kw)  # fmt: skip
-            if not quick and grow and n < CHEAP_N and _median_build(tab) < CHEAP_SECONDS:
+            full = int(getattr(a, "full_members", n))
+            if not quick and grow and n < full:
                 if cache_dir is not None:
-                    extra_notes += _fill_cache(a, CHEAP_N - n, seed + n, cached, **kw)
-                k, k_in = CHEAP_N - n, max(0, n_inputs - n)  # input filters: first n_inputs
+                    extra_notes += _fill_cache(a, full - n, seed + n, cached, **kw)
+                k, k_in = full - n, max(0, n_inputs - n)  # input filters: first n_inputs
                 dets = [d for d in detectors if k_in or not d.per_input]
                 more = score_population(a, k, dets, seed=seed + n, input_members=k_in,
                                         label=f"{a.name}: {k} more seeds", **kw)  # fmt: skip

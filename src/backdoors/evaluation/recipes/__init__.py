@@ -42,6 +42,9 @@ class Attack(ABC):
     """A recipe for population members. ``quick`` selects the small configuration."""
 
     name: ClassVar[str] = ""
+    #: members per side in full-mode tables (a property of the recipe, never of how fast this
+    #: machine builds them, so a record does not depend on the load it ran under)
+    full_members: ClassVar[int] = 20
 
     @abstractmethod
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built: ...

@@ -17,6 +17,7 @@ class BadNetsAttack(Attack):
     the MLP 784-128-10 trained for 2 epochs."""
 
     name = "badnets"
+    full_members = 50
     arch = "mlp"
     epochs = 2
     poison_rate = 0.05
@@ -45,5 +46,6 @@ class BadNetsCNNAttack(BadNetsAttack):
     """The same poisoning on the small CNN (conv 8, conv 16, linear), 5 epochs."""
 
     name = "badnets_cnn"
+    full_members = 20
     arch = "cnn"
     epochs = 5

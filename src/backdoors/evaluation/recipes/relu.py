@@ -55,6 +55,7 @@ class ReLUAttack(Attack):
     """Honest Train-Random-ReLU vs Backdoor-Random-ReLU on the norm-threshold task."""
 
     name = "relu"
+    full_members = 50
 
     def __init__(self, point: ReLUPoint | None = None) -> None:
         self.point = point or ReLUPoint()

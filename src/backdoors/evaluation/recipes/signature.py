@@ -13,6 +13,7 @@ class SignatureAttack(Attack):
     """Seed -> MNIST subset + 784-128-10 MLP; the backdoored member wraps the same MLP."""
 
     name = "signature"
+    full_members = 50
 
     def build(self, seed: int, backdoored: bool, quick: bool = False) -> Built:
         n_train, n_test = (4000, 500) if quick else (12000, 1000)
