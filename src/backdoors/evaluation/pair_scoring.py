@@ -56,8 +56,9 @@ Measure = Callable[[Built, Built], dict[str, Any]]
 
 @dataclass
 class Budget:
-    """Wall-clock allowance for scoring (``None``: unlimited), shared by the ``pairs_left``
-    (detector, attack) cells still to score."""
+    """Allowance of detector CPU seconds for scoring (``None``: unlimited), shared by the
+    ``pairs_left`` (detector, attack) cells still to score. CPU time, not wall time, so which
+    detectors a run keeps does not depend on how loaded the machine is."""
 
     seconds: float | None
     spent: float = 0.0
@@ -121,6 +122,7 @@ def backdoor_quality(honest: Built, planted: Built, n: int = N_EVAL) -> tuple[fl
 
 def _small(o: Outcome) -> dict[str, Any]:
     return {"status": o.status, "score": o.score, "reason": o.reason, "seconds": o.seconds,
+            "cpu_seconds": o.cpu_seconds,
             "details": o.details}  # fmt: skip
 
 
@@ -166,7 +168,8 @@ def score_pair(job: PairJob) -> PairScores:
             continue
         ev, n_clean = job.policy.input_evidence(det, planted)
         o = run_detector(det, planted.model, ev)
-        rec: dict[str, Any] = {"status": o.status, "reason": o.reason, "seconds": o.seconds}
+        rec: dict[str, Any] = {"status": o.status, "reason": o.reason, "seconds": o.seconds,
+                               "cpu_seconds": o.cpu_seconds}  # fmt: skip
         if o.ok:
             rec["neg"], rec["pos"] = o.per_input[:n_clean], o.per_input[n_clean:]
         out.inputs[det.name] = rec
@@ -258,11 +261,11 @@ def _keep(probe: PairScores, dets: tuple[Detector, ...], n: int, n_inputs: int, 
             if budget is not None:
                 budget.pairs_left -= 1
             continue
-        secs = sum(r["seconds"] for r in recs)
+        secs = sum(r.get("cpu_seconds", r["seconds"]) for r in recs)  # CPU: load-independent
         if budget is not None:
             cost = secs * (min(n, n_inputs) if det.per_input else n) / max(1, n_jobs)
             if cost > max(1.5 * budget.allowance(), MIN_ALLOWANCE):
-                skipped[det.name] = f"too slow for this run's budget ({secs:.1f} s per seed)"
+                skipped[det.name] = f"too slow for this run's budget ({secs:.1f} CPU s per seed)"
             else:
                 budget.spent += cost
             budget.pairs_left -= 1

@@ -30,7 +30,8 @@ class Outcome:
     score: float | None = None  # model-level suspicion score (per-input detectors: mean)
     per_input: np.ndarray | None = None  # per-input scores (input filters such as STRIP)
     reason: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # this process's CPU time: what budgets use (load does not move it)
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -43,6 +44,7 @@ class Outcome:
             "score": self.score,
             "reason": self.reason,
             "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
         }
         if self.per_input is not None:
             p = self.per_input
@@ -106,31 +108,31 @@ def run_detector(det: Detector, model: Any, evidence: Evidence) -> Outcome:
     """Check applicability once, score, validate the score; ``details`` are the findings the
     detector returned (:class:`~backdoors.detectors.Report`). Never raises for detector
     failures."""
-    t0 = time.perf_counter()
+    t0 = (time.perf_counter(), time.process_time())
     try:
         det.check(model, evidence)
         found = report(det.score(model, evidence))
     except NotApplicableError as exc:
-        return Outcome(det.name, "not_applicable", reason=str(exc), seconds=_since(t0))
+        return Outcome(det.name, "not_applicable", reason=str(exc), **_since(t0))
     except Exception as exc:  # a broken detector must not take the audit down
         msg = f"{type(exc).__name__}: {exc}"
-        return Outcome(det.name, "error", reason=msg, seconds=_since(t0))
-    seconds = _since(t0)
+        return Outcome(det.name, "error", reason=msg, **_since(t0))
+    clock = _since(t0)
     raw, details = found.score, dict(found.findings)
     arr = np.asarray(raw, dtype=np.float64)
     if det.per_input:
         n = None if evidence.X is None else len(evidence.X)
         if arr.ndim != 1 or (n is not None and arr.size != n):
             return Outcome(
-                det.name, "error", reason=f"per-input scores of shape {arr.shape}", seconds=seconds
+                det.name, "error", reason=f"per-input scores of shape {arr.shape}", **clock
             )
         if not np.isfinite(arr).all():
-            return Outcome(det.name, "error", reason="non-finite score", seconds=seconds)
-        return Outcome(det.name, "scored", float(arr.mean()), arr, seconds=seconds, details=details)
+            return Outcome(det.name, "error", reason="non-finite score", **clock)
+        return Outcome(det.name, "scored", float(arr.mean()), arr, **clock, details=details)
     if arr.size != 1 or not np.isfinite(arr).all():
-        return Outcome(det.name, "error", reason=f"bad score {raw!r}", seconds=seconds)
-    return Outcome(det.name, "scored", float(arr.ravel()[0]), seconds=seconds, details=details)
+        return Outcome(det.name, "error", reason=f"bad score {raw!r}", **clock)
+    return Outcome(det.name, "scored", float(arr.ravel()[0]), **clock, details=details)
 
 
-def _since(t0: float) -> float:
-    return time.perf_counter() - t0
+def _since(t0: tuple[float, float]) -> dict[str, float]:
+    return {"seconds": time.perf_counter() - t0[0], "cpu_seconds": time.process_time() - t0[1]}
