@@ -64,9 +64,12 @@ def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 #: detectors too slow for ``n + n`` on an attack (~50 s per CNN model): scored on SLOW_N +
 #: SLOW_N members at the float model only (they read only the torch module, which the
-#: deployed ort:all form leaves as it is)
+#: deployed ort:all form leaves as it is); SLOW_N = 0: not scored
 SLOW = {"optimization_conditioned": ("neural_cleanse",)}
-FULL_N, SLOW_N, CNN_N = 20, 5, 8
+FULL_N, SLOW_N, CNN_N = 20, 0, 5
+#: members per side for the other detectors where fewer than FULL_N (CPU budget: ~3 min of
+#: detectors per CNN pair on this shared machine)
+OTHERS_N = {"optimization_conditioned": 10}
 
 
 def _table(tables: list[tuple[pair_scoring.PairTable, int]], names: tuple[str, ...],
@@ -76,7 +79,7 @@ def _table(tables: list[tuple[pair_scoring.PairTable, int]], names: tuple[str, .
     out = {}
     for name in names:
         for table, n in tables:
-            if any(name + suffix in p.outcomes for p in table.pairs):
+            if all(name + suffix in p.outcomes for p in table.pairs):
                 out[name] = {**table.summary(name + suffix), "n_per_side": n}
                 break
     return out
@@ -113,19 +116,29 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
     n = 3 if quick else FULL_N
     n_jobs = experiment_jobs()
     rest = others()
-    m: dict[str, Any] = {"n_per_side": n, "n_others_per_side": 0 if quick else n}
+    m: dict[str, Any] = {"n_per_side": n, "n_others_per_side": 0 if quick else n,
+                         "n_others_per_side_by_attack": {} if quick else OTHERS_N}  # fmt: skip
     for attack in ("quantization_conditioned", "optimization_conditioned"):
         n_att = 1 if quick and attack == "optimization_conditioned" else n
         slow = SLOW.get(attack, ())
         fast = tuple(d for d in rest if d not in slow)
-        dets = ["differential"] + ([] if quick else list(fast))
         kw = dict(seed=seed, quick=quick, n_jobs=n_jobs)
         also = () if quick else ("deployed",)
-        with timer(attack):
+        n_oth = 0 if quick else min(n_att, OTHERS_N.get(attack, n_att))
+        with timer(attack):  # the first n_oth seeds with every detector, the rest differential
             table = pair_scoring.score_population(
-                attack, n_att, dets, measure=measure, also_forms=also,
-                label=f"{attack}: {n_att} pairs", **kw,
+                attack, n_oth or n_att,
+                ["differential", *fast] if n_oth else ["differential"], measure=measure,
+                also_forms=also, label=f"{attack}: {n_oth or n_att} pairs", **kw,
             )  # fmt: skip
+            others_table = table
+            if n_oth and n_oth < n_att:
+                more = pair_scoring.score_population(
+                    attack, n_att - n_oth, ["differential"], measure=measure, also_forms=also,
+                    label=f"{attack}: {n_att - n_oth} more pairs, differential", **{
+                        **kw, "seed": seed + n_oth},
+                )  # fmt: skip
+                table = table.extend(more)
         m[attack] = {
             "n_per_side": n_att,
             "detectors": _summaries(table, ("differential",)),
@@ -135,8 +148,8 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
         }
         if quick:
             continue
-        tables = [(table, n_att)]
-        if slow:
+        tables = [(table, n_att), (others_table, n_oth)]  # differential from all n_att seeds
+        if slow and SLOW_N:
             with timer(f"{attack}_slow"):
                 t = pair_scoring.score_population(
                     attack, SLOW_N, list(slow),
@@ -176,7 +189,7 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
             "differential_scores": [list(map(float, s)) for s in table.scores("differential")],
         }
     params = {"quick": quick, "n": n, "others": list(rest), "slow": SLOW, "slow_n": SLOW_N,
-              "cnn_n": CNN_N, "n_jobs": n_jobs}  # fmt: skip
+              "cnn_n": CNN_N, "others_n": OTHERS_N, "n_jobs": n_jobs}  # fmt: skip
     notes = [
         "Quantized form: onnxruntime quantize_dynamic (int8 per-tensor symmetric weights, "
         "uint8 dynamic activations); optimised form: onnxruntime ORT_ENABLE_ALL vs PyTorch "
@@ -194,8 +207,10 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
         "The optimisation-conditioned backdoor's deployed form is ORT_ENABLE_ALL, not int8: "
         "its int8 form is not where it fires (its guard and head weights wreck the int8 form "
         "of every member), so it is scored at ort:all.",
-        f"Slow detectors ({SLOW}) score {SLOW_N} + {SLOW_N} members at the float model "
-        "only: they read only the torch module, which the ort:all view leaves unchanged "
+        f"Other detectors on {OTHERS_N} members per side where fewer than {n} (the first "
+        "seeds; the differential detector on all); slow detectors "
+        f"({SLOW}) on {SLOW_N} + {SLOW_N} members at the float model only (0: not scored), "
+        "as they read only the torch module, which the ort:all view leaves unchanged "
         "(activation_clustering, spectral_signatures and weight_stats, which also read only "
         "the module, score the ort:all view exactly as the float model). n_per_side in each "
         "table entry says the population of every figure.",
