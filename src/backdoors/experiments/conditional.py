@@ -107,7 +107,8 @@ def _auroc_rows(m: dict[str, Any], attacks: tuple[str, ...]) -> dict[str, Any]:
 def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
     """Differential detector AUROC vs the two conditional backdoors, BadNets and the signature
     backdoor (``n + n`` each); every other model-level detector at the float model and at
-    the deployed form on the conditional backdoors (``n + n``; the slowest on ``SLOW_N``);
+    the deployed form on the conditional backdoors (``n + n``, or ``OTHERS_N``; the slowest
+    on ``SLOW_N``, float only);
     backdoor quality in both forms, also for the quantized CNN (``CNN_N`` pairs); cost per
     pair. ``quick``: the differential detector only, at the float model."""
     from backdoors.artifacts.records import Timer, make_record
