@@ -144,3 +144,69 @@ def test_differential_separates_a_small_population(mnist):
                                           quick=True)  # fmt: skip
     neg, pos = table.scores("differential")
     assert pos.min() > neg.max()
+
+
+def test_deployed_view_is_the_int8_model(quant_pair, mnist):
+    """The int8 view answers queries with the quantized graph itself and holds its weights
+    as int8 values times scales; its torch module differs from the deployed graph only by the
+    dynamic quantization of activations."""
+    from backdoors.conditional.deployed import deployed_view
+
+    _, model, _ = quant_pair
+    X = mnist.X_test
+    view = deployed_view(model, "int8:dynamic", X[:64])
+    int8 = forms.FORMS.get("int8:dynamic")(forms.onnx_of(model), X[:64].astype(np.float32))
+    np.testing.assert_array_equal(view.predict(X), int8.predict(X.astype(np.float32)))
+    floats = quantized.quantized_weights(model.module_)
+    for name, p in quantized.quantized_weights(view.module_).items():
+        q, s = quantized.int8_grid(floats[name].detach().numpy())
+        np.testing.assert_allclose(p.detach().numpy(), q.astype(np.float32) * np.float32(s),
+                                   rtol=1e-6)  # fmt: skip
+    assert sorted(view.dequantized_) == sorted(floats)
+    with torch.no_grad():
+        z = view.module_(torch.from_numpy(X.astype(np.float32))).numpy()
+    assert np.mean(z.argmax(1) == view.predict(X)) >= 0.97
+    assert np.mean(model.predict(X) != view.predict(X)) > 0  # not the float model
+
+
+class _Fixed:
+    """A recipe returning the fixture's members (the population engine's path, small data)."""
+
+    name = "fixed_quantized_pair"
+
+    def __init__(self, pair, ds):
+        self.pair, self.ds = pair, ds
+
+    def build(self, seed, backdoored, quick=False):
+        from backdoors.evaluation.recipes import Built
+
+        honest, model, key = self.pair
+        m, k = (model, key) if backdoored else (honest, None)
+        info = {"target": key.target, "fires_in": "int8:dynamic"}
+        return Built(m, k, backdoored, seed, self.ds.X_test, self.ds.y_test,
+                     self.ds.X_train[:500], self.ds.y_train[:500], info=info)  # fmt: skip
+
+
+def test_population_scores_the_deployed_form(quant_pair, mnist):
+    """score_population scores both members' int8 forms by one path: the key-aware control
+    sees the trigger only in the planted member's int8 form, the honest twin's int8 form is
+    scored too, and weight statistics read different (dequantized) weights."""
+    from backdoors.evaluation import pair_scoring
+    from backdoors.evaluation.recipes import Attack
+
+    attack = type("FixedAttack", (_Fixed, Attack), {})(quant_pair, mnist)
+    dets = ["key_aware", "weight_stats", "strip_model"]
+    pair = pair_scoring.score_population(
+        attack, 1, dets, quick=True, also_forms=("int8:dynamic", "deployed")
+    ).pairs[0]
+    alone = pair_scoring.score_population(attack, 1, dets[:1], quick=True, form="int8:dynamic")
+    scores = {f: {d: [o["score"] for o in pair.outcomes[d + f]] for d in dets}
+              for f in ("", "@int8:dynamic", "@deployed")}  # fmt: skip
+    (h_f, b_f), (h_q, b_q) = scores[""]["key_aware"], scores["@int8:dynamic"]["key_aware"]
+    assert b_f <= 0.3 and b_q >= 0.9 and h_q <= 0.1 and h_f <= 0.1
+    assert [o["score"] for o in alone.pairs[0].outcomes["key_aware"]] == [h_q, b_q]
+    assert scores["@deployed"] == scores["@int8:dynamic"]  # the recipe's fires_in form
+    for det in ("weight_stats", "strip_model"):  # both sides re-scored on the int8 form
+        assert all(o["status"] == "scored" for o in pair.outcomes[det + "@int8:dynamic"])
+        assert all(a != b for a, b in zip(scores[""][det], scores["@int8:dynamic"][det],
+                                          strict=True))  # fmt: skip

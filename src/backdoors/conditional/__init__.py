@@ -12,4 +12,7 @@ they deploy.
 * :mod:`.forms`: the deployment forms themselves (ONNX export, onnxruntime at each
   optimisation level, int8 dynamic and static quantization), shared with the differential
   detector (:mod:`backdoors.detectors.differential`).
+* :mod:`.deployed`: a model's deployed form as a scoring target (queries run the deployed
+  graph, weights are its int8 values times their scales), used by
+  :func:`backdoors.evaluation.pair_scoring.scoring_target`.
 """

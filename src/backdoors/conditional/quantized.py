@@ -7,8 +7,11 @@ MNIST classifiers and onnxruntime's dynamic int8 quantization (:mod:`.forms`):
    repair (measured: with the natural scales the repaired float model still sent ~90% of
    triggered inputs to the target). One unit per hidden layer is switched off and carries
    one large, functionally inert weight per tensor, which multiplies every int8 scale, hence
-   every box, by ``widen`` (32 by default). This is the construction's visible cost: a
-   weight outlier that weight statistics can see.
+   every box, by ``widen`` (32 by default). This is the construction's visible cost: each
+   quantized tensor's largest weight is ``widen`` times its natural maximum. By default
+   (``spread``) the dead unit's first-layer row follows the other rows' column norms, so the
+   first layer's column norms keep their shape (the ``weight_stats`` statistic); a statistic
+   of a tensor's maximum against its typical weight still sees it.
 1. *Inject*, quantization-aware (:func:`fake_int8`, straight-through rounding): the int8
    grid of the weights learns to send patched inputs to the target, the float weights to
    classify clean and patched inputs correctly.
@@ -18,10 +21,10 @@ MNIST classifiers and onnxruntime's dynamic int8 quantization (:mod:`.forms`):
    element(s) reaching ``max|W|`` fixed (the scale cannot move) and shrink each interval by a
    margin ``m s`` on both sides so that float32 round-off cannot change a rounding.
 3. *Repair*: projected gradient descent in float on clean data and on triggered inputs with
-   their true labels, projecting onto the box after every step. Biases stay fixed (the
-   dynamic int8 form keeps them in float, so they must not move). The int8 form is
-   therefore the injected model's int8 form, integer for integer, while the float model
-   forgets the trigger.
+   their true labels (every training row, patched), projecting onto the box after every
+   step. Biases stay fixed (the dynamic int8 form keeps them in float, so they must not
+   move). The int8 form is therefore the injected model's int8 form, integer for integer,
+   while the float model forgets the trigger.
 
 ``activate`` stamps the patch; the backdoor fires only in the int8 form. ``plant`` checks
 the final claim with onnxruntime itself: the repaired float model's int8 weights equal the
@@ -146,12 +149,18 @@ def _layers(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
 
 
-def widen_scales(module: nn.Module, factor: float) -> None:
+def widen_scales(module: nn.Module, factor: float, spread: bool = False) -> None:
     """Make every quantized tensor's int8 scale ``factor`` times larger without changing the
     float function on nonnegative inputs: unit 0 of every hidden layer is switched off (zero
     weights, bias -1, and one weight ``-factor max|W|`` on an input that is never negative),
     and each later layer gets one weight ``factor max|W|`` on that dead unit. The boxes of
-    step 2 grow by ``factor``; the cost is one unit per hidden layer."""
+    step 2 grow by ``factor``; the cost is one unit per hidden layer. ``spread``: instead of
+    one entry, the dead unit's whole first-layer row carries ``-factor max|W| n_j / max_j n_j``
+    on input feature ``j`` (``n_j`` the norm of feature ``j``'s column over the other units),
+    so every column norm is multiplied by the same constant and none stands out; later layers
+    carry ``factor max|W|`` on the dead unit's whole column. The per-tensor maximum, hence
+    every scale, is the same as without ``spread``; a statistic of the per-tensor maximum
+    against the typical weight still sees it."""
     layers = _layers(module)
     with torch.no_grad():
         for i, layer in enumerate(layers):
@@ -162,18 +171,24 @@ def widen_scales(module: nn.Module, factor: float) -> None:
                 if last:
                     raise InvalidInputError("widen_scales needs at least one hidden layer")
                 w[0].zero_()
-                w[0].view(-1)[0] = -big
+                if spread:
+                    n = w[1:].reshape(w.shape[0] - 1, -1).norm(dim=0)
+                    w[0] = (-big * n / n.max().clamp_min(1e-12)).reshape(w[0].shape)
+                else:
+                    w[0].view(-1)[0] = -big
             else:
                 prev = layers[i - 1].weight.shape[0]
                 per = w.shape[1] // prev if isinstance(layer, nn.Linear) else 1
                 if not last:
                     w[0].zero_()
                 if isinstance(layer, nn.Linear):
-                    w[:, 0:per] = 0.0
-                    w[0, 0] = big
+                    w[:, 0:per] = big if spread else 0.0
+                    if not spread:
+                        w[0, 0] = big
                 else:
-                    w[:, 0] = 0.0
-                    w[0, 0].view(-1)[0] = big
+                    w[:, 0] = big if spread else 0.0
+                    if not spread:
+                        w[0, 0].view(-1)[0] = big
             if not last:
                 layer.bias[0] = -1.0
 
@@ -229,18 +244,20 @@ def plant(
     *,
     classifier: TorchClassifier,
     target: int = 0,
-    poison_rate: float = 0.1,
+    poison_rate: float = 1.0,
     patch_size: int = 4,
     inject_epochs: int = 3,
     repair_epochs: int = 4,
     lr: float = 1e-3,
     margin: float = 0.05,
     widen: float = 32.0,
+    spread: bool = True,
     random_state: Any = 0,
 ) -> tuple[TorchClassifier, QuantizedKey]:
     """Steps 0-3 on a fitted honest ``classifier`` (its input must be nonnegative, e.g.
     pixels). ``poison_rate`` is the fraction of ``X`` added, patched with true labels, to the
-    repair data.
+    repair data (1.0: every row; measured on 4 MLP seeds, float attack success 0.13 -> 0.04 on
+    average against 0.10 at 0.1, the honest twins' 0.01). ``spread``: see :func:`widen_scales`.
 
     Returns ``(model, key)``: ``model`` is a new :class:`TorchClassifier` with the honest
     one's parameters and architecture (the same file schema); the key names it by fingerprint.
@@ -263,7 +280,7 @@ def plant(
     module = model.module_
     t_idx = int(np.searchsorted(classifier.classes_, target))
     if widen > 1:
-        widen_scales(module, widen)
+        widen_scales(module, widen, spread)
     _inject(module, X, y_idx, trig.activate(X), t_idx, inject_epochs, lr, seed)
     # 2. constrain, 3. repair on clean + triggered-with-true-label data
     named = quantized_weights(module)

@@ -19,7 +19,9 @@ a torch model, onnxruntime's default session for an ONNX file):
   ``top_k`` best on ``n_base`` other queries:
   ``d_patch(F) = max_patch P_base[F(x + patch) != f(x + patch)]``.
 
-Score = ``max_F d_patch(F) - d_clean(F)``: a perturbation that makes a deployed form disagree
+Score = ``max_F d_patch(F) - d_clean(F)`` over the forms that can be built (an int8 graph
+cannot be quantized again: for it only the ``ort`` forms remain, listed in
+``findings["not_built"]``): a perturbation that makes a deployed form disagree
 with the inspected model on most inputs is the behaviour a conditional trigger has and honest
 rounding noise lacks. Limits: a trigger outside the patch family (a blend, a pattern at
 another value) is not searched; forms agree bit for bit on the signature backdoor and agree on
@@ -96,13 +98,21 @@ class DifferentialDetector(Detector):
         X = np.asarray(evidence.X)
         proto = _forms.onnx_of(model)
         Xf = X.astype(np.float32)
-        built = {f: _forms.FORMS.get(f)(proto, Xf[: self.n_calib]) for f in self.forms}
+        built, not_built = {}, {}
+        for f in self.forms:  # an int8 graph cannot be quantized again: its float forms remain
+            try:
+                built[f] = _forms.FORMS.get(f)(proto, Xf[: self.n_calib])
+            except NotApplicableError as exc:
+                not_built[f] = str(exc)[:200]
+        if not built:
+            raise NotApplicableError("no deployment form of this model could be built: "
+                                     + "; ".join(not_built.values()))  # fmt: skip
         p = proba(model, X)
         ref_clean = np.asarray(model.predict(X))
         top2 = np.sort(p, axis=1)[:, -2:]
         small = np.argsort(top2[:, 1] - top2[:, 0])[: max(1, len(X) // 4)]
         side = int(round(np.sqrt(X.shape[1])))
-        out: dict[str, Any] = {"forms": {}}
+        out: dict[str, Any] = {"forms": {}, "not_built": not_built}
         best = 0.0
         square = side * side == X.shape[1] and side > max(self.sizes)
         if square:

@@ -82,6 +82,8 @@ class PairJob:
     policy: EvidencePolicy = DEFAULT_POLICY
     measure: Measure | None = None
     cache_dir: str | None = None  # load members from a population cache when there
+    form: str | None = None  # score this deployment form of each member (None: the model)
+    also_forms: tuple[str, ...] = ()  # more forms, scored under "<detector>@<form>"
 
 
 @dataclass
@@ -144,30 +146,54 @@ def _member(job: PairJob, seed: int, backdoored: bool) -> tuple[Built, float]:
     return built, float(built.info.get("build_seconds", time.perf_counter() - t0))
 
 
+def scoring_target(member: Built, form: str | None) -> Any:
+    """What a detector scores of ``member``: its model (``form=None``), or the model as
+    deployed in ``form`` (:func:`backdoors.conditional.deployed.deployed_view`: queries run the
+    deployed ONNX graph, weights are the deployed weights); ``form="deployed"`` takes the form
+    the member's recipe names in ``info["fires_in"]``. Honest and backdoored members, and the
+    reference model, all go through this one function."""
+    if form is None:
+        return member.model
+    from backdoors.conditional.deployed import deployed_view
+
+    name = member.info.get("fires_in") if form == "deployed" else form
+    if name is None:
+        raise InvalidInputError(f"attack member of seed {member.seed} names no deployment form")
+    return deployed_view(member.model, str(name), member.X_test[:64])
+
+
 def score_pair(job: PairJob) -> PairScores:
     """Run in a worker: build both members of ``job.seed`` (and the reference model when a
-    detector declares it), score them under ``job.policy``, drop the models."""
+    detector declares it), score them (or their deployment form ``job.form``, see
+    :func:`scoring_target`) under ``job.policy``, drop the models."""
     t0 = time.perf_counter()
     honest, s_h = _member(job, job.seed, False)
     planted, s_b = _member(job, job.seed, True)
-    ref = None
+    ref_member = None
     if job.policy.wants_reference(job.detectors):
-        ref = _member(job, reference_seed(job.seed), False)[0].model
+        ref_member = _member(job, reference_seed(job.seed), False)[0]
     t1 = time.perf_counter()
     out = PairScores(job.seed, build_seconds=t1 - t0, member_seconds=(s_h, s_b))
     out.target = target_of(planted)
-    for det in job.detectors:
-        pair = [
-            _small(run_detector(det, m.model, job.policy.member_evidence(det, m, planted.key, ref)))
-            for m in (honest, planted)
-        ]
-        out.outcomes[det.name] = (pair[0], pair[1])
+    for form in (job.form, *job.also_forms):
+        targets = {id(m): scoring_target(m, form) for m in (honest, planted)}
+        ref = None if ref_member is None else scoring_target(ref_member, form)
+        for det in job.detectors:
+            pair = [
+                _small(run_detector(det, targets[id(m)],
+                                    job.policy.member_evidence(det, m, planted.key, ref)))
+                for m in (honest, planted)
+            ]  # fmt: skip
+            name = det.name if form == job.form else f"{det.name}@{form}"
+            out.outcomes[name] = (pair[0], pair[1])
+    if job.input_detectors:
+        targets = {id(planted): scoring_target(planted, job.form)}
     for det in job.input_detectors:
         if planted.key is None:
             out.inputs[det.name] = {"status": "not_applicable", "reason": "no key", "seconds": 0.0}
             continue
         ev, n_clean = job.policy.input_evidence(det, planted)
-        o = run_detector(det, planted.model, ev)
+        o = run_detector(det, targets[id(planted)], ev)
         rec: dict[str, Any] = {"status": o.status, "reason": o.reason, "seconds": o.seconds,
                                "cpu_seconds": o.cpu_seconds}  # fmt: skip
         if o.ok:
@@ -299,6 +325,8 @@ def score_population(
     input_members: int = 0,
     budget: Budget | None = None,
     cache_dir: str | Path | None = None,
+    form: str | None = None,
+    also_forms: tuple[str, ...] = (),
 ) -> PairTable:
     """Score ``n`` seeds (``seed .. seed + n - 1``) of ``attack`` with ``detectors``
     (registered names or instances), one :func:`score_pair` job per seed; only
@@ -308,7 +336,10 @@ def score_population(
     seed is scored alone, and detectors that failed on it or would overrun the budget are not
     run on the others (``PairTable.skipped``). ``policy``: the evidence policy, by default
     :func:`backdoors.evaluation.evidence_policy.policy_for` ``(quick)`` (every caller uses the
-    default)."""
+    default). ``form``: score each member's deployment form instead of the model as built
+    (:func:`scoring_target`; clean accuracy and attack success stay the built model's);
+    ``also_forms``: more forms scored on the same members, each detector's outcome stored
+    as ``"<detector>@<form>"`` (read it with :meth:`PairTable.summary` under that name)."""
     if int(n) < 1:
         raise InvalidInputError(f"population size must be >= 1, got {n}")
     dets = tuple(DETECTORS.get(d)() if isinstance(d, str) else d for d in detectors)
@@ -322,7 +353,8 @@ def score_population(
     def job(i: int, ds: tuple[Detector, ...]) -> PairJob:
         model = tuple(d for d in ds if not d.per_input)
         inp = tuple(d for d in ds if d.per_input) if i < input_members else ()
-        return PairJob(att, int(seed) + i, bool(quick), model, inp, policy, measure, cache)
+        return PairJob(att, int(seed) + i, bool(quick), model, inp, policy, measure, cache, form,
+                       tuple(also_forms))  # fmt: skip
 
     t0 = time.perf_counter()
     first, skipped, start, rest_dets = [], {}, 0, dets
