@@ -20,7 +20,7 @@ from . import portable_field as pf
 from .builder import IR_VERSION, Builder
 from .ed25519 import BASE, D2, window_table
 from .portable_sha512 import I32, c32, sha512_bytes
-from .ref import L, neg, small_order_ys, validate_public_key
+from .ref import L, P, neg, small_order_ys, validate_public_key
 
 NL = pf.NL
 _BYTE = np.full(NL, 255, dtype=np.int64)
@@ -35,29 +35,49 @@ def _cat(b: Builder, xs: list[pf.Fe], axis: int) -> pf.Fe:
     return pf.Fe(b.op("Concat", [x.name for x in xs], axis=axis), ub)
 
 
-def _finish(b: Builder, pa: pf.Fe, pb: pf.Fe, pc: pf.Fe, pd: pf.Fe) -> pf.Fe:
-    """(X3, Y3, Z3, T3) = (EF, GH, FG, EH) with E = B - A, F = D - C, G = D + C, H = B + A."""
-    e, h = pf.sub(b, pb, pa), pf.add(b, pb, pa)
-    f, g = pf.sub(b, pd, pc), pf.add(b, pd, pc)
-    return pf.mul(b, _cat(b, [e, g, f, e], 2), _cat(b, [f, h, g, h], 2))
+def _linear(b: Builder, q: pf.Fe, coef: list[list[int]], const: list[int] | None = None) -> pf.Fe:
+    """Coordinate mix of points [M, k, c, 32]: row i of the result is
+    ``sum_j coef[i][j] q_j + const[i]`` mod p, as one ``MatMul`` with the [r, c] matrix
+    (no Split/Concat: tract's optimizer slows down badly on many of them) plus a constant
+    that holds, per row, a multiple of p dominating the subtracted limbs."""
+    cm = np.array(coef, dtype=np.int64)
+    const = const or [0] * len(cm)
+    neg, pos = np.clip(-cm, 0, None), np.clip(cm, 0, None)
+    offs, ubs = [], []
+    for i in range(len(cm)):
+        off = pf.limbs(const[i] % P)
+        if neg[i].any():
+            off = off + pf._p_multiple(neg[i].sum() * q.ub)
+        offs.append(off)
+        ubs.append(pos[i].sum() * q.ub + off)
+    out = b.op("Add", [b.op("MatMul", [c32(b, cm), q.name]), c32(b, np.stack(offs))])
+    return pf.Fe(out, np.max(np.stack(ubs), axis=0))
+
+
+# Rows over (X, Y, Z, T): Y - X, Y + X, T, Z; over (A, B, C, D): E = B - A, G = D + C,
+# F = D - C, H = B + A; the product (E, G, F, E) * (F, H, G, H) is (X3, Y3, Z3, T3).
+_PRE = [[-1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]]
+_EGFE = [[-1, 1, 0, 0], [0, 0, 1, 1], [0, 0, -1, 1], [-1, 1, 0, 0]]
+_FHGH = [[0, 0, -1, 1], [1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0]]
 
 
 def _add_table_points(b: Builder, p1: pf.Fe, p2: pf.Fe) -> pf.Fe:
-    """Sum of table-form points [M, k, 4, 32] ((y-x, y+x, t, 2dt), Z = 1): extended."""
+    """Sum of table-form points [M, k, 4, 32] ((y-x, y+x, t, 2dt), Z = 1): extended.
+    A, B, C = (y1-x1)(y2-x2), (y1+x1)(y2+x2), 2d t1 t2; D = 2."""
     left = pf.Fe(b.op("Gather", [p1.name, b.const([0, 1, 3])], axis=2), p1.ub)
     right = pf.Fe(b.slice(p2.name, 0, 3, 2), p2.ub)
-    pa, pb, pc = _split(b, pf.mul(b, left, right), 3, 2)
-    return _finish(b, pa, pb, pc, pf.const(b, 2))
+    q = pf.mul(b, left, right)  # (A, B, C)
+    egfe = _linear(b, q, [r[:3] for r in _EGFE], [0, 2, 2, 0])
+    fhgh = _linear(b, q, [r[:3] for r in _FHGH], [2, 0, 2, 0])
+    return pf.mul(b, egfe, fhgh)
 
 
 def _add_points(b: Builder, p1: pf.Fe, p2: pf.Fe) -> pf.Fe:
     """Sum of extended points [M, k, 4, 32] (X, Y, Z, T), add-2008-hwcd-3 (complete)."""
-    x1, y1, z1, t1 = _split(b, p1, 4, 2)
-    x2, y2, z2, t2 = _split(b, p2, 4, 2)
-    left = _cat(b, [pf.sub(b, y1, x1), pf.add(b, y1, x1), t1, z1], 2)
-    right = _cat(b, [pf.sub(b, y2, x2), pf.add(b, y2, x2), t2, z2], 2)
-    pa, pb, tt, zz = _split(b, pf.mul(b, left, right), 4, 2)
-    return _finish(b, pa, pb, pf.mul(b, tt, pf.const(b, D2)), pf.add(b, zz, zz))
+    q = pf.mul(b, _linear(b, p1, _PRE), _linear(b, p2, _PRE))  # (A, B, T1 T2, Z1 Z2)
+    scale = np.stack([pf.limbs(1), pf.limbs(1), pf.limbs(D2), pf.limbs(2)])
+    q = pf.mul(b, q, pf.Fe(c32(b, scale), scale.max(axis=0)))  # (A, B, C, D)
+    return pf.mul(b, _linear(b, q, _EGFE), _linear(b, q, _FHGH))
 
 
 def _tree_sum(b: Builder, pts: pf.Fe, k: int) -> pf.Fe:
