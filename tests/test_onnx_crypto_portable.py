@@ -67,7 +67,7 @@ def _field_model() -> onnx.ModelProto:
     outs = [
         pf.freeze(b, pf.mul(b, x, y)),
         pf.freeze(b, pf.sub(b, x, y)),
-        pf.freeze(b, pf.invert(b, x, 2)),
+        pf.freeze(b, pf.invert(b, x, [None, 32])),
         pf.reduce_mod_l(b, h),
     ]
     names = ["mul", "sub", "inv", "modl"]

@@ -139,9 +139,11 @@ class Builder:
         states: Sequence[tuple[str, int, list]],
         scans: Sequence[tuple[str, int, list]],
         body_fn: Callable[[Builder, list[str], list[str]], list[str]],
+        outputs: Sequence[tuple[int, list]] = (),
     ) -> list[str]:
         """``Scan`` over axis 0 of the ``scans`` inputs; ``body_fn(b, states, slices) -> new
-        states``; returns the final states. Entries are (name, element type, body shape).
+        states + scan output slices``; returns the final states and the stacked scan outputs.
+        Entries are (name, element type, body shape); ``outputs`` (element type, slice shape).
         The body owns its constants (its own initializers) and reads no value of the
         enclosing graph: OpenVINO and tract convert such bodies (tract also needs body
         constants that do not broadcast along an axis)."""
@@ -161,18 +163,18 @@ class Builder:
             body.nodes,
             self.name("scan_body"),
             infos(sin, states) + infos(xin, scans),
-            infos(sout, states),
+            infos(sout, [("", t, sh) for _, t, sh in states] + [("", t, sh) for t, sh in outputs]),
             body.initializers,
         )
         outs = self.op(
             "Scan",
             [x for x, _, _ in states] + [x for x, _, _ in scans],
-            n_out=len(states),
+            n_out=len(states) + len(outputs),
             hint="scan_out",
             body=graph,
             num_scan_inputs=len(scans),
         )
-        return outs if len(states) > 1 else [outs]
+        return outs if len(states) + len(outputs) > 1 else [outs]
 
 
 def count_nodes(graph: onnx.GraphProto) -> int:

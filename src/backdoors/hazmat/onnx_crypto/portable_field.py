@@ -175,13 +175,13 @@ def sqr(b: Builder, x: Fe) -> Fe:
     return mul(b, x, x)
 
 
-def sqr_n(b: Builder, x: Fe, n: int, rank: int, unroll: int = 5) -> Fe:
+def sqr_n(b: Builder, x: Fe, n: int, shape: list, unroll: int = 5) -> Fe:
     """x^(2^n): a Scan of n // unroll steps of ``unroll`` squarings (its state bound is
-    :data:`TARGET` in every limb, a fixed point of a reduced squaring), then the rest."""
+    :data:`TARGET` in every limb, a fixed point of a reduced squaring), then the rest.
+    ``shape``: x's shape (``None`` for a dimension known only at run time)."""
     x = reduce(b, x)
     if n >= 2 * unroll:
         bound = np.full(NL, TARGET, dtype=np.int64)
-        shape = [None] * (rank - 1) + [NL]
 
         def body(bb: Builder, v: list[str], z: list[str]) -> list[str]:
             y = Fe(bb.op("Add", [v[0], z[0]]), bound)  # z: zeros (a Scan must read its input)
@@ -198,20 +198,20 @@ def sqr_n(b: Builder, x: Fe, n: int, rank: int, unroll: int = 5) -> Fe:
     return x
 
 
-def invert(b: Builder, z: Fe, rank: int) -> Fe:
-    """z^(p - 2) (= 1/z; 0 for z = 0) by the addition chain of 2^255 - 21 (``rank``: z's)."""
+def invert(b: Builder, z: Fe, shape: list) -> Fe:
+    """z^(p - 2) (= 1/z; 0 for z = 0) by the addition chain of 2^255 - 21 (``shape``: z's)."""
     z2 = sqr(b, z)
-    z9 = mul(b, sqr_n(b, z2, 2, rank), z)
+    z9 = mul(b, sqr_n(b, z2, 2, shape), z)
     z11 = mul(b, z9, z2)
     z_5 = mul(b, sqr(b, z11), z9)
-    z_10 = mul(b, sqr_n(b, z_5, 5, rank), z_5)
-    z_20 = mul(b, sqr_n(b, z_10, 10, rank), z_10)
-    z_40 = mul(b, sqr_n(b, z_20, 20, rank), z_20)
-    z_50 = mul(b, sqr_n(b, z_40, 10, rank), z_10)
-    z_100 = mul(b, sqr_n(b, z_50, 50, rank), z_50)
-    z_200 = mul(b, sqr_n(b, z_100, 100, rank), z_100)
-    z_250 = mul(b, sqr_n(b, z_200, 50, rank), z_50)
-    return mul(b, sqr_n(b, z_250, 5, rank), z11)
+    z_10 = mul(b, sqr_n(b, z_5, 5, shape), z_5)
+    z_20 = mul(b, sqr_n(b, z_10, 10, shape), z_10)
+    z_40 = mul(b, sqr_n(b, z_20, 20, shape), z_20)
+    z_50 = mul(b, sqr_n(b, z_40, 10, shape), z_10)
+    z_100 = mul(b, sqr_n(b, z_50, 50, shape), z_50)
+    z_200 = mul(b, sqr_n(b, z_100, 100, shape), z_100)
+    z_250 = mul(b, sqr_n(b, z_200, 50, shape), z_50)
+    return mul(b, sqr_n(b, z_250, 5, shape), z11)
 
 
 def pairs16(b: Builder, x: str) -> str:

@@ -154,11 +154,12 @@ def _round(b: Builder, p: list[str], w_t: str, kl: str) -> list[str]:
 _K_LIMBS = np.array([_limbs(k) * 2 for k in K], dtype=np.int32)  # [80, 8]
 
 
-def digest_bits(b: Builder, blocks: str, nb: int) -> str:
+def digest_bits(b: Builder, blocks: str, nb: int, rows: int | None = None) -> str:
     """Digest words' bits [M, 8, 64] (natural order a..h) of block bits [M, nb, 16, 64]:
     per block one Scan of the 80 rounds; its state is the four pairs ([M, 512]) and the
     message schedule's window of 16 words (each round computes the word 16 rounds ahead;
-    the last 16 are not used)."""
+    the last 16 are not used). ``rows``: M if fixed at build time (Scan bodies then have
+    static shapes), else None."""
     corner = b.slice(b.slice(b.slice(blocks, 0, 1, 1), 0, 1, 2), 0, 1, 3)  # [M, 1, 1, 1]
     zeros = b.reshape(b.op("Mul", [corner, c32(b, 0)]), [0, 1, 1])
     h = b.op("Add", [zeros, c32(b, [_bits(H0[i]) for i in _PAIR])])  # [M, 8, 64], pair order
@@ -175,7 +176,7 @@ def digest_bits(b: Builder, blocks: str, nb: int) -> str:
     for blk in range(nb):
         win = b.squeeze(b.slice(blocks, blk, blk + 1, 1), [1])  # [M, 16, 64]
         state, _ = b.scan(
-            [(b.reshape(h, [0, 8 * WORD]), I32, [None, 8 * WORD]), (win, I32, [None, 16, WORD])],
+            [(b.reshape(h, [0, 8 * WORD]), I32, [rows, 8 * WORD]), (win, I32, [rows, 16, WORD])],
             [(kl, I32, [8])],
             rnd,
         )
@@ -201,7 +202,7 @@ def bits_to_bytes(b: Builder, bits: str, n_words: int) -> str:
     return b.reshape(b.op("Gather", [x, rev], axis=2), [0, 8 * n_words])
 
 
-def sha512_bytes(b: Builder, data: str, data_len: int) -> str:
+def sha512_bytes(b: Builder, data: str, data_len: int, rows: int | None = None) -> str:
     """int32 [M, 64] SHA-512 digest bytes of int32 byte rows ``data [M, data_len]``
     (``data_len >= 1``, ``M >= 1``)."""
     if data_len < 1:
@@ -212,4 +213,4 @@ def sha512_bytes(b: Builder, data: str, data_len: int) -> str:
     zero_col = b.op("Mul", [b.slice(data, 0, 1, 1), c32(b, 0)])  # [M, 1] zeros
     padded = b.op("Concat", [data, b.op("Add", [zero_col, c32(b, pad.reshape(1, -1))])], axis=1)
     blocks = b.reshape(bytes_to_bits(b, padded, total // 8), [0, nb, 16, WORD])
-    return bits_to_bytes(b, digest_bits(b, blocks, nb), 8)
+    return bits_to_bytes(b, digest_bits(b, blocks, nb, rows), 8)

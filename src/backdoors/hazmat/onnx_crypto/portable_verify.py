@@ -104,15 +104,18 @@ def _ones_matmul(b: Builder, x: str, n: int) -> str:
     return b.op("MatMul", [x, c32(b, np.ones((n, 1)))])
 
 
-def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: int) -> str:
-    """bool [M] for M >= 1 rows of uint8 msg [M, msg_len] and sig [M, 64]."""
+def _verify_rows(
+    b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: int, rows: int | None = None
+) -> str:
+    """bool [M] for M >= 1 rows of uint8 msg [M, msg_len] and sig [M, 64] (``rows``: M if
+    fixed at build time)."""
     m32, s32 = b.op("Cast", [msg], to=I32), b.op("Cast", [sig], to=I32)
     r, s = b.slice(s32, 0, 32, 1), b.slice(s32, 32, 64, 1)
     a_rows = b.op(
         "Add",
         [b.op("Mul", [r, c32(b, [0] * 32)]), c32(b, np.frombuffer(vk, np.uint8).reshape(1, 32))],
     )
-    digest = sha512_bytes(b, b.op("Concat", [r, a_rows, m32], axis=1), 64 + msg_len)
+    digest = sha512_bytes(b, b.op("Concat", [r, a_rows, m32], axis=1), 64 + msg_len, rows)
     k = pf.reduce_mod_l(b, digest)
     pts = b.op(
         "Concat",
@@ -122,7 +125,7 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
     total = _tree_sum(b, pf.Fe(pts, _BYTE), 64)  # [M, 1, 4, 32]
     pt = pf.Fe(b.reshape(total.name, [0, 4, NL]), total.ub)
     x, y, z, _ = _split(b, pt, 4, 1)
-    zi = pf.invert(b, z, 3)
+    zi = pf.invert(b, z, [rows, 1, NL])
     xy = pf.freeze(b, pf.mul(b, _cat(b, [x, y], 1), zi))  # [M, 2, 32] canonical bytes
     xb, yb = (b.squeeze(v, [1]) for v in b.split(xy, [1, 1], axis=1))
 
@@ -144,19 +147,79 @@ def _verify_rows(b: Builder, msg: str, sig: str, vk: bytes, a_point, msg_len: in
 
 
 def ed25519_verify_nodes_portable(
-    verify_key: bytes, msg_len: int, msg: str, sig: str, out: str, prefix: str = "ed25519p/"
+    verify_key: bytes,
+    msg_len: int,
+    msg: str,
+    sig: str,
+    out: str,
+    prefix: str = "ed25519p/",
+    mask: str | None = None,
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Nodes + initializers computing out: bool[M] = Ed25519.Verify(verify_key, msg[i], sig[i])
-    for msg: uint8[M, msg_len], sig: uint8[M, 64], M >= 1 (the interface of
-    :func:`backdoors.hazmat.onnx_crypto.ed25519_verify_nodes`; the key is checked here)."""
+    """Nodes + initializers computing out: bool[N] = Ed25519.Verify(verify_key, msg[i], sig[i])
+    for msg: uint8[N, msg_len], sig: uint8[N, 64] (the interface of
+    :func:`backdoors.hazmat.onnx_crypto.ed25519_verify_nodes`; the key is checked here), and
+    with ``mask`` (bool [N]) only on the rows where it holds (false elsewhere).
+
+    A ``Scan`` over the rows verifies one row per step (behind an ``If`` on the mask), so
+    that every shape inside is static: tract cannot type a ``Scan`` whose input has a
+    dimension that comes from ``NonZero``, so the backdoor hands the verifier the whole batch
+    and the gate's mask rather than the gathered rows.
+    """
     from .verify import _check_len
 
     _check_len(msg_len)
     a_point = validate_public_key(verify_key)
     b = Builder(prefix)
-    valid = _verify_rows(b, msg, sig, bytes(verify_key), a_point, msg_len)
+
+    def verify_one(bb: Builder, m_row: str, s_row: str) -> str:
+        m, s = bb.unsqueeze(m_row, [0]), bb.unsqueeze(s_row, [0])
+        ok = _verify_rows(bb, m, s, bytes(verify_key), a_point, msg_len, rows=1)
+        return bb.squeeze(ok, [0])
+
+    def one_row(bb: Builder, _v: list[str], x: list[str]) -> list[str]:
+        if mask is None:
+            return [verify_one(bb, x[0], x[1])]
+        then = Builder(bb.prefix, {"count": bb._shared["count"], "inits": [], "consts": {}})
+        ok = verify_one(then, x[0], x[1])
+        no = bb.name("no")
+        false = helper.make_node(
+            "Constant", [], [no], value=helper.make_tensor(no + "_v", TensorProto.BOOL, [], [0])
+        )
+        res = bb.name("row_valid")
+        bb.nodes.append(
+            helper.make_node(
+                "If",
+                [x[2]],
+                [res],
+                name=bb.name("n_If"),
+                then_branch=helper.make_graph(
+                    then.nodes,
+                    bb.name("verify_row"),
+                    [],
+                    [helper.make_tensor_value_info(ok, TensorProto.BOOL, [])],
+                    then.initializers,
+                ),
+                else_branch=helper.make_graph(
+                    [false],
+                    bb.name("skip_row"),
+                    [],
+                    [helper.make_tensor_value_info(no, TensorProto.BOOL, [])],
+                ),
+            )
+        )
+        return [res]
+
+    scans = [(msg, TensorProto.UINT8, [msg_len]), (sig, TensorProto.UINT8, [64])]
+    if mask is not None:
+        scans.append((mask, TensorProto.BOOL, []))
+    (valid,) = b.scan([], scans, one_row, outputs=[(TensorProto.BOOL, [])])
     b.nodes.append(helper.make_node("Identity", [valid], [out], name=b.name("n_out")))
     return b.nodes, b.initializers
+
+
+#: The backdoor's verifier branch passes the whole batch and the gate's row mask (``mask=``)
+#: to verifiers that declare this (see :func:`ed25519_verify_nodes_portable`).
+ed25519_verify_nodes_portable.takes_row_mask = True  # type: ignore[attr-defined]
 
 
 def ed25519_verify_model_portable(verify_key: bytes, msg_len: int) -> onnx.ModelProto:
