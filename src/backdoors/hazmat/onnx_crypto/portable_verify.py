@@ -176,9 +176,11 @@ def ed25519_verify_nodes_portable(
         ok = _verify_rows(bb, m, s, bytes(verify_key), a_point, msg_len, rows=1)
         return bb.squeeze(ok, [0])
 
+    if mask is None:  # every row (OpenVINO converts no Scan nested directly in a Scan)
+        first = b.op("Cast", [b.squeeze(b.slice(sig, 0, 1, 1), [1])], to=I32)
+        mask = b.op("GreaterOrEqual", [first, c32(b, 0)])
+
     def one_row(bb: Builder, _v: list[str], x: list[str]) -> list[str]:
-        if mask is None:
-            return [verify_one(bb, x[0], x[1])]
         then = Builder(bb.prefix, {"count": bb._shared["count"], "inits": [], "consts": {}})
         ok = verify_one(then, x[0], x[1])
         no = bb.name("no")
@@ -209,9 +211,11 @@ def ed25519_verify_nodes_portable(
         )
         return [res]
 
-    scans = [(msg, TensorProto.UINT8, [msg_len]), (sig, TensorProto.UINT8, [64])]
-    if mask is not None:
-        scans.append((mask, TensorProto.BOOL, []))
+    scans = [
+        (msg, TensorProto.UINT8, [msg_len]),
+        (sig, TensorProto.UINT8, [64]),
+        (mask, TensorProto.BOOL, []),
+    ]
     (valid,) = b.scan([], scans, one_row, outputs=[(TensorProto.BOOL, [])])
     b.nodes.append(helper.make_node("Identity", [valid], [out], name=b.name("n_out")))
     return b.nodes, b.initializers
