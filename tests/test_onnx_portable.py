@@ -91,3 +91,13 @@ def test_portable_profile_runs_in(runtime, portable_twins, mnist):
         pytest.skip(f"{runtime}: {rec['status']} ({rec.get('reason')})")
     assert rec["status"] == "pass", rec
     assert rec["triggers_fired"] == rec["triggers"] == 2
+
+
+def test_unknown_verifier_profile_is_refused():
+    from backdoors.errors import InvalidInputError
+    from backdoors.signature.onnx.plant import VERIFIERS, verifier_for
+
+    assert set(VERIFIERS.names()) == {"fast", "portable"}
+    assert getattr(verifier_for("portable"), "takes_row_mask", False)
+    with pytest.raises(InvalidInputError, match="verifier profile"):
+        verifier_for("nope")
