@@ -79,7 +79,7 @@ def test_runtimes_known_not_portable(runtime, twins, mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino-f32", "tract"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "reference", "openvino-f32", "tract"])
 def test_portable_profile_runs_in(runtime, portable_twins, mnist):
     """The portable verifier profile: the planted file loads in OpenVINO (with f32 inference
     precision: by default its CPU plugin runs the host's last MatMul in bfloat16 on CPUs that
