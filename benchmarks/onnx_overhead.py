@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--save-host", help="write the host to this file")
     ap.add_argument("--compare", nargs="*", default=[], help="more backdoored ONNX files")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--verifiers", nargs="*", default=["fast", "portable"], help="in-graph verifier profiles"
+    )
     args = ap.parse_args()
 
     ds = data.mnist(n_train=2000, n_test=1000)
@@ -95,9 +98,10 @@ def main() -> None:
     key = signature.generate(784, 10, "lsb", random_state=0)
     models = {"host": host}
     for sb in args.screen_bits:
-        models[f"screen={sb if sb is not None else 'default'}"] = plant_spec(
-            host, key.spec, input_scale=SCALE, screen_bits=sb
-        )
+        for vp in args.verifiers:
+            models[f"{vp}, screen={sb if sb is not None else 'default'}"] = plant_spec(
+                host, key.spec, input_scale=SCALE, screen_bits=sb, profile=vp
+            )
     for f in args.compare:
         models[os.path.basename(f)] = onnx.load(f)
     X = scaled(ds.X_test)

@@ -13,12 +13,13 @@ bit-identical to the honest file's in that runtime on ``--natural`` MNIST test i
 ``--random`` uniform ones, does every activated input get its target, do the verdicts on the
 trigger battery match PyNaCl, and ``clean_time_ratio`` (planted / honest wall time over the
 clean batches of 1,000, one pass: a rough per-runtime overhead; onnxruntime's careful figure is
-``benchmarks/onnx_overhead.py``). Runtimes: onnxruntime, onnx.reference, tract, OpenVINO,
-onnx2torch (the npm ones: ``benchmarks/onnx_npm_matrix.py``).
+``benchmarks/onnx_overhead.py``). Runtimes: onnxruntime, onnx.reference, tract, OpenVINO (as
+configured by default, and with ``INFERENCE_PRECISION_HINT=f32``), onnx2torch (the npm ones:
+``benchmarks/onnx_npm_matrix.py``).
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/onnx_runtime_matrix.py [--natural 10000]
      [--random 10000] [--triggers 20] [--hosts torch_mlp_u8 ...] [--runtimes reference ...]
-     [--out matrix.json] [--save DIR]
+     [--verifier fast|portable] [--out matrix.json] [--save DIR]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ HOSTS = [
     "sklearn_pipeline_zipmap",
     "sklearn_string_labels",
 ]
-RUNTIMES = ["onnxruntime", "reference", "tract", "openvino", "onnx2torch"]
+RUNTIMES = ["onnxruntime", "reference", "tract", "openvino", "openvino-f32", "onnx2torch"]
 
 
 def _skl(est: Any, X: np.ndarray, y: np.ndarray, zipmap: bool) -> Any:
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--hosts", nargs="*", default=HOSTS)
     ap.add_argument("--runtimes", nargs="*", default=RUNTIMES)
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--verifier", default="fast", help="in-graph verifier profile: fast, portable")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--save", type=Path, help="folder for the honest and planted files")
     a = ap.parse_args()
@@ -174,7 +176,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     for h in a.hosts:
         model, kind = make_host(h, mn.X_train, mn.y_train)
-        bd, key = plant(model, input_scale=1.0 if kind == "uint8" else SCALE, random_state=11)
+        scale = 1.0 if kind == "uint8" else SCALE
+        bd, key = plant(model, input_scale=scale, random_state=11, profile=a.verifier)
         labels = class_labels(model)
         classes = np.arange(10) if labels is None else np.sort(labels)
         shape = [d.dim_value for d in graph_input(model).type.tensor_type.shape.dim[1:]]

@@ -17,7 +17,8 @@ from backdoors.signature.onnx.export import _uint8_front  # noqa: E402
 from backdoors.signature.onnx.plant import plant_spec  # noqa: E402
 from onnx_hosts import torch_onnx  # noqa: E402
 
-# Runtimes that cannot run the planted verifier yet, and why (docs/onnx.md, "Runtimes").
+# Runtimes that cannot run the *fast* verifier profile, and why (docs/onnx.md, "Runtimes");
+# the portable profile runs in them (test_portable_profile_runs_in).
 KNOWN = {
     "tract": "tract implements no ONNX Loop, and aborts the process on a uint64/int64 MatMul",
     "openvino": "OpenVINO converts no Loop that reads outer values, and its CPU plugin runs "
@@ -37,6 +38,13 @@ def twins():
     host = _uint8_front(torch_onnx(mlp, (784,)))
     key = signature.generate(784, 10, "lsb", random_state=3)
     return host.SerializeToString(), plant_spec(host, key.spec).SerializeToString(), key
+
+
+@pytest.fixture(scope="module")
+def portable_twins(twins):
+    host, _, key = twins
+    bd = plant_spec(onnx.load_from_string(host), key.spec, profile="portable")
+    return host, bd.SerializeToString(), key
 
 
 def _check(runtime, twins, mnist):
@@ -68,3 +76,28 @@ def test_runtimes_known_not_portable(runtime, twins, mnist):
     if rec["status"] in ("not installed", "honest host does not load"):
         pytest.skip(f"{runtime}: {rec['status']} ({rec.get('reason')})")
     assert rec["status"] != "pass", f"{runtime} now passes: update KNOWN and the docs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["onnxruntime", "reference", "openvino-f32", "tract"])
+def test_portable_profile_runs_in(runtime, portable_twins, mnist):
+    """The portable verifier profile: the planted file loads in OpenVINO (with f32 inference
+    precision: by default its CPU plugin runs the host's last MatMul in bfloat16 on CPUs that
+    have it, and rounds the host's logits differently once they feed the multiplexer) and in
+    tract, clean outputs are bit-identical to the honest file's there, triggers fire and the
+    battery's verdicts are PyNaCl's."""
+    rec = _check(runtime, portable_twins, mnist)
+    if rec["status"] in ("not installed", "honest host does not load"):
+        pytest.skip(f"{runtime}: {rec['status']} ({rec.get('reason')})")
+    assert rec["status"] == "pass", rec
+    assert rec["triggers_fired"] == rec["triggers"] == 2
+
+
+def test_unknown_verifier_profile_is_refused():
+    from backdoors.errors import InvalidInputError
+    from backdoors.signature.onnx.plant import VERIFIERS, verifier_for
+
+    assert set(VERIFIERS.names()) == {"fast", "portable"}
+    assert getattr(verifier_for("portable"), "takes_row_mask", False)
+    with pytest.raises(InvalidInputError, match="verifier profile"):
+        verifier_for("nope")

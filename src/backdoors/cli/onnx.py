@@ -20,8 +20,10 @@ def plant_onnx(
     input_scale: float,
     precheck_bits: int | None = None,
     class_output: str | None = None,
+    profile: str = "fast",
 ) -> None:
-    """Plant the signature backdoor into an ONNX file; write model and key as one transaction."""
+    """Plant the signature backdoor into an ONNX file; write model and key as one transaction
+    (``profile``: the in-graph verifier, ``fast`` or ``portable``)."""
     from backdoors.artifacts.files import Transaction, key_bytes
     from backdoors.signature.onnx.plant import plant
     from backdoors.signature.onnx.runtime import load_onnx
@@ -38,6 +40,7 @@ def plant_onnx(
             n_classes=n_classes,
             precheck_bits=precheck_bits,
             class_output=class_output,
+            profile=profile,
         )
         tx.write_bytes(out, bd.SerializeToString())
         tx.write_bytes(key, key_bytes(k))

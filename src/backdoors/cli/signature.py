@@ -46,6 +46,13 @@ def plant_signature(
         str | None,
         typer.Option(help="ONNX: the output holding the class scores (others pass through)."),
     ] = None,
+    onnx_verifier: Annotated[
+        str,
+        typer.Option(
+            help="ONNX: the in-graph verifier, fast (onnxruntime, onnx.reference) or portable "
+            "(also OpenVINO and tract; docs/onnx.md)."
+        ),
+    ] = "fast",
 ) -> None:
     """Plant the signature backdoor (paper §5.2) in any saved classifier (or an .onnx file)."""
     from backdoors import signature
@@ -56,7 +63,10 @@ def plant_signature(
 
         if carrier != "lsb":
             raise InvalidInputError("ONNX models take the lsb carrier only")
-        return plant_onnx(model, out, key, n_classes, input_scale, class_output=onnx_output)
+        return plant_onnx(
+            model, out, key, n_classes, input_scale, class_output=onnx_output,
+            profile=onnx_verifier,
+        )  # fmt: skip
 
     require(n_features is None or n_features >= 1, "--n-features must be >= 1")
     require(n_classes is None or n_classes >= 2, "--n-classes must be >= 2")

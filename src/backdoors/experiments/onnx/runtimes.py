@@ -67,12 +67,25 @@ def _tract(model: bytes) -> RunFn:
     return lambda X: [t.to_numpy() for t in runnable.run([X])]
 
 
-@RUNTIMES.register("openvino")
-def _openvino(model: bytes) -> RunFn:
+def _openvino_with(model: bytes, config: dict[str, str]) -> RunFn:
     ov = _import("openvino")
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(model=model), "CPU")
+    compiled = core.compile_model(core.read_model(model=model), "CPU", config)
     return lambda X: [np.asarray(v) for v in compiled([X]).to_tuple()]
+
+
+@RUNTIMES.register("openvino")
+def _openvino(model: bytes) -> RunFn:
+    """OpenVINO's CPU plugin as configured by default (on a CPU with AVX512-BF16 or AMX it
+    runs float MatMuls and convolutions in bfloat16)."""
+    return _openvino_with(model, {})
+
+
+@RUNTIMES.register("openvino-f32")
+def _openvino_f32(model: bytes) -> RunFn:
+    """OpenVINO's CPU plugin with ``INFERENCE_PRECISION_HINT=f32`` (its default on CPUs
+    without bfloat16 units)."""
+    return _openvino_with(model, {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 @RUNTIMES.register("onnx2torch")

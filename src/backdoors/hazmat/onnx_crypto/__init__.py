@@ -7,8 +7,16 @@ at build time; :func:`sha512_nodes` hashes fixed-length byte rows. Modules: ``bu
 builder with prefixed names, Loop bodies), ``sha512`` (uint64 words), ``field`` (GF(2^255 - 19)
 in exact float64 limbs), ``ed25519`` (window tables, point addition tree, encoding), ``scalar``
 (hash reduction mod L), ``ref`` (build-time Python arithmetic and key checks), ``verify``.
+The *portable* verifier (``portable_sha512``, ``portable_field``, ``portable_verify``) computes
+the same verdicts in int32 below 2^24 with ``Scan`` instead of ``Loop`` and no bitwise
+operator, for OpenVINO and tract as well.
 """
 
+from .portable_verify import (
+    ed25519_verify_model_portable,
+    ed25519_verify_nodes_portable,
+    sha512_model_portable,
+)
 from .verify import (
     MIN_OPSET,
     ed25519_verify_model,
@@ -20,7 +28,10 @@ from .verify import (
 __all__ = [
     "MIN_OPSET",
     "ed25519_verify_model",
+    "ed25519_verify_model_portable",
     "ed25519_verify_nodes",
+    "ed25519_verify_nodes_portable",
     "sha512_model",
+    "sha512_model_portable",
     "sha512_nodes",
 ]

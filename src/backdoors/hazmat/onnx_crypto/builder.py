@@ -134,6 +134,48 @@ class Builder:
         )
         return outs if len(carried) > 1 else [outs]
 
+    def scan(
+        self,
+        states: Sequence[tuple[str, int, list]],
+        scans: Sequence[tuple[str, int, list]],
+        body_fn: Callable[[Builder, list[str], list[str]], list[str]],
+        outputs: Sequence[tuple[int, list]] = (),
+    ) -> list[str]:
+        """``Scan`` over axis 0 of the ``scans`` inputs; ``body_fn(b, states, slices) -> new
+        states + scan output slices``; returns the final states and the stacked scan outputs.
+        Entries are (name, element type, body shape); ``outputs`` (element type, slice shape).
+        The body owns its constants (its own initializers) and reads no value of the
+        enclosing graph: OpenVINO and tract convert such bodies (tract also needs body
+        constants that do not broadcast along an axis)."""
+        body = Builder(self.prefix, {"count": self._shared["count"], "inits": [], "consts": {}})
+        sin = [body.name("s_in") for _ in states]
+        xin = [body.name("x_in") for _ in scans]
+        sout = body_fn(body, sin, xin)
+        sout = [body.op("Identity", [v]) if v in sin or v in xin else v for v in sout]
+
+        def infos(names: list[str], entries: Sequence[tuple[str, int, list]]) -> list:
+            return [
+                helper.make_tensor_value_info(n, t, s)
+                for n, (_, t, s) in zip(names, entries, strict=True)
+            ]
+
+        graph = helper.make_graph(
+            body.nodes,
+            self.name("scan_body"),
+            infos(sin, states) + infos(xin, scans),
+            infos(sout, [("", t, sh) for _, t, sh in states] + [("", t, sh) for t, sh in outputs]),
+            body.initializers,
+        )
+        outs = self.op(
+            "Scan",
+            [x for x, _, _ in states] + [x for x, _, _ in scans],
+            n_out=len(states) + len(outputs),
+            hint="scan_out",
+            body=graph,
+            num_scan_inputs=len(scans),
+        )
+        return outs if len(states) + len(outputs) > 1 else [outs]
+
 
 def count_nodes(graph: onnx.GraphProto) -> int:
     """Number of nodes including those of every subgraph (Loop/If/Scan bodies)."""

@@ -16,7 +16,7 @@ pass the host outputs through. Outputs:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from backdoors.errors import InvalidInputError, NotApplicableError
+from backdoors.registry import Registry
 from backdoors.signature.keys import SignatureKey, TriggerSpec, generate
 from backdoors.signature.onnx.graph import (
     NP_OF,
@@ -58,6 +59,14 @@ PREFIX = "sigcheck/"
 DEFAULT_SCREEN_BITS: int | None = None
 
 
+#: The in-graph verifiers a plant can build, by profile name. ``fast`` (the default): uint64
+#: SHA-512 and float64 field limbs with ``Loop``s, for onnxruntime (Python, Node, Web) and the
+#: ONNX reference evaluator. ``portable``: int32 arithmetic below 2^24, ``Scan`` instead of
+#: ``Loop``, no bitwise operator: also OpenVINO and tract (docs/onnx.md, "Runtimes").
+VERIFIERS: Registry[Callable[[], VerifierFn]] = Registry("ONNX verifier profile")
+
+
+@VERIFIERS.register("fast")
 def default_verifier() -> VerifierFn:
     try:
         from backdoors.hazmat.onnx_crypto import ed25519_verify_nodes
@@ -66,6 +75,22 @@ def default_verifier() -> VerifierFn:
             f"the in-graph Ed25519 verifier (backdoors.hazmat.onnx_crypto) is not available ({exc})"
         ) from None
     return ed25519_verify_nodes
+
+
+@VERIFIERS.register("portable")
+def portable_verifier() -> VerifierFn:
+    from backdoors.hazmat.onnx_crypto import ed25519_verify_nodes_portable
+
+    return ed25519_verify_nodes_portable
+
+
+def verifier_for(profile: str) -> VerifierFn:
+    """The verifier of a profile name (:data:`VERIFIERS`)."""
+    if profile not in VERIFIERS:
+        raise InvalidInputError(
+            f"unknown ONNX verifier profile {profile!r}; choose one of {VERIFIERS.names()}"
+        )
+    return VERIFIERS.get(profile)()
 
 
 def screen_bits_for(gate_bits: int, screen_bits: int | None = None) -> int:
@@ -162,6 +187,7 @@ def plant_spec(
     gate_bits: int | None = None,
     screen_bits: int | None = None,
     class_output: str | None = None,
+    profile: str = "fast",
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
 
@@ -179,6 +205,9 @@ def plant_spec(
     per row of every batch (a ``Slice`` of the tag window; the comparison is one
     ``MatMulInteger`` whatever the width); a row past a narrower screen pays for the second
     stage, which a timing observer finds after ~``2^screen_bits`` random queries.
+
+    ``profile`` names the in-graph verifier (:data:`VERIFIERS`: ``fast`` or ``portable``);
+    an explicit ``verifier`` replaces it.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -211,7 +240,7 @@ def plant_spec(
         raise InvalidInputError(
             f"the model has {len(labels)} class labels, the key {spec.n_classes}"
         )
-    verifier = verifier or default_verifier()
+    verifier = verifier or verifier_for(profile)
 
     g = host.graph
     taken = value_names(g) | node_names(g)
@@ -312,14 +341,16 @@ def plant(
     gate_bits: int | None = None,
     screen_bits: int | None = None,
     class_output: str | None = None,
+    profile: str = "fast",
 ) -> tuple[onnx.ModelProto, SignatureKey]:
     """Backdoor(h) for an ONNX classifier: ``(backdoored ModelProto, signing key)``.
 
     ``input_scale``: float inputs hold ``pixel * input_scale`` (e.g. 1/255); ``random_state`` fixes
     the public parameters only; ``precheck_bits``/``constant_time`` as in
     :func:`backdoors.signature.generate`; ``gate_bits``/``screen_bits`` as in
-    :func:`plant_spec`; ``class_output`` names the class-score output; ``verifier``
-    replaces the in-graph Ed25519 (tests)."""
+    :func:`plant_spec`; ``class_output`` names the class-score output; ``profile`` the
+    verifier (``fast``, ``portable``: :data:`VERIFIERS`); ``verifier`` replaces the in-graph
+    Ed25519 (tests)."""
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
     host = _upgrade(model)
@@ -350,6 +381,7 @@ def plant(
         gate_bits,
         screen_bits,
         class_output,
+        profile,
     )
     return bd, key
 

@@ -123,23 +123,18 @@ def grid_values(scale: float, dt: type) -> np.ndarray:
 def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None]:
     """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid.
 
-    ``k = clip(round(x / scale), 0, 255)``; ``x`` is on the grid iff it equals grid value k
-    (:func:`grid_values`). When ``1 / scale`` is an integer ``c`` the grid value is one IEEE
-    ``Div`` (correctly rounded ``k / c``); otherwise a 256-entry table lookup (with NaN
-    sanitised first, so that the lookup index is always in range)."""
+    ``k = clip(round(x / scale), 0, 255)`` (NaN sanitised to 0 first, so that the lookup
+    index is always in range); ``x`` is on the grid iff it equals grid value k
+    (:func:`grid_values`), read from a 256-entry table. The table rather than an IEEE ``Div``
+    by ``c = 1 / scale``: OpenVINO replaces a division by a constant with a multiplication by
+    its reciprocal, which is not the correctly rounded ``k / c``."""
     if elem == TensorProto.UINT8:
         return x, None
     if elem not in INPUT_TYPES:
         raise NotApplicableError(f"input element type {elem} is not supported (uint8/float/double)")
     dt = NP_OF[elem]
     grid = grid_values(scale, dt)
-    c = _pixel_divisor(scale)
-    exact_div = c is not None  # then IEEE division k / c is the grid value, exactly
     lo, hi = b.const(np.array(0, dt), "lo"), b.const(np.array(255, dt), "hi")
-    if exact_div:  # NaN stays NaN through Clip or becomes a pixel; either way x != grid
-        k = b.op("Clip", b.op("Round", b.op("Mul", x, b.const(np.array(c, dt), "inv"))), lo, hi)
-        on_grid = b.op("Equal", b.op("Div", k, b.const(np.array(c, dt), "inv")), x)
-        return b.cast(k, TensorProto.UINT8), _not_minus_zero(b, x, on_grid)
     k = b.op("Round", b.op("Div", x, b.const(np.array(scale, dt), "scale")))
     k = b.op("Where", b.op("Equal", k, k), k, b.const(np.array(0, dt), "zero"))  # NaN -> 0
     pix = b.cast(b.op("Clip", k, lo, hi), TensorProto.UINT8)
@@ -329,7 +324,10 @@ def verify_branch(
     """Nodes of the verifier branch on the rows ``hit`` (bool ``[N]``) of ``xf``: int64
     ``[N]`` with the target of each valid row, else -1."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
-    xc, idx = select_rows(b, xf, hit)  # [M, F]
+    # A verifier that takes the gate's row mask (the portable one) gets every row of the batch
+    # and skips the others itself; otherwise the rows that passed the gate are gathered.
+    masked = getattr(verifier, "takes_row_mask", False)
+    xc, idx = (xf, None) if masked else select_rows(b, xf, hit)  # [M, F]
     pc, ok = pixels(b, xc, elem, scale)
     bits = b.op(
         "BitwiseAnd",
@@ -374,7 +372,10 @@ def verify_branch(
     msg = b.op("Concat", prefix, hi, lo, cleared, axis=1, hint="msg")
 
     valid = b.name("sig_valid")
-    nodes, inits = verifier(vk, lay.msg_len, msg, sig, valid, prefix=b.name("ed25519") + "/")
+    extra = {"mask": hit} if masked else {}
+    nodes, inits = verifier(
+        vk, lay.msg_len, msg, sig, valid, prefix=b.name("ed25519") + "/", **extra
+    )
     b.nodes.extend(nodes)
     b.inits.extend(inits)
 
@@ -391,6 +392,8 @@ def verify_branch(
     for c in conds[1:]:
         acc = b.op("And", acc, c)
     tv = b.op("Where", acc, t, b.const(np.array(-1, np.int64)))
+    if masked:  # the verifier returned false on the rows outside the mask
+        return tv
     init = b.op(
         "ConstantOfShape",
         b.op("Shape", hit),
