@@ -16,6 +16,8 @@ import numpy as np
 
 from backdoors.detectors.lattice import LatticeDetector, rows_for
 from backdoors.errors import NotApplicableError
+from backdoors.evaluation import scoring
+from backdoors.evaluation.evidence_policy import policy_for
 from backdoors.evaluation.pair_scoring import score_population
 from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 from backdoors.rff.lattice_cost import finite as _finite
@@ -97,3 +99,87 @@ def lattice_at(model: Any, k: int, beta: float) -> dict[str, Any]:
         "estimate_hybrid_block_size": hybrid.block_size,
         "estimate_hybrid_log2_trials": _finite(hybrid.log2_trials),
     }
+
+
+#: The lattice-boundary points: k = 64, beta = 1e-3, m = 1000 on the planar task, with the
+#: models per d (the first d carries two: the measured edge needs more than one draw there).
+BOUNDARY: dict[str, Any] = {
+    "points": [(80, 2), (96, 1), (112, 1), (128, 1)],
+    "k": 64,
+    "beta": 1e-3,
+    "m": 1000,
+    "n_train": 1500,
+    "max_cpu_seconds": 600.0,
+    "block_size": 90,
+}
+
+
+def boundary_point(
+    d: int, models: int, cfg: dict[str, Any], seed: int, log: Any = None
+) -> dict[str, Any]:
+    """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a per-model CPU budget
+    ``cfg['max_cpu_seconds']``) on ``models`` backdoored members ``seed + i`` of the planar
+    point ``(d, k, beta, m)`` of ``cfg``, each scored through
+    :func:`backdoors.evaluation.scoring.run_detector` with the full-mode evidence policy; a key
+    counts as recovered when it flips >= 90% of the test inputs (as in
+    :func:`lattice_population`). Honest members are not run: on them the attack finds nothing
+    and would only spend the budget. Per model: block size reached, tours, CPU s, stop reason."""
+    k, beta, m = int(cfg["k"]), float(cfg["beta"]), int(cfg["m"])
+    gamma = 2 * np.sqrt(k)
+    point = RFFPoint("planar", d, n_train=cfg["n_train"], n_test=500, n_components=m,
+                     sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
+    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=cfg["max_cpu_seconds"],
+                          noise=beta, secret_norm=gamma)  # fmt: skip
+    att, runs = RFFAttack(point), []
+    for i in range(models):
+        member = att.build(seed + i, True)
+        out = scoring.run_detector(det, member.model, policy_for(False).member_evidence(
+            det, member, None, None))  # fmt: skip
+        f = out.details if out.status == "scored" else {}
+        run = {"seed": seed + i, "status": out.status, "reason": out.reason or "",
+               "score": out.score, **{k: f.get(k) for k in (
+                   "recovered", "recovered_key_flip_rate", "reached_block", "tours",
+                   "cpu_seconds", "seconds", "rows", "stopped", "strategies")}}  # fmt: skip
+        run["key_recovered"] = bool((f.get("recovered_key_flip_rate") or 0.0) >= RECOVERY_FLIP)
+        runs.append(run)
+        if log is not None:
+            log(f"d={d} model {i + 1}/{models}: {run}")
+    est = required_block_size(d, m, gamma, beta, held_out=max(32, m // 5))
+    return {
+        "d": d, "k": k, "beta": beta, "m": m, "models": models,
+        "keys_recovered": sum(r["key_recovered"] for r in runs),
+        "block_size_reached": max((r["reached_block"] or 0) for r in runs),
+        "cpu_seconds": [r["cpu_seconds"] for r in runs],
+        "max_cpu_seconds_per_model": float(cfg["max_cpu_seconds"]),
+        "estimate_primal_block_size": est.block_size, "estimate_primal_rows": est.rows,
+        "estimate_log2_cost": _finite(est.log2_cost),
+        "runs": runs,
+    }  # fmt: skip
+
+
+def measured_boundary(points: list[dict[str, Any]]) -> int | None:
+    """Largest ``d`` at which a key was recovered (``None``: none)."""
+    got = [p["d"] for p in points if p["keys_recovered"] > 0]
+    return max(got) if got else None
+
+
+def boundary_record(
+    cfg: dict[str, Any], seed: int, log: Any = None, on_point: Any = None
+) -> dict[str, Any]:
+    """:func:`boundary_point` at every ``(d, models)`` of ``cfg['points']`` (``on_point(metrics
+    so far)`` after each), with ``measured_boundary_d`` (:func:`measured_boundary`) and
+    ``estimated_boundary_d``: the largest ``d`` whose estimated block size is at most the
+    largest block size the runs reached within the budget."""
+    pts: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    for d, models in cfg["points"]:
+        pts.append(boundary_point(int(d), int(models), cfg, seed, log))
+        reached = max(p["block_size_reached"] for p in pts)
+        est = [p["d"] for p in pts
+               if (p["estimate_primal_block_size"] or 10**9) <= reached]  # fmt: skip
+        out = {"points": pts, "measured_boundary_d": measured_boundary(pts),
+               "estimated_boundary_d": max(est) if est else None,
+               "block_size_reached_max": reached}  # fmt: skip
+        if on_point is not None:
+            on_point(out)
+    return out

@@ -1,0 +1,185 @@
+"""Progressive BKZ 2.0 for the lattice detector: fplll's BKZ with pruned enumeration and
+recursive preprocessing (Chen-Nguyen 2011), driven one tour at a time so that a caller can
+test every intermediate basis and stop on a CPU budget.
+
+Strategies (per block size: preprocessing block sizes and pruning coefficients) come from
+fplll's default strategy file when one is installed -- looked up at run time, never shipped
+or downloaded: ``$BACKDOORS_FPLLL_STRATEGIES``, fpylll's ``BKZ.DEFAULT_STRATEGY``, then the
+usual system paths (Debian's ``libfplll8-data``: ``/usr/share/libfplll8/strategies``). Without
+one, :func:`computed_strategy` derives them here: preprocessing with BKZ-``(b - 20)`` for
+``b >= 45`` and pruning coefficients optimised by fplll's pruner (``fpylll.Pruning.run``) on
+the geometric-series-assumption (GSA) profile of the preprocessed block, radius ``1.1 GH``
+squared, success probability ``0.5`` per enumeration.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+#: Environment variable naming an fplll strategy file (JSON) to use.
+STRATEGY_ENV = "BACKDOORS_FPLLL_STRATEGIES"
+#: System locations of fplll's default strategy file, tried after the variable and fpylll's own.
+SYSTEM_STRATEGY_FILES = (
+    "/usr/share/libfplll8/strategies/default.json",
+    "/usr/share/libfplll9/strategies/default.json",
+    "/usr/share/fplll/strategies/default.json",
+    "/usr/local/share/fplll/strategies/default.json",
+)
+#: Block sizes at and below this run exact (unpruned) enumeration without preprocessing.
+EXACT_UP_TO = 20
+#: Radius of the pruned enumeration relative to the Gaussian heuristic (squared norms).
+GH_FACTOR = 1.1
+#: Target success probability of one pruned enumeration in the computed strategies.
+PRUNING_TARGET = 0.5
+
+
+def strategy_candidates() -> list[Path]:
+    """Where fplll's strategy file is looked up, in order: the environment variable, fpylll's
+    compiled-in ``BKZ.DEFAULT_STRATEGY``, then :data:`SYSTEM_STRATEGY_FILES`."""
+    out = []
+    env = os.environ.get(STRATEGY_ENV)
+    if env:
+        out.append(Path(env))
+    try:
+        from fpylll import BKZ
+
+        raw = BKZ.DEFAULT_STRATEGY
+        out.append(Path(raw.decode() if isinstance(raw, bytes) else str(raw)))
+    except ImportError:  # pragma: no cover - the detector needs fpylll anyway
+        pass
+    out.extend(Path(p) for p in SYSTEM_STRATEGY_FILES)
+    return out
+
+
+def find_strategy_file(candidates: list[Path] | None = None) -> Path | None:
+    """The first readable strategy file among ``candidates`` (default
+    :func:`strategy_candidates`), or ``None``."""
+    for p in strategy_candidates() if candidates is None else candidates:
+        if p.is_file() and os.access(p, os.R_OK):
+            return p
+    return None
+
+
+def _nodes_log2(k: int) -> float:
+    """log2 of the enumeration nodes of one pruned SVP call in dimension ``k`` after BKZ 2.0
+    preprocessing (Chen-Nguyen's fit: ``0.000784 k^2 + 0.366 k - 0.9``)."""
+    return 0.000784 * k * k + 0.366 * k - 0.9
+
+
+def preprocessing_block(b: int) -> int | None:
+    """Preprocessing block size of the computed strategy for block size ``b`` (``None``: LLL
+    only); fplll's default file uses about ``b - 20`` from ``b ~ 45`` on."""
+    return b - 20 if b >= 45 else None
+
+
+@cache
+def computed_strategy(b: int) -> Any:
+    """Our own BKZ 2.0 strategy for block size ``b``: :func:`preprocessing_block`, and pruning
+    coefficients from ``fpylll.Pruning.run`` on a GSA profile ``r_i = delta^(-4 i)`` (squared
+    Gram-Schmidt norms; ``delta`` the root-Hermite factor of the preprocessing) with squared
+    radius ``GH_FACTOR * GH^2``, ``GH^2 = Gamma(b/2 + 1)^(2/b) / pi * prod(r_i)^(1/b)``."""
+    from fpylll import Pruning
+    from fpylll.fplll.bkz_param import Strategy
+    from fpylll.fplll.pruner import PruningParams
+
+    from backdoors.rff.lattice_cost import delta
+
+    if b <= EXACT_UP_TO:
+        return Strategy(b)
+    pre = preprocessing_block(b)
+    dl = delta(pre if pre is not None else 2)
+    r = [dl ** (-4 * i) for i in range(b)]
+    log_vol = sum(math.log(x) for x in r) / b
+    gh2 = math.exp(2 * math.lgamma(b / 2 + 1) / b + log_vol) / math.pi
+    pre_cost = b * 2 ** _nodes_log2(pre if pre is not None else 10)
+    pr = Pruning.run(GH_FACTOR * gh2, pre_cost, [r], PRUNING_TARGET, float_type="double")
+    params = PruningParams(GH_FACTOR, list(pr.coefficients), pr.expectation)
+    return Strategy(b, [] if pre is None else [pre], [params])
+
+
+@lru_cache(maxsize=8)
+def _loaded(path: str) -> tuple[Any, ...]:
+    from fpylll import load_strategies_json
+
+    return tuple(load_strategies_json(path.encode()))
+
+
+def strategies(max_block: int, path: Path | None) -> list[Any]:
+    """Strategies for block sizes ``0 .. max_block``: those of the file at ``path`` (block sizes
+    beyond the file, or ``path=None``: :func:`computed_strategy`)."""
+    loaded = _loaded(str(path)) if path is not None else ()
+    return [loaded[b] if b < len(loaded) else computed_strategy(b) for b in range(max_block + 1)]
+
+
+def strategy_source(path: Path | None) -> str:
+    """How the strategies were obtained, for reports."""
+    if path is not None:
+        return f"fplll strategy file {path}"
+    return (f"computed: preprocessing BKZ-(b-20) from b=45, fpylll.Pruning on a GSA profile "
+            f"(radius {GH_FACTOR} GH, p={PRUNING_TARGET}); exact enumeration up to "
+            f"b={EXACT_UP_TO}")  # fmt: skip
+
+
+def schedule(max_block: int, start: int = 20) -> list[int]:
+    """Progressive block sizes: ``start, start + 5, ...`` up to 40, then steps of 3 up to
+    ``max_block`` (which is always the last one when ``> 2``)."""
+    out: list[int] = []
+    b = start
+    while b < max_block:
+        out.append(b)
+        b += 5 if b < 40 else 3
+    if max_block > 2:
+        out.append(int(max_block))
+    return out
+
+
+def run_progressive(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
+    """In the reduction child: LLL, then for each block size of ``step['schedule']`` up to
+    ``step['tours']`` BKZ 2.0 tours (fewer when a tour changes nothing or the basis stops
+    improving: fpylll's ``AutoAbort``), sending ``("basis", rows, block, tour, child CPU s)``
+    after each tour and ``("done", ...)`` at the end (tour ``-1``: out of budget). Stops
+    before a tour once the child's CPU time exceeds ``step['max_time']`` (a started tour is
+    not interrupted)."""
+    from fpylll import BKZ, GSO, LLL, IntegerMatrix
+    from fpylll.fplll.bkz import BKZReduction
+
+    ft = step.get("float_type")
+    t0 = time.process_time()
+    A = IntegerMatrix.from_matrix(rows)
+    prec = {"float_type": ft, "precision": 160 if ft == "mpfr" else 0}
+    LLL.reduction(A, method=None if ft is None else "heuristic", **prec)
+
+    def dump() -> list[list[int]]:
+        return [[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)]
+
+    conn.send(("basis", dump(), 2, 0, time.process_time() - t0))
+    gso_ft = "double" if ft is None else ft
+    if gso_ft == "mpfr":
+        from fpylll import FPLLL
+
+        FPLLL.set_precision(160)
+    M = GSO.Mat(A, float_type=gso_ft)
+    M.update_gso()
+    lll = LLL.Reduction(M)
+    sched = [min(b, A.nrows) for b in step["schedule"]]
+    path = step.get("strategy_file")
+    strat = strategies(max(sched, default=2), Path(path) if path else None)
+    flags = BKZ.GH_BND | BKZ.MAX_LOOPS
+    for b in sched:
+        par = BKZ.Param(block_size=b, strategies=strat, max_loops=step["tours"], flags=flags)
+        bkz = BKZReduction(M, lll, par)
+        abort = BKZ.AutoAbort(M, A.nrows)
+        for tour in range(step["tours"]):
+            if time.process_time() - t0 >= step["max_time"]:
+                conn.send(("done", dump(), b, -1, time.process_time() - t0))
+                return
+            clean = bkz.tour(tour, par, 0, A.nrows)[0]
+            conn.send(("basis", dump(), b, tour + 1, time.process_time() - t0))
+            if clean or abort.test_abort():
+                break
+    conn.send(("done", dump(), sched[-1] if sched else 2, 0, time.process_time() - t0))
