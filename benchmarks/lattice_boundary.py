@@ -3,10 +3,10 @@
 Runs only the lattice-boundary points of ``experiment rff-map`` (full mode): k = 64,
 beta = 1e-3, m = 1000 on the planar task at d = 80 (2 models), 96, 112, 128 (1 model each),
 each backdoored model attacked by the ``lattice`` detector (BKZ 2.0, pruning, progressive
-block sizes) with a per-model CPU budget, through the same evaluation function
-(:func:`backdoors.experiments._rff_lattice.boundary_point`). Writes the record after every
-point (a partial record is still a record) and prints progress.
-``python benchmarks/lattice_boundary.py [--budget 600] [--d 80:2 96:1 ...] [--json PATH]``
+block sizes) with a per-model CPU budget (720 s at d = 80, 360 s beyond), through the same
+evaluation function (:func:`backdoors.experiments._rff_lattice.boundary_point`). Writes the
+record after every point (a partial record is still a record) and prints progress.
+``python benchmarks/lattice_boundary.py [--d 80:2:720 96:1:360 ...] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ from backdoors.experiments._rff_lattice import BOUNDARY, boundary_record
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, default=BOUNDARY["max_cpu_seconds"],
-                    help="CPU seconds per model")  # fmt: skip
-    ap.add_argument("--d", nargs="*", default=None, help="points as d:models (default: 80:2 ...)")
+    ap.add_argument("--d", nargs="*", default=None,
+                    help="d:models:cpu_s_per_model (default: BOUNDARY)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default="docs/results/lattice-boundary.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    cfg = {**BOUNDARY, "max_cpu_seconds": a.budget}
+    cfg = dict(BOUNDARY)
     if a.d:
-        cfg["points"] = [tuple(int(v) for v in s.split(":")) for s in a.d]
+        cfg["points"] = [(int(d), int(n), float(b)) for d, n, b in (s.split(":") for s in a.d)]
     t0 = time.perf_counter()
 
     def save(metrics: dict) -> None:
@@ -45,11 +44,15 @@ def main() -> None:
     metrics = boundary_record(cfg, a.seed, log=print, on_point=save)
     save(metrics)
     for p in metrics["points"]:
-        print(f"d={p['d']}: keys {p['keys_recovered']}/{p['models']}, block reached "
-              f"{p['block_size_reached']}, CPU s {[round(c or 0) for c in p['cpu_seconds']]}, "
-              f"estimate BKZ-{p['estimate_primal_block_size']}")
-    print(f"measured_boundary_d={metrics['measured_boundary_d']} "
-          f"estimated_boundary_d={metrics['estimated_boundary_d']}")
+        print(
+            f"d={p['d']}: keys {p['keys_recovered']}/{p['models']}, block reached "
+            f"{p['block_size_reached']}, CPU s {[round(c or 0) for c in p['cpu_seconds']]}, "
+            f"estimate BKZ-{p['estimate_primal_block_size']}"
+        )
+    print(
+        f"measured_boundary_d={metrics['measured_boundary_d']} "
+        f"estimated_boundary_d={metrics['estimated_boundary_d']}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ verified by Albrecht-Goepfert-Virdia-Wunderer 2017; see :mod:`backdoors.rff.latt
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from backdoors.detectors import Control, Evidence, Report, _bkz, register
+from backdoors.detectors._bkz import ReductionCrashError, isolated_reduction
 from backdoors.detectors.weights import _WeightDetector
 from backdoors.errors import InvalidInputError, NotApplicableError
 from backdoors.rff.lattice_cost import best_rows
@@ -169,129 +168,6 @@ def rows_for(
             "backdoors.rff.lattice_cost for the estimated block size"
         )
     return n
-
-
-#: fplll float types tried in turn when a reduction fails numerically: its automatic choice
-#: (``double`` Gram-Schmidt for the tours), then double with a separate exponent (``dpe``: the
-#: basis entries are scaled integers whose Gram-Schmidt norms can leave double's exponent
-#: range), then ``mpfr`` at 160 bits. A retry resumes from the last basis the child sent.
-FLOAT_TYPES = (None, "dpe", "mpfr")
-#: Seconds a reduction child may take beyond its CPU budget (LLL has none) before it is killed.
-CHILD_TIMEOUT = 900.0
-#: The child is killed once its wall time exceeds this multiple of its CPU budget (plus
-#: :data:`CHILD_TIMEOUT`): the machine may be shared, so wall time runs ahead of CPU time.
-WALL_FACTOR = 3.0
-
-
-class ReductionCrashError(RuntimeError):
-    """fplll ended the process that ran a reduction (e.g. ``std::runtime_error: infinite loop
-    in babai``, thrown where Python cannot catch it)."""
-
-
-def _reduce_child(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
-    """Child side of :func:`isolated_reduction`: ``step['kind']`` is ``"lll"`` (one message
-    ``("done", rows, 2, 0)``) or ``"bkz"`` (:func:`backdoors.detectors._bkz.run_progressive`)."""
-    fpylll = _fpylll()
-    if step["kind"] == "lll":
-        A = fpylll.IntegerMatrix.from_matrix(rows)
-        ft = step.get("float_type")
-        extra = {"float_type": ft, "precision": 160 if ft == "mpfr" else 0}
-        fpylll.LLL.reduction(A, method=None if ft is None else "heuristic", **extra)
-        rows = [[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)]
-        conn.send(("done", rows, 2, 0, time.process_time()))
-    else:
-        _bkz.run_progressive(conn, rows, step)
-    conn.close()
-
-
-def _child_entry(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
-    """The forked child: an abort must end it at once. cysignals' handler would call
-    ``exit()``, whose atexit handlers (e.g. onnxruntime's, with thread pools that do not exist
-    in a fork) can hang, so SIGABRT gets its default action; the child leaves by ``_exit``."""
-    import signal
-
-    code = 1
-    with contextlib.suppress(ValueError):  # ValueError: not the main thread; keep the handler
-        signal.signal(signal.SIGABRT, signal.SIG_DFL)
-    try:
-        _reduce_child(conn, rows, step)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _run_child(
-    rows: list[list[int]], step: dict[str, Any], on_basis: Any, stats: dict[str, Any]
-) -> tuple[str, list[list[int]] | None, int]:
-    """Fork one reduction child and follow its messages: ``("finished" | "stopped" |
-    "failed", last basis received or None, exit code)``; its CPU time (``wait4``) is added to
-    ``stats['cpu_seconds']``."""
-    import multiprocessing as mp
-    import signal
-
-    recv, send = mp.Pipe(duplex=False)
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child leaves by os._exit in _child_entry
-        recv.close()
-        _child_entry(send, rows, step)
-    send.close()
-    deadline = time.monotonic() + WALL_FACTOR * float(step.get("max_time", 0)) + CHILD_TIMEOUT
-    last, outcome = None, "failed"
-    try:
-        while recv.poll(max(0.0, deadline - time.monotonic())):
-            kind, basis, block, tour, stats["running_cpu"] = recv.recv()
-            last = basis
-            if block > 2:
-                stats["reached_block"] = max(stats.get("reached_block", 2), block)
-                stats["tours"] = stats.get("tours", 0) + (kind == "basis")
-            if kind == "done":
-                stats["out_of_budget"] = tour < 0
-                outcome = "finished"
-                break
-            if on_basis is not None and on_basis(basis, block):
-                outcome = "stopped"
-                break
-    except EOFError:  # the child died before sending
-        pass
-    if outcome != "finished":
-        with contextlib.suppress(ProcessLookupError):  # it may be gone already
-            os.kill(pid, signal.SIGKILL)
-    _, status, usage = os.wait4(pid, 0)
-    recv.close()
-    stats["running_cpu"] = 0.0
-    stats["cpu_seconds"] = stats.get("cpu_seconds", 0.0) + usage.ru_utime + usage.ru_stime
-    return outcome, last, os.waitstatus_to_exitcode(status)
-
-
-def isolated_reduction(
-    rows: list[list[int]],
-    step: dict[str, Any],
-    on_basis: Any = None,
-    stats: dict[str, Any] | None = None,
-) -> list[list[int]]:
-    """An LLL (``step['kind'] == "lll"``) or progressive BKZ 2.0 reduction (``"bkz"``, with
-    ``schedule``, ``tours``, ``max_time`` CPU seconds, ``strategy_file``) of the basis ``rows``
-    in a forked child, returning the last basis it produced: fplll aborts the whole process
-    on some numerical failures, and a detector must not take its caller (a population worker,
-    an audit) down with it. ``on_basis(rows, block)`` sees every intermediate basis and stops
-    the reduction by returning True. Retries with the float types of :data:`FLOAT_TYPES`
-    (resuming from the last basis received); :class:`ReductionCrashError` if every one fails.
-    ``stats`` accumulates ``cpu_seconds`` (children), ``reached_block`` and ``tours``."""
-    stats = {} if stats is None else stats
-    current, codes = rows, []
-    sched = list(step.get("schedule", ()))
-    for ft in FLOAT_TYPES:
-        left = float(step.get("max_time", 0)) - stats.get("cpu_seconds", 0.0)
-        sub = {**step, "float_type": ft, "schedule": sched, "max_time": max(left, 0.0)}
-        outcome, last, code = _run_child(current, sub, on_basis, stats)
-        if last is not None:
-            current = last
-            sched = [b for b in sched if b >= stats.get("reached_block", 2)]
-        if outcome != "failed":
-            return current
-        codes.append(code)
-    kind = step["kind"]
-    raise ReductionCrashError(f"fplll {kind} failed with every float type (exit codes {codes})")
 
 
 def lattice_attack(

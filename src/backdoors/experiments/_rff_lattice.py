@@ -101,24 +101,25 @@ def lattice_at(model: Any, k: int, beta: float) -> dict[str, Any]:
     }
 
 
-#: The lattice-boundary points: k = 64, beta = 1e-3, m = 1000 on the planar task, with the
-#: models per d (the first d carries two: the measured edge needs more than one draw there).
+#: The lattice-boundary points: k = 64, beta = 1e-3, m = 1000 on the planar task, as
+#: ``(d, models, CPU seconds per model)``: d = 80, where the estimate (BKZ-60) is within reach,
+#: gets two models and the larger budget; beyond it the estimate (BKZ-85 to 130) is far out of
+#: reach and one model per d shows how far the budget gets.
 BOUNDARY: dict[str, Any] = {
-    "points": [(80, 2), (96, 1), (112, 1), (128, 1)],
+    "points": [(80, 2, 720.0), (96, 1, 360.0), (112, 1, 360.0), (128, 1, 360.0)],
     "k": 64,
     "beta": 1e-3,
     "m": 1000,
     "n_train": 1500,
-    "max_cpu_seconds": 600.0,
     "block_size": 90,
 }
 
 
 def boundary_point(
-    d: int, models: int, cfg: dict[str, Any], seed: int, log: Any = None
+    d: int, models: int, budget: float, cfg: dict[str, Any], seed: int, log: Any = None
 ) -> dict[str, Any]:
-    """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a per-model CPU budget
-    ``cfg['max_cpu_seconds']``) on ``models`` backdoored members ``seed + i`` of the planar
+    """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a CPU budget of ``budget``
+    seconds per model) on ``models`` backdoored members ``seed + i`` of the planar
     point ``(d, k, beta, m)`` of ``cfg``, each scored through
     :func:`backdoors.evaluation.scoring.run_detector` with the full-mode evidence policy; a key
     counts as recovered when it flips >= 90% of the test inputs (as in
@@ -128,7 +129,7 @@ def boundary_point(
     gamma = 2 * np.sqrt(k)
     point = RFFPoint("planar", d, n_train=cfg["n_train"], n_test=500, n_components=m,
                      sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
-    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=cfg["max_cpu_seconds"],
+    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget,
                           noise=beta, secret_norm=gamma)  # fmt: skip
     att, runs = RFFAttack(point), []
     for i in range(models):
@@ -150,7 +151,7 @@ def boundary_point(
         "keys_recovered": sum(r["key_recovered"] for r in runs),
         "block_size_reached": max((r["reached_block"] or 0) for r in runs),
         "cpu_seconds": [r["cpu_seconds"] for r in runs],
-        "max_cpu_seconds_per_model": float(cfg["max_cpu_seconds"]),
+        "max_cpu_seconds_per_model": float(budget),
         "estimate_primal_block_size": est.block_size, "estimate_primal_rows": est.rows,
         "estimate_log2_cost": _finite(est.log2_cost),
         "runs": runs,
@@ -166,14 +167,14 @@ def measured_boundary(points: list[dict[str, Any]]) -> int | None:
 def boundary_record(
     cfg: dict[str, Any], seed: int, log: Any = None, on_point: Any = None
 ) -> dict[str, Any]:
-    """:func:`boundary_point` at every ``(d, models)`` of ``cfg['points']`` (``on_point(metrics
-    so far)`` after each), with ``measured_boundary_d`` (:func:`measured_boundary`) and
-    ``estimated_boundary_d``: the largest ``d`` whose estimated block size is at most the
-    largest block size the runs reached within the budget."""
+    """:func:`boundary_point` at every ``(d, models, budget)`` of ``cfg['points']``
+    (``on_point(metrics so far)`` after each), with ``measured_boundary_d``
+    (:func:`measured_boundary`) and ``estimated_boundary_d``: the largest ``d`` whose
+    estimated block size is at most the largest block size the runs reached in budget."""
     pts: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
-    for d, models in cfg["points"]:
-        pts.append(boundary_point(int(d), int(models), cfg, seed, log))
+    for d, models, budget in cfg["points"]:
+        pts.append(boundary_point(int(d), int(models), float(budget), cfg, seed, log))
         reached = max(p["block_size_reached"] for p in pts)
         est = [p["d"] for p in pts
                if (p["estimate_primal_block_size"] or 10**9) <= reached]  # fmt: skip

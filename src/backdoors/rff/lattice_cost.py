@@ -249,9 +249,7 @@ def exposure(d: int, k: int, m: int, gamma: float, beta: float) -> Exposure:
     return Exposure(False, est.block_size, est.rows, None)
 
 
-def best_rows(
-    d: int, n_max: int, gamma: float, beta: float, max_block: int = 1000
-) -> int | None:
+def best_rows(d: int, n_max: int, gamma: float, beta: float, max_block: int = 1000) -> int | None:
     """Row count for the primal attack with at most ``n_max`` rows: at the smallest block size
     ``b`` predicted to win (:func:`required_block_size`), the ``n`` in ``d + 2 ... n_max``
     maximising :func:`usvp_margin` -- the middle of the winning range rather than its edge.
