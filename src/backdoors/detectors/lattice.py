@@ -236,6 +236,8 @@ def lattice_attack(
     sched = _bkz.schedule(int(block_size)) if block_size > 2 else []
     left = max_seconds - stats["cpu_seconds"] - (time.process_time() - c0)
     if not done and sched and left > 0:
+        if path is None:  # compute the strategies once here, not in every forked child
+            _bkz.strategies(max(sched), None)
         step = {"kind": "bkz", "schedule": sched, "tours": int(tours), "max_time": left,
                 "strategy_file": None if path is None else str(path)}  # fmt: skip
         basis = isolated_reduction(basis, step, on_basis=check, stats=stats)

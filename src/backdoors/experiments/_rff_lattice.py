@@ -102,11 +102,18 @@ def lattice_at(model: Any, k: int, beta: float) -> dict[str, Any]:
 
 
 #: The lattice-boundary points: k = 64, beta = 1e-3, m = 1000 on the planar task, as
-#: ``(d, models, CPU seconds per model)``: d = 80, where the estimate (BKZ-60) is within reach,
-#: gets two models and the larger budget; beyond it the estimate (BKZ-85 to 130) is far out of
-#: reach and one model per d shows how far the budget gets.
+#: ``(d, models, CPU seconds per model)``, run in this order (a repeated d adds the next
+#: seeds to that d): d = 80, where the estimate (BKZ-60) is within reach, gets two models and
+#: the larger budget (the second after the others); beyond it the estimate (BKZ-85 to 130) is
+#: far out of reach and one model per d shows how far a smaller budget gets.
 BOUNDARY: dict[str, Any] = {
-    "points": [(80, 2, 720.0), (96, 1, 360.0), (112, 1, 360.0), (128, 1, 360.0)],
+    "points": [
+        (80, 1, 720.0),
+        (96, 1, 240.0),
+        (112, 1, 240.0),
+        (128, 1, 240.0),
+        (80, 1, 720.0),
+    ],
     "k": 64,
     "beta": 1e-3,
     "m": 1000,
@@ -116,10 +123,17 @@ BOUNDARY: dict[str, Any] = {
 
 
 def boundary_point(
-    d: int, models: int, budget: float, cfg: dict[str, Any], seed: int, log: Any = None
+    d: int,
+    models: int,
+    budget: float,
+    cfg: dict[str, Any],
+    seed: int,
+    log: Any = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a CPU budget of ``budget``
-    seconds per model) on ``models`` backdoored members ``seed + i`` of the planar
+    seconds per model) on ``models`` backdoored members ``seed + i`` (``i`` counting on after
+    the earlier ``runs`` of this ``d``, which the point includes) of the planar
     point ``(d, k, beta, m)`` of ``cfg``, each scored through
     :func:`backdoors.evaluation.scoring.run_detector` with the full-mode evidence policy; a key
     counts as recovered when it flips >= 90% of the test inputs (as in
@@ -131,27 +145,28 @@ def boundary_point(
                      sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
     det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget,
                           noise=beta, secret_norm=gamma)  # fmt: skip
-    att, runs = RFFAttack(point), []
-    for i in range(models):
+    att, runs = RFFAttack(point), list(runs or [])
+    for i in range(len(runs), len(runs) + models):
         member = att.build(seed + i, True)
         out = scoring.run_detector(det, member.model, policy_for(False).member_evidence(
             det, member, None, None))  # fmt: skip
         f = out.details if out.status == "scored" else {}
         run = {"seed": seed + i, "status": out.status, "reason": out.reason or "",
+               "max_cpu_seconds": float(budget),
                "score": out.score, **{k: f.get(k) for k in (
                    "recovered", "recovered_key_flip_rate", "reached_block", "tours",
                    "cpu_seconds", "seconds", "rows", "stopped", "strategies")}}  # fmt: skip
         run["key_recovered"] = bool((f.get("recovered_key_flip_rate") or 0.0) >= RECOVERY_FLIP)
         runs.append(run)
         if log is not None:
-            log(f"d={d} model {i + 1}/{models}: {run}")
+            log(f"d={d} model {i + 1}: {run}")
     est = required_block_size(d, m, gamma, beta, held_out=max(32, m // 5))
     return {
-        "d": d, "k": k, "beta": beta, "m": m, "models": models,
+        "d": d, "k": k, "beta": beta, "m": m, "models": len(runs),
         "keys_recovered": sum(r["key_recovered"] for r in runs),
         "block_size_reached": max((r["reached_block"] or 0) for r in runs),
         "cpu_seconds": [r["cpu_seconds"] for r in runs],
-        "max_cpu_seconds_per_model": float(budget),
+        "max_cpu_seconds_per_model": [r["max_cpu_seconds"] for r in runs],
         "estimate_primal_block_size": est.block_size, "estimate_primal_rows": est.rows,
         "estimate_log2_cost": _finite(est.log2_cost),
         "runs": runs,
@@ -171,10 +186,12 @@ def boundary_record(
     (``on_point(metrics so far)`` after each), with ``measured_boundary_d``
     (:func:`measured_boundary`) and ``estimated_boundary_d``: the largest ``d`` whose
     estimated block size is at most the largest block size the runs reached in budget."""
-    pts: list[dict[str, Any]] = []
+    by_d: dict[int, dict[str, Any]] = {}
     out: dict[str, Any] = {}
     for d, models, budget in cfg["points"]:
-        pts.append(boundary_point(int(d), int(models), float(budget), cfg, seed, log))
+        prev = by_d.get(int(d), {}).get("runs")
+        by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev)
+        pts = sorted(by_d.values(), key=lambda p: p["d"])
         reached = max(p["block_size_reached"] for p in pts)
         est = [p["d"] for p in pts
                if (p["estimate_primal_block_size"] or 10**9) <= reached]  # fmt: skip
