@@ -33,6 +33,7 @@ from backdoors.detectors import Control, Evidence, Report, _bkz, register
 from backdoors.detectors._bkz import ReductionCrashError, isolated_reduction
 from backdoors.detectors.weights import _WeightDetector
 from backdoors.errors import InvalidInputError, NotApplicableError
+from backdoors.rff import default_sparsity
 from backdoors.rff.lattice_cost import best_rows
 
 #: Largest lattice rank the detector reduces (LLL at rank ~400 takes about a minute here).
@@ -40,6 +41,9 @@ MAX_RANK = 400
 _LOG = logging.getLogger(__name__)
 #: Default largest BKZ block size: in practice the CPU budget ends the progression first.
 DEFAULT_BLOCK = 90
+#: Default CPU budget per model (seconds; also what ``backdoors audit`` spends): enough for the
+#: d = 64, k = 64, beta = 1e-3 default point (BKZ-43, ~40 CPU s here).
+DEFAULT_CPU_SECONDS = 120.0
 #: A candidate counts as the recovered key when its held-out score reaches this (the null
 #: standard deviation is ``1/sqrt(2 m_hold)``, 0.025 for 800 held-out rows).
 RECOVERED = 0.5
@@ -129,15 +133,21 @@ def half_integer_score(G: np.ndarray, s: np.ndarray) -> float:
     return float(-np.mean(np.cos(2 * np.pi * (G @ s))))
 
 
+def assumed_norm(d: int, secret_norm: float | None) -> float:
+    """The secret norm ``gamma`` the auditor assumes: ``secret_norm``, or the construction's
+    default ``2 sqrt(k)`` with ``k = min(64, d)`` (public: :func:`backdoors.rff.plant`)."""
+    return 2.0 * float(np.sqrt(default_sparsity(d))) if secret_norm is None else secret_norm
+
+
 def auto_rows(
-    d: int, m: int, max_rank: int = MAX_RANK, secret_norm: float = 8.0, noise: float = 1e-3
+    d: int, m: int, max_rank: int = MAX_RANK, secret_norm: float | None = None, noise: float = 1e-3
 ) -> int:
     """Default row count: the ``n`` maximising the uSVP margin at the smallest block size the
     cost model predicts to win (:func:`backdoors.rff.lattice_cost.best_rows`, with the assumed
     ``gamma = secret_norm`` and ``beta = noise``), capped by the held-out rows and by
     ``max_rank - 1``; ``max(3d, d + 32)`` when no block size is predicted to win."""
     cap = min(m - held_out(m), max_rank - 1)
-    n = best_rows(d, cap, secret_norm, noise)
+    n = best_rows(d, cap, assumed_norm(d, secret_norm), noise)
     return min(cap, max(3 * d, d + 32) if n is None else n)
 
 
@@ -151,7 +161,7 @@ def rows_for(
     m: int,
     n_rows: int | None = None,
     max_rank: int = MAX_RANK,
-    secret_norm: float = 8.0,
+    secret_norm: float | None = None,
     noise: float = 1e-3,
 ) -> int:
     """The number of rows the attack embeds, or NotApplicableError when the lattice would be
@@ -174,9 +184,9 @@ def lattice_attack(
     G: np.ndarray,
     n_rows: int | None = None,
     block_size: int = DEFAULT_BLOCK,
-    max_seconds: float = 60.0,
+    max_seconds: float = DEFAULT_CPU_SECONDS,
     noise: float = 1e-3,
-    secret_norm: float = 8.0,
+    secret_norm: float | None = None,
     precision: int = 16,
     seed: int = 0,
     max_rank: int = MAX_RANK,
@@ -187,8 +197,9 @@ def lattice_attack(
     the other rows (``max(32, m // 5)``) are held out to score candidates.
 
     ``noise`` and ``secret_norm`` are the *public* family parameters the auditor assumes
-    (beta and ``gamma``); they set the scaling ``C = (gamma / beta) sqrt(n / (d + 1))`` that
-    balances ``|t|`` against ``C |K^T e|``, and the row count. Reduction: LLL, then
+    (beta and ``gamma``; ``None``: :func:`assumed_norm`); they set the scaling
+    ``C = (gamma / beta) sqrt(n / (d + 1))`` that balances ``|t|`` against ``C |K^T e|``, and
+    the row count. Reduction: LLL, then
     progressive BKZ 2.0 (pruned enumeration, preprocessing; :mod:`backdoors.detectors._bkz`)
     with block sizes :func:`backdoors.detectors._bkz.schedule` up to ``block_size``, at most
     ``tours`` tours each, stopping at the first basis with a candidate scoring
@@ -202,6 +213,7 @@ def lattice_attack(
     if G.ndim != 2 or not np.isfinite(G).all():
         raise InvalidInputError("frequencies must be a finite 2-D matrix")
     m, d = G.shape
+    secret_norm = assumed_norm(d, secret_norm)
     n = rows_for(d, m, n_rows, max_rank, secret_norm, noise)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(m)
@@ -282,9 +294,9 @@ class LatticeDetector(_WeightDetector):
         self,
         n_rows: int | None = None,
         block_size: int = DEFAULT_BLOCK,
-        max_seconds: float = 60.0,
+        max_seconds: float = DEFAULT_CPU_SECONDS,
         noise: float = 1e-3,
-        secret_norm: float = 8.0,
+        secret_norm: float | None = None,
         max_rank: int = MAX_RANK,
         tours: int = 2,
         strategy_file: Any = "auto",

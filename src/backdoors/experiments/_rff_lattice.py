@@ -103,17 +103,20 @@ def lattice_at(model: Any, k: int, beta: float) -> dict[str, Any]:
 
 #: The lattice-boundary points: k = 64, beta = 1e-3, m = 1000 on the planar task, as
 #: ``(d, models, CPU seconds per model)``, run in this order (a repeated d adds the next
-#: seeds to that d): d = 80, where the estimate (BKZ-60) is within reach, gets two models and
-#: the larger budget (the second after the others); beyond it the estimate (BKZ-85 to 130) is
-#: far out of reach and one model per d shows how far a smaller budget gets.
+#: seeds to that d): d = 64 as the control the detector must break; d = 80, where the estimate
+#: (BKZ-60) is within reach, gets the larger budget and a second model last; beyond it the
+#: estimate (BKZ-85 to 130) is far out of reach and one model per d shows how far a smaller
+#: budget gets. One BKZ tour per block size (steps of 3 from 40 on).
 BOUNDARY: dict[str, Any] = {
     "points": [
+        (64, 1, 120.0),
         (80, 1, 720.0),
-        (96, 1, 240.0),
-        (112, 1, 240.0),
-        (128, 1, 240.0),
+        (96, 1, 180.0),
+        (112, 1, 180.0),
+        (128, 1, 180.0),
         (80, 1, 720.0),
     ],
+    "tours": 1,
     "k": 64,
     "beta": 1e-3,
     "m": 1000,
@@ -143,8 +146,8 @@ def boundary_point(
     gamma = 2 * np.sqrt(k)
     point = RFFPoint("planar", d, n_train=cfg["n_train"], n_test=500, n_components=m,
                      sparsity=k, beta=beta, data_seed=seed)  # fmt: skip
-    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget,
-                          noise=beta, secret_norm=gamma)  # fmt: skip
+    det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget, noise=beta,
+                          secret_norm=gamma, tours=int(cfg.get("tours", 1)))  # fmt: skip
     att, runs = RFFAttack(point), list(runs or [])
     for i in range(len(runs), len(runs) + models):
         member = att.build(seed + i, True)
