@@ -66,8 +66,8 @@ def test_strategy_file_is_looked_up_from_the_environment(monkeypatch, tmp_path):
         list(_bkz.computed_strategy(25).pruning_parameters[0].coefficients)
     )
     key, G = _instance(seed=1)
-    res = lattice_attack(G, block_size=30, max_seconds=60.0, noise=0.02, secret_norm=key.gamma)
-    assert res.recovered and str(path) in res.strategies
+    res = lattice_attack(G, block_size=20, max_seconds=60.0, noise=0.02, secret_norm=key.gamma)
+    assert str(path) in res.strategies and res.tours >= 1 and res.reached_block == 20
 
 
 def test_budget_stops_the_progression_and_the_report_says_so():
