@@ -81,6 +81,10 @@ def test_budget_stops_the_progression_and_the_report_says_so():
     assert not found["recovered"] and found["stopped"] == "budget"
     assert found["max_cpu_seconds"] == 1.0 and found["max_block"] == 60
     assert 2 <= found["reached_block"] < 60 and found["cpu_seconds"] > 0
+    # the block size reported is the last one a finished tour used (as logged)
+    res = lattice_attack(h.frequencies_, block_size=60, max_seconds=1.0, noise=0.02,
+                         secret_norm=4.0)  # fmt: skip
+    assert res.stopped == "budget" and res.reached_block == max(e["block"] for e in res.log)
     none = LatticeDetector(block_size=60, max_seconds=0.0, noise=0.02, secret_norm=4.0)
     found = none.score(h, Evidence(seed=0)).findings
     assert found["stopped"] == "budget" and found["tours"] == 0 and found["reached_block"] == 2

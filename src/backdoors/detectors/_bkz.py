@@ -273,9 +273,9 @@ def _run_child(
         while recv.poll(max(0.0, deadline - time.monotonic())):
             kind, basis, block, tour, stats["running_cpu"] = recv.recv()
             last = basis
-            if block > 2:
+            if block > 2 and kind == "basis":  # a "done" may name a block it did not start
                 stats["reached_block"] = max(stats.get("reached_block", 2), block)
-                stats["tours"] = stats.get("tours", 0) + (kind == "basis")
+                stats["tours"] = stats.get("tours", 0) + 1
             if kind == "done":
                 stats["out_of_budget"] = tour < 0
                 outcome = "finished"
