@@ -123,3 +123,18 @@ def test_boundary_record_merges_repeated_d_and_measures_the_edge():
     assert all(r["recovered_key_flip_rate"] >= 0.9 for r in p16["runs"] + p20["runs"])
     assert out["measured_boundary_d"] == 20
     assert p20["estimate_primal_block_size"] is not None
+
+
+def test_a_reduction_is_charged_only_its_own_cpu_time():
+    """CPU spent before a reduction (``stats``, e.g. the LLL step) is not taken from the
+    reduction's own budget a second time: with 100 s already spent and a 50 s budget, the
+    progressive reduction still runs its tours."""
+    from backdoors.detectors.lattice import embedding_basis
+
+    key, G = _instance()
+    B = embedding_basis(G[:80], 2 * key.gamma / 0.02, 16)
+    rows = [[int(v) for v in r] for r in B.tolist()]
+    stats = {"cpu_seconds": 100.0}
+    step = {"kind": "bkz", "schedule": [20], "tours": 1, "max_time": 50.0, "strategy_file": None}
+    _bkz.isolated_reduction(rows, step, stats=stats)
+    assert stats["tours"] == 1 and stats["reached_block"] == 20 and stats["cpu_seconds"] > 100

@@ -312,8 +312,9 @@ def isolated_reduction(
     stats = {} if stats is None else stats
     current, codes = rows, []
     sched = list(step.get("schedule", ()))
+    base = stats.get("cpu_seconds", 0.0)  # spent before this call: not this call's budget
     for ft in FLOAT_TYPES:
-        left = float(step.get("max_time", 0)) - stats.get("cpu_seconds", 0.0)
+        left = float(step.get("max_time", 0)) - (stats.get("cpu_seconds", 0.0) - base)
         sub = {**step, "float_type": ft, "schedule": sched, "max_time": max(left, 0.0)}
         outcome, last, code = _run_child(current, sub, on_basis, stats)
         if last is not None:
