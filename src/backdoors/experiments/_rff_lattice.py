@@ -29,8 +29,9 @@ RECOVERY_FLIP = 0.9
 def lattice_population(
     point: RFFPoint, cfg: dict[str, Any], seed: int, *, n_jobs: int = 1
 ) -> dict[str, Any]:
-    """``cfg``: ``pop`` (members per side), ``block_size``, ``max_seconds``; the point gives
-    the task, ``m``, ``k`` (required) and ``beta``. AUROC, advantage and recovery rates."""
+    """``cfg``: ``pop`` (members per side), ``block_size``, ``max_seconds`` (CPU budget per
+    model); the point gives the task, ``m``, ``k`` (required) and ``beta``. AUROC, advantage
+    and recovery rates."""
     n, k, beta = int(cfg["pop"]), int(point.sparsity), float(point.beta)  # type: ignore[arg-type]
     gamma = 2 * np.sqrt(k)
     # noise: the auditor's assumed beta sets the embedding scale C ~ gamma / beta (kept finite)
@@ -48,6 +49,7 @@ def lattice_population(
     reached = [[int(o["details"].get("reached_block", 0)) if ok else 0 for o in pair]
                for pair in got]  # fmt: skip
     secs = [o["details"].get("seconds", np.nan) if ok else np.nan for pair in got for o in pair]
+    cpu = [o["details"].get("cpu_seconds", np.nan) if ok else np.nan for pair in got for o in pair]
     nan = float("nan")
     return {
         "status": summ["status"],
@@ -60,6 +62,7 @@ def lattice_population(
         "key_recovery_rate": float(np.mean(np.array(flips) >= RECOVERY_FLIP)) if ok else nan,
         "recovered_key_flip_rate": float(np.mean(flips)),
         "seconds_per_model": float(np.mean(secs)),
+        "cpu_seconds_per_model": float(np.mean(cpu)),
         "block_size": int(cfg["block_size"]),
         "block_size_reached_backdoored": [b for _, b in reached],
         "max_block_reached": int(max(max(r) for r in reached)),
