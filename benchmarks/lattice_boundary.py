@@ -1,12 +1,12 @@
 """Where does the lattice detector break the RFF backdoor on this machine within a budget?
 
 Runs only the lattice-boundary points of ``experiment rff-map`` (full mode): k = 64,
-beta = 1e-3, m = 1000 on the planar task at d = 64 (the control), 80 (2 models), 96, 112, 128,
+beta = 1e-3, m = 1000 on the planar task at d = 64 (the control), 80, 96, 112, 128,
 each backdoored model attacked by the ``lattice`` detector (BKZ 2.0, pruning, progressive
-block sizes) with a per-model CPU budget (720 s at d = 80, less elsewhere), through the same
-evaluation function (:func:`backdoors.experiments._rff_lattice.boundary_point`). Writes the
+block sizes) with a per-model CPU budget (720 s at d = 80, 180-300 s elsewhere), through the
+same evaluation function (:func:`backdoors.experiments._rff_lattice.boundary_point`). Writes the
 record after every point (a partial record is still a record) and prints progress.
-``python benchmarks/lattice_boundary.py [--d 64:1:120 80:1:720 ... 80:1:720] [--json PATH]``
+``python benchmarks/lattice_boundary.py [--d 64:1:180 80:2:720 ...] [--json PATH]``
 """
 
 from __future__ import annotations
