@@ -7,9 +7,9 @@ fplll's default strategy file when one is installed -- looked up at run time, ne
 or downloaded: ``$BACKDOORS_FPLLL_STRATEGIES``, fpylll's ``BKZ.DEFAULT_STRATEGY``, then the
 usual system paths (Debian's ``libfplll8-data``: ``/usr/share/libfplll8/strategies``). Without
 one, :func:`computed_strategy` derives them here: preprocessing with BKZ-``(b - 20)`` for
-``b >= 45`` and pruning coefficients optimised by fplll's pruner (``fpylll.Pruning.run``) on
-the geometric-series-assumption (GSA) profile of the preprocessed block, radius ``1.1 GH``
-squared, success probability ``0.5`` per enumeration.
+``b >= 30``, exact enumeration up to ``b = 44``, and from 45 on pruning coefficients optimised
+by fplll's pruner (``fpylll.Pruning.run``) on the geometric-series-assumption (GSA) profile
+of the preprocessed block, radius ``1.1 GH`` squared, success probability ``0.5``.
 
 Every reduction runs in a forked child (:func:`isolated_reduction`): fplll can abort the
 process it runs in, and the child's CPU time is measured exactly (``wait4``).
@@ -34,8 +34,10 @@ SYSTEM_STRATEGY_FILES = (
     "/usr/share/fplll/strategies/default.json",
     "/usr/local/share/fplll/strategies/default.json",
 )
-#: Block sizes at and below this run exact (unpruned) enumeration without preprocessing.
-EXACT_UP_TO = 20
+#: Block sizes at and below this run exact (unpruned) enumeration in the computed strategies:
+#: pruning without preprocessing drives the pruner to tiny success probabilities, and BKZ then
+#: repeats enumerations on LLL-quality blocks (BKZ-40 at d = 64 did not finish in 10 minutes).
+EXACT_UP_TO = 44
 #: Radius of the pruned enumeration relative to the Gaussian heuristic (squared norms).
 GH_FACTOR = 1.1
 #: Target success probability of one pruned enumeration in the computed strategies.
@@ -77,8 +79,9 @@ def _nodes_log2(k: int) -> float:
 
 def preprocessing_block(b: int) -> int | None:
     """Preprocessing block size of the computed strategy for block size ``b`` (``None``: LLL
-    only); fplll's default file uses about ``b - 20`` from ``b ~ 45`` on."""
-    return b - 20 if b >= 45 else None
+    only): ``b - 20`` from ``b = 30`` on (fplll's default file uses about ``b - 20`` from
+    ``b ~ 45`` on)."""
+    return b - 20 if b >= 30 else None
 
 
 @cache
@@ -93,9 +96,9 @@ def computed_strategy(b: int) -> Any:
 
     from backdoors.rff.lattice_cost import delta
 
-    if b <= EXACT_UP_TO:
-        return Strategy(b)
     pre = preprocessing_block(b)
+    if b <= EXACT_UP_TO:
+        return Strategy(b, [] if pre is None else [pre])
     dl = delta(pre if pre is not None else 2)
     r = [dl ** (-4 * i) for i in range(b)]
     log_vol = sum(math.log(x) for x in r) / b
@@ -124,9 +127,9 @@ def strategy_source(path: Path | None) -> str:
     """How the strategies were obtained, for reports."""
     if path is not None:
         return f"fplll strategy file {path}"
-    return (f"computed: preprocessing BKZ-(b-20) from b=45, fpylll.Pruning on a GSA profile "
-            f"(radius {GH_FACTOR} GH, p={PRUNING_TARGET}); exact enumeration up to "
-            f"b={EXACT_UP_TO}")  # fmt: skip
+    return (f"computed: preprocessing BKZ-(b-20) from b=30, exact enumeration up to "
+            f"b={EXACT_UP_TO}, then fpylll.Pruning on a GSA profile (radius {GH_FACTOR} GH, "
+            f"p={PRUNING_TARGET})")  # fmt: skip
 
 
 def schedule(max_block: int, start: int = 20) -> list[int]:
