@@ -137,10 +137,10 @@ def test_a_reduction_that_kills_its_process_is_retried_then_reported(monkeypatch
     (not applicable, with the reason) instead of taking its worker down."""
     import os
 
-    from backdoors.detectors import lattice
+    from backdoors.detectors import _bkz, lattice
     from backdoors.evaluation.scoring import run_detector
 
-    real = lattice._reduce_child
+    real = _bkz._reduce_child
     tried = []
     # a process with onnxruntime thread pools alive (as in the full suite, or an audit of an
     # ONNX model): an exit() in the fork would run their atexit handlers and hang
@@ -164,7 +164,7 @@ def test_a_reduction_that_kills_its_process_is_retried_then_reported(monkeypatch
         real(conn, rows, step)
 
     rows = [[3, 1, 0], [1, 4, 1], [0, 1, 5]]
-    monkeypatch.setattr(lattice, "_reduce_child", dies_on_auto)
+    monkeypatch.setattr(_bkz, "_reduce_child", dies_on_auto)
     out = lattice.isolated_reduction(rows, {"kind": "lll"})
     vol = abs(np.linalg.det(np.array(rows, float)))
     assert abs(abs(np.linalg.det(np.array(out, float))) - vol) < 1e-6  # same lattice volume
@@ -174,7 +174,7 @@ def test_a_reduction_that_kills_its_process_is_retried_then_reported(monkeypatch
         tried.append(step["float_type"])
         os.abort()
 
-    monkeypatch.setattr(lattice, "_reduce_child", always_dies)
+    monkeypatch.setattr(_bkz, "_reduce_child", always_dies)
     with pytest.raises(lattice.ReductionCrashError, match="every float type"):
         lattice.isolated_reduction(rows, {"kind": "lll"})
     X, y = _task(8)

@@ -21,18 +21,29 @@ verified by Albrecht-Goepfert-Virdia-Wunderer 2017; see :mod:`backdoors.rff.latt
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backdoors.detectors import Control, Evidence, Report, register
+from backdoors.detectors import Control, Evidence, Report, _bkz, register
+from backdoors.detectors._bkz import ReductionCrashError, isolated_reduction
 from backdoors.detectors.weights import _WeightDetector
 from backdoors.errors import InvalidInputError, NotApplicableError
+from backdoors.rff import default_sparsity
+from backdoors.rff.lattice_cost import best_rows
 
 #: Largest lattice rank the detector reduces (LLL at rank ~400 takes about a minute here).
 MAX_RANK = 400
+_LOG = logging.getLogger(__name__)
+#: Default largest BKZ block size: in practice the CPU budget ends the progression first.
+DEFAULT_BLOCK = 90
+#: Default CPU budget per model (seconds; also what ``backdoors audit`` spends): enough for the
+#: d = 64, k = 64, beta = 1e-3 default point (keys at BKZ-43 to 49 after 40-120 CPU s here).
+DEFAULT_CPU_SECONDS = 180.0
 #: A candidate counts as the recovered key when its held-out score reaches this (the null
 #: standard deviation is ``1/sqrt(2 m_hold)``, 0.025 for 800 held-out rows).
 RECOVERED = 0.5
@@ -62,6 +73,10 @@ class LatticeResult:
     block_size: int
     reached_block: int
     log: list[dict[str, float]] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU of this process and its reduction children
+    tours: int = 0  # BKZ tours completed
+    stopped: str = "schedule"  # "recovered", "budget" or "schedule" (all block sizes done)
+    strategies: str = ""  # where the BKZ 2.0 strategies came from
 
     def activate(self, X: np.ndarray, scale: float) -> np.ndarray:
         """``x + scale * direction``: Activate-RFF with the recovered key (``scale`` = the
@@ -98,19 +113,6 @@ def embedding_basis(G: np.ndarray, C: float, precision: int = 16) -> np.ndarray:
     return B
 
 
-def _strategies(fpylll: Any, block_size: int) -> list[Any]:
-    """BKZ 2.0-style strategies without pruning: SVP calls in blocks >= 30 are preprocessed
-    with BKZ in blocks 10 and 20 below (fpylll's shipped strategy file is not always
-    installed; enumeration is then exact, i.e. no pruning speed-up)."""
-    from fpylll.fplll.bkz_param import Strategy
-
-    out = []
-    for b in range(block_size + 1):
-        pre = [p for p in (b - 20, b - 10) if p >= 10] if b >= 30 else []
-        out.append(Strategy(b, preprocessing_block_sizes=pre))
-    return out
-
-
 def _candidates(rows: np.ndarray, n: int, P: int) -> list[np.ndarray]:
     """Half-integer vectors ``t`` from reduced rows. Twice the embedding row is the short
     integer vector ``(0, ~0, 2M)``, so the embedding coefficient ``c = last / P`` only counts
@@ -131,10 +133,22 @@ def half_integer_score(G: np.ndarray, s: np.ndarray) -> float:
     return float(-np.mean(np.cos(2 * np.pi * (G @ s))))
 
 
-def auto_rows(d: int, m: int, max_rank: int = MAX_RANK) -> int:
-    """Default row count ``n = max(3d, d + 32)`` (the outside evaluation's 200 rows at
-    d = 64), capped by the held-out rows and by ``max_rank - 1``."""
-    return min(m - held_out(m), max_rank - 1, max(3 * d, d + 32))
+def assumed_norm(d: int, secret_norm: float | None) -> float:
+    """The secret norm ``gamma`` the auditor assumes: ``secret_norm``, or the construction's
+    default ``2 sqrt(k)`` with ``k = min(64, d)`` (public: :func:`backdoors.rff.plant`)."""
+    return 2.0 * float(np.sqrt(default_sparsity(d))) if secret_norm is None else secret_norm
+
+
+def auto_rows(
+    d: int, m: int, max_rank: int = MAX_RANK, secret_norm: float | None = None, noise: float = 1e-3
+) -> int:
+    """Default row count: the ``n`` maximising the uSVP margin at the smallest block size the
+    cost model predicts to win (:func:`backdoors.rff.lattice_cost.best_rows`, with the assumed
+    ``gamma = secret_norm`` and ``beta = noise``), capped by the held-out rows and by
+    ``max_rank - 1``; ``max(3d, d + 32)`` when no block size is predicted to win."""
+    cap = min(m - held_out(m), max_rank - 1)
+    n = best_rows(d, cap, assumed_norm(d, secret_norm), noise)
+    return min(cap, max(3 * d, d + 32) if n is None else n)
 
 
 def held_out(m: int) -> int:
@@ -142,11 +156,21 @@ def held_out(m: int) -> int:
     return max(32, m // 5)
 
 
-def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK) -> int:
+def rows_for(
+    d: int,
+    m: int,
+    n_rows: int | None = None,
+    max_rank: int = MAX_RANK,
+    secret_norm: float | None = None,
+    noise: float = 1e-3,
+) -> int:
     """The number of rows the attack embeds, or NotApplicableError when the lattice would be
     degenerate (``n <= d``) or larger than ``max_rank`` (too slow to reduce here)."""
     hold = held_out(m)
-    n = auto_rows(d, m, max_rank) if n_rows is None else min(int(n_rows), m - hold)
+    if n_rows is None:
+        n = auto_rows(d, m, max_rank, secret_norm, noise)
+    else:
+        n = min(int(n_rows), m - hold)
     if n <= d or n + 1 > max_rank:
         raise NotApplicableError(
             f"lattice attack at d={d}, m={m} needs d < n rows <= {max_rank - 1} plus {hold} "
@@ -156,149 +180,84 @@ def rows_for(d: int, m: int, n_rows: int | None = None, max_rank: int = MAX_RANK
     return n
 
 
-#: fplll float types tried in turn when a reduction fails numerically: its automatic choice,
-#: then double with a separate exponent (``dpe``: the basis entries are scaled integers whose
-#: Gram-Schmidt norms can leave double's exponent range), then ``mpfr`` at 160 bits.
-FLOAT_TYPES = (None, "dpe", "mpfr")
-#: Seconds a reduction child may take beyond its BKZ budget (LLL has none) before it is killed.
-CHILD_TIMEOUT = 900.0
-
-
-class ReductionCrashError(RuntimeError):
-    """fplll ended the process that ran a reduction (e.g. ``std::runtime_error: infinite loop
-    in babai``, thrown where Python cannot catch it)."""
-
-
-def _reduce_child(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
-    fpylll = _fpylll()
-    A = fpylll.IntegerMatrix.from_matrix(rows)
-    ft = step.get("float_type")
-    extra = {"float_type": ft, "precision": 160 if ft == "mpfr" else 0}
-    if step["kind"] == "lll":  # fplll's wrapper picks the float type itself; else heuristic
-        fpylll.LLL.reduction(A, method=None if ft is None else "heuristic", **extra)
-    else:
-        par = fpylll.BKZ.Param(
-            block_size=step["block_size"],
-            strategies=_strategies(fpylll, step["block_size"]),
-            max_time=step["max_time"],
-            flags=fpylll.BKZ.AUTO_ABORT | fpylll.BKZ.MAX_TIME,
-        )
-        fpylll.BKZ.reduction(A, par, **extra)
-    conn.send([[A[i, j] for j in range(A.ncols)] for i in range(A.nrows)])
-    conn.close()
-
-
-def _child_entry(conn: Any, rows: list[list[int]], step: dict[str, Any]) -> None:
-    """The forked child: an abort must end it at once. cysignals' handler would call
-    ``exit()``, whose atexit handlers (e.g. onnxruntime's, with thread pools that do not exist
-    in a fork) can hang, so SIGABRT gets its default action; the child leaves by ``_exit``."""
-    import contextlib
-    import os
-    import signal
-
-    code = 1
-    with contextlib.suppress(ValueError):  # ValueError: not the main thread; keep the handler
-        signal.signal(signal.SIGABRT, signal.SIG_DFL)
-    try:
-        _reduce_child(conn, rows, step)
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def isolated_reduction(rows: list[list[int]], step: dict[str, Any]) -> list[list[int]]:
-    """One LLL or BKZ step on the basis ``rows`` in a forked child process, returning the
-    reduced rows: fplll aborts the whole process on some numerical failures, and a detector
-    must not take its caller (a population worker, an audit) down with it. Retries with the
-    float types of :data:`FLOAT_TYPES`; :class:`ReductionCrashError` if every one fails."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork")
-    codes = []
-    for ft in FLOAT_TYPES:
-        recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child_entry, args=(send, rows, {**step, "float_type": ft}))
-        proc.start()
-        send.close()
-        out = None
-        try:  # a child that neither answers nor dies within its budget counts as failed
-            if recv.poll(float(step.get("max_time", CHILD_TIMEOUT)) + CHILD_TIMEOUT):
-                out = recv.recv()
-        except EOFError:  # the child died before sending
-            out = None
-        if out is None and proc.is_alive():
-            proc.kill()
-        proc.join()
-        recv.close()
-        if out is not None and proc.exitcode == 0:
-            return out
-        codes.append(proc.exitcode)
-    kind = step["kind"]
-    raise ReductionCrashError(f"fplll {kind} failed with every float type (exit codes {codes})")
-
-
 def lattice_attack(
     G: np.ndarray,
     n_rows: int | None = None,
-    block_size: int = 20,
-    max_seconds: float = 60.0,
+    block_size: int = DEFAULT_BLOCK,
+    max_seconds: float = DEFAULT_CPU_SECONDS,
     noise: float = 1e-3,
-    secret_norm: float = 8.0,
+    secret_norm: float | None = None,
     precision: int = 16,
     seed: int = 0,
     max_rank: int = MAX_RANK,
+    tours: int = 2,
+    strategy_file: Any = "auto",
 ) -> LatticeResult:
     """Primal uSVP attack on ``n_rows`` random rows of ``G`` (``None``: :func:`auto_rows`);
     the other rows (``max(32, m // 5)``) are held out to score candidates.
 
     ``noise`` and ``secret_norm`` are the *public* family parameters the auditor assumes
-    (beta and ``gamma``); they only set the scaling ``C = (gamma / beta) sqrt(n / (d + 1))``
-    that balances ``|t|`` against ``C |K^T e|``. Reduction: LLL, then BKZ with block sizes
-    10, 20, ... up to ``block_size`` (auto-abort tours), stopping at the first candidate that
-    scores ``>= RECOVERED`` on held-out rows or when ``max_seconds`` is spent (checked
-    between reductions: LLL itself is not interrupted, hence the ``max_rank`` guard).
+    (beta and ``gamma``; ``None``: :func:`assumed_norm`); they set the scaling
+    ``C = (gamma / beta) sqrt(n / (d + 1))`` that balances ``|t|`` against ``C |K^T e|``, and
+    the row count. Reduction: LLL, then
+    progressive BKZ 2.0 (pruned enumeration, preprocessing; :mod:`backdoors.detectors._bkz`)
+    with block sizes :func:`backdoors.detectors._bkz.schedule` up to ``block_size``, at most
+    ``tours`` tours each, stopping at the first basis with a candidate scoring
+    ``>= RECOVERED`` on held-out rows or before the first tour that starts after
+    ``max_seconds`` CPU seconds (LLL and a started tour are not interrupted, hence the
+    ``max_rank`` guard). ``strategy_file``: ``"auto"`` (:func:`_bkz.find_strategy_file`), a
+    path, or ``None`` (strategies computed here).
     """
     _fpylll()  # NotApplicableError now if fpylll is missing
     G = np.asarray(G, dtype=np.float64)
     if G.ndim != 2 or not np.isfinite(G).all():
         raise InvalidInputError("frequencies must be a finite 2-D matrix")
     m, d = G.shape
-    n = rows_for(d, m, n_rows, max_rank)
+    secret_norm = assumed_norm(d, secret_norm)
+    n = rows_for(d, m, n_rows, max_rank, secret_norm, noise)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(m)
     use, held = perm[:n], perm[n:]
     Gn, Gh = G[use], G[held]
+    pinv = np.linalg.pinv(Gn)  # s = argmin |G_n s - t| for every candidate t at once
     C = (secret_norm / noise) * np.sqrt(n / (d + 1))
     basis = [[int(v) for v in row] for row in embedding_basis(Gn, C, precision).tolist()]
-    t0 = time.perf_counter()
+    path = _bkz.find_strategy_file() if strategy_file == "auto" else strategy_file
+    t0, c0 = time.perf_counter(), time.process_time()
     best: tuple[float, np.ndarray | None] = (-np.inf, None)
     log: list[dict[str, float]] = []
-    reached = 0
+    stats: dict[str, Any] = {"cpu_seconds": 0.0}
 
-    def check(stage: int) -> bool:
+    def check(rows: list[list[int]], stage: int) -> bool:
         nonlocal best
-        rows = np.array(basis, dtype=object)
-        for t in _candidates(rows, n, precision):
-            s = np.linalg.lstsq(Gn, t, rcond=None)[0]
-            sc = half_integer_score(Gh, s)
-            if sc > best[0]:
-                best = (sc, s)
-        log.append({"block": stage, "seconds": time.perf_counter() - t0, "score": best[0]})
+        cands = _candidates(np.array(rows, dtype=object), n, precision)
+        if cands:
+            S = np.array(cands) @ pinv.T
+            sc = -np.mean(np.cos(2 * np.pi * (S @ Gh.T)), axis=1)
+            i = int(np.argmax(sc))
+            if sc[i] > best[0]:
+                best = (float(sc[i]), S[i])
+        cpu = stats["cpu_seconds"] + stats.get("running_cpu", 0.0) + time.process_time() - c0
+        log.append({"block": stage, "seconds": time.perf_counter() - t0, "cpu_seconds": cpu,
+                    "score": best[0]})  # fmt: skip
+        _LOG.info("lattice: block %d, CPU %.0f s, best score %.3f", stage, cpu, best[0])
         return best[0] >= RECOVERED
 
-    basis = isolated_reduction(basis, {"kind": "lll"})
-    done = check(2)
-    schedule = [b for b in range(10, int(block_size) + 1, 10)]
-    if block_size > 2 and (not schedule or schedule[-1] != block_size):
-        schedule.append(int(block_size))
-    for b in schedule:
-        left = max_seconds - (time.perf_counter() - t0)
-        if done or left <= 0:
-            break
-        step = {"kind": "bkz", "block_size": min(b, len(basis)), "max_time": left}
-        basis = isolated_reduction(basis, step)
-        reached = b
-        done = check(b)
+    basis = isolated_reduction(basis, {"kind": "lll"}, stats=stats)
+    done = check(basis, 2)
+    sched = _bkz.schedule(int(block_size)) if block_size > 2 else []
+    left = max_seconds - stats["cpu_seconds"] - (time.process_time() - c0)
+    if not done and sched and left > 0:
+        if path is None:  # compute the strategies once here, not in every forked child
+            _bkz.strategies(max(sched), None)
+        step = {"kind": "bkz", "schedule": sched, "tours": int(tours), "max_time": left,
+                "strategy_file": None if path is None else str(path)}  # fmt: skip
+        basis = isolated_reduction(basis, step, on_basis=check, stats=stats)
+        done = best[0] >= RECOVERED
+    cpu = stats["cpu_seconds"] + time.process_time() - c0
+    reached = int(stats.get("reached_block", 2))
+    over = stats.get("out_of_budget", False) or (bool(sched) and left <= 0)
+    stopped = "recovered" if done else ("budget" if over else "schedule")
     score, s = best
     return LatticeResult(
         score=float(score),
@@ -308,8 +267,12 @@ def lattice_attack(
         rows=n,
         held_out=len(held),
         block_size=int(block_size),
-        reached_block=reached if reached else 2,
+        reached_block=reached,
         log=log,
+        cpu_seconds=float(cpu),
+        tours=int(stats.get("tours", 0)),
+        stopped=stopped,
+        strategies=_bkz.strategy_source(None if path is None else Path(path)) if sched else "",
     )
 
 
@@ -330,18 +293,22 @@ class LatticeDetector(_WeightDetector):
     def __init__(
         self,
         n_rows: int | None = None,
-        block_size: int = 20,
-        max_seconds: float = 60.0,
+        block_size: int = DEFAULT_BLOCK,
+        max_seconds: float = DEFAULT_CPU_SECONDS,
         noise: float = 1e-3,
-        secret_norm: float = 8.0,
+        secret_norm: float | None = None,
         max_rank: int = MAX_RANK,
+        tours: int = 2,
+        strategy_file: Any = "auto",
     ) -> None:
         self.n_rows = n_rows
         self.block_size = block_size
-        self.max_seconds = max_seconds
+        self.max_seconds = max_seconds  # CPU seconds (this process and its children)
         self.noise = noise
         self.secret_norm = secret_norm
         self.max_rank = max_rank
+        self.tours = tours
+        self.strategy_file = strategy_file
 
     attributes = ("frequencies_",)
 
@@ -362,6 +329,8 @@ class LatticeDetector(_WeightDetector):
                 self.secret_norm,
                 seed=evidence.seed,
                 max_rank=self.max_rank,
+                tours=self.tours,
+                strategy_file=self.strategy_file,
             )
         except ReductionCrashError as e:  # scored as "not applicable", with the reason
             raise NotApplicableError(f"lattice reduction failed numerically: {e}") from None
@@ -372,6 +341,12 @@ class LatticeDetector(_WeightDetector):
             "recovered": res.recovered,
             "reached_block": res.reached_block,
             "seconds": res.seconds,
+            "cpu_seconds": res.cpu_seconds,
+            "tours": res.tours,
+            "stopped": res.stopped,
+            "max_block": res.block_size,
+            "max_cpu_seconds": float(self.max_seconds),
+            "strategies": res.strategies,
             "rows": res.rows,
         }
         if evidence.X is not None:

@@ -10,6 +10,9 @@ and the feature count m, on the synthetic :func:`~backdoors.rff.tasks.planar` ta
     support-guessing hybrid (:mod:`backdoors.rff.lattice_cost`, an extrapolation);
 (b) the flip rate of the genuine key on inputs past the margin bound and on all inputs;
 (c) the accuracy gap (backdoored - honest) with a bootstrap CI;
+(d) in full mode, the measured edge of the lattice detector: keys recovered, block size
+    reached and CPU s per model within a CPU budget at d = 80 ... 128 (k = 64, beta = 1e-3,
+    m = 1000; :data:`backdoors.experiments._rff_lattice.BOUNDARY`), next to the estimate;
 and the AUROC and distinguishing advantage (in-sample, and held out) of every other shipped
 weight detector.
 
@@ -40,7 +43,7 @@ from backdoors.evaluation.pair_scoring import score_population
 from backdoors.evaluation.population import experiment_jobs
 from backdoors.evaluation.recipes.rff import RFFAttack, RFFPoint
 from backdoors.experiments import EXPERIMENTS
-from backdoors.experiments._rff_lattice import lattice_population
+from backdoors.experiments._rff_lattice import BOUNDARY, boundary_record, lattice_population
 from backdoors.experiments.rff import measure_flips, summaries, weight_detectors
 from backdoors.metrics import mean_diff_ci
 from backdoors.rff import lattice_cost
@@ -76,6 +79,9 @@ FULL: dict[str, Any] = {
         "max_seconds": 20.0,
         "points": {(32, 1000, 16): "all", (64, 1000, 16): (1e-3, 3e-3, 1e-2)},
     },
+    # the measured edge of the lattice detector (BKZ 2.0 within a CPU budget per model) at
+    # k = 64, beta = 1e-3, m = 1000; alone: benchmarks/lattice_boundary.py
+    "boundary": BOUNDARY,
 }
 QUICK: dict[str, Any] = {
     "betas": (1e-3, 1e-1),
@@ -252,6 +258,12 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
     measured = [p for p in pts if p["effective_and_undetected"] and "lattice" in p]
     metrics = {"points": pts, "window": window, "window_exists": bool(window),
                "window_with_measured_lattice": _window(measured)}  # fmt: skip
+    if "boundary" in sizes:
+        with timer("lattice_boundary"):
+            edge = boundary_record(sizes["boundary"], seed)
+        metrics["lattice_boundary"] = edge
+        metrics["measured_boundary_d"] = edge["measured_boundary_d"]
+        metrics["estimated_boundary_d"] = edge["estimated_boundary_d"]
     plots = []
     if out_dir is not None:
         plots.append(str(plot_map(pts, Path(out_dir) / "rff_map.png")))
@@ -264,6 +276,8 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
                     "max_seconds": lat["max_seconds"],
                     "points": [[*k, v if v == "all" else list(v)]
                                for k, v in lat["points"].items()]},
+        "lattice_boundary": {**sizes["boundary"], "points": [list(p) for p in
+                             sizes["boundary"]["points"]]} if "boundary" in sizes else None,
         "runnable": RUNNABLE, "detect_auroc": DETECT, "effective_flip": FLIP,
         "margin_fraction": MARGIN_FRACTION, "seeds": "seed + i (both sides)",
     }  # fmt: skip
@@ -280,6 +294,11 @@ def run(quick: bool, seed: int, out_dir: Path | None) -> dict[str, Any]:
         "Secrets and planted coins come from OS randomness (rff.plant): reruns differ by "
         "sampling noise; populations are small (models_per_side), so AUROC >= 0.9 only flags "
         "near-perfect separation.",
+        "metrics.lattice_boundary (full mode): the lattice detector alone (BKZ 2.0 with "
+        "pruning, progressive block sizes, a CPU budget per model: params.lattice_boundary) "
+        "on backdoored models at k = 64, beta = 1e-3, m = 1000; measured_boundary_d is the "
+        "largest d with a key recovered (proven by activation), estimated_boundary_d the "
+        "largest d whose estimated block size the runs reached.",
         "Each point is one pair_scoring.score_population run (seeds seed + i on both sides; "
         "the honest members of a row are the same estimators at every beta; the honest "
         "control key is the planted key of the same seed); the lattice runs on the first "

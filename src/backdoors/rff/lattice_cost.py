@@ -247,3 +247,15 @@ def exposure(d: int, k: int, m: int, gamma: float, beta: float) -> Exposure:
         return Exposure(True, est.block_size, est.rows, secs)
     est = required_block_size(d, m, gamma, beta)
     return Exposure(False, est.block_size, est.rows, None)
+
+
+def best_rows(d: int, n_max: int, gamma: float, beta: float, max_block: int = 1000) -> int | None:
+    """Row count for the primal attack with at most ``n_max`` rows: at the smallest block size
+    ``b`` predicted to win (:func:`required_block_size`), the ``n`` in ``d + 2 ... n_max``
+    maximising :func:`usvp_margin` -- the middle of the winning range rather than its edge.
+    ``None`` when no ``b <= max_block`` is predicted to win."""
+    est = required_block_size(d, n_max, gamma, beta, max_block)
+    if est.block_size is None or n_max < d + 2:
+        return None
+    ns = range(d + 2, n_max + 1)
+    return max(ns, key=lambda n: usvp_margin(d, n, gamma, beta, max(est.block_size, 2)))
