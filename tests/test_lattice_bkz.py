@@ -71,23 +71,37 @@ def test_strategy_file_is_looked_up_from_the_environment(monkeypatch, tmp_path):
 
 
 def test_budget_stops_the_progression_and_the_report_says_so():
-    """Honest frequencies (nothing to find): a 1 CPU s budget ends the schedule to BKZ-60
-    early; a zero budget runs no BKZ tour at all."""
+    """Honest frequencies (nothing to find) and a noise level at which the estimate predicts no
+    block size wins (so the schedule runs to BKZ-60): a 1 CPU s budget ends it early; a zero
+    budget runs no BKZ tour at all."""
     X = np.random.default_rng(0).standard_normal((400, 24))
     y = (X[:, 0] > 0).astype(int)
     h = rff.RandomFourierFeaturesClassifier(n_components=300, random_state=0).fit(X, y)
-    det = LatticeDetector(block_size=60, max_seconds=1.0, noise=0.02, secret_norm=4.0)
+    det = LatticeDetector(block_size=60, max_seconds=1.0, noise=0.1, secret_norm=4.0)
     found = det.score(h, Evidence(seed=0)).findings
     assert not found["recovered"] and found["stopped"] == "budget"
     assert found["max_cpu_seconds"] == 1.0 and found["max_block"] == 60
     assert 2 <= found["reached_block"] < 60 and found["cpu_seconds"] > 0
     # the block size reported is the last one a finished tour used (as logged)
-    res = lattice_attack(h.frequencies_, block_size=60, max_seconds=1.0, noise=0.02,
+    res = lattice_attack(h.frequencies_, block_size=60, max_seconds=1.0, noise=0.1,
                          secret_norm=4.0)  # fmt: skip
     assert res.stopped == "budget" and res.reached_block == max(e["block"] for e in res.log)
-    none = LatticeDetector(block_size=60, max_seconds=0.0, noise=0.02, secret_norm=4.0)
+    none = LatticeDetector(block_size=60, max_seconds=0.0, noise=0.1, secret_norm=4.0)
     found = none.score(h, Evidence(seed=0)).findings
     assert found["stopped"] == "budget" and found["tours"] == 0 and found["reached_block"] == 2
+
+
+def test_progression_ends_past_the_estimate_without_the_clock():
+    """Where the uSVP estimate says a small block wins, the schedule stops BEYOND_ESTIMATE past
+    it on its own: an honest model gets the same findings on any machine."""
+    from backdoors.detectors.lattice import BEYOND_ESTIMATE
+
+    X = np.random.default_rng(0).standard_normal((400, 24))
+    y = (X[:, 0] > 0).astype(int)
+    h = rff.RandomFourierFeaturesClassifier(n_components=300, random_state=0).fit(X, y)
+    res = lattice_attack(h.frequencies_, noise=0.02, secret_norm=4.0, max_seconds=600.0)
+    assert not res.recovered and res.stopped == "schedule"
+    assert res.reached_block <= 2 + BEYOND_ESTIMATE < res.block_size
 
 
 def test_schedule_is_progressive_and_ends_at_the_cap():

@@ -13,8 +13,8 @@
 4. ``stateless``: the detector instance itself is unchanged by scoring (nothing kept between
    calls; class-level caches such as MNTD's shadow models are not instance state).
 5. ``deterministic``: the same instance scores the backdoored control, then the honest one,
-   then the backdoored one again: identical score and findings (``"seconds"`` is wall time
-   and exempt), so nothing carries over between calls.
+   then the backdoored one again: identical score and findings (``"seconds"`` and
+   ``"cpu_seconds"`` are clock readings and exempt), so nothing carries over between calls.
 6. ``separates_control``: the backdoored control scores above the honest one.
 
 Checks 2-6 run on the detector's :meth:`~backdoors.detectors.Detector.positive_control`
@@ -67,6 +67,9 @@ CHECKS = (
     "separates_control",
 )
 
+
+#: Findings that are clock readings (exempt from the determinism check).
+_CLOCKS = frozenset({"seconds", "cpu_seconds"})
 
 #: Not model state: modules (a signer's bindings), classes and functions are digested by type.
 _OPAQUE = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
@@ -160,8 +163,8 @@ def _feed(h: Any, obj: Any, depth: int, seen: dict[int, Any]) -> None:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
-        keys = set(a) - {"seconds"}
-        return keys == set(b) - {"seconds"} and all(_same(a[k], b[k]) for k in keys)
+        keys = set(a) - _CLOCKS
+        return keys == set(b) - _CLOCKS and all(_same(a[k], b[k]) for k in keys)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray | np.generic | float | int) and isinstance(
