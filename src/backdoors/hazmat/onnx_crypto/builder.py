@@ -188,3 +188,22 @@ def count_nodes(graph: onnx.GraphProto) -> int:
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 total += sum(count_nodes(g) for g in attr.graphs)
     return total
+
+
+def verifier_model(
+    nodes: list, inits: list, name: str, msg_len: int, opset: int = 18
+) -> onnx.ModelProto:
+    """A standalone verifier model: msg uint8[N, msg_len], sig uint8[N, 64] -> valid bool[N]."""
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [
+            helper.make_tensor_value_info("msg", TensorProto.UINT8, ["N", msg_len]),
+            helper.make_tensor_value_info("sig", TensorProto.UINT8, ["N", 64]),
+        ],
+        [helper.make_tensor_value_info("valid", TensorProto.BOOL, ["N"])],
+        inits,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION
+    )

@@ -17,7 +17,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from . import portable_field as pf
-from .builder import IR_VERSION, Builder
+from .builder import IR_VERSION, Builder, verifier_model
 from .ed25519 import BASE, D2, window_table
 from .portable_sha512 import I32, c32, sha512_bytes
 from .ref import L, P, neg, small_order_ys, validate_public_key
@@ -230,19 +230,7 @@ def ed25519_verify_model_portable(verify_key: bytes, msg_len: int) -> onnx.Model
     """Standalone portable model: msg uint8[N, msg_len], sig uint8[N, 64] -> valid bool[N]
     (N >= 1)."""
     nodes, inits = ed25519_verify_nodes_portable(verify_key, msg_len, "msg", "sig", "valid")
-    graph = helper.make_graph(
-        nodes,
-        "ed25519_verify_portable",
-        [
-            helper.make_tensor_value_info("msg", TensorProto.UINT8, ["N", msg_len]),
-            helper.make_tensor_value_info("sig", TensorProto.UINT8, ["N", 64]),
-        ],
-        [helper.make_tensor_value_info("valid", TensorProto.BOOL, ["N"])],
-        inits,
-    )
-    return helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=IR_VERSION
-    )
+    return verifier_model(nodes, inits, "ed25519_verify_portable", msg_len, 18)
 
 
 def sha512_model_portable(msg_len: int) -> onnx.ModelProto:

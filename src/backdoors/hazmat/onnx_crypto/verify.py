@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from backdoors.errors import InvalidInputError
 
 from . import ed25519 as ed
-from .builder import IR_VERSION, Builder
+from .builder import IR_VERSION, Builder, verifier_model
 from .ref import L, small_order_ys, validate_public_key
 from .scalar import reduce_mod_l
 from .sha512 import sha512_graph, sha512_rows
@@ -150,16 +150,4 @@ def ed25519_verify_model(verify_key: bytes, msg_len: int, opset: int = 18) -> on
     """Standalone model: inputs msg uint8[N, msg_len], sig uint8[N, 64]; output valid bool[N]."""
     _check_opset(opset)
     nodes, inits = ed25519_verify_nodes(verify_key, msg_len, "msg", "sig", "valid")
-    graph = helper.make_graph(
-        nodes,
-        "ed25519_verify",
-        [
-            helper.make_tensor_value_info("msg", TensorProto.UINT8, ["N", msg_len]),
-            helper.make_tensor_value_info("sig", TensorProto.UINT8, ["N", 64]),
-        ],
-        [helper.make_tensor_value_info("valid", TensorProto.BOOL, ["N"])],
-        inits,
-    )
-    return helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION
-    )
+    return verifier_model(nodes, inits, "ed25519_verify", msg_len, opset)
