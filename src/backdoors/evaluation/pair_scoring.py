@@ -175,25 +175,27 @@ def score_pair(job: PairJob) -> PairScores:
     t1 = time.perf_counter()
     out = PairScores(job.seed, build_seconds=t1 - t0, member_seconds=(s_h, s_b))
     out.target = target_of(planted)
+    planted_target = None  # the planted member in job.form, built once for both loops
     for form in (job.form, *job.also_forms):
-        targets = {id(m): scoring_target(m, form) for m in (honest, planted)}
+        if not job.detectors and form != job.form:
+            break
+        targets = [scoring_target(m, form) for m in (honest, planted)]
+        if form == job.form:
+            planted_target = targets[1]
         ref = None if ref_member is None else scoring_target(ref_member, form)
         for det in job.detectors:
             pair = [
-                _small(run_detector(det, targets[id(m)],
-                                    job.policy.member_evidence(det, m, planted.key, ref)))
-                for m in (honest, planted)
-            ]  # fmt: skip
+                _small(run_detector(det, t, job.policy.member_evidence(det, m, planted.key, ref)))
+                for m, t in zip((honest, planted), targets, strict=True)
+            ]
             name = det.name if form == job.form else f"{det.name}@{form}"
             out.outcomes[name] = (pair[0], pair[1])
-    if job.input_detectors:
-        targets = {id(planted): scoring_target(planted, job.form)}
     for det in job.input_detectors:
         if planted.key is None:
             out.inputs[det.name] = {"status": "not_applicable", "reason": "no key", "seconds": 0.0}
             continue
         ev, n_clean = job.policy.input_evidence(det, planted)
-        o = run_detector(det, targets[id(planted)], ev)
+        o = run_detector(det, planted_target, ev)
         rec: dict[str, Any] = {"status": o.status, "reason": o.reason, "seconds": o.seconds,
                                "cpu_seconds": o.cpu_seconds}  # fmt: skip
         if o.ok:
