@@ -62,14 +62,28 @@ def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
 
-#: detectors too slow for ``n + n`` on an attack (~50 s per CNN model): scored on SLOW_N +
+#: detectors slow on an attack (~50 s per CNN model): scored in a separate pass on SLOW_N +
 #: SLOW_N members at the float model only (they read only the torch module, which the
-#: deployed ort:all form leaves as it is); SLOW_N = 0: not scored
+#: deployed ort:all form leaves as it is, so the deployed score would repeat the float one)
 SLOW = {"optimization_conditioned": ("neural_cleanse",)}
-FULL_N, SLOW_N, CNN_N = 20, 0, 5
-#: members per side for the other detectors where fewer than FULL_N (CPU budget: ~3 min of
-#: detectors per CNN pair on this shared machine)
-OTHERS_N = {"optimization_conditioned": 10}
+FULL_N, SLOW_N, CNN_N = 20, 20, 20
+#: members per side for the other detectors where fewer than FULL_N (none: every attack is
+#: scored by every detector on FULL_N + FULL_N members)
+OTHERS_N: dict[str, int] = {}
+
+
+def _cache(attack: str, n: int, seed: int, quick: bool) -> str | None:
+    """The population cache (environment ``BACKDOORS_CACHE``), filled with the ``n`` seeds of
+    ``attack`` from ``seed`` before scoring, so the scoring workers (and a rerun after a
+    crash) load the members instead of building them; None without the variable."""
+    import os
+
+    from backdoors.evaluation.population import build_populations
+
+    root = os.environ.get("BACKDOORS_CACHE") or None
+    if root is not None:
+        build_populations([attack], n, seed=seed, quick=quick, cache_dir=root)
+    return root
 
 
 def _table(tables: list[tuple[pair_scoring.PairTable, int]], names: tuple[str, ...],
@@ -123,10 +137,12 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
         n_att = 1 if quick and attack == "optimization_conditioned" else n
         slow = SLOW.get(attack, ())
         fast = tuple(d for d in rest if d not in slow)
-        kw = dict(seed=seed, quick=quick, n_jobs=n_jobs)
         also = () if quick else ("deployed",)
         n_oth = 0 if quick else min(n_att, OTHERS_N.get(attack, n_att))
+        n_cache = max(n_att, 0 if quick else SLOW_N * bool(slow))
         with timer(attack):  # the first n_oth seeds with every detector, the rest differential
+            kw = dict(seed=seed, quick=quick, n_jobs=n_jobs,
+                      cache_dir=_cache(attack, n_cache, seed, quick))  # fmt: skip
             table = pair_scoring.score_population(
                 attack, n_oth or n_att,
                 ["differential", *fast] if n_oth else ["differential"], measure=measure,
@@ -168,6 +184,7 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
             t = pair_scoring.score_population(
                 "quantization_conditioned_cnn", CNN_N, ["weight_stats"], seed=seed,
                 n_jobs=n_jobs, measure=measure, label=f"quantized CNN: {CNN_N} pairs",
+                cache_dir=_cache("quantization_conditioned_cnn", CNN_N, seed, False),
             )  # fmt: skip
         m["quantization_conditioned_cnn"] = {
             "n_per_side": CNN_N,
