@@ -208,6 +208,12 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
         }
     params = {"quick": quick, "n": n, "others": list(rest), "slow": SLOW, "slow_n": SLOW_N,
               "cnn_n": CNN_N, "others_n": OTHERS_N, "n_jobs": n_jobs}  # fmt: skip
+    who = (
+        f"Other detectors on {OTHERS_N} members per side where fewer than {n} (the first seeds; "
+        "the differential detector on all); "
+        if OTHERS_N
+        else f"The other detectors on {n} + {n} members of each conditional attack, both forms; "
+    )
     notes = [
         "Quantized form: onnxruntime quantize_dynamic (int8 per-tensor symmetric weights, "
         "uint8 dynamic activations); optimised form: onnxruntime ORT_ENABLE_ALL vs PyTorch "
@@ -225,9 +231,8 @@ def run(quick: bool, seed: int, out_dir: Any = None) -> dict[str, Any]:
         "The optimisation-conditioned backdoor's deployed form is ORT_ENABLE_ALL, not int8: "
         "its int8 form is not where it fires (its guard and head weights wreck the int8 form "
         "of every member), so it is scored at ort:all.",
-        f"Other detectors on {OTHERS_N} members per side where fewer than {n} (the first "
-        "seeds; the differential detector on all); slow detectors "
-        f"({SLOW}) on {SLOW_N} + {SLOW_N} members at the float model only (0: not scored), "
+        who + f"slow detectors ({SLOW}) on {SLOW_N} + {SLOW_N} members in a separate pass at the "
+        "float model only (0: not scored), "
         "as they read only the torch module, which the ort:all view leaves unchanged "
         "(activation_clustering, spectral_signatures and weight_stats, which also read only "
         "the module, score the ort:all view exactly as the float model). n_per_side in each "
