@@ -38,26 +38,36 @@ def test_every_public_module_of_a_registry_package_is_listed(package, registry):
     assert set(registry.modules) - public == set(), "listed modules that do not exist"
 
 
-def _names_in_fresh_process(code: str) -> dict[str, list[str]]:
-    prog = (
-        "import json, importlib, pkgutil, backdoors\n"
-        "from backdoors.artifacts import files as io\n"
-        f"{code}\n"
-        "print(json.dumps({'artifacts': sorted(io.ARTIFACTS._items),"
-        " 'keys': sorted(io.KEYS._items)}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _names_in_fresh_processes(*codes: str) -> list[dict[str, list[str]]]:
+    """The registered artifact and key kinds after running each of ``codes`` in its own fresh
+    interpreter (the interpreters run side by side)."""
+    procs = []
+    for code in codes:
+        prog = (
+            "import json, importlib, pkgutil, backdoors\n"
+            "from backdoors.artifacts import files as io\n"
+            f"{code}\n"
+            "print(json.dumps({'artifacts': sorted(io.ARTIFACTS._items),"
+            " 'keys': sorted(io.KEYS._items)}))\n"
+        )
+        procs.append(subprocess.Popen([sys.executable, "-c", prog], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))  # fmt: skip
+    outs = []
+    for p in procs:
+        out, err = p.communicate()
+        assert p.returncode == 0, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    return outs
 
 
 def test_kind_modules_register_every_model_and_key_kind():
     """Importing only io.KIND_MODULES registers every kind that any module registers."""
-    everything = _names_in_fresh_process(
+    everything, listed = _names_in_fresh_processes(
         "for m in pkgutil.walk_packages(backdoors.__path__, 'backdoors.'):\n"
         "    if '.cli' not in m.name and not m.name.endswith('__main__'):\n"
-        "        importlib.import_module(m.name)"
+        "        importlib.import_module(m.name)",
+        "io.import_kinds()",
     )
-    listed = _names_in_fresh_process("io.import_kinds()")
     assert listed == everything
     assert {"rff_classifier", "signature_classifier"} <= set(listed["artifacts"])
 
