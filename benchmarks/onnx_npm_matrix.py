@@ -13,6 +13,7 @@ runtime.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/onnx_npm_matrix.py [--natural 10000]
      [--random 10000] [--triggers 20] [--hosts torch_mlp_u8 ...] [--version 1.30.0]
+     [--verifier fast|portable] [--out npm-matrix.json]
 """
 
 from __future__ import annotations
@@ -178,14 +179,37 @@ def main() -> None:
     ap.add_argument("--hosts", nargs="*", default=["torch_mlp_u8", "torch_cnn_f32"])
     ap.add_argument("--version", default="1.30.0")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--verifier", default="fast", help="in-graph verifier profile: fast, portable")
+    ap.add_argument("--out", type=Path, help="write the results as a JSON record")
     a = ap.parse_args()
+    t_start = time.perf_counter()
+    results: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+
+    def save() -> None:
+        if a.out:
+            from backdoors.artifacts.records import make_record
+
+            params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
+            rec = make_record("onnx-npm-matrix", params, 11, {"results": results},
+                              {"total": round(time.perf_counter() - t_start, 1)})  # fmt: skip
+            rec["versions"].update(versions)
+            a.out.write_text(json.dumps(rec, indent=1, default=str))
+
     node, npm = shutil.which("node"), shutil.which("npm")
     chrome = shutil.which("chromium") or shutil.which("chromium-browser")
     if node is None or npm is None:
-        print("Node.js / npm is ABSENT on this machine: onnxruntime-node and -web not run")
+        msg = "Node.js / npm is ABSENT on this machine: onnxruntime-node and -web not run"
+        print(msg)
+        results["skipped"] = msg
+        save()
         return
+    versions["node"] = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
     if chrome is None:
         print("Chromium is ABSENT (apt-get install chromium): onnxruntime-web is not run")
+    else:
+        r = subprocess.run([chrome, "--version"], capture_output=True, text=True)
+        versions["chromium"] = r.stdout.strip() or r.stderr.strip()[-200:]
     from onnx_runtime_matrix import make_host
 
     from backdoors.experiments.onnx.hosts import SCALE
@@ -202,12 +226,16 @@ def main() -> None:
                            capture_output=True, text=True)  # fmt: skip
         if r.returncode != 0:
             print("npm install failed:", r.stderr.strip().splitlines()[-3:])
+            results["skipped"] = "npm install failed: " + r.stderr.strip()[-300:]
+            save()
             return
+        versions["onnxruntime-node/web"] = a.version
         print(f"npm: installed {' '.join(pkgs)} into {d} (--ignore-scripts: onnxruntime-node's "
               "install script only fetches the CUDA provider, from nuget.org)")  # fmt: skip
         for h in a.hosts:
             model, kind = make_host(h, mn.X_train, mn.y_train)
-            bd, key = plant(model, input_scale=1.0 if kind == "uint8" else SCALE, random_state=11)
+            scale = 1.0 if kind == "uint8" else SCALE
+            bd, key = plant(model, input_scale=scale, random_state=11, profile=a.verifier)
             shape = [d_.dim_value for d_ in graph_input(model).type.tensor_type.shape.dim[1:]]
             rng = np.random.default_rng(7)
             X_rand = rng.integers(0, 256, (a.random, 784), dtype=np.uint8)
@@ -240,9 +268,14 @@ def main() -> None:
             raw = json.loads((d / "node_out.json").read_text()) if p.returncode == 0 else None
             if raw is None:
                 raw = {"error": p.stderr.strip()[-300:]}
-            print(h, json.dumps(_compare("onnxruntime-node", raw, ref)), flush=True)
+            results[h] = {"onnxruntime-node": _compare("onnxruntime-node", raw, ref)}
+            print(h, json.dumps(results[h]["onnxruntime-node"]), flush=True)
+            save()
             if chrome is None:
-                print(h, json.dumps({"runtime": "onnxruntime-web", "status": "Chromium absent"}))
+                rec = {"runtime": "onnxruntime-web", "status": "not run: Chromium ABSENT"}
+                results[h]["onnxruntime-web (wasm, Chromium)"] = rec
+                print(h, json.dumps(rec))
+                save()
                 continue
             dist = d / "node_modules" / "onnxruntime-web" / "dist"
             for f in dist.iterdir():
@@ -251,7 +284,10 @@ def main() -> None:
             (web / "cfg.json").write_text(json.dumps({**cfg, "dir": "."}))
             (web / "index.html").write_text(WEB_HTML)
             raw = _serve(web, a.timeout)
-            print(h, json.dumps(_compare("onnxruntime-web (wasm, Chromium)", raw, ref)), flush=True)
+            rec = _compare("onnxruntime-web (wasm, Chromium)", raw, ref)
+            results[h]["onnxruntime-web (wasm, Chromium)"] = rec
+            print(h, json.dumps(rec), flush=True)
+            save()
 
 
 if __name__ == "__main__":
