@@ -88,25 +88,53 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat(*samples)``, resampling each sample independently."""
-    rng = np.random.default_rng(seed)
+    """Percentile bootstrap CI of ``stat(*samples)``, resampling each sample independently
+    (the resamples of :func:`bootstrap_indices`)."""
     arrays = [np.asarray(s) for s in samples]
-    vals = np.empty(n_boot)
-    for b in range(n_boot):
-        vals[b] = stat(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
+    idx = bootstrap_indices(tuple(len(a) for a in arrays), n_boot, seed)
+    vals = np.array([stat(*(a[i[b]] for a, i in zip(arrays, idx, strict=True)))
+                     for b in range(n_boot)])  # fmt: skip
+    return _percentiles(vals, level)
+
+
+def _percentiles(vals: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def bootstrap_indices(sizes: tuple[int, ...], n_boot: int, seed: int) -> list[np.ndarray]:
+    """The resampling indices :func:`bootstrap_ci` draws, one ``(n_boot, size)`` matrix per
+    sample: row ``b`` holds the indices of resample ``b`` (the same generator calls in the
+    same order, so a statistic computed on these rows equals ``bootstrap_ci``'s)."""
+    rng = np.random.default_rng(seed)
+    out = [np.empty((n_boot, n), dtype=np.int64) for n in sizes]
+    for b in range(n_boot):
+        for m, n in zip(out, sizes, strict=True):
+            m[b] = rng.integers(0, n, n)
+    return out
+
+
+def auroc_rows(neg: np.ndarray, pos: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """:func:`auroc` of every row pair of ``neg`` (R, n) and ``pos`` (R, p), by the same rank
+    formula (ranks are half-integers, so the sums are exact and equal the scalar's)."""
+    n, p = neg.shape[1], pos.shape[1]
+    out = np.empty(len(neg))
+    for i in range(0, len(neg), chunk):  # bounded memory for input-level populations
+        ranks = rankdata(np.concatenate([neg[i : i + chunk], pos[i : i + chunk]], axis=1), axis=1)
+        out[i : i + chunk] = (ranks[:, n:].sum(axis=1) - p * (p + 1) / 2) / (n * p)
+    return out
 
 
 def auroc_with_ci(
     scores_negative: np.ndarray, scores_positive: np.ndarray, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, tuple[float, float]]:
-    """AUROC and its percentile-bootstrap 95% CI (populations resampled separately)."""
-    a = auroc(scores_negative, scores_positive)
-    ci = bootstrap_ci(
-        auroc, np.asarray(scores_negative), np.asarray(scores_positive), n_boot=n_boot, seed=seed
-    )
-    return a, ci
+    """AUROC and its percentile-bootstrap 95% CI (populations resampled separately); the
+    resamples are :func:`bootstrap_ci`'s, scored together (:func:`auroc_rows`)."""
+    neg = _scores(scores_negative, "negative scores")
+    pos = _scores(scores_positive, "positive scores")
+    a = auroc(neg, pos)
+    i_neg, i_pos = bootstrap_indices((len(neg), len(pos)), n_boot, seed)
+    return a, _percentiles(auroc_rows(neg[i_neg], pos[i_pos]))
 
 
 def roc_curve(
@@ -165,11 +193,10 @@ def heldout_advantage(neg: np.ndarray, pos: np.ndarray, n_boot: int = 1000,
     t = float(np.median(neg[0::2] * sign) + np.median(pos[0::2] * sign)) / 2
     ne, po = neg[1::2] * sign, pos[1::2] * sign
 
-    def adv(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.mean(b > t) - np.mean(a > t))
-
-    ci = bootstrap_ci(adv, ne, po, n_boot=n_boot, seed=seed)
-    return {"advantage": adv(ne, po), "ci": list(ci), "threshold": sign * t, "orientation": sign}
+    i, j = bootstrap_indices((len(ne), len(po)), n_boot, seed)  # bootstrap_ci's resamples
+    vals = np.mean(po[j] > t, axis=1) - np.mean(ne[i] > t, axis=1)
+    return {"advantage": float(np.mean(po > t) - np.mean(ne > t)), "ci": list(_percentiles(vals)),
+            "threshold": sign * t, "orientation": sign}  # fmt: skip
 
 
 #: Bootstrap resamples of every population summary (AUROC CI, held-out advantage CI).
