@@ -142,11 +142,3 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(files, capsys):
     )
     assert code == 2 and "refusing" in err and (p / "bd.key").read_bytes() == before
     assert not (p / "x.st").exists()
-
-
-def test_demo_signature_section_quick(tmp_path, capsys):
-    code, _, err = run(capsys, "demo", "--quick", "--section", "signature", "--out", tmp_path)
-    assert code == 0, err
-    md = (tmp_path / "report.md").read_text()
-    assert "| `clean_agreement` | 1 |" in md and "| `activation_success` | 1 |" in md
-    assert (tmp_path / "signature_examples.png").stat().st_size > 1000

@@ -27,6 +27,9 @@ def test_quick_demo_sections_report_progress_and_render(tmp_path, capsys, monkey
     assert done == [("1", "signature"), ("2", "rff"), ("3", "relu")], err
     assert re.search(r"^backdoors: training the MNIST classifier .* done in", err, re.M)
     md = (out / "report.md").read_text()
+    # signature: the key holder's inputs activate, every clean input agrees, examples drawn
+    assert "| `clean_agreement` | 1 |" in md and "| `activation_success` | 1 |" in md
+    assert (out / "signature_examples.png").stat().st_size > 1000
     # RFF: the detector scores are a table of their own, the key-aware row whole
     row = re.search(r"^\| `rff_key_aware` \| yes \| (\S+) \| (\S+) \| (.+) \|$", md, re.M)
     assert row, md

@@ -111,7 +111,7 @@ def test_regime_map_tiny_point_is_broken_not_undetected():
     sizes = {
         "betas": (1e-3, 1e-1),
         "rows": [{"d": 16, "m": 200, "k": 4}],
-        "pop": 2,
+        "pop": 1,
         "n_train": 300,
         "lattice": {
             "pop": 1,

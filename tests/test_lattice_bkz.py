@@ -72,18 +72,18 @@ def test_strategy_file_is_looked_up_from_the_environment(monkeypatch, tmp_path):
 
 def test_budget_stops_the_progression_and_the_report_says_so():
     """Honest frequencies (nothing to find) and a noise level at which the estimate predicts no
-    block size wins (so the schedule runs to BKZ-60): a 1 CPU s budget ends it early; a zero
+    block size wins (so the schedule runs to BKZ-60): a 0.5 CPU s budget ends it early; a zero
     budget runs no BKZ tour at all."""
     X = np.random.default_rng(0).standard_normal((400, 24))
     y = (X[:, 0] > 0).astype(int)
     h = rff.RandomFourierFeaturesClassifier(n_components=300, random_state=0).fit(X, y)
-    det = LatticeDetector(block_size=60, max_seconds=1.0, noise=0.1, secret_norm=4.0)
+    det = LatticeDetector(block_size=60, max_seconds=0.5, noise=0.1, secret_norm=4.0)
     found = det.score(h, Evidence(seed=0)).findings
     assert not found["recovered"] and found["stopped"] == "budget"
-    assert found["max_cpu_seconds"] == 1.0 and found["max_block"] == 60
+    assert found["max_cpu_seconds"] == 0.5 and found["max_block"] == 60
     assert 2 <= found["reached_block"] < 60 and found["cpu_seconds"] > 0
     # the block size reported is the last one a finished tour used (as logged)
-    res = lattice_attack(h.frequencies_, block_size=60, max_seconds=1.0, noise=0.1,
+    res = lattice_attack(h.frequencies_, block_size=60, max_seconds=0.5, noise=0.1,
                          secret_norm=4.0)  # fmt: skip
     assert res.stopped == "budget" and res.reached_block == max(e["block"] for e in res.log)
     none = LatticeDetector(block_size=60, max_seconds=0.0, noise=0.1, secret_norm=4.0)

@@ -27,9 +27,10 @@ from onnx_standin import table_verifier  # noqa: E402
 @pytest.fixture
 def standin(monkeypatch):
     """Plant with the TEST-ONLY table verifier (accepts nothing): small graphs, fast loads."""
-    import backdoors.signature.onnx.plant as plant_mod
+    from backdoors.signature.onnx.plant import VERIFIERS
 
-    monkeypatch.setattr(plant_mod, "default_verifier", lambda: table_verifier([]))
+    with VERIFIERS.override("fast", lambda: table_verifier([])):
+        yield
 
 
 @pytest.fixture(scope="module")
