@@ -25,11 +25,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--d", nargs="*", default=None,
                     help="d:models:cpu_s_per_model (default: BOUNDARY)")  # fmt: skip
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="data seed; member i has seed + i")
+    ap.add_argument("--first", type=int, default=0,
+                    help="index of the first member (seed + first)")  # fmt: skip
     ap.add_argument("--json", default="docs/results/lattice-boundary.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = dict(BOUNDARY)
+    cfg["first_member"] = a.first
     if a.d:
         cfg["points"] = [(int(d), int(n), float(b)) for d, n, b in (s.split(":") for s in a.d)]
     t0 = time.perf_counter()

@@ -136,10 +136,11 @@ def boundary_point(
     seed: int,
     log: Any = None,
     runs: list[dict[str, Any]] | None = None,
+    first: int = 0,
 ) -> dict[str, Any]:
     """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a CPU budget of ``budget``
-    seconds per model) on ``models`` backdoored members ``seed + i`` (``i`` counting on after
-    the earlier ``runs`` of this ``d``, which the point includes) of the planar
+    seconds per model) on ``models`` backdoored members ``seed + i`` (``i`` counting on from
+    ``first`` after the earlier ``runs`` of this ``d``, which the point includes) of the planar
     point ``(d, k, beta, m)`` of ``cfg``, each scored through
     :func:`backdoors.evaluation.scoring.run_detector` with the full-mode evidence policy; a key
     counts as recovered when it flips >= 90% of the test inputs (as in
@@ -152,7 +153,8 @@ def boundary_point(
     det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget, noise=beta,
                           secret_norm=gamma, tours=int(cfg.get("tours", 1)))  # fmt: skip
     att, runs = RFFAttack(point), list(runs or [])
-    for i in range(len(runs), len(runs) + models):
+    i0 = len(runs) + int(first)
+    for i in range(i0, i0 + models):
         member = att.build(seed + i, True)
         out = scoring.run_detector(det, member.model, policy_for(False).member_evidence(
             det, member, None, None))  # fmt: skip
@@ -188,7 +190,8 @@ def measured_boundary(points: list[dict[str, Any]]) -> int | None:
 def boundary_record(
     cfg: dict[str, Any], seed: int, log: Any = None, on_point: Any = None
 ) -> dict[str, Any]:
-    """:func:`boundary_point` at every ``(d, models, budget)`` of ``cfg['points']``
+    """:func:`boundary_point` at every ``(d, models, budget)`` of ``cfg['points']``, members
+    counted from ``cfg['first_member']`` (default 0)
     (``on_point(metrics so far)`` after each), with ``measured_boundary_d``
     (:func:`measured_boundary`) and ``estimated_boundary_d``: the largest ``d`` whose
     estimated block size is at most the largest block size the runs reached in budget."""
@@ -196,7 +199,8 @@ def boundary_record(
     out: dict[str, Any] = {}
     for d, models, budget in cfg["points"]:
         prev = by_d.get(int(d), {}).get("runs")
-        by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev)
+        by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev,
+                                      first=int(cfg.get("first_member", 0)))  # fmt: skip
         pts = sorted(by_d.values(), key=lambda p: p["d"])
         reached = max(p["block_size_reached"] for p in pts)
         est = [p["d"] for p in pts
