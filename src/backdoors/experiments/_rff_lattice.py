@@ -168,7 +168,15 @@ def boundary_point(
         runs.append(run)
         if log is not None:
             log(f"d={d} model {i + 1}: {run}")
-    est = required_block_size(d, m, gamma, beta, held_out=max(32, m // 5))
+    return point_summary(d, k, beta, m, runs)
+
+
+def point_summary(
+    d: int, k: int, beta: float, m: int, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One boundary point from its per-model ``runs``: keys recovered, largest block size
+    reached, CPU seconds and budgets per model, and ``lattice_cost``'s primal estimate."""
+    est = required_block_size(d, m, 2 * np.sqrt(k), beta, held_out=max(32, m // 5))
     return {
         "d": d, "k": k, "beta": beta, "m": m, "models": len(runs),
         "keys_recovered": sum(r["key_recovered"] for r in runs),
@@ -179,6 +187,33 @@ def boundary_point(
         "estimate_log2_cost": _finite(est.log2_cost),
         "runs": runs,
     }  # fmt: skip
+
+
+def boundary_metrics(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record's metrics over ``points``: ``measured_boundary_d``
+    (:func:`measured_boundary`) and ``estimated_boundary_d``, the largest ``d`` whose
+    estimated block size is at most the largest block size the runs reached in budget."""
+    pts = sorted(points, key=lambda p: p["d"])
+    reached = max(p["block_size_reached"] for p in pts)
+    est = [p["d"] for p in pts if (p["estimate_primal_block_size"] or 10**9) <= reached]
+    return {"points": pts, "measured_boundary_d": measured_boundary(pts),
+            "estimated_boundary_d": max(est) if est else None,
+            "block_size_reached_max": reached}  # fmt: skip
+
+
+def merge_points(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of several boundary records taken together (runs made in separate processes,
+    e.g. one model per core): the runs of each ``(d, k, beta, m)`` joined, a seed run twice
+    counted once (the first record's run kept)."""
+    runs: dict[tuple, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for p in rec["metrics"]["points"]:
+            key = (int(p["d"]), int(p["k"]), float(p["beta"]), int(p["m"]))
+            for r in p["runs"]:
+                runs.setdefault(key, {}).setdefault(int(r["seed"]), r)
+    pts = [point_summary(*key, [by_seed[s] for s in sorted(by_seed)])
+           for key, by_seed in runs.items()]  # fmt: skip
+    return boundary_metrics(pts)
 
 
 def measured_boundary(points: list[dict[str, Any]]) -> int | None:
@@ -201,13 +236,7 @@ def boundary_record(
         prev = by_d.get(int(d), {}).get("runs")
         by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev,
                                       first=int(cfg.get("first_member", 0)))  # fmt: skip
-        pts = sorted(by_d.values(), key=lambda p: p["d"])
-        reached = max(p["block_size_reached"] for p in pts)
-        est = [p["d"] for p in pts
-               if (p["estimate_primal_block_size"] or 10**9) <= reached]  # fmt: skip
-        out = {"points": pts, "measured_boundary_d": measured_boundary(pts),
-               "estimated_boundary_d": max(est) if est else None,
-               "block_size_reached_max": reached}  # fmt: skip
+        out = boundary_metrics(list(by_d.values()))
         if on_point is not None:
             on_point(out)
     return out
