@@ -137,6 +137,15 @@ def test_boundary_record_merges_repeated_d_and_measures_the_edge():
     assert all(r["recovered_key_flip_rate"] >= 0.9 for r in p16["runs"] + p20["runs"])
     assert out["measured_boundary_d"] == 20
     assert p20["estimate_primal_block_size"] is not None
+    # records of separate processes (one model each) join into the same point; a run that
+    # appears twice counts once
+    from backdoors.experiments._rff_lattice import merge_points, point_summary
+
+    one = {"metrics": {"points": [point_summary(16, 4, 1e-3, 200, p16["runs"][:1]), p20]}}
+    two = {"metrics": {"points": [point_summary(16, 4, 1e-3, 200, p16["runs"][1:]), p20]}}
+    merged = merge_points([two, one])
+    assert merged["points"] == out["points"]
+    assert merged["measured_boundary_d"] == 20
 
 
 def test_a_reduction_is_charged_only_its_own_cpu_time():

@@ -136,10 +136,11 @@ def boundary_point(
     seed: int,
     log: Any = None,
     runs: list[dict[str, Any]] | None = None,
+    first: int = 0,
 ) -> dict[str, Any]:
     """The lattice detector (:class:`LatticeDetector`, BKZ 2.0 with a CPU budget of ``budget``
-    seconds per model) on ``models`` backdoored members ``seed + i`` (``i`` counting on after
-    the earlier ``runs`` of this ``d``, which the point includes) of the planar
+    seconds per model) on ``models`` backdoored members ``seed + i`` (``i`` counting on from
+    ``first`` after the earlier ``runs`` of this ``d``, which the point includes) of the planar
     point ``(d, k, beta, m)`` of ``cfg``, each scored through
     :func:`backdoors.evaluation.scoring.run_detector` with the full-mode evidence policy; a key
     counts as recovered when it flips >= 90% of the test inputs (as in
@@ -152,7 +153,8 @@ def boundary_point(
     det = LatticeDetector(block_size=cfg["block_size"], max_seconds=budget, noise=beta,
                           secret_norm=gamma, tours=int(cfg.get("tours", 1)))  # fmt: skip
     att, runs = RFFAttack(point), list(runs or [])
-    for i in range(len(runs), len(runs) + models):
+    i0 = len(runs) + int(first)
+    for i in range(i0, i0 + models):
         member = att.build(seed + i, True)
         out = scoring.run_detector(det, member.model, policy_for(False).member_evidence(
             det, member, None, None))  # fmt: skip
@@ -166,7 +168,15 @@ def boundary_point(
         runs.append(run)
         if log is not None:
             log(f"d={d} model {i + 1}: {run}")
-    est = required_block_size(d, m, gamma, beta, held_out=max(32, m // 5))
+    return point_summary(d, k, beta, m, runs)
+
+
+def point_summary(
+    d: int, k: int, beta: float, m: int, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One boundary point from its per-model ``runs``: keys recovered, largest block size
+    reached, CPU seconds and budgets per model, and ``lattice_cost``'s primal estimate."""
+    est = required_block_size(d, m, 2 * np.sqrt(k), beta, held_out=max(32, m // 5))
     return {
         "d": d, "k": k, "beta": beta, "m": m, "models": len(runs),
         "keys_recovered": sum(r["key_recovered"] for r in runs),
@@ -179,6 +189,33 @@ def boundary_point(
     }  # fmt: skip
 
 
+def boundary_metrics(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record's metrics over ``points``: ``measured_boundary_d``
+    (:func:`measured_boundary`) and ``estimated_boundary_d``, the largest ``d`` whose
+    estimated block size is at most the largest block size the runs reached in budget."""
+    pts = sorted(points, key=lambda p: p["d"])
+    reached = max(p["block_size_reached"] for p in pts)
+    est = [p["d"] for p in pts if (p["estimate_primal_block_size"] or 10**9) <= reached]
+    return {"points": pts, "measured_boundary_d": measured_boundary(pts),
+            "estimated_boundary_d": max(est) if est else None,
+            "block_size_reached_max": reached}  # fmt: skip
+
+
+def merge_points(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics of several boundary records taken together (runs made in separate processes,
+    e.g. one model per core): the runs of each ``(d, k, beta, m)`` joined, a seed run twice
+    counted once (the first record's run kept)."""
+    runs: dict[tuple, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        for p in rec["metrics"]["points"]:
+            key = (int(p["d"]), int(p["k"]), float(p["beta"]), int(p["m"]))
+            for r in p["runs"]:
+                runs.setdefault(key, {}).setdefault(int(r["seed"]), r)
+    pts = [point_summary(*key, [by_seed[s] for s in sorted(by_seed)])
+           for key, by_seed in runs.items()]  # fmt: skip
+    return boundary_metrics(pts)
+
+
 def measured_boundary(points: list[dict[str, Any]]) -> int | None:
     """Largest ``d`` at which a key was recovered (``None``: none)."""
     got = [p["d"] for p in points if p["keys_recovered"] > 0]
@@ -188,7 +225,8 @@ def measured_boundary(points: list[dict[str, Any]]) -> int | None:
 def boundary_record(
     cfg: dict[str, Any], seed: int, log: Any = None, on_point: Any = None
 ) -> dict[str, Any]:
-    """:func:`boundary_point` at every ``(d, models, budget)`` of ``cfg['points']``
+    """:func:`boundary_point` at every ``(d, models, budget)`` of ``cfg['points']``, members
+    counted from ``cfg['first_member']`` (default 0)
     (``on_point(metrics so far)`` after each), with ``measured_boundary_d``
     (:func:`measured_boundary`) and ``estimated_boundary_d``: the largest ``d`` whose
     estimated block size is at most the largest block size the runs reached in budget."""
@@ -196,14 +234,9 @@ def boundary_record(
     out: dict[str, Any] = {}
     for d, models, budget in cfg["points"]:
         prev = by_d.get(int(d), {}).get("runs")
-        by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev)
-        pts = sorted(by_d.values(), key=lambda p: p["d"])
-        reached = max(p["block_size_reached"] for p in pts)
-        est = [p["d"] for p in pts
-               if (p["estimate_primal_block_size"] or 10**9) <= reached]  # fmt: skip
-        out = {"points": pts, "measured_boundary_d": measured_boundary(pts),
-               "estimated_boundary_d": max(est) if est else None,
-               "block_size_reached_max": reached}  # fmt: skip
+        by_d[int(d)] = boundary_point(int(d), int(models), float(budget), cfg, seed, log, prev,
+                                      first=int(cfg.get("first_member", 0)))  # fmt: skip
+        out = boundary_metrics(list(by_d.values()))
         if on_point is not None:
             on_point(out)
     return out
