@@ -136,8 +136,9 @@ def activate(
     target: Annotated[
         int | None,
         typer.Option(
-            help="Target class: required by targeted backdoors (signature, checksum-net); "
-            "flip backdoors (rff, relu) take none."
+            help="Target class index, 0 .. n_classes - 1 (for a model with named labels, the "
+            "label's position in its classes): required by targeted backdoors (signature, "
+            "checksum-net); flip backdoors (rff, relu) take none."
         ),
     ] = None,
     publisher: Annotated[Path | None, typer.Option(help=PUBLISHER_HELP)] = None,
