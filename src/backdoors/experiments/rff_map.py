@@ -228,8 +228,8 @@ def plot_map(points: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(title, fontsize=8)
     axes[3].imshow(verdict, cmap=ListedColormap(["#cccccc", "#d62728", "#2ca02c"]), vmin=0,
                    vmax=2, aspect="auto")  # fmt: skip
-    axes[3].set_title("verdict: green effective + undetected\nred detected, grey ineffective",
-                      fontsize=8)  # fmt: skip
+    axes[3].set_title("verdict: green effective + undetected, red detected\n"
+                      "grey ineffective or predicted broken here", fontsize=8)  # fmt: skip
     for ax in axes:
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas], fontsize=7)
         ax.set_xlabel("beta (pancake noise)", fontsize=8)
