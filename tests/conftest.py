@@ -31,3 +31,15 @@ def mnist_mlp(mnist_small: data.Dataset) -> TorchClassifier:
     clf = TorchClassifier(arch_params={"hidden": (32,)}, input_scale=1 / 255, epochs=3,
                           lr=3e-3, random_state=0)  # fmt: skip
     return clf.fit(mnist_small.X_train, mnist_small.y_train)
+
+
+@pytest.fixture
+def standin():
+    """Plant ONNX signature backdoors with the TEST-ONLY table verifier (accepts nothing):
+    small graphs, fast loads. Overrides the ``fast`` entry of the verifier registry, which is
+    what every plant path (API and CLI) reads."""
+    from backdoors.signature.onnx.plant import VERIFIERS
+    from onnx_standin import table_verifier
+
+    with VERIFIERS.override("fast", lambda: table_verifier([])):
+        yield

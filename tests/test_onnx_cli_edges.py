@@ -24,15 +24,6 @@ from onnx_hosts import torch_onnx  # noqa: E402
 from onnx_standin import table_verifier  # noqa: E402
 
 
-@pytest.fixture
-def standin(monkeypatch):
-    """Plant with the TEST-ONLY table verifier (accepts nothing): small graphs, fast loads."""
-    from backdoors.signature.onnx.plant import VERIFIERS
-
-    with VERIFIERS.override("fast", lambda: table_verifier([])):
-        yield
-
-
 @pytest.fixture(scope="module")
 def mnist():
     return data.mnist(n_train=200, n_test=40)

@@ -272,15 +272,6 @@ def test_graph_inspection_flags_planted_not_honest(mnist):
     assert counts["bypass_outputs"] == 1
 
 
-@pytest.fixture
-def standin():
-    """Plant with the TEST-ONLY table verifier (accepts nothing): small graphs, fast loads."""
-    from backdoors.signature.onnx.plant import VERIFIERS
-
-    with VERIFIERS.override("fast", lambda: table_verifier([])):
-        yield
-
-
 def test_cli_plant_export_audit_onnx(mnist, tmp_path, standin):
     from backdoors.artifacts import files
 
