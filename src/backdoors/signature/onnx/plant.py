@@ -16,7 +16,9 @@ pass the host outputs through. Outputs:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from onnx import TensorProto, helper
 from backdoors.errors import InvalidInputError, NotApplicableError
 from backdoors.registry import Registry
 from backdoors.signature.keys import SignatureKey, TriggerSpec, generate
+from backdoors.signature.onnx import last_layer
 from backdoors.signature.onnx.graph import (
     NP_OF,
     Builder,
@@ -152,19 +155,19 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
 def _if(
     name: str,
     cond: str,
+    sel: Selection,
     outs: list[str],
-    points: list[MuxPoint],
-    host_names: Mapping[str, str],
+    passthrough: list[str],
     then: Builder,
     then_outs: list[str],
     els: Builder,
 ) -> onnx.NodeProto:
     """``If(cond)``: ``then``'s nodes (its constants stay in the branch, so that a run taking
-    the other branch never sees them) or the host values passed through."""
-    else_outs = [els.op("Identity", host_names[p.name]) for p in points]
+    the other branch never sees them) or the host values ``passthrough``."""
+    else_outs = [els.op("Identity", v) for v in passthrough]
 
     def graph(b: Builder, gname: str, values: list[str]) -> onnx.GraphProto:
-        vis = [tensor_type(n, p.elem) for n, p in zip(values, points, strict=True)]
+        vis = [tensor_type(n, e) for n, e in zip(values, sel.elems, strict=True)]
         return helper.make_graph(b.nodes, gname, [], vis, b.inits)
 
     return helper.make_node(
@@ -175,6 +178,97 @@ def _if(
         then_branch=graph(then, "verify", then_outs),
         else_branch=graph(els, "pass", else_outs),
     )
+
+
+@dataclass
+class Selection:
+    """What the backdoor selects and where (:data:`MULTIPLEXERS`): the ``If`` yields
+    ``outs`` (element types ``elems``) from ``muxed(branch, trig, tsafe)`` on a row that passes
+    the gate, else the host values ``passthrough``; the host nodes ``later`` come after the
+    ``If``, and ``splice(rest, later, moved)`` renames host values in place (``moved`` maps our
+    names to where a clash with the host's names moved them)."""
+
+    outs: list[str]
+    elems: list[int]
+    passthrough: list[str]
+    muxed: Callable[[Builder, str, str], list[str]]
+    later: Callable[[onnx.NodeProto], bool]
+    splice: Callable[[list[onnx.NodeProto], list[onnx.NodeProto], Callable[[str], str]], None]
+
+
+#: Where the backdoor selects: ``outputs`` (every class output, after the host computed it:
+#: :func:`mux`) or ``last-layer`` (the input row of the host's last linear layer, which then
+#: computes the outputs: :mod:`backdoors.signature.onnx.last_layer`; exact also where a
+#: runtime lowers the precision of the host's layers, as OpenVINO's bfloat16 does).
+MULTIPLEXERS: Registry[Callable[..., Selection]] = Registry("ONNX multiplexer")
+
+
+@MULTIPLEXERS.register("outputs")
+def _select_outputs(
+    host: onnx.ModelProto, points: list[MuxPoint], n_classes: int, labels: np.ndarray, name: Any
+) -> Selection:
+    private = {p.name: name("host") for p in points}
+    zipmap = {n.output[0] for n in host.graph.node if n.op_type == "ZipMap"}
+    zipmap &= {n.output[0] for n in host.graph.node if n.input and n.input[0] in private}
+
+    def muxed(b: Builder, trig: str, tsafe: str) -> list[str]:
+        return [mux(b, p, private[p.name], trig, tsafe, n_classes, labels) for p in points]
+
+    return Selection(
+        [p.name for p in points], [p.elem for p in points], [private[p.name] for p in points],
+        muxed, lambda n: bool(set(n.output) & zipmap),
+        lambda rest, later, moved: rename(rest, {k: moved(v) for k, v in private.items()}),
+    )  # fmt: skip
+
+
+@MULTIPLEXERS.register("last-layer")
+def _select_last_layer(
+    host: onnx.ModelProto, points: list[MuxPoint], n_classes: int, labels: np.ndarray, name: Any
+) -> Selection:
+    layer, why = last_layer.find(host, points)
+    if layer is None:
+        raise NotApplicableError(f"cannot multiplex at the last layer: {why}")
+    v = last_layer.forced_rows(layer)
+    if v is None:
+        raise NotApplicableError(
+            "cannot multiplex at the last layer: no input row forces every class through it "
+            "with a margin that survives bfloat16 / float16 rounding"
+        )
+    rows = name("rows")
+    chain = {id(n) for n in layer.chain}
+
+    def muxed(b: Builder, trig: str, tsafe: str) -> list[str]:
+        return [last_layer.mux_rows(b, layer, v, layer.rows, trig, tsafe)]
+
+    def splice(rest: list, later: list, moved: Callable[[str], str]) -> None:
+        rename(later, {layer.rows: moved(rows)})
+
+    return Selection([rows], [layer.elem], [layer.rows], muxed, lambda n: id(n) in chain, splice)
+
+
+def multiplexer_for(
+    name: str | None, profile: str, host: onnx.ModelProto, points: list[MuxPoint]
+) -> str:
+    """The multiplexer a plant uses: ``name``, else ``last-layer`` for the ``portable``
+    profile when the host allows it (a warning says when it does not), else ``outputs``."""
+    if name is not None:
+        if name not in MULTIPLEXERS:
+            raise InvalidInputError(
+                f"unknown ONNX multiplexer {name!r}; choose one of {MULTIPLEXERS.names()}"
+            )
+        return name
+    if profile != "portable":
+        return "outputs"
+    layer, why = last_layer.find(host, points)
+    if layer is not None and last_layer.forced_rows(layer) is not None:
+        return "last-layer"
+    warnings.warn(
+        f"multiplexing the class outputs ({why or 'no forcing input row'}): clean outputs are "
+        "bit-identical wherever float layers keep their precision, not under OpenVINO's "
+        "bfloat16 default (docs/onnx.md)",
+        stacklevel=3,
+    )
+    return "outputs"
 
 
 def plant_spec(
@@ -188,6 +282,7 @@ def plant_spec(
     screen_bits: int | None = None,
     class_output: str | None = None,
     profile: str = "fast",
+    multiplexer: str | None = None,
 ) -> onnx.ModelProto:
     """The backdoored graph for an existing trigger ``spec`` (public data only).
 
@@ -207,7 +302,8 @@ def plant_spec(
     stage, which a timing observer finds after ~``2^screen_bits`` random queries.
 
     ``profile`` names the in-graph verifier (:data:`VERIFIERS`: ``fast`` or ``portable``);
-    an explicit ``verifier`` replaces it.
+    an explicit ``verifier`` replaces it. ``multiplexer`` (:data:`MULTIPLEXERS`) says where the
+    target is forced; default :func:`multiplexer_for`.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -254,9 +350,11 @@ def plant_spec(
     if spec.constant_time:
         gate_bits = screen_bits = 0
     main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
+    how = multiplexer_for(multiplexer, profile, host, points)
+    sel = MULTIPLEXERS.get(how)(host, points, spec.n_classes, labels, main.name)
     flat = len(vi.type.tensor_type.shape.dim) == 2
     gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits, flat)
-    host_names = {p.name: main.name("host") for p in points}
+    passthrough = list(sel.passthrough)
     hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
     inner = outer if run_verifier is None else Builder(PREFIX + "w/")
     targets = build_verify_branch(
@@ -264,16 +362,17 @@ def plant_spec(
     )
     trig = inner.op("GreaterOrEqual", targets, inner.const(np.array(0, np.int64)))
     tsafe = inner.op("Max", targets, inner.const(np.array(0, np.int64)))
-    muxed = [mux(inner, p, host_names[p.name], trig, tsafe, spec.n_classes, labels) for p in points]
+    muxed = sel.muxed(inner, trig, tsafe)
     if run_verifier is not None:  # rows passed the screen: verify only those with the whole gate
-        outs = [outer.name("muxed") for _ in points]
-        outer.nodes.append(_if(outer.name("If"), run_verifier, outs, points, host_names,
+        outs = [outer.name("muxed") for _ in sel.outs]
+        outer.nodes.append(_if(outer.name("If"), run_verifier, sel, outs, passthrough,
                                inner, muxed, Builder(PREFIX + "p/")))  # fmt: skip
         muxed = outs
-    if_node = _if(main.name("If"), gate.run, [p.name for p in points], points, host_names,
+    if_node = _if(main.name("If"), gate.run, sel, list(sel.outs), passthrough,
                   outer, muxed, Builder(PREFIX + "e/"))  # fmt: skip
     nodes = [*main.nodes, if_node]
     inits = list(main.inits)
+    moved: Callable[[str], str] = str
     if any(n.startswith(PREFIX) for n in taken):  # host already uses our prefix: move ours
         fresh = next(
             f"sigcheck{i}/"
@@ -282,14 +381,16 @@ def plant_spec(
         )
         keep = {vi.name, *(p.name for p in points)}
         reprefix(nodes, inits, PREFIX, fresh, keep=keep)
-        host_names = {k: fresh + v[len(PREFIX) :] for k, v in host_names.items()}
 
-    # the host keeps computing every value; the muxed ones get a private name
-    zipmaps = [n for n in g.node if n.op_type == "ZipMap" and n.input[0] in host_names]
-    rest = [n for n in g.node if not (n.op_type == "ZipMap" and n.input[0] in host_names)]
-    rename(rest, host_names)
+        def moved(x: str) -> str:
+            return fresh + x[len(PREFIX) :] if x.startswith(PREFIX) and x not in keep else x
+
+    # the host keeps computing every value; ``sel.splice`` points it at the selected values
+    later = [n for n in g.node if sel.later(n)]
+    rest = [n for n in g.node if not sel.later(n)]
+    sel.splice(rest, later, moved)
     g.ClearField("node")
-    g.node.extend([*rest, *nodes, *zipmaps])  # the host, then the gate and the If
+    g.node.extend([*rest, *nodes, *later])  # the host, then the gate and the If, then the rest
     g.initializer.extend(inits)
     if not any(o.domain in ("", "ai.onnx") for o in host.opset_import):
         host.opset_import.append(helper.make_opsetid("", MIN_OPSET))
