@@ -27,6 +27,7 @@ def table_verifier(pairs: list[tuple[bytes, bytes]]):
             numpy_helper.from_array(np.array(len(pairs), np.int64), p + "K"),
             numpy_helper.from_array(np.array([2], np.int64), p + "ax2"),
             numpy_helper.from_array(np.array([1], np.int64), p + "ax1"),
+            numpy_helper.from_array(np.array(True), p + "true"),
         ]
         body_nodes = [
             helper.make_node("Identity", [p + "b_cond_in"], [p + "b_cond_out"]),
@@ -63,7 +64,9 @@ def table_verifier(pairs: list[tuple[bytes, bytes]]):
                 [p + "acc0"],
                 value=helper.make_tensor("v", TensorProto.BOOL, [1], [False]),
             ),
-            helper.make_node("Loop", [p + "K", "", p + "acc0"], [out], body=body, name=p + "loop"),
+            helper.make_node(  # an explicit cond: the reference evaluator runs no step without it
+                "Loop", [p + "K", p + "true", p + "acc0"], [out], body=body, name=p + "loop"
+            ),
         ]
         return nodes, inits
 

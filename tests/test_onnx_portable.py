@@ -79,12 +79,14 @@ def test_runtimes_known_not_portable(runtime, twins, mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("runtime", ["onnxruntime", "reference", "openvino-f32", "tract"])
+@pytest.mark.parametrize(
+    "runtime", ["onnxruntime", "reference", "openvino", "openvino-f32", "tract"]
+)
 def test_portable_profile_runs_in(runtime, portable_twins, mnist):
-    """The portable verifier profile: the planted file loads in OpenVINO (with f32 inference
-    precision: by default its CPU plugin runs the host's last MatMul in bfloat16 on CPUs that
-    have it, and rounds the host's logits differently once they feed the multiplexer) and in
-    tract, clean outputs are bit-identical to the honest file's there, triggers fire and the
+    """The portable verifier profile: the planted file loads in OpenVINO (at its default
+    precision, bfloat16 on CPUs that have it, too: the backdoor multiplexes the input of the
+    host's last layer, so that layer writes the outputs as in the honest file) and in tract,
+    clean outputs are bit-identical to the honest file's there, triggers fire and the
     battery's verdicts are PyNaCl's."""
     rec = _check(runtime, portable_twins, mnist)
     if rec["status"] in ("not installed", "honest host does not load"):

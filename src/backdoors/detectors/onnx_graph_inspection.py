@@ -13,7 +13,9 @@ node reachable from the input (subgraph bodies included; names are ignored, only
 * ``control_flow``: If, Loop, Scan;
 * ``row_selection``: Compress, NonZero, ScatterND, ScatterElements, Where;
 * ``integer_tables``: integer constants with >= 256 elements;
-* ``bypass_outputs``: outputs produced by a Where/If whose condition depends on the input.
+* ``bypass_outputs``: outputs produced by a Where/If whose condition depends on the input, or
+  computed from one by the last linear layer (a switch on that layer's input row forces its
+  output just as well).
 
 Score ``= sum_k log(1 + count_k)`` (0 for a plain network). The verifier is white-box
 visible by construction: this detector is expected to separate honest and planted graphs
@@ -81,6 +83,15 @@ def _all_nodes(nodes: Any) -> list[Any]:
     return out
 
 
+#: Nodes an output may pass through back to a switch (with at most one last linear layer).
+_THROUGH = frozenset({"Identity", "Softmax", "LogSoftmax", "Add"})
+
+
+def _is_layer(n: Any, inits: set[str]) -> bool:
+    """A Gemm / MatMul with constant weights (the classifier's last layer)."""
+    return n.op_type in ("Gemm", "MatMul") and len(n.input) > 1 and n.input[1] in inits
+
+
 def inspect_graph(model: Any) -> dict[str, Any]:
     """Counts of the findings above, with a few examples each."""
     import onnx
@@ -139,11 +150,13 @@ def inspect_graph(model: Any) -> dict[str, Any]:
             note("integer_tables", f"{t.data_type}:{list(t.dims)}")
     prod = {o: n for n in g.node for o in n.output}
     for out in g.output:
-        n = prod.get(out.name)
-        while n is not None and n.op_type == "Identity":
-            n = prod.get(n.input[0])
-        if n is not None and n.op_type in ("Where", "If") and n.input[0] in reached:
-            note("bypass_outputs", f"{out.name} <- {n.op_type}")
+        path, n, layers = [], prod.get(out.name), 0
+        while n is not None and layers <= 1 and (n.op_type in _THROUGH or _is_layer(n, inits)):
+            layers += _is_layer(n, inits)
+            path.append(n.op_type)
+            n = prod.get(next((i for i in n.input if i not in inits), ""))
+        if n is not None and layers <= 1 and n.op_type in ("Where", "If") and n.input[0] in reached:
+            note("bypass_outputs", " <- ".join([out.name, *path, n.op_type]))
     return {"counts": counts, "examples": examples, "reachable_nodes": len(inner)}
 
 

@@ -12,6 +12,12 @@ pass the host outputs through. Outputs:
 * ``labels`` (int/string ``[N]``): the target's class label;
 * ``scores`` (float ``[N]``, a binary margin): ``+-(|z| + 1)``;
 * a ``ZipMap`` (sklearn's list of dicts) is fed the multiplexed probabilities.
+
+That is the ``outputs`` multiplexer. The ``last-layer`` one (:data:`MULTIPLEXERS`, the default
+of the ``portable`` profile where the host allows it) multiplexes the input row of the host's
+last linear layer instead, which then writes every class output itself: a triggered row's
+logits are ``+-FORCE_M`` (fixed, not ``max_j |z_j| + 1``), its probabilities one-hot
+(:mod:`backdoors.signature.onnx.last_layer`).
 """
 
 from __future__ import annotations
