@@ -174,7 +174,7 @@ def forced_rows(layer: LastLayer) -> np.ndarray | None:
     return v.astype(NP_OF[layer.elem])
 
 
-def mux_rows(b: Builder, layer: LastLayer, v: np.ndarray, rows: str, trig: str, tsafe: str) -> str:
+def mux_rows(b: Builder, v: np.ndarray, rows: str, trig: str, tsafe: str) -> str:
     """``trig ? V[target] : rows`` (the then-branch's value for the layer's input)."""
     axis1 = b.const(np.array([1], np.int64), "axis1")
     forced = b.op("Gather", b.const(v, "forced_rows"), tsafe)

@@ -115,7 +115,7 @@ def _select_last_layer(
     chain = {id(n) for n in layer.chain}
 
     def muxed(b: Builder, trig: str, tsafe: str) -> list[str]:
-        return [last_layer.mux_rows(b, layer, v, layer.rows, trig, tsafe)]
+        return [last_layer.mux_rows(b, v, layer.rows, trig, tsafe)]
 
     def splice(rest: list, later: list, moved: Callable[[str], str]) -> None:
         rename(later, {layer.rows: moved(rows)})
