@@ -13,7 +13,8 @@ bit-identical to the honest file's in that runtime on ``--natural`` MNIST test i
 ``--random`` uniform ones, does every activated input get its target, do the verdicts on the
 trigger battery match PyNaCl, and ``clean_time_ratio`` (planted / honest wall time over the
 clean batches of 1,000, one pass: a rough per-runtime overhead; onnxruntime's careful figure is
-``benchmarks/onnx_overhead.py``). Runtimes: onnxruntime, onnx.reference, tract, OpenVINO (as
+``benchmarks/onnx_overhead.py``). Runtimes: onnxruntime (and, on request, at each graph
+optimisation level and in parallel mode), onnx.reference, tract, OpenVINO (as
 configured by default, and with ``INFERENCE_PRECISION_HINT=f32``), onnx2torch (the npm ones:
 ``benchmarks/onnx_npm_matrix.py``).
 
@@ -46,6 +47,8 @@ HOSTS = [
     "sklearn_string_labels",
 ]
 RUNTIMES = ["onnxruntime", "reference", "tract", "openvino", "openvino-f32", "onnx2torch"]
+# also registered: onnxruntime-no-opt, -basic, -extended (graph optimisation levels) and
+# -parallel (parallel execution mode): --runtimes onnxruntime-basic ...
 
 
 def _skl(est: Any, X: np.ndarray, y: np.ndarray, zipmap: bool) -> Any:

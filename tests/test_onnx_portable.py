@@ -55,7 +55,9 @@ def _check(runtime, twins, mnist):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "reference"])
+@pytest.mark.parametrize(
+    "runtime", ["onnxruntime", "onnxruntime-no-opt", "onnxruntime-parallel", "reference"]
+)
 def test_planted_file_portable(runtime, twins, mnist):
     """Loads, clean outputs bit-identical to the honest file in the same runtime, every
     trigger fires, and the accepted inputs of the battery (bit flips, S + L, swapped target,

@@ -35,15 +35,44 @@ def _import(name: str) -> Any:
         raise RuntimeUnavailableError(f"{name}: {type(exc).__name__}: {exc}"[:300]) from None
 
 
-@RUNTIMES.register("onnxruntime")
-def _ort(model: bytes) -> RunFn:
+def _ort_with(model: bytes, level: str = "ORT_ENABLE_ALL", parallel: bool = False) -> RunFn:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    if parallel:  # independent nodes on two inter-op threads
+        opts.execution_mode, opts.inter_op_num_threads = ort.ExecutionMode.ORT_PARALLEL, 2
     s = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     name = s.get_inputs()[0].name
     return lambda X: s.run(None, {name: X})
+
+
+@RUNTIMES.register("onnxruntime")
+def _ort(model: bytes) -> RunFn:
+    """onnxruntime's CPU provider, every graph optimisation (its default), sequential."""
+    return _ort_with(model)
+
+
+@RUNTIMES.register("onnxruntime-no-opt")
+def _ort_no_opt(model: bytes) -> RunFn:
+    return _ort_with(model, "ORT_DISABLE_ALL")
+
+
+@RUNTIMES.register("onnxruntime-basic")
+def _ort_basic(model: bytes) -> RunFn:
+    return _ort_with(model, "ORT_ENABLE_BASIC")
+
+
+@RUNTIMES.register("onnxruntime-extended")
+def _ort_extended(model: bytes) -> RunFn:
+    return _ort_with(model, "ORT_ENABLE_EXTENDED")
+
+
+@RUNTIMES.register("onnxruntime-parallel")
+def _ort_parallel(model: bytes) -> RunFn:
+    """Every optimisation, parallel execution mode (two inter-op threads)."""
+    return _ort_with(model, parallel=True)
 
 
 @RUNTIMES.register("reference")
