@@ -23,6 +23,12 @@ from backdoors.hazmat.onnx_crypto.ref import L, P
 from test_onnx_crypto import _edge_cases, _libsodium, _Signer
 
 RUNTIMES = ["onnxruntime", "openvino", "tract"]
+#: the default suite checks the arithmetic in onnxruntime; OpenVINO and tract (~5 s) run in
+#: ``-m slow`` and in benchmarks/onnx_runtime_matrix.py
+RUNTIMES_DEFAULT = [
+    "onnxruntime",
+    *(pytest.param(r, marks=pytest.mark.slow) for r in ("openvino", "tract")),
+]
 
 
 def _runner(runtime: str, model: onnx.ModelProto):
@@ -47,7 +53,7 @@ def _runner(runtime: str, model: onnx.ModelProto):
     return lambda *xs: [t.to_numpy() for t in r.run(list(xs))]
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIMES_DEFAULT)
 def test_portable_sha512_matches_hashlib(runtime):
     """Lengths around the padding boundaries (111/112 bytes: one or two blocks)."""
     rng = np.random.default_rng(0)
@@ -88,7 +94,7 @@ def _field_model() -> onnx.ModelProto:
     )
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("runtime", RUNTIMES_DEFAULT)
 def test_portable_field_matches_python_integers(runtime):
     """x*y, x-y, 1/x mod p (canonical bytes) and a hash scalar reduced mod L, on random and
     extreme inputs (all bytes 255, p - 1, p, p + 5, 0)."""
