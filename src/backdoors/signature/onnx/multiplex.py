@@ -63,7 +63,7 @@ class Selection:
     ``outs`` (element types ``elems``) from ``muxed(branch, trig, tsafe)`` on a row that passes
     the gate, else the host values ``passthrough``; the host nodes ``later`` come after the
     ``If``, and ``splice(rest, later, moved)`` renames host values in place (``moved`` maps our
-    names to where a clash with the host's names moved them)."""
+    names to where a clash with the host's names moved them); ``on_tail``: see the field."""
 
     outs: list[str]
     elems: list[int]
@@ -71,6 +71,9 @@ class Selection:
     muxed: Callable[[Builder, str, str], list[str]]
     later: Callable[[onnx.NodeProto], bool]
     splice: Callable[[list[onnx.NodeProto], list[onnx.NodeProto], Callable[[str], str]], None]
+    #: the ``If`` reaches the graph outputs through no MatMul (OpenVINO then hands it its float
+    #: inputs at full precision even under its bfloat16 default)
+    on_tail: bool
 
 
 #: Where the backdoor selects: ``outputs`` (every class output, after the host computed it:
@@ -94,7 +97,7 @@ def _select_outputs(
     return Selection(
         [p.name for p in points], [p.elem for p in points], [private[p.name] for p in points],
         muxed, lambda n: bool(set(n.output) & zipmap),
-        lambda rest, later, moved: rename(rest, {k: moved(v) for k, v in private.items()}),
+        lambda rest, later, moved: rename(rest, {k: moved(v) for k, v in private.items()}), True,
     )  # fmt: skip
 
 
@@ -120,7 +123,9 @@ def _select_last_layer(
     def splice(rest: list, later: list, moved: Callable[[str], str]) -> None:
         rename(later, {layer.rows: moved(rows)})
 
-    return Selection([rows], [layer.elem], [layer.rows], muxed, lambda n: id(n) in chain, splice)
+    return Selection(
+        [rows], [layer.elem], [layer.rows], muxed, lambda n: id(n) in chain, splice, False
+    )
 
 
 def multiplexer_for(

@@ -57,7 +57,14 @@ from backdoors.signature.onnx.outputs import (
     n_classes_of,
     type_name,
 )
-from backdoors.signature.onnx.trigger import INPUT_TYPES, VerifierFn, gate_rows, layout_of, precheck
+from backdoors.signature.onnx.trigger import (
+    INPUT_TYPES,
+    VerifierFn,
+    gate_rows,
+    layout_of,
+    precheck,
+    precision_probe,
+)
 from backdoors.signature.onnx.trigger import verify_branch as build_verify_branch
 
 MIN_OPSET = 18
@@ -241,8 +248,10 @@ def plant_spec(
     passthrough = list(sel.passthrough)
     hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
     inner = outer if run_verifier is None else Builder(PREFIX + "w/")
+    # off the graph tail a runtime may hand the branch its float inputs at reduced precision
+    probe = None if sel.on_tail or elem != TensorProto.FLOAT else precision_probe(main, vi.name)
     targets = build_verify_branch(
-        inner, gate.xf, hit, elem, input_scale, lay, spec.verify_key, verifier
+        inner, gate.xf, hit, elem, input_scale, lay, spec.verify_key, verifier, probe
     )
     trig = inner.op("GreaterOrEqual", targets, inner.const(np.array(0, np.int64)))
     tsafe = inner.op("Max", targets, inner.const(np.array(0, np.int64)))

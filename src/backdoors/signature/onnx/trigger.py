@@ -120,14 +120,22 @@ def grid_values(scale: float, dt: type) -> np.ndarray:
     return np.array([float(v) for v in exact], dtype=np.float64).astype(dt)
 
 
-def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None]:
+def pixels(
+    b: Builder, x: str, elem: int, scale: float, probe: str | None = None
+) -> tuple[str, str | None]:
     """uint8 pixels of ``x`` and a bool mask (same shape) of values exactly on the grid.
 
     ``k = clip(round(x / scale), 0, 255)`` (NaN sanitised to 0 first, so that the lookup
     index is always in range); ``x`` is on the grid iff it equals grid value k
     (:func:`grid_values`), read from a 256-entry table. The table rather than an IEEE ``Div``
     by ``c = 1 / scale``: OpenVINO replaces a division by a constant with a multiplication by
-    its reciprocal, which is not the correctly rounded ``k / c``."""
+    its reciprocal, which is not the correctly rounded ``k / c``.
+
+    ``probe`` (:func:`precision_probe`, float32 inputs): where the probe arrives rounded, the
+    runtime hands this branch its float inputs in bfloat16, and ``x`` is on the grid iff it
+    equals grid value k rounded to bfloat16 (the finest grid that runtime can see; there the
+    honest model's outputs too depend on the inputs only through their bfloat16 rounding).
+    Everywhere else the probe is exact and the check is the float32 one."""
     if elem == TensorProto.UINT8:
         return x, None
     if elem not in INPUT_TYPES:
@@ -138,10 +146,34 @@ def pixels(b: Builder, x: str, elem: int, scale: float) -> tuple[str, str | None
     k = b.op("Round", b.op("Div", x, b.const(np.array(scale, dt), "scale")))
     k = b.op("Where", b.op("Equal", k, k), k, b.const(np.array(0, dt), "zero"))  # NaN -> 0
     pix = b.cast(b.op("Clip", k, lo, hi), TensorProto.UINT8)
-    on_grid = b.op(
-        "Equal", b.op("Gather", b.const(grid, "grid"), b.cast(pix, TensorProto.INT32)), x
-    )
+    k32 = b.cast(pix, TensorProto.INT32)
+    on_grid = b.op("Equal", b.op("Gather", b.const(grid, "grid"), k32), x)
+    if probe is not None and elem == TensorProto.FLOAT:
+        reduced = b.op("Not", b.op("Equal", probe, b.const(np.array([PROBE_VALUE]), "probe")))
+        seen = b.op("Equal", b.op("Gather", b.const(bfloat16(grid), "grid_bf16"), k32), x)
+        on_grid = b.op("Or", on_grid, b.op("And", reduced, seen))
     return pix, _not_minus_zero(b, x, on_grid)
+
+
+#: What :func:`precision_probe` computes: exact in float32, not in bfloat16 or float16.
+PROBE_VALUE = np.float32(1 + 2.0**-12)
+
+
+def bfloat16(a: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (to nearest, ties to even), as float32."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+def precision_probe(b: Builder, x: str) -> str:
+    """Main graph: float32 ``[1]`` equal to :data:`PROBE_VALUE`, computed from the batch size
+    of ``x`` (``n * 0 + v``, which no optimiser folds), for a branch to compare with the
+    constant. A runtime that hands an ``If`` its float inputs at reduced precision (OpenVINO's
+    bfloat16 default, for an ``If`` whose outputs feed a MatMul) rounds it to 1."""
+    n = b.cast(b.op("Shape", x, end=1), TensorProto.FLOAT)
+    zero = b.op("Mul", n, b.const(np.array([0], np.float32)))
+    return b.op("Add", zero, b.const(np.array([PROBE_VALUE]), "probe"))
 
 
 def _not_minus_zero(b: Builder, x: str, ok: str) -> str:
@@ -320,15 +352,16 @@ def verify_branch(
     lay: Layout,
     vk: bytes,
     verifier: VerifierFn,
+    probe: str | None = None,
 ) -> str:
     """Nodes of the verifier branch on the rows ``hit`` (bool ``[N]``) of ``xf``: int64
-    ``[N]`` with the target of each valid row, else -1."""
+    ``[N]`` with the target of each valid row, else -1 (``probe``: as :func:`pixels`)."""
     i64, i32, u8 = TensorProto.INT64, TensorProto.INT32, TensorProto.UINT8
     # A verifier that takes the gate's row mask (the portable one) gets every row of the batch
     # and skips the others itself; otherwise the rows that passed the gate are gathered.
     masked = getattr(verifier, "takes_row_mask", False)
     xc, idx = (xf, None) if masked else select_rows(b, xf, hit)  # [M, F]
-    pc, ok = pixels(b, xc, elem, scale)
+    pc, ok = pixels(b, xc, elem, scale, probe)
     bits = b.op(
         "BitwiseAnd",
         b.op("Gather", pc, b.const(lay.payload_positions, "pay_pos"), axis=1),
