@@ -135,3 +135,58 @@ def test_hosts_the_last_layer_does_not_fit():
     assert layer is not None and last_layer.forced_rows(layer) is None
     with pytest.raises(InvalidInputError, match="multiplexer"):
         plant_spec(host, key.spec, verifier=standin, multiplexer="middle")
+
+
+def _float_plant(mnist, probe_value=None):
+    """A float32-input MLP (pixels / 255) planted with the last-layer multiplexer (stand-in
+    verifier); ``probe_value`` replaces what the precision probe computes, as a runtime that
+    rounds the branch's float inputs would see it."""
+    from backdoors.signature.onnx.trigger import PROBE_VALUE, bfloat16
+
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    host = torch_onnx(mlp, (784,))
+    key = signature.generate(784, 10, "lsb", random_state=4)
+    X = mnist.X_test[:20]
+    targets = np.arange(20) % 10
+    Xa = key.activate(X, target=targets)
+    msgs = key.spec.messages(key.spec.carrier.clear(Xa), targets)
+    verifier = table_verifier([(m, key._signer.sign(m)) for m in msgs])
+    bd = plant_spec(host, key.spec, input_scale=1 / 255, profile="portable", verifier=verifier)
+    probes = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/probe")]
+    if probe_value is not None:  # what a reduced-precision runtime hands the branch
+        found = [t for t in probes if onnx.numpy_helper.to_array(t).tolist() == [PROBE_VALUE]]
+        assert found
+        for t in found:
+            t.CopyFrom(onnx.numpy_helper.from_array(np.float32([probe_value]), t.name))
+    feed = Xa.astype(np.float32) / np.float32(255)
+    # the same triggers with every pixel k / 255 replaced by its bfloat16 rounding
+    rounded = bfloat16(feed)
+    return host, bd, feed, rounded, targets
+
+
+def test_float_grid_is_float32_unless_the_branch_sees_reduced_precision(mnist):
+    from onnx.reference import ReferenceEvaluator
+
+    host, bd, feed, rounded, targets = _float_plant(mnist)
+    assert (rounded != feed).any(axis=1).all()  # every row moves off the float32 grid
+
+    def ort_run(m):
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return lambda X: sess.run(None, {"x": X})[0]
+
+    def ref_run(m):
+        ev = ReferenceEvaluator(m)
+        return lambda X: ev.run(None, {"x": X})[0]
+
+    for runner in (ort_run, ref_run):
+        run, run_host = runner(bd), runner(host)
+        assert (run(feed).argmax(axis=1) == targets).all()
+        # off the float32 grid: not a trigger, the honest file's outputs bit for bit
+        assert run(rounded).tobytes() == run_host(rounded).tobytes()
+    # a runtime that rounds the branch's float inputs to bfloat16 (the probe arrives as 1):
+    # the grid it checks is the bfloat16 one, so the rounded triggers fire there
+    _, bd1, feed, rounded, targets = _float_plant(mnist, probe_value=1.0)
+    s1 = ort.InferenceSession(bd1.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert (s1.run(None, {"x": rounded})[0].argmax(axis=1) == targets).all()
+    assert (s1.run(None, {"x": feed})[0].argmax(axis=1) == targets).all()

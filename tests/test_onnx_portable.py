@@ -105,3 +105,25 @@ def test_unknown_verifier_profile_is_refused():
     assert getattr(verifier_for("portable"), "takes_row_mask", False)
     with pytest.raises(InvalidInputError, match="verifier profile"):
         verifier_for("nope")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime", "tract"])
+def test_portable_float_host_runs_in(runtime, mnist):
+    """A float32-input host (pixels / 255) with the portable profile: bit-identical clean
+    outputs, triggers and PyNaCl's verdicts also under OpenVINO's default precision (bfloat16
+    on CPUs that have it), where the verifier branch checks the pixel grid at bfloat16."""
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
+    host = torch_onnx(mlp, (784,))
+    key = signature.generate(784, 10, "lsb", random_state=5)
+    bd = plant_spec(host, key.spec, input_scale=1 / 255, profile="portable")
+    rec = check_runtime(
+        runtime, host.SerializeToString(), bd.SerializeToString(), key,
+        lambda X: X.astype(np.float32) / np.float32(255), mnist.X_test[:40], 40, 2,
+        np.arange(10), np.random.default_rng(0),
+    )  # fmt: skip
+    if rec["status"] in ("not installed", "honest host does not load"):
+        pytest.skip(f"{runtime}: {rec['status']} ({rec.get('reason')})")
+    assert rec["status"] == "pass", rec
+    assert rec["triggers_fired"] == rec["triggers"] == 2
