@@ -18,7 +18,7 @@ from backdoors import signature  # noqa: E402
 from backdoors.detectors.onnx_graph_inspection import inspect_graph  # noqa: E402
 from backdoors.errors import InvalidInputError, NotApplicableError  # noqa: E402
 from backdoors.models import data  # noqa: E402
-from backdoors.signature.onnx import last_layer  # noqa: E402
+from backdoors.signature.onnx import last_layer, trigger  # noqa: E402
 from backdoors.signature.onnx.export import _uint8_front  # noqa: E402
 from backdoors.signature.onnx.outputs import mux_points  # noqa: E402
 from backdoors.signature.onnx.plant import plant_spec  # noqa: E402
@@ -58,12 +58,6 @@ def _runs(model, X):
     return outs
 
 
-def _bf16(x):
-    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-    return u.astype(np.uint32).view(np.float32).astype(np.float64)
-
-
 def test_forced_rows_force_every_class_through_the_layer():
     host = _host()
     layer, why = last_layer.find(host, mux_points(host, None, 10))
@@ -73,7 +67,8 @@ def test_forced_rows_force_every_class_through_the_layer():
     z = v.astype(np.float32) @ layer.weight.astype(np.float32) + layer.bias.astype(np.float32)
     M = last_layer.FORCE_M
     assert np.allclose(z, M * (2 * np.eye(10) - 1), atol=1e-2 * M)
-    zb = _bf16(v) @ _bf16(layer.weight) + _bf16(layer.bias)  # a runtime running it in bfloat16
+    bf16 = trigger.bfloat16  # a runtime running the layer in bfloat16
+    zb = bf16(v).astype(float) @ bf16(layer.weight).astype(float) + bf16(layer.bias).astype(float)
     assert (zb.argmax(axis=1) == np.arange(10)).all()
     assert (np.sort(zb, axis=1)[:, -1] - np.sort(zb, axis=1)[:, -2] >= M).all()
 

@@ -28,6 +28,7 @@ from onnx import NodeProto, TensorProto, numpy_helper
 
 from backdoors.signature.onnx.graph import NP_OF, Builder
 from backdoors.signature.onnx.outputs import MuxPoint
+from backdoors.signature.onnx.trigger import bfloat16
 
 #: ``|z_t - z_j|`` of a forced row is ``2 M``; a power of two, exact in bfloat16 and float16.
 FORCE_M = 2.0**12
@@ -147,11 +148,7 @@ def _round(x: np.ndarray, precision: str) -> np.ndarray:
     f = np.asarray(x, np.float32)
     if precision == "float16":
         return f.astype(np.float16).astype(np.float64)
-    if precision == "bfloat16":
-        u = f.view(np.uint32).astype(np.uint64)
-        u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-        return u.astype(np.uint32).view(np.float32).astype(np.float64)
-    return f.astype(np.float64)
+    return (bfloat16(f) if precision == "bfloat16" else f).astype(np.float64)
 
 
 def forced_rows(layer: LastLayer) -> np.ndarray | None:
