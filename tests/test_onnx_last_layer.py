@@ -73,15 +73,21 @@ def test_forced_rows_force_every_class_through_the_layer():
     assert (np.sort(zb, axis=1)[:, -1] - np.sort(zb, axis=1)[:, -2] >= M).all()
 
 
-def test_portable_plant_keeps_the_hosts_last_layer_as_the_output(mnist):
-    host = _host()
-    key = signature.generate(784, 10, "lsb", random_state=3)
-    X = mnist.X_test[:30]
-    targets = np.arange(30) % 10
-    Xa = key.activate(X, target=targets)
+def _planted(host, mnist, n, seed, **kw):
+    """``(planted graph, triggers, targets)``: ``n`` activated MNIST rows whose signatures the
+    stand-in verifier accepts (every target), planted with ``plant_spec(**kw)``."""
+    key = signature.generate(784, 10, "lsb", random_state=seed)
+    targets = np.arange(n) % 10
+    Xa = key.activate(mnist.X_test[:n], target=targets)
     msgs = key.spec.messages(key.spec.carrier.clear(Xa), targets)
     verifier = table_verifier([(m, key._signer.sign(m)) for m in msgs])
-    bd = plant_spec(host, key.spec, profile="portable", verifier=verifier)
+    return plant_spec(host, key.spec, verifier=verifier, **kw), Xa, targets, key, verifier
+
+
+def test_portable_plant_keeps_the_hosts_last_layer_as_the_output(mnist):
+    host = _host()
+    bd, Xa, targets, key, verifier = _planted(host, mnist, 30, 3, profile="portable")
+    X = mnist.X_test[:30]
     prod = {o: n for n in bd.graph.node for o in n.output}
     hprod = {o: n for n in host.graph.node for o in n.output}
     out = bd.graph.output[0].name
@@ -141,13 +147,7 @@ def _float_plant(mnist, probe_value=None):
     torch.manual_seed(0)
     mlp = torch.nn.Sequential(torch.nn.Linear(784, 16), torch.nn.ReLU(), torch.nn.Linear(16, 10))
     host = torch_onnx(mlp, (784,))
-    key = signature.generate(784, 10, "lsb", random_state=4)
-    X = mnist.X_test[:20]
-    targets = np.arange(20) % 10
-    Xa = key.activate(X, target=targets)
-    msgs = key.spec.messages(key.spec.carrier.clear(Xa), targets)
-    verifier = table_verifier([(m, key._signer.sign(m)) for m in msgs])
-    bd = plant_spec(host, key.spec, input_scale=1 / 255, profile="portable", verifier=verifier)
+    bd, Xa, targets, _, _ = _planted(host, mnist, 20, 4, input_scale=1 / 255, profile="portable")
     probes = [t for t in bd.graph.initializer if t.name.startswith("sigcheck/probe")]
     if probe_value is not None:  # what a reduced-precision runtime hands the branch
         found = [t for t in probes if onnx.numpy_helper.to_array(t).tolist() == [PROBE_VALUE]]
