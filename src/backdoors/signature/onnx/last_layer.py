@@ -1,6 +1,6 @@
 """Forcing the class through the host's own last linear layer (paper §5.2; where to multiplex).
 
-The output multiplexer (:func:`backdoors.signature.onnx.plant.mux`) puts a selection between
+The output multiplexer (:func:`backdoors.signature.onnx.multiplex.mux`) puts a selection between
 the host's last layer and the graph outputs. A runtime that lowers float precision node by node
 decides each node's precision from the graph around it: OpenVINO's CPU plugin, on a CPU with
 bfloat16 units, runs MatMuls in bfloat16 and keeps a MatMul's result in float32 only when no

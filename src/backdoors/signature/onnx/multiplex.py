@@ -128,26 +128,33 @@ def _select_last_layer(
     )
 
 
-def multiplexer_for(
-    name: str | None, profile: str, host: onnx.ModelProto, points: list[MuxPoint]
-) -> str:
-    """The multiplexer a plant uses: ``name``, else ``last-layer`` for the ``portable``
-    profile when the host allows it (a warning says when it does not), else ``outputs``."""
-    if name is not None:
-        if name not in MULTIPLEXERS:
-            raise InvalidInputError(
-                f"unknown ONNX multiplexer {name!r}; choose one of {MULTIPLEXERS.names()}"
-            )
-        return name
-    if profile != "portable":
-        return "outputs"
-    layer, why = last_layer.find(host, points)
-    if layer is not None and last_layer.forced_rows(layer) is not None:
-        return "last-layer"
-    warnings.warn(
-        f"multiplexing the class outputs ({why or 'no forcing input row'}): clean outputs are "
-        "bit-identical wherever float layers keep their precision, not under OpenVINO's "
-        "bfloat16 default (docs/onnx.md)",
-        stacklevel=3,
-    )
-    return "outputs"
+def select(
+    name: str | None,
+    profile: str,
+    host: onnx.ModelProto,
+    points: list[MuxPoint],
+    n_classes: int,
+    labels: np.ndarray,
+    new_name: Any,
+) -> Selection:
+    """The selection a plant uses: the multiplexer ``name``, else ``last-layer`` for the
+    ``portable`` profile when the host allows it (a warning says why when it does not), else
+    ``outputs``."""
+    if name is not None and name not in MULTIPLEXERS:
+        raise InvalidInputError(
+            f"unknown ONNX multiplexer {name!r}; choose one of {MULTIPLEXERS.names()}"
+        )
+    how = name or ("last-layer" if profile == "portable" else "outputs")
+    args = (host, points, n_classes, labels, new_name)
+    try:
+        return MULTIPLEXERS.get(how)(*args)
+    except NotApplicableError as exc:
+        if name is not None:
+            raise
+        warnings.warn(
+            f"{exc}; multiplexing the class outputs instead: clean outputs are bit-identical "
+            "wherever float layers keep their precision, not under OpenVINO's bfloat16 "
+            "default (docs/onnx.md)",
+            stacklevel=3,
+        )
+        return MULTIPLEXERS.get("outputs")(*args)

@@ -13,8 +13,9 @@ pass the host outputs through. Outputs:
 * ``scores`` (float ``[N]``, a binary margin): ``+-(|z| + 1)``;
 * a ``ZipMap`` (sklearn's list of dicts) is fed the multiplexed probabilities.
 
-That is the ``outputs`` multiplexer. The ``last-layer`` one (:data:`MULTIPLEXERS`, the default
-of the ``portable`` profile where the host allows it) multiplexes the input row of the host's
+That is the ``outputs`` multiplexer (:mod:`backdoors.signature.onnx.multiplex`). The
+``last-layer`` one (the default of the ``portable`` profile where the host allows it)
+multiplexes the input row of the host's
 last linear layer instead, which then writes every class output itself: a triggered row's
 logits are ``+-FORCE_M`` (fixed, not ``max_j |z_j| + 1``), its probabilities one-hot
 (:mod:`backdoors.signature.onnx.last_layer`).
@@ -41,12 +42,7 @@ from backdoors.signature.onnx.graph import (
     tensor_type,
     value_names,
 )
-from backdoors.signature.onnx.multiplex import (  # noqa: F401 (mux: public)
-    MULTIPLEXERS,
-    Selection,
-    multiplexer_for,
-    mux,
-)
+from backdoors.signature.onnx.multiplex import Selection, select
 from backdoors.signature.onnx.outputs import (
     MuxPoint,
     _width,
@@ -139,14 +135,13 @@ def _if(
     cond: str,
     sel: Selection,
     outs: list[str],
-    passthrough: list[str],
     then: Builder,
     then_outs: list[str],
     els: Builder,
 ) -> onnx.NodeProto:
     """``If(cond)``: ``then``'s nodes (its constants stay in the branch, so that a run taking
-    the other branch never sees them) or the host values ``passthrough``."""
-    else_outs = [els.op("Identity", v) for v in passthrough]
+    the other branch never sees them) or the host values ``sel.passthrough``."""
+    else_outs = [els.op("Identity", v) for v in sel.passthrough]
 
     def graph(b: Builder, gname: str, values: list[str]) -> onnx.GraphProto:
         vis = [tensor_type(n, e) for n, e in zip(values, sel.elems, strict=True)]
@@ -193,8 +188,8 @@ def plant_spec(
     stage, which a timing observer finds after ~``2^screen_bits`` random queries.
 
     ``profile`` names the in-graph verifier (:data:`VERIFIERS`: ``fast`` or ``portable``);
-    an explicit ``verifier`` replaces it. ``multiplexer`` (:data:`MULTIPLEXERS`) says where the
-    target is forced; default :func:`multiplexer_for`.
+    an explicit ``verifier`` replaces it. ``multiplexer`` (``outputs`` or ``last-layer``) says
+    where the target is forced; default :func:`backdoors.signature.onnx.multiplex.select`.
     """
     if not isinstance(model, onnx.ModelProto):
         raise InvalidInputError(f"expected an onnx.ModelProto, got {type(model).__name__}")
@@ -241,11 +236,9 @@ def plant_spec(
     if spec.constant_time:
         gate_bits = screen_bits = 0
     main, outer = Builder(PREFIX), Builder(PREFIX + "v/")
-    how = multiplexer_for(multiplexer, profile, host, points)
-    sel = MULTIPLEXERS.get(how)(host, points, spec.n_classes, labels, main.name)
+    sel = select(multiplexer, profile, host, points, spec.n_classes, labels, main.name)
     flat = len(vi.type.tensor_type.shape.dim) == 2
     gate = precheck(main, vi.name, elem, input_scale, lay, gate_bits, screen_bits, flat)
-    passthrough = list(sel.passthrough)
     hit, run_verifier = gate_rows(outer, gate, elem, input_scale)
     inner = outer if run_verifier is None else Builder(PREFIX + "w/")
     # off the graph tail a runtime may hand the branch its float inputs at reduced precision
@@ -258,10 +251,10 @@ def plant_spec(
     muxed = sel.muxed(inner, trig, tsafe)
     if run_verifier is not None:  # rows passed the screen: verify only those with the whole gate
         outs = [outer.name("muxed") for _ in sel.outs]
-        outer.nodes.append(_if(outer.name("If"), run_verifier, sel, outs, passthrough,
+        outer.nodes.append(_if(outer.name("If"), run_verifier, sel, outs,
                                inner, muxed, Builder(PREFIX + "p/")))  # fmt: skip
         muxed = outs
-    if_node = _if(main.name("If"), gate.run, sel, list(sel.outs), passthrough,
+    if_node = _if(main.name("If"), gate.run, sel, list(sel.outs),
                   outer, muxed, Builder(PREFIX + "e/"))  # fmt: skip
     nodes = [*main.nodes, if_node]
     inits = list(main.inits)
